@@ -1,0 +1,76 @@
+"""Options shared by several commands, the error-to-exit-code mapping and the progress bar."""
+from __future__ import annotations
+
+import functools
+import sys
+from contextlib import contextmanager
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from fairaudit.errors import UserInputError
+from fairaudit.io.readers import InputSpec
+
+err_console = Console(stderr=True, highlight=False)
+out_console = Console(highlight=False)
+
+Input = Annotated[Optional[str], typer.Argument(help="Utterance table (.csv/.tsv/.jsonl/.parquet, optionally .gz), NeMo manifest, or Kaldi/trn reference file.", show_default=False)]
+Ref = Annotated[Optional[str], typer.Option("--ref", help="Kaldi 'text' or sclite trn reference file (instead of INPUT).")]
+Hyp = Annotated[Optional[str], typer.Option("--hyp", help="Kaldi 'text' or sclite trn hypothesis file.")]
+Utt2spk = Annotated[Optional[str], typer.Option("--utt2spk", help="Kaldi utt2spk file: '<utt-id> <speaker-id>' per line.")]
+Format = Annotated[Optional[str], typer.Option("--input-format", help="Override the format from the extension: csv|tsv|jsonl|parquet|kaldi|trn|nemo.")]
+UttCol = Annotated[str, typer.Option("--utt-col", help="Utterance-id column.")]
+SpeakerCol = Annotated[str, typer.Option("--speaker-col", help="Speaker-id column.")]
+RefCol = Annotated[str, typer.Option("--ref-col", help="Reference transcript column.")]
+HypCol = Annotated[str, typer.Option("--hyp-col", help="Hypothesis transcript column.")]
+ErrorsCol = Annotated[Optional[str], typer.Option("--errors-col", help="Precomputed word-error count column (no alignment is run).")]
+RefWordsCol = Annotated[Optional[str], typer.Option("--ref-words-col", help="Reference word count column (with --errors-col or --wer-col).")]
+WerCol = Annotated[Optional[str], typer.Option("--wer-col", help="Precomputed per-utterance WER column, as a fraction (0.25 = 25 %).")]
+Speakers = Annotated[Optional[str], typer.Option("--speakers", help="Speaker table (CSV/Parquet): speaker_id plus any of lat, lon, zip and attributes.")]
+Normalize = Annotated[str, typer.Option("--normalize", help="Text normalisation on both sides: default|none|whisper.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")]
+Workers = Annotated[Optional[int], typer.Option("--workers", help="Processes for scoring (default: all cores).")]
+
+
+def make_spec(input: str | None, ref: str | None, hyp: str | None, utt2spk: str | None, fmt: str | None,
+              utt_col: str, speaker_col: str, ref_col: str, hyp_col: str, errors_col: str | None,
+              ref_words_col: str | None, wer_col: str | None) -> InputSpec:
+    path = ref or input
+    if not path:
+        raise UserInputError("no input given", hint="pass an utterance table as INPUT, or --ref FILE --hyp FILE")
+    if ref and input:
+        raise UserInputError("give either INPUT or --ref, not both", path=input)
+    if errors_col and wer_col:
+        raise UserInputError("--errors-col and --wer-col exclude each other", hint="pass one of them")
+    return InputSpec(path=path, format=fmt, hyp_path=hyp, utt2spk=utt2spk, utt_col=utt_col,
+                     speaker_col=speaker_col, ref_col=ref_col, hyp_col=hyp_col, errors_col=errors_col,
+                     ref_words_col=ref_words_col, wer_col=wer_col)
+
+
+def user_errors(fn):
+    """Turn UserInputError into one line on stderr and exit code 2 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserInputError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True, highlight=False) \
+                if sys.stderr.isatty() else print(f"error: {exc}", file=sys.stderr)
+            raise typer.Exit(2)
+
+    return wrapper
+
+
+@contextmanager
+def progress_bar(label: str, total: int | None, enabled: bool):
+    """A rich progress bar on stderr; yields a callback taking the number of items done."""
+    if not enabled:
+        yield None
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err_console, transient=True) as prog:
+        task = prog.add_task(label, total=total)
+        yield lambda n: prog.advance(task, n)

@@ -1,0 +1,3 @@
+from fairaudit.cli.app import main
+
+main()

@@ -1,0 +1,65 @@
+"""Helpers shared by the readers: opening (.gz aware), format detection, checks."""
+from __future__ import annotations
+
+import gzip
+import io
+import os
+
+from ..errors import UserInputError
+
+TABLE_FORMATS = ("csv", "tsv", "jsonl", "parquet")
+ALL_FORMATS = TABLE_FORMATS + ("kaldi", "trn", "nemo")
+
+_EXTENSIONS = {
+    ".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
+    ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet", ".trn": "trn",
+}
+
+
+def strip_gz(path: str) -> str:
+    return path[:-3] if path.lower().endswith(".gz") else path
+
+
+def detect_format(path: str, override: str | None = None, *, flag: str = "--input-format") -> str:
+    """Format from the file name (``.gz`` ignored) unless ``override`` names one."""
+    if override:
+        fmt = override.lower()
+        if fmt not in ALL_FORMATS:
+            raise UserInputError(f"unknown format {override!r}", path=path,
+                                 hint=f"{flag} takes one of: {', '.join(ALL_FORMATS)}")
+        return fmt
+    name = os.path.basename(strip_gz(path))
+    ext = os.path.splitext(name)[1].lower()
+    if ext in _EXTENSIONS:
+        return _EXTENSIONS[ext]
+    raise UserInputError(
+        f"cannot tell the format from the file name {name!r}", path=path,
+        hint=f"name it .csv/.tsv/.jsonl/.parquet/.trn (optionally .gz) or pass {flag} "
+             f"({'|'.join(ALL_FORMATS)})",
+    )
+
+
+def require_file(path: str, what: str = "input file") -> None:
+    if not os.path.exists(path):
+        raise UserInputError(f"{what} not found", path=path, hint="check the path")
+    if os.path.isdir(path):
+        raise UserInputError(f"{what} is a directory, expected a file", path=path)
+
+
+def open_text(path: str):
+    """Open a text file for reading, transparently gunzipping ``.gz``."""
+    require_file(path)
+    if path.lower().endswith(".gz"):
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="strict")
+    return open(path, encoding="utf-8", errors="strict")
+
+
+def read_lines(path: str) -> list[str]:
+    try:
+        with open_text(path) as fh:
+            return fh.read().splitlines()
+    except UnicodeDecodeError as exc:
+        raise UserInputError(f"not valid UTF-8 (byte {exc.start})", path=path,
+                             hint="re-encode the file as UTF-8") from exc
+    except (OSError, EOFError) as exc:
+        raise UserInputError(f"cannot read file: {exc}", path=path) from exc

@@ -1,0 +1,341 @@
+"""Read a decoded test set into one utterance frame.
+
+All formats end in the same shape (:class:`RawUtterances`): a pandas frame with
+``utt_id``, ``speaker_id`` and either ``reference``/``hypothesis`` (text mode) or
+``errors``/``ref_words`` (counts mode), plus any other columns of the input; its index is
+the 1-based input row number, so every message can name the row.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from ..errors import UserInputError
+from .common import detect_format, read_lines, require_file
+
+
+@dataclass
+class InputSpec:
+    """Where the utterances are and which columns mean what.
+
+    ``path`` is the utterance table, or the reference file for ``kaldi``/``trn`` input
+    (then ``hyp_path`` is the hypothesis file).  Column names are those of the input.
+    """
+
+    path: str
+    format: str | None = None
+    hyp_path: str | None = None
+    utt2spk: str | None = None
+    utt_col: str = "utt_id"
+    speaker_col: str = "speaker_id"
+    ref_col: str = "reference"
+    hyp_col: str = "hypothesis"
+    errors_col: str | None = None
+    ref_words_col: str | None = None
+    wer_col: str | None = None
+
+    @property
+    def counts_mode(self) -> bool:
+        return bool(self.errors_col or self.wer_col)
+
+
+@dataclass
+class RawUtterances:
+    """The input as read, before scoring (see module docstring)."""
+
+    frame: pd.DataFrame
+    mode: str  # "text" or "counts"
+    rows_read: int
+    unparsable: list[str] = field(default_factory=list)  # one description per bad row
+    orphan_hypotheses: list[str] = field(default_factory=list)  # hyp ids with no reference
+    warnings: list[str] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- table formats
+
+def _read_csv(path: str, delimiter: str, string_cols: list[str]) -> tuple[pa.Table, list[str]]:
+    bad: list[str] = []
+
+    def on_bad(row):
+        where = f"line {row.number}" if row.number is not None else "a line"
+        bad.append(f"{where}: expected {row.expected_columns} fields, got {row.actual_columns}")
+        return "skip"
+
+    parse = pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_bad,
+                               newlines_in_values=delimiter == ",",
+                               quote_char='"' if delimiter == "," else False)
+    try:
+        header = pacsv.open_csv(path, parse_options=pacsv.ParseOptions(
+            delimiter=delimiter, quote_char=parse.quote_char, invalid_row_handler=lambda row: "skip")).schema.names
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise UserInputError(f"cannot read as {'CSV' if delimiter == ',' else 'TSV'}: {_short(exc)}", path=path,
+                             hint="check the delimiter, encoding (UTF-8) and header row, or pass --format") from exc
+    types = {c: pa.string() for c in string_cols if c in header}
+    convert = pacsv.ConvertOptions(column_types=types, strings_can_be_null=False,
+                                   quoted_strings_can_be_null=False)
+    try:
+        table = pacsv.read_csv(path, parse_options=parse, convert_options=convert,
+                               read_options=pacsv.ReadOptions(use_threads=True, block_size=1 << 24))
+    except pa.ArrowInvalid as exc:
+        raise UserInputError(f"cannot parse: {_short(exc)}", path=path,
+                             hint="fix that line or pass --format to choose another reader") from exc
+    return table, bad
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0][:200]
+
+
+def _read_jsonl(path: str) -> tuple[pa.Table | pd.DataFrame, list[str]]:
+    try:
+        return pajson.read_json(path), []
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    # Fall back to one line at a time so one bad line costs one row, not the file.
+    records, bad = [], []
+    for i, line in enumerate(read_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            if not isinstance(rec, dict):
+                raise ValueError("not a JSON object")
+            records.append(rec)
+        except ValueError as exc:
+            bad.append(f"line {i}: {str(exc)[:80]}")
+    return pd.DataFrame.from_records(records), bad
+
+
+def _read_table(path: str, fmt: str, string_cols: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    require_file(path)
+    if fmt == "parquet":
+        try:
+            table, bad = pq.read_table(path), []
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise UserInputError(f"not a readable Parquet file: {_short(exc)}", path=path,
+                                 hint="pass --format if the extension is wrong") from exc
+    elif fmt in ("csv", "tsv"):
+        table, bad = _read_csv(path, "," if fmt == "csv" else "\t", string_cols)
+    else:
+        table, bad = _read_jsonl(path)
+    frame = table if isinstance(table, pd.DataFrame) else table.to_pandas()
+    return frame, bad
+
+
+# ---------------------------------------------------------------- kaldi / trn / nemo
+
+def _split_id_line(line: str) -> tuple[str, str]:
+    parts = line.strip().split(maxsplit=1)
+    return parts[0], parts[1] if len(parts) > 1 else ""
+
+
+def _read_kaldi_text(path: str) -> tuple[dict[str, str], list[str], int]:
+    out: dict[str, str] = {}
+    bad: list[str] = []
+    dup: list[str] = []
+    n = 0
+    for i, line in enumerate(read_lines(path), start=1):
+        if not line.strip():
+            continue
+        n += 1
+        utt, text = _split_id_line(line)
+        if utt in out:
+            dup.append(utt)
+            continue
+        out[utt] = text
+    return out, dup, n
+
+
+_TRN = re.compile(r"^(.*?)\s*\(([^()]*)\)\s*$")
+
+
+def _read_trn(path: str) -> tuple[dict[str, str], list[str], int, list[str]]:
+    out: dict[str, str] = {}
+    dup, bad = [], []
+    n = 0
+    for i, line in enumerate(read_lines(path), start=1):
+        if not line.strip():
+            continue
+        n += 1
+        m = _TRN.match(line)
+        if not m or not m.group(2).strip():
+            bad.append(f"{os.path.basename(path)} line {i}: no '(utt-id)' at the end")
+            continue
+        text, utt = m.group(1), m.group(2).strip()
+        if utt in out:
+            dup.append(utt)
+            continue
+        out[utt] = text
+    return out, dup, n, bad
+
+
+def trn_speaker(utt_id: str) -> str:
+    """sclite convention: the speaker is the part of the utterance id before the first '-' or '_'."""
+    return re.split(r"[-_]", utt_id, maxsplit=1)[0]
+
+
+def _read_utt2spk(path: str) -> dict[str, str]:
+    out = {}
+    for i, line in enumerate(read_lines(path), start=1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) < 2:
+            raise UserInputError(f"line {i} has no speaker after the utterance id", path=path,
+                                 hint="utt2spk lines read '<utt-id> <speaker-id>'")
+        out[parts[0]] = parts[1]
+    return out
+
+
+def _paired(spec: InputSpec, fmt: str) -> RawUtterances:
+    if not spec.hyp_path:
+        raise UserInputError(f"{fmt} input needs a hypothesis file", path=spec.path,
+                             hint="pass --hyp FILE (same format as the reference file)")
+    if fmt == "kaldi":
+        refs, rdup, nref = _read_kaldi_text(spec.path)
+        hyps, _, _ = _read_kaldi_text(spec.hyp_path)
+        bad: list[str] = []
+    else:
+        refs, rdup, nref, bad = _read_trn(spec.path)
+        hyps, _, _, _ = _read_trn(spec.hyp_path)
+    utt2spk = _read_utt2spk(spec.utt2spk) if spec.utt2spk else None
+    if utt2spk is None and fmt == "kaldi":
+        raise UserInputError("Kaldi text input needs the speaker of each utterance", path=spec.path,
+                             hint="pass --utt2spk FILE")
+    ids = list(refs)
+    speakers = [utt2spk.get(u, "") if utt2spk is not None else trn_speaker(u) for u in ids]
+    missing_hyp = [u for u in ids if u not in hyps]
+    frame = pd.DataFrame({
+        "utt_id": ids + rdup, "speaker_id": speakers + [""] * len(rdup),
+        "reference": [refs[u] for u in ids] + [""] * len(rdup),
+        "hypothesis": [hyps.get(u, "") for u in ids] + [""] * len(rdup),
+    })
+    frame.index = np.arange(1, len(frame) + 1)
+    orphans = [u for u in hyps if u not in refs]
+    warnings = []
+    if missing_hyp:
+        warnings.append(f"{len(missing_hyp)} utterance(s) have no hypothesis and are scored as empty output "
+                        f"(all deletions), e.g. {', '.join(missing_hyp[:3])}")
+    return RawUtterances(frame, "text", rows_read=nref + len(orphans), unparsable=bad,
+                         orphan_hypotheses=orphans, warnings=warnings,
+                         paths=[p for p in (spec.path, spec.hyp_path, spec.utt2spk) if p])
+
+
+def _nemo(spec: InputSpec) -> RawUtterances:
+    require_file(spec.path)
+    frame, bad = _read_jsonl(spec.path)
+    frame = frame if isinstance(frame, pd.DataFrame) else frame.to_pandas()
+    # NeMo field names unless the user mapped others.
+    ref = spec.ref_col if spec.ref_col != "reference" else "text"
+    hyp = spec.hyp_col if spec.hyp_col != "hypothesis" else "pred_text"
+    utt = spec.utt_col if spec.utt_col != "utt_id" else ("utt_id" if "utt_id" in frame else "audio_filepath")
+    spk = spec.speaker_col if spec.speaker_col != "speaker_id" or "speaker_id" in frame else "speaker"
+    utt2spk = _read_utt2spk(spec.utt2spk) if spec.utt2spk else None
+    if utt2spk is not None and spk not in frame:
+        frame[spk] = frame[utt].astype(str).map(utt2spk).fillna("")
+    _need(frame, {ref: "--ref-col", hyp: "--hyp-col", utt: "--utt-col", spk: "--speaker-col or --utt2spk"}, spec.path)
+    frame = frame.rename(columns={ref: "reference", hyp: "hypothesis", utt: "utt_id", spk: "speaker_id"})
+    frame.index = np.arange(1, len(frame) + 1)
+    return RawUtterances(frame, "text", rows_read=len(frame) + len(bad), unparsable=bad, paths=[spec.path])
+
+
+# ---------------------------------------------------------------- public entry
+
+def _need(frame: pd.DataFrame, cols: dict[str, str], path: str) -> None:
+    for col, flag in cols.items():
+        if col not in frame.columns:
+            have = ", ".join(map(str, list(frame.columns)[:12])) or "none"
+            raise UserInputError(f"column {col!r} not found (columns: {have})", path=path,
+                                 hint=f"name the right column with {flag}")
+
+
+def _to_counts(frame: pd.DataFrame, spec: InputSpec, warnings: list[str]) -> pd.DataFrame:
+    words_col = spec.ref_words_col
+    if not words_col:
+        raise UserInputError("precomputed counts need the number of reference words", path=spec.path,
+                             hint="pass --ref-words-col COLUMN")
+    value_col = spec.errors_col or spec.wer_col
+    flag = "--errors-col" if spec.errors_col else "--wer-col"
+    _need(frame, {words_col: "--ref-words-col", value_col: flag}, spec.path)
+    words = _numeric(frame[words_col], words_col, spec.path)
+    values = _numeric(frame[value_col], value_col, spec.path)
+    if not np.allclose(words, np.round(words)):
+        row = frame.index[np.flatnonzero(~np.isclose(words, np.round(words)))[0]]
+        raise UserInputError(f"row {row}, column {words_col!r}: reference word count is not a whole number",
+                             path=spec.path, hint="--ref-words-col must hold word counts")
+    if spec.errors_col:
+        errors = values
+        frac = ~np.isclose(errors, np.round(errors))
+        if frac.any():
+            row = frame.index[np.flatnonzero(frac)[0]]
+            raise UserInputError(f"row {row}, column {value_col!r}: error count is not a whole number",
+                                 path=spec.path, hint="did you mean --wer-col?")
+    else:
+        errors = values * words
+        off = np.abs(errors - np.round(errors)) > 0.01
+        if off.any():
+            warnings.append(f"{int(off.sum())} row(s): WER x reference words is not within 0.01 of a whole "
+                            f"number of errors (rounded), e.g. row {frame.index[np.flatnonzero(off)[0]]}; "
+                            f"is {value_col!r} a fraction (0.25 = 25 %)?")
+    out = frame.drop(columns=[c for c in (words_col, value_col) if c in ("errors", "ref_words")], errors="ignore")
+    out["ref_words"] = np.round(words).astype(np.int64)
+    out["errors"] = np.round(errors).astype(np.int64)
+    return out
+
+
+def _numeric(col: pd.Series, name: str, path: str) -> np.ndarray:
+    num = pd.to_numeric(col, errors="coerce")
+    bad = num.isna() | (num < 0)
+    if bad.any():
+        row = col.index[np.flatnonzero(bad.to_numpy())[0]]
+        raise UserInputError(f"row {row}, column {name!r}: {col.loc[row]!r} is not a non-negative number",
+                             path=path, hint="fix or remove that row")
+    return num.to_numpy(dtype=float)
+
+
+def read_utterances(spec: InputSpec) -> RawUtterances:
+    """Read the utterance input described by ``spec``; raise UserInputError on user mistakes."""
+    require_file(spec.path)
+    fmt = detect_format(spec.path, spec.format) if not (spec.hyp_path and not spec.format and _looks_kaldi(spec.path)) else "kaldi"
+    if fmt in ("kaldi", "trn"):
+        if spec.counts_mode:
+            raise UserInputError(f"--errors-col/--wer-col need a table input, not {fmt}", path=spec.path)
+        return _paired(spec, fmt)
+    if fmt == "nemo":
+        return _nemo(spec)
+    string_cols = [spec.utt_col, spec.speaker_col, spec.ref_col, spec.hyp_col, "zip"]
+    frame, bad = _read_table(spec.path, fmt, string_cols)
+    frame.index = np.arange(1, len(frame) + 1)
+    warnings: list[str] = []
+    need = {spec.utt_col: "--utt-col", spec.speaker_col: "--speaker-col"}
+    if spec.counts_mode:
+        _need(frame, need, spec.path)
+        frame = _to_counts(frame, spec, warnings)
+        mode = "counts"
+        rename = {}
+    else:
+        need.update({spec.ref_col: "--ref-col", spec.hyp_col: "--hyp-col"})
+        _need(frame, need, spec.path)
+        mode = "text"
+        rename = {spec.ref_col: "reference", spec.hyp_col: "hypothesis"}
+    rename.update({spec.utt_col: "utt_id", spec.speaker_col: "speaker_id"})
+    # A mapped column could collide with an unrelated column that has the target name.
+    clash = [v for k, v in rename.items() if v in frame.columns and k != v]
+    frame = frame.drop(columns=clash).rename(columns=rename)
+    return RawUtterances(frame, mode, rows_read=len(frame) + len(bad), unparsable=bad,
+                         warnings=warnings, paths=[spec.path])
+
+
+def _looks_kaldi(path: str) -> bool:
+    name = os.path.basename(path)
+    return "." not in name.replace(".gz", "")

@@ -1,0 +1,186 @@
+"""From read rows to scored utterances and the per-speaker table, accounting for every row."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from .accounting import Accounting
+from .errors import UserInputError
+from .io.readers import RawUtterances
+from .scoring import count_errors
+
+COUNT_FIELDS = ["ref_words", "substitutions", "deletions", "insertions", "errors"]
+UTTERANCE_COLUMNS = ["utt_id", "speaker_id", "ref_words", "hits", "substitutions", "deletions",
+                     "insertions", "errors", "wer"]
+SPEAKER_COLUMNS = ["speaker_id", "utterances", "ref_words", "substitutions", "deletions", "insertions",
+                   "errors", "wer"]
+# Columns of a speaker table with a meaning to the discoverers.
+GEO_COLUMNS = ("lat", "lon", "zip")
+
+
+@dataclass
+class ScoredSet:
+    """A scored test set: utterance and speaker tables plus the row accounting.
+
+    ``utterances`` has one row per scored utterance (:data:`UTTERANCE_COLUMNS`, counts of
+    words; ``wer`` is a ratio) and keeps ``reference``/``hypothesis`` when the input had
+    text.  ``speakers`` has one row per speaker (:data:`SPEAKER_COLUMNS` plus attribute
+    columns); its ``wer`` is micro-averaged: sum(errors) / sum(ref_words).
+    """
+
+    utterances: pd.DataFrame
+    speakers: pd.DataFrame
+    accounting: Accounting
+    normalization: str
+    mode: str
+    attribute_columns: list[str] = field(default_factory=list)
+
+    @property
+    def overall(self) -> dict:
+        """Overall WER (ratio), errors, reference words, speakers and utterances (counts)."""
+        words = int(self.speakers["ref_words"].sum())
+        errors = int(self.speakers["errors"].sum())
+        return {"wer": errors / words if words else None, "errors": errors, "ref_words": words,
+                "speakers": int(len(self.speakers)), "utterances": int(len(self.utterances))}
+
+
+def _clean_ids(col: pd.Series) -> pd.Series:
+    return col.astype("string").fillna("").str.strip()
+
+
+def score(raw: RawUtterances, normalization: str = "default", speaker_table: pd.DataFrame | None = None,
+          required_attributes: list[str] | tuple[str, ...] = (), *, workers: int | None = None,
+          progress=None) -> ScoredSet:
+    """Score every utterance, drop (and count) what cannot be scored, aggregate per speaker.
+
+    ``speaker_table``: indexed by speaker id (see :func:`fairaudit.io.read_speakers`).
+    ``required_attributes``: columns that must exist per speaker (from the speaker table
+    or constant per speaker in the utterance table), e.g. those named by ``--by``.
+    """
+    acc = Accounting(rows_read=raw.rows_read)
+    acc.warnings.extend(raw.warnings)
+    acc.drop("unparsable_row", len(raw.unparsable), raw.unparsable[:5])
+    acc.drop("no_reference", len(raw.orphan_hypotheses), raw.orphan_hypotheses[:5])
+    frame = raw.frame
+    utt = _clean_ids(frame["utt_id"])
+    spk = _clean_ids(frame["speaker_id"])
+
+    keep = np.ones(len(frame), bool)
+
+    def drop(mask: np.ndarray, reason: str) -> None:
+        mask = mask & keep
+        if mask.any():
+            rows = frame.index[mask][:5]
+            acc.drop(reason, int(mask.sum()), [f"row {r} (utt_id={utt.loc[r]!r})" for r in rows])
+            keep[mask] = False
+
+    drop((utt == "").to_numpy(), "missing_utt_id")
+    drop(utt.duplicated(keep="first").to_numpy() & (utt != "").to_numpy(), "duplicate_utt_id")
+    drop((spk == "").to_numpy(), "missing_speaker_id")
+
+    if raw.mode == "text":
+        refs = pa.array(frame["reference"].to_numpy(dtype=object)[keep] if not keep.all() else frame["reference"],
+                        type=pa.string(), from_pandas=True)
+        hyps = pa.array(frame["hypothesis"].to_numpy(dtype=object)[keep] if not keep.all() else frame["hypothesis"],
+                        type=pa.string(), from_pandas=True)
+        c = count_errors(refs, hyps, normalization, workers=workers, progress=progress)
+        counts = pd.DataFrame({"ref_words": c.ref_words, "hits": c.hits, "substitutions": c.substitutions,
+                               "deletions": c.deletions, "insertions": c.insertions})
+    else:
+        sub = frame.loc[keep]
+        na = pd.array([pd.NA] * int(keep.sum()), dtype="Int64")
+        counts = pd.DataFrame({"ref_words": sub["ref_words"].to_numpy(), "hits": na, "substitutions": na,
+                               "deletions": na, "insertions": na})
+        counts["_errors"] = sub["errors"].to_numpy()
+        if progress:
+            progress(len(sub))
+    kept_index = frame.index[keep]
+    counts.index = kept_index
+    errors = counts.pop("_errors") if "_errors" in counts else (
+        counts["substitutions"] + counts["deletions"] + counts["insertions"])
+
+    empty = (counts["ref_words"] == 0).to_numpy()
+    if empty.any():
+        if raw.mode == "text":
+            acc.empty_reference_insertions = int(counts["insertions"].to_numpy()[empty].sum())
+        else:
+            acc.empty_reference_insertions = int(errors.to_numpy()[empty].sum())
+        rows = kept_index[empty]
+        acc.drop("empty_reference", int(empty.sum()), [f"row {r} (utt_id={utt.loc[r]!r})" for r in rows[:5]])
+    ok = ~empty
+    idx = kept_index[ok]
+    utts = pd.DataFrame({"utt_id": utt.loc[idx].to_numpy(dtype=object), "speaker_id": spk.loc[idx].to_numpy(dtype=object)})
+    for col in ("ref_words", "hits", "substitutions", "deletions", "insertions"):
+        utts[col] = counts[col].to_numpy()[ok]
+    utts["errors"] = errors.to_numpy()[ok]
+    utts["wer"] = utts["errors"] / utts["ref_words"]
+    if raw.mode == "text":
+        utts["reference"] = frame["reference"].loc[idx].to_numpy(dtype=object)
+        utts["hypothesis"] = frame["hypothesis"].loc[idx].to_numpy(dtype=object)
+    utts.index = idx
+    acc.rows_scored = len(utts)
+    acc.check()
+
+    speakers = aggregate_speakers(utts)
+    attrs = _utterance_attributes(frame.loc[idx], spk.loc[idx], raw, required_attributes)
+    if attrs is not None:
+        speakers = speakers.join(attrs, on="speaker_id")
+    if speaker_table is not None:
+        unknown = int((~speakers["speaker_id"].isin(speaker_table.index)).sum())
+        if unknown:
+            acc.warnings.append(f"{unknown} speaker(s) have no row in the speaker table (their attributes are empty)")
+        clash = [c for c in speaker_table.columns if c in speakers.columns]
+        if clash:
+            acc.warnings.append(f"column(s) {', '.join(clash)} taken from the speaker table, not the utterance table")
+            speakers = speakers.drop(columns=clash)
+        speakers = speakers.join(speaker_table, on="speaker_id")
+    missing = [c for c in required_attributes if c not in speakers.columns]
+    if missing:
+        raise UserInputError(f"speaker attribute {missing[0]!r} not found in the speaker table or the utterance table",
+                             hint="add the column, or pass --speakers FILE with it")
+    attribute_columns = [c for c in speakers.columns if c not in SPEAKER_COLUMNS]
+    return ScoredSet(utts, speakers.reset_index(drop=True), acc, normalization, raw.mode, attribute_columns)
+
+
+def aggregate_speakers(utts: pd.DataFrame) -> pd.DataFrame:
+    """Per-speaker sums and micro WER (sum errors / sum reference words)."""
+    g = utts.groupby("speaker_id", sort=True)
+    cols = [c for c in COUNT_FIELDS if c in utts.columns]
+    sums = g[cols].sum(min_count=1)
+    sums.insert(0, "utterances", g.size())
+    sums["wer"] = sums["errors"] / sums["ref_words"]
+    return sums.reset_index()[SPEAKER_COLUMNS]
+
+
+_CORE = {"utt_id", "speaker_id", "reference", "hypothesis", "errors", "ref_words"}
+
+
+def _utterance_attributes(frame: pd.DataFrame, spk: pd.Series, raw: RawUtterances,
+                          required: list[str] | tuple[str, ...]) -> pd.DataFrame | None:
+    """Columns of the utterance table that are constant within each speaker."""
+    extra = [c for c in frame.columns if c not in _CORE]
+    if not extra:
+        return None
+    sub = frame[extra].copy()
+    sub["speaker_id"] = spk.to_numpy(dtype=object)
+    g = sub.groupby("speaker_id", sort=True)
+    nunique = g.nunique(dropna=False)
+    constant = [c for c in extra if (nunique[c] <= 1).all()]
+    for c in extra:
+        if c not in constant and (c in required or c in GEO_COLUMNS):
+            bad = nunique.index[(nunique[c] > 1).to_numpy()][0]
+            raise UserInputError(f"column {c!r} differs between utterances of speaker {bad!r}",
+                                 path=raw.paths[0] if raw.paths else None,
+                                 hint="a speaker attribute must be constant per speaker; put it in --speakers FILE")
+    if not constant:
+        return None
+    out = g[constant].first()
+    for col in ("lat", "lon"):
+        if col in out:
+            out[col] = pd.to_numeric(out[col], errors="coerce")
+    if "zip" in out:
+        out["zip"] = out["zip"].astype("string")
+    return out

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -66,6 +66,63 @@ def score(
         json.dump(accounting, fh, indent=2)
     if not quiet:
         print_summary(scored, out)
+
+
+def _parse_k(k: str) -> int | str:
+    if k == "auto":
+        return k
+    try:
+        value = int(k)
+    except ValueError:
+        raise UserInputError(f"--k {k!r} is not a whole number", hint="pass --k 10 or --k auto") from None
+    if value < 2:
+        raise UserInputError(f"--k {value} is too small", hint="k-means needs at least 2 clusters")
+    return value
+
+
+@app.command()
+@c.user_errors
+def audit(
+    input: c.Input = None,
+    out: Annotated[str, typer.Option("--out", "-o", help="Output directory.")] = "fairaudit_out",
+    ref: c.Ref = None, hyp: c.Hyp = None, utt2spk: c.Utt2spk = None, input_format: c.Format = None,
+    utt_col: c.UttCol = "utt_id", speaker_col: c.SpeakerCol = "speaker_id", ref_col: c.RefCol = "reference",
+    hyp_col: c.HypCol = "hypothesis", errors_col: c.ErrorsCol = None, ref_words_col: c.RefWordsCol = None,
+    wer_col: c.WerCol = None, speakers: c.Speakers = None, normalize: c.Normalize = "default",
+    census: Annotated[Optional[str], typer.Option("--census", help="Census table: zip plus numeric columns (shares as 0-1 or 0-100).")] = None,
+    embeddings: Annotated[Optional[str], typer.Option("--embeddings", help="Speaker (or utterance) embeddings: .npy with --embedding-ids, or Parquet/CSV.")] = None,
+    embedding_ids: Annotated[Optional[str], typer.Option("--embedding-ids", help="One speaker id per line, in the row order of the .npy matrix.")] = None,
+    by: Annotated[Optional[list[str]], typer.Option("--by", help="Attribute cohorts, repeatable; 'a,b' for intersections.")] = None,
+    discoverers: Annotated[str, typer.Option("--discoverers", help="Comma-separated discoverers to run.")] = "geographic,geodemographic,automatic",
+    min_speakers: Annotated[int, typer.Option("--min-speakers", help="Smallest cohort (speakers) that can be bottom/top.")] = 20,
+    k: Annotated[str, typer.Option("--k", help="k-means clusters for the automatic discoverer, or 'auto'.")] = "10",
+    geo_max_regions: Annotated[int, typer.Option("--geo-max-regions", help="Most regions the geographic tree makes.")] = 16,
+    geo_max_depth: Annotated[int, typer.Option("--geo-max-depth", help="Deepest split of the geographic tree.")] = 8,
+    max_depth: Annotated[int, typer.Option("--max-depth", help="Most attributes in a geodemographic rule.")] = 2,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same result.")] = 0,
+    workers: c.Workers = None, quiet: c.Quiet = False,
+):
+    """Score, discover cohorts, and write report.json, cohorts.csv and assignments.csv."""
+    from fairaudit.audit import audit as run_audit
+    from fairaudit.reports.console import print_report
+
+    spec = c.make_spec(input, ref, hyp, utt2spk, input_format, utt_col, speaker_col, ref_col, hyp_col,
+                       errors_col, ref_words_col, wer_col)
+    if min_speakers < 1:
+        raise UserInputError(f"--min-speakers {min_speakers} must be at least 1")
+    names = [n.strip() for n in discoverers.split(",") if n.strip()]
+    params = {"geographic": {"max_regions": geo_max_regions, "max_depth": geo_max_depth},
+              "geodemographic": {"max_depth": max_depth}, "automatic": {"k": _parse_k(k)}}
+    with c.progress_bar("scoring", None, not quiet) as progress:
+        result = run_audit(spec, speakers=speakers, census=census, embeddings=embeddings,
+                           embedding_ids=embedding_ids, by=by or [], discoverers=names, normalization=normalize,
+                           min_speakers=min_speakers, seed=seed, params={n: params[n] for n in names if n in params},
+                           workers=workers, progress=progress)
+    result.save(out)
+    write_table(result.speakers, os.path.join(out, "speaker_scores"), "csv")
+    if not quiet:
+        print_report(result, c.out_console)
+        c.out_console.print(f"wrote {out}/report.json, cohorts.csv, assignments.csv")
 
 
 def print_summary(scored, out: str | None = None) -> None:

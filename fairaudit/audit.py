@@ -1,9 +1,26 @@
-"""Orchestration: inputs -> scored set -> (discoverers) -> audit result."""
+"""Orchestration: inputs -> scored set -> discoverers -> audit result (computed once)."""
 from __future__ import annotations
 
-from .io.readers import InputSpec, read_utterances
+import hashlib
+import os
+import time
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import pandas as pd
+
+
+from .alignment import worst_utterances
+from .discover import REGISTRY, Discoverer, SideInputs
+from .errors import UserInputError
+from .io.readers import InputSpec, RawUtterances, read_utterances
 from .io.speakers import read_speakers
+from .normalize import DESCRIPTIONS
+from .result import SCHEMA_VERSION, AuditResult, cohort_statistics, frame_records
 from .speakers import ScoredSet, score
+
+#: the discovered-cohort discoverers run by default, in report order
+DEFAULT_DISCOVERERS = ("geographic", "geodemographic", "automatic")
 
 
 def score_input(spec: InputSpec, normalization: str = "default", speakers_path: str | None = None,
@@ -11,5 +28,168 @@ def score_input(spec: InputSpec, normalization: str = "default", speakers_path: 
                 progress=None) -> ScoredSet:
     """Read ``spec`` (and the speaker table), score every utterance, build the speaker table."""
     raw = read_utterances(spec)
-    speaker_table = read_speakers(speakers_path, fmt=None) if speakers_path else None
+    speaker_table = read_speakers(speakers_path) if speakers_path else None
     return score(raw, normalization, speaker_table, required_attributes, workers=workers, progress=progress)
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _frame_to_raw(frame: pd.DataFrame, spec: InputSpec) -> RawUtterances:
+    rename = {spec.utt_col: "utt_id", spec.speaker_col: "speaker_id", spec.ref_col: "reference",
+              spec.hyp_col: "hypothesis"}
+    out = frame.rename(columns=rename).copy()
+    for col in ("utt_id", "speaker_id"):
+        if col not in out.columns:
+            raise UserInputError(f"the utterance frame has no {col!r} column", hint=f"map it with the *_col arguments")
+    mode = "counts" if {"errors", "ref_words"} <= set(out.columns) and "reference" not in out.columns else "text"
+    if mode == "text" and not {"reference", "hypothesis"} <= set(out.columns):
+        raise UserInputError("the utterance frame needs reference and hypothesis columns (or errors and ref_words)")
+    out.index = np.arange(1, len(out) + 1)
+    return RawUtterances(out, mode, rows_read=len(out), paths=["<DataFrame>"])
+
+
+def build_discoverers(names: Iterable[str], by: Iterable[str | Iterable[str]] = (), *, min_speakers: int = 20,
+                      seed: int = 0, params: dict[str, dict[str, Any]] | None = None) -> list[Discoverer]:
+    """Instantiate discoverers by registry name, plus one attribute discoverer per ``by`` entry."""
+    params = params or {}
+    out: list[Discoverer] = []
+    for name in names:
+        if name not in REGISTRY or name == "attribute":
+            raise UserInputError(f"unknown discoverer {name!r}",
+                                 hint=f"choose from: {', '.join(n for n in REGISTRY if n != 'attribute')}")
+        out.append(REGISTRY[name](min_speakers=min_speakers, seed=seed, **params.get(name, {})))
+    for cols in by:
+        cols = [c.strip() for c in (cols.split(",") if isinstance(cols, str) else cols) if c.strip()]
+        if cols:
+            out.append(REGISTRY["attribute"](min_speakers=min_speakers, seed=seed, columns=cols))
+    return out
+
+
+def run_discoverer(disc: Discoverer, speakers: pd.DataFrame, side: SideInputs) -> tuple[dict, pd.Series | None]:
+    """Fit one discoverer and compute its cohort statistics; returns (report entry, assignment)."""
+    reason = disc.missing_inputs(speakers, side)
+    if reason:
+        return {"name": disc.name, "skipped": reason}, None
+    found = disc.fit(speakers, side)
+    cohorts, summary = cohort_statistics(speakers, found.assignment, found.labels, disc.min_speakers)
+    records = frame_records(cohorts)
+    for rec in records:
+        extra = found.cohort_details.get(rec["id"])
+        if extra:
+            rec["details"] = extra
+    entry = {"name": disc.name, "skipped": None, "params": found.params or disc.get_params(),
+             "not_audited": found.not_audited, **summary, "cohorts": records, "details": found.details}
+    return entry, found.assignment
+
+
+def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.DataFrame | None = None,
+          census: str | pd.DataFrame | None = None, embeddings: str | None = None, embedding_ids: str | None = None,
+          by: Iterable[str | Iterable[str]] = (), discoverers: Iterable[str] = DEFAULT_DISCOVERERS,
+          normalization: str = "default", min_speakers: int = 20, seed: int = 0,
+          params: dict[str, dict[str, Any]] | None = None, workers: int | None = None,
+          progress: Callable[[int], None] | None = None, options: dict[str, Any] | None = None,
+          worst_n: int = 5, redact_text: bool = False) -> AuditResult:
+    """Score a decoded test set and run every discoverer whose inputs are present.
+
+    ``utterances``: a file path, an :class:`InputSpec` (column mapping, Kaldi/trn...) or a
+    DataFrame with utt_id, speaker_id and reference/hypothesis (or errors/ref_words).
+    ``speakers``/``census``: file paths or DataFrames (speakers indexed or keyed by speaker_id;
+    census keyed by zip).  ``embeddings``: .npy (+ ``embedding_ids``) or Parquet/CSV path.
+    ``by``: attribute columns, e.g. ``["gender", "gender,age_band"]``.
+    ``params``: per-discoverer parameters, e.g. ``{"automatic": {"k": 8}}``.
+    ``min_speakers``: smallest cohort (count of speakers) that may be a bottom/top cohort.
+    ``worst_n``: worst utterances of each bottom cohort kept for the report (aligned text,
+    or ids and counts only with ``redact_text``).
+
+    Returns an :class:`AuditResult` (report dict + pandas views + ``to_json()``).
+    """
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    by = list(by)
+    by_cols = sorted({c.strip() for b in by for c in (b.split(",") if isinstance(b, str) else b) if c.strip()})
+    spec = utterances if isinstance(utterances, InputSpec) else (
+        InputSpec(path=utterances) if isinstance(utterances, (str, os.PathLike)) else None)
+    raw = read_utterances(spec) if spec is not None else _frame_to_raw(utterances, InputSpec(path="<DataFrame>"))
+    speaker_table = None
+    if isinstance(speakers, (str, os.PathLike)):
+        speaker_table = read_speakers(str(speakers))
+    elif isinstance(speakers, pd.DataFrame):
+        speaker_table = speakers.set_index("speaker_id") if "speaker_id" in speakers.columns else speakers
+        speaker_table.index = speaker_table.index.astype(str)
+    timings["read"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    scored = score(raw, normalization, speaker_table, by_cols, workers=workers, progress=progress)
+    timings["score"] = time.perf_counter() - t
+
+    side = SideInputs()
+    t = time.perf_counter()
+    if census is not None:
+        from .io.census import read_census
+
+        side.census = read_census(census) if isinstance(census, (str, os.PathLike)) else census
+        side.census_path = str(census) if isinstance(census, (str, os.PathLike)) else None
+    if embeddings is not None:
+        from .io.embeddings import read_embeddings
+
+        utt_to_spk = pd.Series(scored.utterances["speaker_id"].to_numpy(),
+                               index=scored.utterances["utt_id"].to_numpy())
+        side.embeddings, side.embedding_ids, emb_info = read_embeddings(str(embeddings), embedding_ids, utt_to_spk)
+        side.embeddings_path = str(embeddings)
+    timings["read_side_inputs"] = time.perf_counter() - t
+
+    entries: dict[str, dict] = {}
+    assignment_parts = []
+    for disc in build_discoverers(discoverers, by, min_speakers=min_speakers, seed=seed, params=params):
+        t = time.perf_counter()
+        entry, assignment = run_discoverer(disc, scored.speakers, side)
+        timings[f"discover:{disc.key}"] = time.perf_counter() - t
+        entries[disc.key] = entry
+        if assignment is not None and entry.get("bottom") is not None:
+            members = assignment.index[assignment.to_numpy() == entry["bottom"]]
+            entry["worst_utterances"] = worst_utterances(scored.utterances, members, worst_n, normalization,
+                                                         redact_text or scored.mode != "text")
+        if assignment is not None:
+            assignment_parts.append(pd.DataFrame({"speaker_id": assignment.index.to_numpy(), "discoverer": disc.key,
+                                                  "cohort_id": assignment.to_numpy()}))
+
+    paths = []
+    for role, p in (("utterances", spec.path if spec else None), ("hypotheses", spec.hyp_path if spec else None),
+                    ("utt2spk", spec.utt2spk if spec else None), ("speakers", speakers), ("census", census),
+                    ("embeddings", embeddings), ("embedding_ids", embedding_ids)):
+        if isinstance(p, (str, os.PathLike)) and os.path.isfile(p):
+            paths.append({"role": role, "path": str(p), "sha256": _sha256(str(p))})
+    report = {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "fairaudit", "version": _tool_version()},
+        "inputs": {
+            "files": paths,
+            "mode": scored.mode,
+            "normalization": {"mode": normalization, "description": DESCRIPTIONS.get(normalization, "")},
+            "options": {"seed": seed, "min_speakers": min_speakers, "by": [",".join(b) if not isinstance(b, str) else b for b in by],
+                        "discoverers": list(discoverers), "params": params or {}, "redact_text": redact_text,
+                        **(options or {})},
+        },
+        "accounting": scored.accounting.to_dict(),
+        "overall": scored.overall,
+        "discoverers": entries,
+    }
+    assignments = (pd.concat(assignment_parts, ignore_index=True) if assignment_parts
+                   else pd.DataFrame(columns=["speaker_id", "discoverer", "cohort_id"]))
+    result = AuditResult(report=report, assignments=assignments, speakers=scored.speakers,
+                         utterances=scored.utterances)
+    result.timings = timings
+    timings["total"] = time.perf_counter() - t0
+    return result
+
+
+def _tool_version() -> str:
+    from . import __version__
+
+    return __version__

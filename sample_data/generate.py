@@ -14,7 +14,7 @@ multiplies the speaker's per-word error probability:
 
 * geographic: every speaker around Atlanta, GA                 -> x 2.2
 * geodemographic: speakers in majority-Black zips (pct_black > 0.5),
-  spread over eleven other cities                                -> x 1.8
+  spread over sixteen other cities                                -> x 1.8
 * automatic: speakers of one embedding blob                      -> x 2.0
 
 Everything else (gender, age band, other cities and zips, other blobs) has no effect.
@@ -50,6 +50,7 @@ GEODEMO_MULT = 1.8
 AUTO_BLOB = 5
 AUTO_N = 50               # speakers in the planted embedding blob (10 %)
 AUTO_MULT = 2.0
+TWO_LOBED_BLOBS = (1, 6)  # non-planted blobs with two sub-modes
 JITTER_SD, JITTER_MAX = 0.15, 0.30   # degrees, around the city centre
 
 N_MISSING_LATLON = 5
@@ -63,13 +64,13 @@ CITIES = [
     ("Providence", "RI", 41.82, -71.41, "029", 0.6, False),
     ("Hartford", "CT", 41.76, -72.69, "061", 0.6, False),
     ("New York", "NY", 40.71, -74.01, "100", 2.6, False),
-    ("Newark", "NJ", 40.74, -74.17, "071", 0.8, False),
+    ("Newark", "NJ", 40.74, -74.17, "071", 0.8, True),
     ("Philadelphia", "PA", 39.95, -75.17, "191", 1.5, True),
     ("Pittsburgh", "PA", 40.44, -79.99, "152", 0.8, False),
     ("Baltimore", "MD", 39.29, -76.61, "212", 1.2, True),
     ("Washington", "DC", 38.91, -77.04, "200", 1.3, True),
-    ("Richmond", "VA", 37.54, -77.44, "232", 0.7, False),
-    ("Charlotte", "NC", 35.23, -80.84, "282", 1.0, False),
+    ("Richmond", "VA", 37.54, -77.44, "232", 0.7, True),
+    ("Charlotte", "NC", 35.23, -80.84, "282", 1.0, True),
     ("Raleigh", "NC", 35.78, -78.64, "276", 0.8, False),
     ("Atlanta", "GA", 33.75, -84.39, "303", 0.0, False),   # size fixed by GEO_N
     ("Birmingham", "AL", 33.52, -86.80, "352", 1.0, True),
@@ -86,13 +87,13 @@ CITIES = [
     ("Cincinnati", "OH", 39.10, -84.51, "452", 0.8, False),
     ("Indianapolis", "IN", 39.77, -86.16, "462", 0.9, False),
     ("Chicago", "IL", 41.88, -87.63, "606", 2.0, True),
-    ("Milwaukee", "WI", 43.04, -87.91, "532", 0.8, False),
+    ("Milwaukee", "WI", 43.04, -87.91, "532", 0.8, True),
     ("Minneapolis", "MN", 44.98, -93.27, "554", 1.0, False),
     ("St. Louis", "MO", 38.63, -90.20, "631", 1.0, True),
     ("Kansas City", "MO", 39.10, -94.58, "641", 0.8, False),
     ("Oklahoma City", "OK", 35.47, -97.52, "731", 0.7, False),
     ("Dallas", "TX", 32.78, -96.80, "752", 1.5, False),
-    ("Houston", "TX", 29.76, -95.37, "770", 1.8, False),
+    ("Houston", "TX", 29.76, -95.37, "770", 1.8, True),
     ("Austin", "TX", 30.27, -97.74, "787", 1.0, False),
     ("San Antonio", "TX", 29.42, -98.49, "782", 1.0, False),
     ("Denver", "CO", 39.74, -104.99, "802", 1.0, False),
@@ -492,8 +493,16 @@ def _make_embeddings(rng, spk):
     spread[AUTO_BLOB] = 0.45
     nuisance = rng.normal(size=(4, d))              # channel/session directions
     nuisance /= np.linalg.norm(nuisance, axis=1, keepdims=True)
+    # Two of the other blobs are two-lobed (e.g. two recording set-ups), so the data have
+    # ten natural clusters: k-means with k=10 splits those and keeps the planted blob whole.
     b = spk["blob"]
     x = offset + centers[b]
+    lobe_dir = rng.normal(size=(N_BLOBS, d))
+    lobe_dir /= np.linalg.norm(lobe_dir, axis=1, keepdims=True)
+    for blob in TWO_LOBED_BLOBS:
+        members = np.flatnonzero(b == blob)
+        sign = np.where(np.arange(len(members)) % 2 == 0, 1.0, -1.0)[rng.permutation(len(members))]
+        x[members] += 0.35 * sign[:, None] * lobe_dir[blob]
     x += rng.normal(size=(n, d)) * (spread[b] / np.sqrt(d))[:, None]
     x += rng.normal(0, 0.15, size=(n, 4)) @ nuisance
     x += rng.normal(0, 0.02, size=(n, d))

@@ -1,0 +1,1 @@
+"""Views over a saved audit result: console table, HTML report, CI gate. None recomputes."""

@@ -100,9 +100,11 @@ def audit(
     geo_max_depth: Annotated[int, typer.Option("--geo-max-depth", help="Deepest split of the geographic tree.")] = 8,
     max_depth: Annotated[int, typer.Option("--max-depth", help="Most attributes in a geodemographic rule.")] = 2,
     seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same result.")] = 0,
+    no_html: Annotated[bool, typer.Option("--no-html", help="Do not write report.html.")] = False,
+    redact_text: Annotated[bool, typer.Option("--redact-text", help="Keep transcripts out of report.json and report.html.")] = False,
     workers: c.Workers = None, quiet: c.Quiet = False,
 ):
-    """Score, discover cohorts, and write report.json, cohorts.csv and assignments.csv."""
+    """Score, discover cohorts, and write report.json, cohorts.csv, assignments.csv and report.html."""
     from fairaudit.audit import audit as run_audit
     from fairaudit.reports.console import print_report
 
@@ -117,12 +119,18 @@ def audit(
         result = run_audit(spec, speakers=speakers, census=census, embeddings=embeddings,
                            embedding_ids=embedding_ids, by=by or [], discoverers=names, normalization=normalize,
                            min_speakers=min_speakers, seed=seed, params={n: params[n] for n in names if n in params},
-                           workers=workers, progress=progress)
+                           workers=workers, progress=progress, redact_text=redact_text)
     result.save(out)
     write_table(result.speakers, os.path.join(out, "speaker_scores"), "csv")
+    written = ["report.json", "cohorts.csv", "assignments.csv", "speaker_scores.csv"]
+    if not no_html:
+        from fairaudit.reports.html import write_html
+
+        write_html(result, os.path.join(out, "report.html"))
+        written.append("report.html")
     if not quiet:
         print_report(result, c.out_console)
-        c.out_console.print(f"wrote {out}/report.json, cohorts.csv, assignments.csv")
+        c.out_console.print(f"wrote {out}/: {', '.join(written)}")
 
 
 def print_summary(scored, out: str | None = None) -> None:
@@ -145,3 +153,7 @@ def print_summary(scored, out: str | None = None) -> None:
 
 def main() -> None:
     app()
+
+
+# Commands defined in their own modules register themselves on `app` when imported.
+from . import commands  # noqa: E402,F401

@@ -155,6 +155,8 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
             members = assignment.index[assignment.to_numpy() == entry["bottom"]]
             entry["worst_utterances"] = worst_utterances(scored.utterances, members, worst_n, normalization,
                                                          redact_text or scored.mode != "text")
+        if assignment is not None and disc.name == "geographic":
+            entry["details"]["speaker_points"] = _speaker_points(scored.speakers, assignment, seed)
         if assignment is not None:
             assignment_parts.append(pd.DataFrame({"speaker_id": assignment.index.to_numpy(), "discoverer": disc.key,
                                                   "cohort_id": assignment.to_numpy()}))
@@ -187,6 +189,19 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
     result.timings = timings
     timings["total"] = time.perf_counter() - t0
     return result
+
+
+MAX_POINTS = 5000
+
+
+def _speaker_points(speakers: pd.DataFrame, assignment: pd.Series, seed: int) -> dict:
+    """Audited speakers' coordinates, WER and region for the map (a seeded sample of at most MAX_POINTS)."""
+    sp = speakers.set_index("speaker_id").loc[assignment.index]
+    if len(sp) > MAX_POINTS:
+        pick = np.sort(np.random.default_rng(seed).choice(len(sp), MAX_POINTS, replace=False))
+        sp, assignment = sp.iloc[pick], assignment.iloc[pick]
+    return {"sampled": len(sp) < len(speakers), "lat": sp["lat"].round(4).tolist(), "lon": sp["lon"].round(4).tolist(),
+            "wer": sp["wer"].round(5).tolist(), "cohort": assignment.astype(str).tolist()}
 
 
 def _tool_version() -> str:

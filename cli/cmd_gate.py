@@ -1,0 +1,74 @@
+"""`fairaudit gate`: exit 0 pass, 1 a check failed, 2 usage or input error."""
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from fairaudit.errors import UserInputError
+from fairaudit.result import AuditResult
+
+from . import common as c
+from .app import app
+
+
+def run_gate(report: dict, cfg, baseline: dict | None = None, junit: str | None = None,
+             markdown_path: str | None = None, quiet: bool = False) -> int:
+    """Evaluate, print one verdict line per check, write JUnit/Markdown; returns the exit code."""
+    from fairaudit.reports.gate import evaluate, junit_xml, markdown
+
+    checks = evaluate(report, cfg, baseline)
+    for chk in checks:
+        if not quiet or not chk.passed:
+            c.out_console.print(chk.line(), markup=False, style="green" if chk.passed else "bold red")
+    failed = sum(not ch.passed for ch in checks)
+    c.out_console.print(f"gate: {'FAILED' if failed else 'passed'}: {len(checks) - failed} of {len(checks)} checks passed",
+                        markup=False)
+    for path, text in ((junit, junit_xml(checks) if junit else None),
+                       (markdown_path, markdown(checks) if markdown_path else None)):
+        if path:
+            try:
+                with open(path, "w", encoding="utf-8") as fh:
+                    fh.write(text)
+            except OSError as exc:
+                raise UserInputError(f"cannot write: {exc.strerror}", path=path) from exc
+    return 1 if failed else 0
+
+
+@app.command("gate")
+@c.user_errors
+def gate(
+    report: Annotated[str, typer.Argument(help="report.json of `fairaudit audit` (or compare.json of `fairaudit compare`).")],
+    max_gap_pct: Annotated[Optional[float], typer.Option("--max-gap-pct", help="Fail when a discoverer's WER gap (%) exceeds this.")] = None,
+    max_bottom_wer: Annotated[Optional[str], typer.Option("--max-bottom-wer", help="Fail when a bottom cohort's WER exceeds this (0.15 or '15%').")] = None,
+    max_overall_wer: Annotated[Optional[str], typer.Option("--max-overall-wer", help="Fail when the overall WER exceeds this (0.15 or '15%').")] = None,
+    discoverer: Annotated[Optional[str], typer.Option("--discoverer", help="Comma-separated discoverers to check (default: all that ran).")] = None,
+    baseline: Annotated[Optional[str], typer.Option("--baseline", help="An earlier report.json to compare gaps with.")] = None,
+    max_gap_increase_pct: Annotated[Optional[float], typer.Option("--max-gap-increase-pct", help="Fail when a gap grew by more than this many percentage points vs --baseline.")] = None,
+    max_delta_wer: Annotated[Optional[str], typer.Option("--max-delta-wer", help="compare.json: fail when a cohort's WER grew by more than this (0.01 or '1%').")] = None,
+    require_significant: Annotated[Optional[bool], typer.Option("--require-significant/--no-require-significant", help="Waive a failed gap check when the permutation p-value is >= 0.05.")] = None,
+    config: Annotated[Optional[str], typer.Option("--config", help="TOML file with a [gate] table (default: ./fairaudit.toml, then [tool.fairaudit.gate] in ./pyproject.toml).")] = None,
+    junit: Annotated[Optional[str], typer.Option("--junit", help="Write JUnit XML here (one testcase per check).")] = None,
+    markdown: Annotated[Optional[str], typer.Option("--markdown", help="Write a Markdown summary here.")] = None,
+    quiet: c.Quiet = False,
+):
+    """Check a saved audit against thresholds: exit 0 pass, 1 fail, 2 usage/input error."""
+    from fairaudit.reports.gate import load_config, parse_wer
+
+    cfg = load_config(config)
+    # Flags override the config file.
+    for name, value in (("max_gap_pct", max_gap_pct), ("max_gap_increase_pct", max_gap_increase_pct),
+                        ("baseline", baseline), ("require_significant", require_significant)):
+        if value is not None:
+            setattr(cfg, name, value)
+    for name, value in (("max_bottom_wer", max_bottom_wer), ("max_overall_wer", max_overall_wer),
+                        ("max_delta_wer", max_delta_wer)):
+        if value is not None:
+            setattr(cfg, name, parse_wer(value, f"--{name.replace('_', '-')}"))
+    if discoverer:
+        cfg.discoverers = [d.strip() for d in discoverer.split(",") if d.strip()]
+    doc = AuditResult.load(report).report
+    base = AuditResult.load(cfg.baseline).report if cfg.baseline else None
+    if cfg.max_gap_increase_pct is not None and base is None and doc.get("kind") != "comparison":
+        raise UserInputError("--max-gap-increase-pct needs --baseline OLD.json")
+    raise typer.Exit(run_gate(doc, cfg, base, junit, markdown, quiet))

@@ -1,0 +1,294 @@
+"""The CI gate: checks over a saved audit (or comparison) result, as verdicts, JUnit XML and Markdown.
+
+A view like the others: it reads report.json and recomputes nothing.  Exit codes are the
+CLI's business: 0 all checks passed, 1 a check failed, 2 usage or input error.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+from fairaudit.errors import UserInputError
+
+#: keys accepted in [tool.fairaudit.gate] / fairaudit.toml [gate], and their types
+CONFIG_KEYS = {"max_gap_pct": float, "max_bottom_wer": "wer", "max_overall_wer": "wer", "discoverers": list,
+               "max_gap_increase_pct": float, "baseline": str, "require_significant": bool, "max_delta_wer": "wer"}
+
+
+@dataclass
+class GateConfig:
+    """Thresholds of the gate. WERs are ratios (0.15 = 15 %); gaps are % as in report.json."""
+
+    max_gap_pct: float | None = None
+    max_bottom_wer: float | None = None
+    max_overall_wer: float | None = None
+    discoverers: list[str] | None = None
+    baseline: str | None = None
+    max_gap_increase_pct: float | None = None
+    require_significant: bool = False
+    max_delta_wer: float | None = None
+    source: str = "flags"
+
+    def has_checks(self) -> bool:
+        return any(v is not None for v in (self.max_gap_pct, self.max_bottom_wer, self.max_overall_wer,
+                                           self.max_gap_increase_pct, self.max_delta_wer))
+
+
+@dataclass
+class Check:
+    """One gate check and its verdict."""
+
+    name: str
+    passed: bool
+    message: str
+    discoverer: str | None = None
+    system: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str:
+        return "PASS" if self.passed else "FAIL"
+
+    def line(self) -> str:
+        return f"{self.verdict} {self.name}: {self.message}"
+
+
+def parse_wer(value: Any, where: str) -> float:
+    """A WER threshold as a ratio: 0.15, or "15%" (percent)."""
+    text = str(value).strip()
+    try:
+        ratio = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise UserInputError(f"{where}: {value!r} is not a WER", hint="write a ratio (0.15) or a percent ('15%')") from None
+    if text.endswith("%") is False and ratio > 1:
+        raise UserInputError(f"{where}: {value!r} looks like a percent", hint="WER thresholds are ratios: 0.15 = 15 %, or write '15%'")
+    if ratio < 0:
+        raise UserInputError(f"{where}: {value!r} is negative")
+    return ratio
+
+
+def load_config(path: str | None = None, start_dir: str = ".") -> GateConfig:
+    """Gate thresholds from ``path``, else ``fairaudit.toml`` ([gate]) or ``pyproject.toml``
+    ([tool.fairaudit.gate]) in ``start_dir``; an empty config when there is none."""
+    candidates = [path] if path else [os.path.join(start_dir, "fairaudit.toml"), os.path.join(start_dir, "pyproject.toml")]
+    for cand in candidates:
+        if not cand or not os.path.isfile(cand):
+            if path:
+                raise UserInputError("config file not found", path=path)
+            continue
+        try:
+            with open(cand, "rb") as fh:
+                doc = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise UserInputError(f"not valid TOML: {exc}", path=cand) from exc
+        section = doc.get("tool", {}).get("fairaudit", {}).get("gate") if cand.endswith("pyproject.toml") \
+            else doc.get("gate", doc.get("tool", {}).get("fairaudit", {}).get("gate"))
+        if section is None:
+            if path:
+                raise UserInputError("no [gate] or [tool.fairaudit.gate] table", path=cand)
+            continue
+        return _from_mapping(section, cand)
+    return GateConfig(source="none")
+
+
+def _from_mapping(section: dict, where: str) -> GateConfig:
+    cfg = GateConfig(source=where)
+    for key, value in section.items():
+        kind = CONFIG_KEYS.get(key)
+        if kind is None:
+            raise UserInputError(f"unknown gate setting {key!r}", path=where, hint=f"known: {', '.join(CONFIG_KEYS)}")
+        if kind == "wer":
+            value = parse_wer(value, f"{where}: {key}")
+        elif kind is float:
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise UserInputError(f"{key} = {value!r} is not a number", path=where)
+            value = float(value)
+        elif kind is list:
+            value = [value] if isinstance(value, str) else list(value)
+        elif kind is bool and not isinstance(value, bool):
+            raise UserInputError(f"{key} = {value!r} is not true/false", path=where)
+        setattr(cfg, key, value)
+    return cfg
+
+
+def _fmt_wer(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f} %"
+
+
+def _selected(report: dict, names: list[str] | None) -> list[str]:
+    present = list(report["discoverers"])
+    if not names:
+        return [k for k in present if not report["discoverers"][k].get("skipped")]
+    for n in names:
+        if n not in report["discoverers"]:
+            raise UserInputError(f"discoverer {n!r} is not in the report (it has: {', '.join(present)})",
+                                 hint="fix --discoverer")
+        if report["discoverers"][n].get("skipped"):
+            raise UserInputError(f"discoverer {n!r} was skipped in this audit: {report['discoverers'][n]['skipped']}",
+                                 hint="give the audit its inputs or drop it from --discoverer")
+    return names
+
+
+def _systems(report: dict) -> list[tuple[str | None, dict]]:
+    """(system name, per-system report) pairs: several when the audit had several systems."""
+    systems = report.get("systems")
+    if systems:
+        return [(name, {**report, **sub}) for name, sub in systems.items()]
+    return [(None, report)]
+
+
+def evaluate(report: dict, cfg: GateConfig, baseline: dict | None = None) -> list[Check]:
+    """Run every configured check on an audit report (and a baseline report); returns the checks."""
+    if report.get("kind") == "comparison":
+        return _evaluate_comparison(report, cfg)
+    if not cfg.has_checks():
+        raise UserInputError("no gate thresholds given",
+                             hint="pass --max-gap-pct/--max-bottom-wer/--max-overall-wer/--max-gap-increase-pct "
+                                  "or set them in [tool.fairaudit.gate] of pyproject.toml")
+    checks: list[Check] = []
+    base_systems = dict(_systems(baseline)) if baseline else {}
+    for system, rep in _systems(report):
+        tag = f"[{system}] " if system else ""
+        if cfg.max_overall_wer is not None:
+            w = rep["overall"]["wer"]
+            checks.append(Check(f"{tag}overall WER", w is not None and w <= cfg.max_overall_wer,
+                                f"{_fmt_wer(w)} {'≤' if w is not None and w <= cfg.max_overall_wer else '>'} "
+                                f"{_fmt_wer(cfg.max_overall_wer)}", system=system))
+        for key in _selected(rep, cfg.discoverers):
+            d = rep["discoverers"][key]
+            checks += _discoverer_checks(key, d, cfg, system, tag)
+            if cfg.max_gap_increase_pct is not None:
+                base = base_systems.get(system) if baseline else None
+                checks.append(_increase_check(key, d, base, cfg, system, tag))
+    return checks
+
+
+def _significance_note(d: dict, cfg: GateConfig) -> tuple[bool, str]:
+    """Whether a failing gap may be waived as not significant (with --require-significant)."""
+    if not cfg.require_significant:
+        return False, ""
+    p = d.get("p_value")
+    if p is None:
+        return False, " (no p-value in the report: run the audit with --permutations > 0)"
+    if p >= 0.05:
+        return True, f" but not significant (permutation p = {p:.3f} >= 0.05): passed under --require-significant"
+    return False, f" (permutation p = {p:.3f})"
+
+
+def _discoverer_checks(key: str, d: dict, cfg: GateConfig, system, tag: str) -> list[Check]:
+    out = []
+    if d.get("skipped"):
+        return out
+    cohorts = {c["id"]: c for c in d.get("cohorts", [])}
+    bottom = cohorts.get(d.get("bottom"))
+    if cfg.max_gap_pct is not None:
+        gap = d.get("wer_gap_pct")
+        if d.get("bottom") is None:
+            out.append(Check(f"{tag}{key} WER gap", False, f"no gap: {d.get('note', 'fewer than two eligible cohorts')}",
+                             key, system))
+        elif gap is None:
+            out.append(Check(f"{tag}{key} WER gap", False,
+                             f"relative gap undefined (top cohort WER is 0), absolute gap {_fmt_wer(d.get('wer_gap_abs'))}",
+                             key, system))
+        else:
+            ok = gap <= cfg.max_gap_pct
+            waived, note = (False, "") if ok else _significance_note(d, cfg)
+            ci = d.get("wer_gap_ci_pct")
+            ci_txt = f" [CI {ci[0]:.1f}–{ci[1]:.1f}]" if ci and None not in ci else ""
+            out.append(Check(f"{tag}{key} WER gap", ok or waived,
+                             f"{gap:.1f} %{ci_txt} {'≤' if ok else '>'} {cfg.max_gap_pct:g} % "
+                             f"(bottom: {bottom['label'] if bottom else '?'}){note}", key, system,
+                             {"gap_pct": gap, "p_value": d.get("p_value")}))
+    if cfg.max_bottom_wer is not None and bottom is not None:
+        ok = bottom["wer"] <= cfg.max_bottom_wer
+        out.append(Check(f"{tag}{key} bottom-cohort WER", ok,
+                         f"{_fmt_wer(bottom['wer'])} {'≤' if ok else '>'} {_fmt_wer(cfg.max_bottom_wer)} "
+                         f"({bottom['label']})", key, system))
+    return out
+
+
+def _increase_check(key: str, d: dict, base: dict | None, cfg: GateConfig, system, tag: str) -> Check:
+    name = f"{tag}{key} gap increase vs baseline"
+    if base is None:
+        raise UserInputError("--max-gap-increase-pct needs --baseline OLD.json")
+    bd = base["discoverers"].get(key)
+    if not bd or bd.get("skipped") or bd.get("wer_gap_pct") is None:
+        return Check(name, True, "no baseline gap for this discoverer: nothing to compare", key, system)
+    new, old = d.get("wer_gap_pct"), bd["wer_gap_pct"]
+    if new is None:
+        return Check(name, False, "candidate gap undefined (top WER 0)", key, system)
+    inc = new - old
+    ok = inc <= cfg.max_gap_increase_pct
+    return Check(name, ok, f"{old:.1f} % -> {new:.1f} % ({inc:+.1f} points) {'≤' if ok else '>'} "
+                           f"+{cfg.max_gap_increase_pct:g} points", key, system, {"baseline_gap_pct": old, "gap_pct": new})
+
+
+def _evaluate_comparison(report: dict, cfg: GateConfig) -> list[Check]:
+    """Checks on a `fairaudit compare` result: the same cohorts scored for two systems."""
+    if not cfg.has_checks():
+        raise UserInputError("no gate thresholds given", hint="pass --max-gap-pct, --max-gap-increase-pct or --max-delta-wer")
+    checks = []
+    base, cand = report["baseline"], report["candidate"]
+    for key in _selected(report, cfg.discoverers):
+        d = report["discoverers"][key]
+        gb, gc = d["gap"][base].get("wer_gap_pct"), d["gap"][cand].get("wer_gap_pct")
+        if cfg.max_gap_pct is not None:
+            ok = gc is not None and gc <= cfg.max_gap_pct
+            checks.append(Check(f"{key} WER gap of {cand}", ok, f"{'undefined' if gc is None else f'{gc:.1f} %'} "
+                                f"{'≤' if ok else '>'} {cfg.max_gap_pct:g} % on the baseline's cohorts", key, cand))
+        if cfg.max_gap_increase_pct is not None:
+            if gb is None or gc is None:
+                checks.append(Check(f"{key} gap increase {base} -> {cand}", False, "a gap is undefined (top WER 0)", key))
+            else:
+                inc = gc - gb
+                ok = inc <= cfg.max_gap_increase_pct
+                checks.append(Check(f"{key} gap increase {base} -> {cand}", ok,
+                                    f"{gb:.1f} % -> {gc:.1f} % ({inc:+.1f} points) {'≤' if ok else '>'} "
+                                    f"+{cfg.max_gap_increase_pct:g} points on the same cohorts", key))
+        if cfg.max_delta_wer is not None:
+            for c in d["cohorts"]:
+                delta = c["delta_wer"]
+                ok = delta is None or delta <= cfg.max_delta_wer
+                if not ok and cfg.require_significant and (c.get("p_value") is not None and c["p_value"] >= 0.05):
+                    ok = True
+                checks.append(Check(f"{key} cohort {c['id']} WER change", ok,
+                                    f"{100 * (delta or 0):+.2f} points {'≤' if ok else '>'} "
+                                    f"+{100 * cfg.max_delta_wer:.2f} ({c['label']})", key))
+    return checks
+
+
+def junit_xml(checks: list[Check], suite: str = "fairaudit gate") -> str:
+    """JUnit XML: one <testcase> per check, <failure> on the failed ones (for CI test panels)."""
+    failures = sum(not c.passed for c in checks)
+    lines = ['<?xml version="1.0" encoding="UTF-8"?>',
+             f'<testsuites name={quoteattr(suite)} tests="{len(checks)}" failures="{failures}">',
+             f'  <testsuite name={quoteattr(suite)} tests="{len(checks)}" failures="{failures}" errors="0" skipped="0">']
+    for c in checks:
+        classname = quoteattr(f"fairaudit.{c.discoverer or 'overall'}")
+        lines.append(f"    <testcase classname={classname} name={quoteattr(c.name)}>")
+        if c.passed:
+            lines.append(f"      <system-out>{escape(c.message)}</system-out>")
+        else:
+            lines.append(f"      <failure message={quoteattr(c.message)}>{escape(c.line())}</failure>")
+        lines.append("    </testcase>")
+    lines += ["  </testsuite>", "</testsuites>", ""]
+    return "\n".join(lines)
+
+
+def _md_cell(text: str) -> str:
+    # Markdown tables: pipes end a cell, newlines end the row, and < could open raw HTML in a PR comment.
+    return (str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+            .replace("<", "&lt;"))
+
+
+def markdown(checks: list[Check], title: str = "fairaudit gate") -> str:
+    """A Markdown summary for CI job summaries and pull-request comments."""
+    failed = sum(not c.passed for c in checks)
+    head = f"### {title}: {'FAILED' if failed else 'passed'} ({len(checks) - failed}/{len(checks)} checks passed)"
+    rows = ["| | check | result |", "|---|---|---|"]
+    for c in checks:
+        rows.append(f"| {'✅' if c.passed else '❌'} | {_md_cell(c.name)} | {_md_cell(c.message)} |")
+    return "\n".join([head, "", *rows, ""])

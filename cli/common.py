@@ -20,25 +20,26 @@ out_console = Console(highlight=False, width=None if sys.stdout.isatty() else 15
 
 Input = Annotated[Optional[str], typer.Argument(help="Utterance table (.csv/.tsv/.jsonl/.parquet, optionally .gz), NeMo manifest, or Kaldi/trn reference file.", show_default=False)]
 Ref = Annotated[Optional[str], typer.Option("--ref", help="Kaldi 'text' or sclite trn reference file (instead of INPUT).")]
-Hyp = Annotated[Optional[str], typer.Option("--hyp", help="Kaldi 'text' or sclite trn hypothesis file.")]
+Hyp = Annotated[Optional[list[str]], typer.Option("--hyp", help="Kaldi 'text' or sclite trn hypothesis file; repeat to audit several systems.")]
 Utt2spk = Annotated[Optional[str], typer.Option("--utt2spk", help="Kaldi utt2spk file: '<utt-id> <speaker-id>' per line.")]
 Format = Annotated[Optional[str], typer.Option("--input-format", help="Override the format from the extension: csv|tsv|jsonl|parquet|kaldi|trn|nemo.")]
 UttCol = Annotated[str, typer.Option("--utt-col", help="Utterance-id column.")]
 SpeakerCol = Annotated[str, typer.Option("--speaker-col", help="Speaker-id column.")]
 RefCol = Annotated[str, typer.Option("--ref-col", help="Reference transcript column.")]
-HypCol = Annotated[str, typer.Option("--hyp-col", help="Hypothesis transcript column.")]
-ErrorsCol = Annotated[Optional[str], typer.Option("--errors-col", help="Precomputed word-error count column (no alignment is run).")]
+HypCol = Annotated[Optional[list[str]], typer.Option("--hyp-col", help="Hypothesis transcript column [default: hypothesis]; repeat to audit several systems side by side.", show_default=False)]
+ErrorsCol = Annotated[Optional[list[str]], typer.Option("--errors-col", help="Precomputed word-error count column (no alignment is run); repeatable.")]
 RefWordsCol = Annotated[Optional[str], typer.Option("--ref-words-col", help="Reference word count column (with --errors-col or --wer-col).")]
-WerCol = Annotated[Optional[str], typer.Option("--wer-col", help="Precomputed per-utterance WER column, as a fraction (0.25 = 25 %).")]
+WerCol = Annotated[Optional[list[str]], typer.Option("--wer-col", help="Precomputed per-utterance WER column, as a fraction (0.25 = 25 %); repeatable.")]
 Speakers = Annotated[Optional[str], typer.Option("--speakers", help="Speaker table (CSV/Parquet): speaker_id plus any of lat, lon, zip and attributes.")]
 Normalize = Annotated[str, typer.Option("--normalize", help="Text normalisation on both sides: default|none|whisper.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")]
 Workers = Annotated[Optional[int], typer.Option("--workers", help="Processes for scoring (default: all cores).")]
 
 
-def make_spec(input: str | None, ref: str | None, hyp: str | None, utt2spk: str | None, fmt: str | None,
-              utt_col: str, speaker_col: str, ref_col: str, hyp_col: str, errors_col: str | None,
-              ref_words_col: str | None, wer_col: str | None) -> InputSpec:
+def make_spec(input: str | None, ref: str | None, hyp: list[str] | None, utt2spk: str | None, fmt: str | None,
+              utt_col: str, speaker_col: str, ref_col: str, hyp_col: list[str] | None, errors_col: list[str] | None,
+              ref_words_col: str | None, wer_col: list[str] | None) -> InputSpec:
+    """An InputSpec from the shared input flags; repeated system flags become several systems."""
     path = ref or input
     if not path:
         raise UserInputError("no input given", hint="pass an utterance table as INPUT, or --ref FILE --hyp FILE")
@@ -46,9 +47,13 @@ def make_spec(input: str | None, ref: str | None, hyp: str | None, utt2spk: str 
         raise UserInputError("give either INPUT or --ref, not both", path=input)
     if errors_col and wer_col:
         raise UserInputError("--errors-col and --wer-col exclude each other", hint="pass one of them")
-    return InputSpec(path=path, format=fmt, hyp_path=hyp, utt2spk=utt2spk, utt_col=utt_col,
-                     speaker_col=speaker_col, ref_col=ref_col, hyp_col=hyp_col, errors_col=errors_col,
-                     ref_words_col=ref_words_col, wer_col=wer_col)
+    hyp, hyp_col, errors_col, wer_col = (list(x or []) for x in (hyp, hyp_col, errors_col, wer_col))
+    values = errors_col or wer_col
+    return InputSpec(path=path, format=fmt, hyp_path=hyp[0] if hyp else None, utt2spk=utt2spk, utt_col=utt_col,
+                     speaker_col=speaker_col, ref_col=ref_col, hyp_col=hyp_col[0] if hyp_col else "hypothesis",
+                     errors_col=errors_col[0] if errors_col else None, ref_words_col=ref_words_col,
+                     wer_col=wer_col[0] if wer_col else None, more_hyp_cols=tuple(hyp_col[1:]),
+                     more_value_cols=tuple(values[1:]), more_hyp_paths=tuple(hyp[1:]))
 
 
 def user_errors(fn):

@@ -28,6 +28,9 @@ def score_input(spec: InputSpec, normalization: str = "default", speakers_path: 
                 progress=None) -> ScoredSet:
     """Read ``spec`` (and the speaker table), score every utterance, build the speaker table."""
     raw = read_utterances(spec)
+    if len(raw.systems) > 1:
+        raise UserInputError("`score` takes one system", path=spec.path,
+                             hint="give one --hyp-col/--wer-col/--hyp, or use `fairaudit audit` for several side by side")
     speaker_table = read_speakers(speakers_path) if speakers_path else None
     return score(raw, normalization, speaker_table, required_attributes, workers=workers, progress=progress)
 
@@ -124,9 +127,14 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
         speaker_table.index = speaker_table.index.astype(str)
     timings["read"] = time.perf_counter() - t0
 
-    t = time.perf_counter()
-    scored = score(raw, normalization, speaker_table, by_cols, workers=workers, progress=progress)
-    timings["score"] = time.perf_counter() - t
+    names = list(raw.systems) or ["hypothesis"]
+    scored_sets: dict[str, ScoredSet] = {}
+    for name in names:
+        t = time.perf_counter()
+        scored_sets[name] = score(raw.for_system(name) if len(names) > 1 else raw, normalization, speaker_table,
+                                  by_cols, workers=workers, progress=progress)
+        timings[f"score:{name}" if len(names) > 1 else "score"] = time.perf_counter() - t
+    scored = scored_sets[names[0]]
 
     side = SideInputs()
     t = time.perf_counter()
@@ -144,25 +152,21 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
         side.embeddings_path = str(embeddings)
     timings["read_side_inputs"] = time.perf_counter() - t
 
-    entries: dict[str, dict] = {}
+    per_system: dict[str, dict] = {}
     assignment_parts = []
-    for disc in build_discoverers(discoverers, by, min_speakers=min_speakers, seed=seed, params=params):
-        t = time.perf_counter()
-        entry, assignment = run_discoverer(disc, scored.speakers, side)
-        timings[f"discover:{disc.key}"] = time.perf_counter() - t
-        entries[disc.key] = entry
-        if assignment is not None and entry.get("bottom") is not None:
-            members = assignment.index[assignment.to_numpy() == entry["bottom"]]
-            entry["worst_utterances"] = worst_utterances(scored.utterances, members, worst_n, normalization,
-                                                         redact_text or scored.mode != "text")
-        if assignment is not None and disc.name == "geographic":
-            entry["details"]["speaker_points"] = _speaker_points(scored.speakers, assignment, seed)
-        if assignment is not None:
-            assignment_parts.append(pd.DataFrame({"speaker_id": assignment.index.to_numpy(), "discoverer": disc.key,
-                                                  "cohort_id": assignment.to_numpy()}))
+    for name, sset in scored_sets.items():
+        discs = build_discoverers(discoverers, by, min_speakers=min_speakers, seed=seed, params=params)
+        entries, parts = discover_all(discs, sset, side, seed=seed, normalization=normalization, worst_n=worst_n,
+                                      redact_text=redact_text, timings=timings)
+        per_system[name] = {"overall": sset.overall, "accounting": sset.accounting.to_dict(), "discoverers": entries}
+        for part in parts:
+            if len(names) > 1:
+                part.insert(0, "system", name)
+            assignment_parts.append(part)
 
     paths = []
-    for role, p in (("utterances", spec.path if spec else None), ("hypotheses", spec.hyp_path if spec else None),
+    hyp_files = [spec.hyp_path, *spec.more_hyp_paths] if spec else []
+    for role, p in (("utterances", spec.path if spec else None), *(("hypotheses", h) for h in hyp_files),
                     ("utt2spk", spec.utt2spk if spec else None), ("speakers", speakers), ("census", census),
                     ("embeddings", embeddings), ("embedding_ids", embedding_ids)):
         if isinstance(p, (str, os.PathLike)) and os.path.isfile(p):
@@ -178,10 +182,12 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
                         "discoverers": list(discoverers), "params": params or {}, "redact_text": redact_text,
                         **(options or {})},
         },
-        "accounting": scored.accounting.to_dict(),
-        "overall": scored.overall,
-        "discoverers": entries,
+        # The first system's audit stands at the top level, so one-system views read it as is.
+        "system": names[0],
+        **per_system[names[0]],
     }
+    if len(names) > 1:
+        report["systems"] = per_system
     assignments = (pd.concat(assignment_parts, ignore_index=True) if assignment_parts
                    else pd.DataFrame(columns=["speaker_id", "discoverer", "cohort_id"]))
     result = AuditResult(report=report, assignments=assignments, speakers=scored.speakers,
@@ -189,6 +195,31 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
     result.timings = timings
     timings["total"] = time.perf_counter() - t0
     return result
+
+
+def discover_all(discs: list[Discoverer], scored: ScoredSet, side: SideInputs, *, seed: int = 0,
+                 normalization: str = "default", worst_n: int = 5, redact_text: bool = False,
+                 timings: dict[str, float] | None = None) -> tuple[dict[str, dict], list[pd.DataFrame]]:
+    """Run each discoverer on one scored system; returns report entries and assignment frames."""
+    entries: dict[str, dict] = {}
+    parts = []
+    for disc in discs:
+        t = time.perf_counter()
+        entry, assignment = run_discoverer(disc, scored.speakers, side)
+        if timings is not None:
+            timings[f"discover:{disc.key}"] = timings.get(f"discover:{disc.key}", 0.0) + time.perf_counter() - t
+        entries[disc.key] = entry
+        if assignment is None:
+            continue
+        if entry.get("bottom") is not None:
+            members = assignment.index[assignment.to_numpy() == entry["bottom"]]
+            entry["worst_utterances"] = worst_utterances(scored.utterances, members, worst_n, normalization,
+                                                         redact_text or scored.mode != "text")
+        if disc.name == "geographic":
+            entry["details"]["speaker_points"] = _speaker_points(scored.speakers, assignment, seed)
+        parts.append(pd.DataFrame({"speaker_id": assignment.index.to_numpy(), "discoverer": disc.key,
+                                   "cohort_id": assignment.to_numpy()}))
+    return entries, parts
 
 
 MAX_POINTS = 5000

@@ -121,6 +121,24 @@ class AuditResult:
     def discoverers(self) -> dict[str, dict]:
         return self.report["discoverers"]
 
+    @property
+    def system_names(self) -> list[str]:
+        """Names of the systems audited (one unless several hypothesis/WER columns were given)."""
+        return list(self.report.get("systems") or [self.report.get("system", "hypothesis")])
+
+    def for_system(self, name: str) -> "AuditResult":
+        """The audit of one system, as a one-system result (same inputs and options)."""
+        systems = self.report.get("systems") or {}
+        if name not in systems:
+            if name == self.report.get("system"):
+                return self
+            raise KeyError(name)
+        report = {k: v for k, v in self.report.items() if k != "systems"} | systems[name] | {"system": name}
+        a = self.assignments
+        if "system" in a.columns:
+            a = a.loc[a["system"] == name].drop(columns="system").reset_index(drop=True)
+        return AuditResult(report=report, assignments=a)
+
     def cohorts(self, discoverer: str | None = None) -> pd.DataFrame:
         """Cohort table: one row per discoverer x cohort (or of one discoverer)."""
         rows = []

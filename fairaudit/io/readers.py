@@ -42,10 +42,25 @@ class InputSpec:
     errors_col: str | None = None
     ref_words_col: str | None = None
     wer_col: str | None = None
+    #: further systems audited side by side: more hypothesis columns (text mode), more
+    #: error/WER columns of the same kind as the first (counts mode), or more Kaldi/trn
+    #: hypothesis files
+    more_hyp_cols: tuple[str, ...] = ()
+    more_value_cols: tuple[str, ...] = ()
+    more_hyp_paths: tuple[str, ...] = ()
 
     @property
     def counts_mode(self) -> bool:
         return bool(self.errors_col or self.wer_col)
+
+    @property
+    def system_names(self) -> list[str]:
+        """One name per audited system: the hypothesis/WER/errors column or hypothesis file."""
+        if self.hyp_path:
+            return [self.hyp_path, *self.more_hyp_paths]
+        if self.counts_mode:
+            return [self.errors_col or self.wer_col, *self.more_value_cols]
+        return [self.hyp_col, *self.more_hyp_cols]
 
 
 @dataclass
@@ -59,6 +74,20 @@ class RawUtterances:
     orphan_hypotheses: list[str] = field(default_factory=list)  # hyp ids with no reference
     warnings: list[str] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
+    #: system name -> column of ``frame`` holding its hypothesis (text) or errors (counts)
+    systems: dict[str, str] = field(default_factory=dict)
+
+    def for_system(self, name: str) -> "RawUtterances":
+        """The input as seen by one system: its column becomes ``hypothesis``/``errors``."""
+        target = "hypothesis" if self.mode == "text" else "errors"
+        col = self.systems.get(name, target)
+        frame = self.frame.drop(columns=[c for c in self.frame.columns if c.startswith(SYSTEM_PREFIX)])
+        frame[target] = self.frame[col]
+        return RawUtterances(frame, self.mode, self.rows_read, self.unparsable, self.orphan_hypotheses,
+                             self.warnings, self.paths, {name: target})
+
+
+SYSTEM_PREFIX = "::system::"
 
 
 # ---------------------------------------------------------------- table formats
@@ -203,11 +232,12 @@ def _paired(spec: InputSpec, fmt: str) -> RawUtterances:
                              hint="pass --hyp FILE (same format as the reference file)")
     if fmt == "kaldi":
         refs, rdup, nref = _read_kaldi_text(spec.path)
-        hyps, _, _ = _read_kaldi_text(spec.hyp_path)
+        hyp_sets = [_read_kaldi_text(h)[0] for h in (spec.hyp_path, *spec.more_hyp_paths)]
         bad: list[str] = []
     else:
         refs, rdup, nref, bad = _read_trn(spec.path)
-        hyps, _, _, _ = _read_trn(spec.hyp_path)
+        hyp_sets = [_read_trn(h)[0] for h in (spec.hyp_path, *spec.more_hyp_paths)]
+    hyps = hyp_sets[0]
     utt2spk = _read_utt2spk(spec.utt2spk) if spec.utt2spk else None
     if utt2spk is None and fmt == "kaldi":
         raise UserInputError("Kaldi text input needs the speaker of each utterance", path=spec.path,
@@ -220,15 +250,20 @@ def _paired(spec: InputSpec, fmt: str) -> RawUtterances:
         "reference": [refs[u] for u in ids] + [""] * len(rdup),
         "hypothesis": [hyps.get(u, "") for u in ids] + [""] * len(rdup),
     })
+    names = spec.system_names
+    for name, more in zip(names[1:], hyp_sets[1:]):
+        frame[SYSTEM_PREFIX + name] = [more.get(u, "") for u in ids] + [""] * len(rdup)
     frame.index = np.arange(1, len(frame) + 1)
     orphans = [u for u in hyps if u not in refs]
     warnings = []
     if missing_hyp:
         warnings.append(f"{len(missing_hyp)} utterance(s) have no hypothesis and are scored as empty output "
                         f"(all deletions), e.g. {', '.join(missing_hyp[:3])}")
+    systems = {names[0]: "hypothesis", **{n: SYSTEM_PREFIX + n for n in names[1:]}}
     return RawUtterances(frame, "text", rows_read=nref + len(orphans), unparsable=bad,
                          orphan_hypotheses=orphans, warnings=warnings,
-                         paths=[p for p in (spec.path, spec.hyp_path, spec.utt2spk) if p])
+                         paths=[p for p in (spec.path, spec.hyp_path, *spec.more_hyp_paths, spec.utt2spk) if p],
+                         systems=systems)
 
 
 def _nemo(spec: InputSpec) -> RawUtterances:
@@ -246,7 +281,8 @@ def _nemo(spec: InputSpec) -> RawUtterances:
     _need(frame, {ref: "--ref-col", hyp: "--hyp-col", utt: "--utt-col", spk: "--speaker-col or --utt2spk"}, spec.path)
     frame = frame.rename(columns={ref: "reference", hyp: "hypothesis", utt: "utt_id", spk: "speaker_id"})
     frame.index = np.arange(1, len(frame) + 1)
-    return RawUtterances(frame, "text", rows_read=len(frame) + len(bad), unparsable=bad, paths=[spec.path])
+    return RawUtterances(frame, "text", rows_read=len(frame) + len(bad), unparsable=bad, paths=[spec.path],
+                         systems={hyp: "hypothesis"})
 
 
 # ---------------------------------------------------------------- public entry
@@ -260,6 +296,15 @@ def _need(frame: pd.DataFrame, cols: dict[str, str], path: str) -> None:
 
 
 def _to_counts(frame: pd.DataFrame, spec: InputSpec, warnings: list[str]) -> pd.DataFrame:
+    out = _to_counts_one(frame, spec, warnings)
+    for col in spec.more_value_cols:
+        kind = {"errors_col": col} if spec.errors_col else {"wer_col": col}
+        one = InputSpec(path=spec.path, ref_words_col=spec.ref_words_col, **kind)
+        out[SYSTEM_PREFIX + col] = _to_counts_one(frame, one, warnings)["errors"]
+    return out
+
+
+def _to_counts_one(frame: pd.DataFrame, spec: InputSpec, warnings: list[str]) -> pd.DataFrame:
     words_col = spec.ref_words_col
     if not words_col:
         raise UserInputError("precomputed counts need the number of reference words", path=spec.path,
@@ -313,7 +358,7 @@ def read_utterances(spec: InputSpec) -> RawUtterances:
         return _paired(spec, fmt)
     if fmt == "nemo":
         return _nemo(spec)
-    string_cols = [spec.utt_col, spec.speaker_col, spec.ref_col, spec.hyp_col, "zip"]
+    string_cols = [spec.utt_col, spec.speaker_col, spec.ref_col, spec.hyp_col, *spec.more_hyp_cols, "zip"]
     frame, bad = _read_table(spec.path, fmt, string_cols)
     frame.index = np.arange(1, len(frame) + 1)
     warnings: list[str] = []
@@ -324,16 +369,21 @@ def read_utterances(spec: InputSpec) -> RawUtterances:
         mode = "counts"
         rename = {}
     else:
-        need.update({spec.ref_col: "--ref-col", spec.hyp_col: "--hyp-col"})
+        need.update({spec.ref_col: "--ref-col", spec.hyp_col: "--hyp-col", **{h: "--hyp-col" for h in spec.more_hyp_cols}})
         _need(frame, need, spec.path)
         mode = "text"
-        rename = {spec.ref_col: "reference", spec.hyp_col: "hypothesis"}
+        rename = {spec.ref_col: "reference", spec.hyp_col: "hypothesis",
+                  **{h: SYSTEM_PREFIX + h for h in spec.more_hyp_cols}}
     rename.update({spec.utt_col: "utt_id", spec.speaker_col: "speaker_id"})
     # A mapped column could collide with an unrelated column that has the target name.
     clash = [v for k, v in rename.items() if v in frame.columns and k != v]
     frame = frame.drop(columns=clash).rename(columns=rename)
+    names = spec.system_names
+    systems = {names[0]: "hypothesis" if mode == "text" else "errors", **{n: SYSTEM_PREFIX + n for n in names[1:]}}
+    if len(set(names)) != len(names):
+        raise UserInputError("the same system column is given twice", path=spec.path, hint="name each column once")
     return RawUtterances(frame, mode, rows_read=len(frame) + len(bad), unparsable=bad,
-                         warnings=warnings, paths=[spec.path])
+                         warnings=warnings, paths=[spec.path], systems=systems)
 
 
 def _looks_kaldi(path: str) -> bool:

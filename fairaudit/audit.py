@@ -12,6 +12,7 @@ import pandas as pd
 
 from .alignment import worst_utterances
 from .discover import REGISTRY, Discoverer, SideInputs
+from .discover.base import NotEnoughData
 from .errors import UserInputError
 from .io.readers import InputSpec, RawUtterances, read_utterances
 from .io.speakers import read_speakers
@@ -79,7 +80,10 @@ def run_discoverer(disc: Discoverer, speakers: pd.DataFrame, side: SideInputs) -
     reason = disc.missing_inputs(speakers, side)
     if reason:
         return {"name": disc.name, "skipped": reason}, None
-    found = disc.fit(speakers, side)
+    try:
+        found = disc.fit(speakers, side)
+    except NotEnoughData as exc:
+        return {"name": disc.name, "skipped": str(exc)}, None
     cohorts, summary = cohort_statistics(speakers, found.assignment, found.labels, disc.min_speakers)
     records = frame_records(cohorts)
     for rec in records:

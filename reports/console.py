@@ -13,6 +13,13 @@ def _pct(x, digits=1) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
 
+def _gap(d: dict) -> str:
+    """A gap for display: 'undefined' when the top cohort's WER is 0 (absolute gap only)."""
+    if d.get("wer_gap_pct") is not None:
+        return _pct(d["wer_gap_pct"])
+    return "undefined" if d.get("wer_gap_abs") is not None else "n/a"
+
+
 def _wer(x) -> str:
     return "n/a" if x is None else f"{100 * x:.2f}"
 
@@ -33,8 +40,7 @@ def summary_table(result: AuditResult, system: str | None = None) -> Table:
             continue
         by_id = {c["id"]: c for c in d["cohorts"]}
         bottom, top = by_id.get(d["bottom"]), by_id.get(d["top"])
-        gap = _pct(d["wer_gap_pct"]) if d["wer_gap_pct"] is not None else (
-            "undefined" if d["wer_gap_abs"] is not None else "n/a")
+        gap = _gap(d)
         table.add_row(Text(key), Text(bottom["label"] if bottom else d.get("note", "n/a")),
                       _wer(bottom["wer"]) if bottom else "n/a", _wer(top["wer"]) if top else "n/a", gap,
                       _pct(d["bottom_share_pct"]), str(d["cohort_count"]), f"{d['audited_speakers']:,}")
@@ -75,8 +81,49 @@ def side_by_side_table(result: AuditResult) -> Table:
         cells = []
         for name in systems:
             d = result.for_system(name).discoverers.get(key, {})
-            gap = _pct(d.get("wer_gap_pct")) if d.get("wer_gap_pct") is not None else (
-                "undefined" if d.get("wer_gap_abs") is not None else "n/a")
+            gap = _gap(d)
             cells.append("skipped" if d.get("skipped") else f"{gap} ({_pct(d.get('bottom_share_pct'))})")
         table.add_row(Text(key), *cells)
     return table
+
+
+def comparison_table(result: AuditResult) -> list[Table]:
+    """Tables of a `fairaudit compare` result: overall ΔWER, then per discoverer each cohort."""
+    rep = result.report
+    base, cand = rep["baseline"], rep["candidate"]
+    o = rep["overall"]
+    head = Table(title=f"compare: {base} (baseline) vs {cand} (candidate) on the same cohorts", title_justify="left")
+    for col in ("", f"WER {base} %", f"WER {cand} %", "ΔWER points", "95% CI", "p"):
+        head.add_column(Text(col), justify="right" if col else "left", no_wrap=True)
+    head.add_row("overall", _wer(o[base]["wer"]), _wer(o[cand]["wer"]), _delta(o["delta_wer"]),
+                 _ci(o.get("ci_low"), o.get("ci_high")), _p(o.get("p_value")))
+    tables = [head]
+    for key, d in rep["discoverers"].items():
+        if d.get("skipped"):
+            t = Table(title=f"{key}: skipped: {d['skipped']}", title_justify="left")
+            tables.append(t)
+            continue
+        gb, gc = d["gap"][base], d["gap"][cand]
+        t = Table(title=f"{key}: WER gap {_gap(gb)} % ({base}) -> {_gap(gc)} % ({cand})",
+                  title_justify="left")
+        for col in ("Cohort", "Speakers", f"WER {base} %", f"WER {cand} %", "ΔWER points", "95% CI", "p"):
+            t.add_column(Text(col), justify="left" if col == "Cohort" else "right", no_wrap=col != "Cohort",
+                         overflow="fold", max_width=60 if col == "Cohort" else None)
+        for c in d["cohorts"]:
+            label = c["label"] + (" (too few speakers)" if c.get("too_few_speakers") else "")
+            t.add_row(Text(label), str(c["speakers"]), _wer(c["wer"][base]), _wer(c["wer"][cand]),
+                      _delta(c["delta_wer"]), _ci(c.get("ci_low"), c.get("ci_high")), _p(c.get("p_value")))
+        tables.append(t)
+    return tables
+
+
+def _delta(x) -> str:
+    return "n/a" if x is None else f"{100 * x:+.2f}"
+
+
+def _ci(lo, hi) -> str:
+    return "n/a" if lo is None or hi is None else f"[{100 * lo:+.2f}, {100 * hi:+.2f}]"
+
+
+def _p(p) -> str:
+    return "n/a" if p is None else ("<0.001" if p < 0.001 else f"{p:.3f}")

@@ -19,6 +19,8 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from ..errors import UserInputError
+
 
 @dataclass
 class SideInputs:
@@ -87,6 +89,11 @@ class Discoverer(ABC):
 
     def get_params(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+
+class NotEnoughData(UserInputError):
+    """The data are too small for this discoverer's settings: the audit lists it as skipped
+    with this message instead of stopping (the other discoverers still run)."""
 
 
 REGISTRY: dict[str, type[Discoverer]] = {}

@@ -1,0 +1,160 @@
+"""`fairaudit audit` end to end: schema, determinism, skipped discoverers, planted disparities."""
+import json
+
+import jsonschema
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import fairaudit
+from fairaudit.cli.app import app
+from fairaudit.result import AuditResult, schema, validate
+
+from conftest import SAMPLE
+
+runner = CliRunner()
+
+SAMPLE_ARGS = dict(speakers=str(SAMPLE / "speakers.csv"), census=str(SAMPLE / "census.csv"),
+                   embeddings=str(SAMPLE / "embeddings.npy"), embedding_ids=str(SAMPLE / "embedding_ids.txt"))
+
+
+@pytest.fixture(scope="module")
+def sample_result():
+    return fairaudit.audit(str(SAMPLE / "utterances.csv"), by=["gender", "gender,age_band"], seed=0, **SAMPLE_ARGS)
+
+
+@pytest.fixture(scope="module")
+def planted():
+    return json.loads((SAMPLE / "planted.json").read_text())
+
+
+def test_report_validates_against_schema(sample_result):
+    doc = json.loads(sample_result.to_json())
+    jsonschema.Draft202012Validator.check_schema(schema())
+    validate(doc)
+    assert set(doc["discoverers"]) == {"geographic", "geodemographic", "automatic", "attribute:gender",
+                                       "attribute:gender,age_band"}
+
+
+def test_schema_rejects_broken_report(sample_result):
+    doc = json.loads(sample_result.to_json())
+    del doc["discoverers"]["geographic"]["cohorts"][0]["wer"]
+    with pytest.raises(jsonschema.ValidationError):
+        validate(doc)
+
+
+@pytest.mark.parametrize("key", ["geographic", "geodemographic", "automatic"])
+def test_sample_data_planted_disparity_found(sample_result, planted, key):
+    d = sample_result.discoverers[key]
+    assert d["skipped"] is None
+    truth = set(planted[key]["speaker_ids"])
+    a = sample_result.assignments
+    a = a[a["discoverer"] == key]
+    bottom = set(a.loc[a["cohort_id"] == d["bottom"], "speaker_id"])
+    precision = len(bottom & truth) / len(bottom)
+    above = {c["id"] for c in d["cohorts"] if c["wer"] > sample_result.overall["wer"]}
+    recall = len(set(a.loc[a["cohort_id"].isin(above), "speaker_id"]) & truth) / len(truth)
+    # An axis-aligned tree with 20-speaker regions cannot cut the six Los Angeles speakers
+    # who share Atlanta's latitude band out of the bottom region (sample_data/README.md):
+    # 30 of its 36 speakers are planted.  Generated data hold it to 0.9
+    # (tests/test_discover_geographic.py).
+    assert precision >= (0.8 if key == "geographic" else 0.9), (key, precision)
+    assert recall >= 0.9, (key, recall)
+    assert d["wer_gap_pct"] > 40
+
+
+def test_geodemographic_rule_names_planted_attribute(sample_result):
+    d = sample_result.discoverers["geodemographic"]
+    bottom = next(c for c in d["cohorts"] if c["id"] == d["bottom"])
+    assert "pct_black" in bottom["label"]
+
+
+def test_sample_accounting_and_not_audited(sample_result):
+    acc = sample_result.report["accounting"]
+    assert acc["rows_read"] == 6046 == acc["rows_scored"] + acc["rows_dropped"]
+    assert sample_result.discoverers["geographic"]["audited_speakers"] == 493
+    assert sample_result.discoverers["geodemographic"]["audited_speakers"] == 492
+    assert sum(sample_result.discoverers["geographic"]["not_audited"].values()) == 7
+
+
+def test_gap_and_share_follow_the_definitions(sample_result):
+    for key, d in sample_result.discoverers.items():
+        cohorts = {c["id"]: c for c in d["cohorts"]}
+        b, t = cohorts[d["bottom"]], cohorts[d["top"]]
+        assert d["wer_gap_pct"] == pytest.approx(100 * (b["wer"] - t["wer"]) / t["wer"])
+        assert d["bottom_share_pct"] == pytest.approx(100 * b["speakers"] / d["audited_speakers"])
+        assert b["wer"] == pytest.approx(b["errors"] / b["ref_words"])
+        assert sum(c["speakers"] for c in d["cohorts"]) == d["audited_speakers"]
+        eligible = [c["wer"] for c in d["cohorts"] if not c["too_few_speakers"]]
+        assert b["wer"] == max(eligible) and t["wer"] == min(eligible)
+
+
+def test_deterministic_for_a_seed(sample_result):
+    again = fairaudit.audit(str(SAMPLE / "utterances.csv"), by=["gender", "gender,age_band"], seed=0, **SAMPLE_ARGS)
+    assert again.to_json() == sample_result.to_json()
+    pd.testing.assert_frame_equal(again.assignments, sample_result.assignments)
+
+
+def test_python_api_tables(sample_result):
+    s = sample_result.summary()
+    assert {"discoverer", "bottom_cohort", "bottom_wer", "wer_gap_pct", "bottom_share_pct"} <= set(s.columns)
+    c = sample_result.cohorts("automatic")
+    assert c["rank"].tolist() == sorted(c["rank"])
+    assert (c["wer"].diff().dropna() <= 0).all()
+
+
+def test_discoverers_skipped_with_reason(tmp_path):
+    r = fairaudit.audit(str(SAMPLE / "utterances.csv"))
+    for key in ("geographic", "geodemographic", "automatic"):
+        assert r.discoverers[key]["skipped"], key
+    validate(json.loads(r.to_json()))
+
+
+def test_dataframe_input_and_small_cohorts():
+    rows = []
+    for s in range(6):
+        for u in range(3):
+            rows.append({"utt_id": f"{s}-{u}", "speaker_id": f"s{s}", "reference": "a b c d",
+                         "hypothesis": "a b c d" if s % 2 else "a x c", "grp": "odd" if s % 2 else "even"})
+    r = fairaudit.audit(pd.DataFrame(rows), by=["grp"], discoverers=[], min_speakers=2)
+    d = r.discoverers["attribute:grp"]
+    assert d["cohorts"][0]["label"] == "grp=even" and d["cohorts"][0]["wer"] == pytest.approx(0.5)
+    assert d["wer_gap_pct"] is None and d["wer_gap_abs"] == pytest.approx(0.5)  # top WER 0: undefined
+    r4 = fairaudit.audit(pd.DataFrame(rows), by=["grp"], discoverers=[], min_speakers=4)
+    assert r4.discoverers["attribute:grp"]["bottom"] is None  # 3 speakers per cohort < 4
+
+
+def test_cli_audit_writes_outputs(tmp_path):
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["audit", str(SAMPLE / "utterances.csv"), "--speakers", str(SAMPLE / "speakers.csv"),
+                            "--by", "gender", "--discoverers", "geographic", "--out", str(out), "--no-html"])
+    assert r.exit_code == 0, r.output
+    assert "geographic" in r.output and "WER gap %" in r.output
+    saved = AuditResult.load(str(out / "report.json"))
+    validate(saved.report)
+    cohorts = pd.read_csv(out / "cohorts.csv")
+    assign = pd.read_csv(out / "assignments.csv")
+    assert set(cohorts["discoverer"]) == {"geographic", "attribute:gender"}
+    assert len(assign[assign.discoverer == "geographic"]) == 493
+
+
+def test_cli_audit_user_errors(tmp_path):
+    r = runner.invoke(app, ["audit", str(SAMPLE / "utterances.csv"), "--k", "many"])
+    assert r.exit_code == 2 and "--k" in r.output
+    r = runner.invoke(app, ["audit", str(SAMPLE / "utterances.csv"), "--discoverers", "astrology", "--no-html"])
+    assert r.exit_code == 2 and "unknown discoverer" in r.output
+    r = runner.invoke(app, ["audit", str(SAMPLE / "utterances.csv"), "--by", "shoe_size", "--no-html"])
+    assert r.exit_code == 2 and "shoe_size" in r.output
+
+
+def test_too_little_data_skips_discoverer_not_audit(tmp_path):
+    import numpy as np
+    ids = [f"s{i}" for i in range(30)]
+    np.save(tmp_path / "e.npy", np.random.default_rng(0).normal(size=(30, 4)).astype("float32"))
+    (tmp_path / "ids.txt").write_text("\n".join(ids) + "\n")
+    frame = pd.DataFrame({"utt_id": [f"u{i}" for i in range(30)], "speaker_id": ids,
+                          "reference": ["a b c"] * 30, "hypothesis": ["a b"] * 30, "g": ["x", "y"] * 15})
+    r = fairaudit.audit(frame, embeddings=str(tmp_path / "e.npy"), embedding_ids=str(tmp_path / "ids.txt"),
+                        by=["g"], discoverers=["automatic"], params={"automatic": {"k": 10}})
+    assert "k=10" in r.discoverers["automatic"]["skipped"]
+    assert r.discoverers["attribute:g"]["skipped"] is None

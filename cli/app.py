@@ -100,6 +100,10 @@ def audit(
     geo_max_depth: Annotated[int, typer.Option("--geo-max-depth", help="Deepest split of the geographic tree.")] = 8,
     max_depth: Annotated[int, typer.Option("--max-depth", help="Most attributes in a geodemographic rule.")] = 2,
     seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same result.")] = 0,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples of speakers for confidence intervals (0: none).")] = 1000,
+    permutations: Annotated[int, typer.Option("--permutations", help="Permutations for each discoverer's selection-corrected p-value (0: none).")] = 200,
+    ci_level: Annotated[float, typer.Option("--ci-level", help="Confidence level of the intervals.")] = 0.95,
+    honest_gap: Annotated[bool, typer.Option("--honest-gap/--no-honest-gap", help="Also measure each gap on held-out utterances.")] = True,
     no_html: Annotated[bool, typer.Option("--no-html", help="Do not write report.html.")] = False,
     redact_text: Annotated[bool, typer.Option("--redact-text", help="Keep transcripts out of report.json and report.html.")] = False,
     fail_on_gap: Annotated[Optional[float], typer.Option("--fail-on-gap", help="Gate in one step: exit 1 when a discoverer's WER gap (%) exceeds this.")] = None,
@@ -120,7 +124,8 @@ def audit(
         result = run_audit(spec, speakers=speakers, census=census, embeddings=embeddings,
                            embedding_ids=embedding_ids, by=by or [], discoverers=names, normalization=normalize,
                            min_speakers=min_speakers, seed=seed, params={n: params[n] for n in names if n in params},
-                           workers=workers, progress=progress, redact_text=redact_text)
+                           workers=workers, progress=progress, redact_text=redact_text, n_boot=bootstrap,
+                           n_perm=permutations, ci_level=ci_level, honest=honest_gap)
     result.save(out)
     write_table(result.speakers, os.path.join(out, "speaker_scores"), "csv")
     written = ["report.json", "cohorts.csv", "assignments.csv", "speaker_scores.csv"]

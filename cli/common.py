@@ -16,7 +16,7 @@ from fairaudit.io.readers import InputSpec
 err_console = Console(stderr=True, highlight=False)
 # Logs and pipes get a wide fixed width so the summary table does not fold into columns
 # one word wide; a terminal keeps its own width.
-out_console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
+out_console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 Input = Annotated[Optional[str], typer.Argument(help="Utterance table (.csv/.tsv/.jsonl/.parquet, optionally .gz), NeMo manifest, or Kaldi/trn reference file.", show_default=False)]
 Ref = Annotated[Optional[str], typer.Option("--ref", help="Kaldi 'text' or sclite trn reference file (instead of INPUT).")]

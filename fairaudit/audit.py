@@ -19,6 +19,7 @@ from .io.speakers import read_speakers
 from .normalize import DESCRIPTIONS
 from .result import SCHEMA_VERSION, AuditResult, cohort_statistics, frame_records
 from .speakers import ScoredSet, score
+from .stats import add_statistics, overall_ci
 
 #: the discovered-cohort discoverers run by default, in report order
 DEFAULT_DISCOVERERS = ("geographic", "geodemographic", "automatic")
@@ -101,7 +102,8 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
           normalization: str = "default", min_speakers: int = 20, seed: int = 0,
           params: dict[str, dict[str, Any]] | None = None, workers: int | None = None,
           progress: Callable[[int], None] | None = None, options: dict[str, Any] | None = None,
-          worst_n: int = 5, redact_text: bool = False) -> AuditResult:
+          worst_n: int = 5, redact_text: bool = False, n_boot: int = 1000, n_perm: int = 200,
+          ci_level: float = 0.95, honest: bool = True) -> AuditResult:
     """Score a decoded test set and run every discoverer whose inputs are present.
 
     ``utterances``: a file path, an :class:`InputSpec` (column mapping, Kaldi/trn...) or a
@@ -113,6 +115,10 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
     ``min_speakers``: smallest cohort (count of speakers) that may be a bottom/top cohort.
     ``worst_n``: worst utterances of each bottom cohort kept for the report (aligned text,
     or ids and counts only with ``redact_text``).
+    ``n_boot``: bootstrap resamples of speakers for confidence intervals (count, 0 = none);
+    ``n_perm``: permutations for each discoverer's selection-corrected p-value (0 = none);
+    ``ci_level``: confidence level (ratio, 0.95); ``honest``: also measure each discovered
+    gap on held-out utterances.
 
     Returns an :class:`AuditResult` (report dict + pandas views + ``to_json()``).
     """
@@ -161,8 +167,10 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
     for name, sset in scored_sets.items():
         discs = build_discoverers(discoverers, by, min_speakers=min_speakers, seed=seed, params=params)
         entries, parts = discover_all(discs, sset, side, seed=seed, normalization=normalization, worst_n=worst_n,
-                                      redact_text=redact_text, timings=timings)
-        per_system[name] = {"overall": sset.overall, "accounting": sset.accounting.to_dict(), "discoverers": entries}
+                                      redact_text=redact_text, timings=timings, n_boot=n_boot, n_perm=n_perm,
+                                      ci_level=ci_level, honest=honest, workers=workers)
+        overall = {**sset.overall, "wer_ci": overall_ci(sset.speakers, n_boot, seed, ci_level)}
+        per_system[name] = {"overall": overall, "accounting": sset.accounting.to_dict(), "discoverers": entries}
         for part in parts:
             if len(names) > 1:
                 part.insert(0, "system", name)
@@ -184,6 +192,7 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
             "normalization": {"mode": normalization, "description": DESCRIPTIONS.get(normalization, "")},
             "options": {"seed": seed, "min_speakers": min_speakers, "by": [",".join(b) if not isinstance(b, str) else b for b in by],
                         "discoverers": list(discoverers), "params": params or {}, "redact_text": redact_text,
+                        "bootstrap": n_boot, "permutations": n_perm, "ci_level": ci_level, "honest_gap": honest,
                         **(options or {})},
         },
         # The first system's audit stands at the top level, so one-system views read it as is.
@@ -203,8 +212,11 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
 
 def discover_all(discs: list[Discoverer], scored: ScoredSet, side: SideInputs, *, seed: int = 0,
                  normalization: str = "default", worst_n: int = 5, redact_text: bool = False,
-                 timings: dict[str, float] | None = None) -> tuple[dict[str, dict], list[pd.DataFrame]]:
-    """Run each discoverer on one scored system; returns report entries and assignment frames."""
+                 timings: dict[str, float] | None = None, n_boot: int = 0, n_perm: int = 0,
+                 ci_level: float = 0.95, honest: bool = False,
+                 workers: int | None = None) -> tuple[dict[str, dict], list[pd.DataFrame]]:
+    """Run each discoverer on one scored system (with its statistics); returns report
+    entries and assignment frames."""
     entries: dict[str, dict] = {}
     parts = []
     for disc in discs:
@@ -215,6 +227,11 @@ def discover_all(discs: list[Discoverer], scored: ScoredSet, side: SideInputs, *
         entries[disc.key] = entry
         if assignment is None:
             continue
+        t = time.perf_counter()
+        add_statistics(entry, disc, scored.speakers, scored.utterances, side, assignment, n_boot=n_boot,
+                       n_perm=n_perm, seed=seed, level=ci_level, honest=honest, workers=workers)
+        if timings is not None:
+            timings[f"stats:{disc.key}"] = timings.get(f"stats:{disc.key}", 0.0) + time.perf_counter() - t
         if entry.get("bottom") is not None:
             members = assignment.index[assignment.to_numpy() == entry["bottom"]]
             entry["worst_utterances"] = worst_utterances(scored.utterances, members, worst_n, normalization,

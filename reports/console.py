@@ -31,18 +31,23 @@ def summary_table(result: AuditResult, system: str | None = None) -> Table:
     table = Table(title=f"fairaudit{name}: overall WER {_wer(o['wer'])} %, {o['speakers']:,} speakers, "
                         f"{o['utterances']:,} utterances", title_justify="left")
     table.add_column("Discoverer", no_wrap=True)
-    table.add_column("Bottom cohort", overflow="fold", max_width=60)
-    for name in ("Bottom WER %", "Top WER %", "WER gap %", "Bottom share %", "Cohorts", "Speakers audited"):
+    table.add_column("Bottom cohort", overflow="fold", min_width=34, max_width=60)
+    for name in ("Bottom WER %", "Top WER %", "WER gap %", "Gap 95% CI", "Null p95 %", "p", "Bottom share %",
+                 "Cohorts", "Speakers"):
         table.add_column(name, justify="right", no_wrap=True)
     for key, d in result.discoverers.items():
         if d.get("skipped"):
-            table.add_row(Text(key), Text(f"skipped: {d['skipped']}", style="dim"), "", "", "", "", "", "")
+            table.add_row(Text(key), Text(f"skipped: {d['skipped']}", style="dim"), *[""] * 9)
             continue
         by_id = {c["id"]: c for c in d["cohorts"]}
         bottom, top = by_id.get(d["bottom"]), by_id.get(d["top"])
         gap = _gap(d)
+        ci = d.get("wer_gap_ci_pct")
+        ci_txt = "n/a" if not ci else f"{_pct(ci[0], 0)}–{_pct(ci[1], 0)}"
+        perm = d.get("permutation") or {}
         table.add_row(Text(key), Text(bottom["label"] if bottom else d.get("note", "n/a")),
-                      _wer(bottom["wer"]) if bottom else "n/a", _wer(top["wer"]) if top else "n/a", gap,
+                      _wer(bottom["wer"]) if bottom else "n/a", _wer(top["wer"]) if top else "n/a", gap, ci_txt,
+                      _pct(perm.get("null_gap_p95_pct")), _p(d.get("p_value")),
                       _pct(d["bottom_share_pct"]), str(d["cohort_count"]), f"{d['audited_speakers']:,}")
     return table
 

@@ -17,6 +17,7 @@ class AttributeDiscoverer(Discoverer):
     """One cohort per value (combination) of known speaker attribute columns."""
 
     name = "attribute"
+    fixed_cohorts = True
 
     def __init__(self, min_speakers: int = 20, seed: int = 0, columns: tuple[str, ...] | list[str] = ()):
         super().__init__(min_speakers, seed)

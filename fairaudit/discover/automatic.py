@@ -200,6 +200,7 @@ class AutomaticDiscoverer(Discoverer):
     """
 
     name = "automatic"
+    fixed_cohorts = True
 
     def __init__(self, min_speakers: int = 20, seed: int = 0, k: int | str = 10, l2_normalize: bool = True,
                  max_projection_points: int = 5000):

@@ -62,6 +62,9 @@ class Discoverer(ABC):
 
     #: key in report.json (``geographic``, ``geodemographic``, ``automatic``, ...)
     name: ClassVar[str] = ""
+    #: True when the cohorts do not depend on the error counts (known attributes, embedding
+    #: clusters): the permutation null then fits once instead of once per permutation.
+    fixed_cohorts: ClassVar[bool] = False
 
     def __init__(self, min_speakers: int = 20, seed: int = 0):
         self.min_speakers = min_speakers

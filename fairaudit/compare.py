@@ -1,0 +1,189 @@
+"""Baseline vs candidate on the same cohorts.
+
+Two systems can only be compared fairly on the same speaker sets: cohorts are discovered
+once (on the baseline, or read from a saved ``assignments.csv``) and both systems are
+scored on exactly those speakers.  Per cohort: each system's WER, the change (ΔWER) with a
+paired test over speakers; per discoverer: each system's gap and share on those cohorts.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from .audit import DEFAULT_DISCOVERERS, _frame_to_raw, _sha256, _tool_version, build_discoverers, run_discoverer
+from .discover import SideInputs
+from .errors import UserInputError
+from .io.readers import InputSpec, RawUtterances, read_utterances, SYSTEM_PREFIX
+from .io.speakers import read_speakers
+from .normalize import DESCRIPTIONS
+from .result import SCHEMA_VERSION, AuditResult, cohort_statistics
+from .speakers import score
+
+
+def _with_candidate_file(raw: RawUtterances, spec: InputSpec, candidate: str) -> RawUtterances:
+    """Add the hypotheses (or errors) of a second utterance table, matched by utt_id, as system 2."""
+    other = read_utterances(InputSpec(**{**spec.__dict__, "path": candidate, "more_hyp_cols": (),
+                                         "more_value_cols": (), "more_hyp_paths": ()}))
+    if other.mode != raw.mode:
+        raise UserInputError("baseline and candidate inputs must both have text or both counts", path=candidate)
+    col = "hypothesis" if raw.mode == "text" else "errors"
+    ids = other.frame["utt_id"].astype("string").str.strip()
+    values = pd.Series(other.frame[col].to_numpy(), index=ids.to_numpy())
+    values = values[~values.index.duplicated(keep="first")]
+    base_ids = raw.frame["utt_id"].astype("string").str.strip().to_numpy()
+    matched = values.reindex(base_ids)
+    missing = int(matched.isna().sum())
+    frame = raw.frame.copy()
+    name = candidate
+    if raw.mode == "text":
+        frame[SYSTEM_PREFIX + name] = matched.fillna("").to_numpy()
+        if missing:
+            raw.warnings.append(f"{missing} utterance(s) have no candidate hypothesis and are scored as empty "
+                                f"output (all deletions) for the candidate")
+    else:
+        if missing:
+            raise UserInputError(f"{missing} utterance(s) of the baseline have no row in the candidate file",
+                                 path=candidate, hint="both files must hold the same utt_ids")
+        frame[SYSTEM_PREFIX + name] = matched.to_numpy()
+    base_name = next(iter(raw.systems)) if raw.systems else "baseline"
+    if base_name == name:
+        name = name + " (candidate)"
+    return RawUtterances(frame, raw.mode, raw.rows_read, raw.unparsable, raw.orphan_hypotheses, raw.warnings,
+                         raw.paths + [candidate], {base_name: raw.systems.get(base_name, col), name: SYSTEM_PREFIX + candidate})
+
+
+def _read_cohorts(path: str) -> tuple[dict[str, pd.Series], dict[str, dict[str, str]]]:
+    """Assignments (per discoverer) and labels from a saved assignments.csv (+ cohorts.csv beside it)."""
+    try:
+        a = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise UserInputError("cohort file not found", path=path, hint="pass the assignments.csv of an earlier audit") from None
+    need = {"speaker_id", "discoverer", "cohort_id"}
+    if not need <= set(a.columns):
+        raise UserInputError(f"needs columns {', '.join(sorted(need))}", path=path,
+                             hint="pass the assignments.csv written by fairaudit audit")
+    if "system" in a.columns:
+        first = a["system"].iloc[0] if len(a) else None
+        a = a.loc[a["system"] == first]
+    labels: dict[str, dict[str, str]] = {}
+    cohorts_path = os.path.join(os.path.dirname(path), "cohorts.csv")
+    if os.path.exists(cohorts_path):
+        c = pd.read_csv(cohorts_path, dtype=str, keep_default_na=False)
+        if {"discoverer", "id", "label"} <= set(c.columns):
+            for row in c.itertuples(index=False):
+                labels.setdefault(row.discoverer, {})[row.id] = row.label
+    out = {}
+    for key, grp in a.groupby("discoverer", sort=False):
+        if grp["speaker_id"].duplicated().any():
+            raise UserInputError(f"speaker {grp.loc[grp['speaker_id'].duplicated(), 'speaker_id'].iloc[0]!r} is in two "
+                                 f"cohorts of {key}", path=path)
+        out[key] = pd.Series(grp["cohort_id"].to_numpy(), index=pd.Index(grp["speaker_id"].to_numpy(), name="speaker_id"))
+    return out, labels
+
+
+def _gap_block(cohorts: pd.DataFrame, summary: dict) -> dict:
+    return {k: summary.get(k) for k in ("bottom", "top", "wer_gap_pct", "wer_gap_abs", "bottom_share_pct")}
+
+
+def compare(utterances: str | InputSpec | pd.DataFrame, *, candidate: str | None = None,
+            speakers: str | None = None, census: str | None = None, embeddings: str | None = None,
+            embedding_ids: str | None = None, cohorts: str | None = None, by: Iterable[str] = (),
+            discoverers: Iterable[str] = DEFAULT_DISCOVERERS, normalization: str = "default", min_speakers: int = 20,
+            seed: int = 0, params: dict[str, dict[str, Any]] | None = None, resamples: int = 10000,
+            workers: int | None = None) -> AuditResult:
+    """Compare a baseline and a candidate system on the same cohorts; returns a comparison result.
+
+    The systems are the first two of ``utterances`` (two hypothesis/WER columns, or two
+    Kaldi/trn hypothesis files), or ``utterances`` (baseline) and ``candidate`` (a second
+    utterance table with the same utt_ids).  ``cohorts``: a saved assignments.csv to reuse
+    instead of discovering on the baseline.  ``resamples``: paired bootstrap/permutation
+    resamples per cohort for ΔWER (count).
+    """
+    from .stats import paired_delta
+
+    spec = utterances if isinstance(utterances, InputSpec) else (
+        InputSpec(path=str(utterances)) if isinstance(utterances, (str, os.PathLike)) else None)
+    raw = read_utterances(spec) if spec else _frame_to_raw(utterances, InputSpec(path="<DataFrame>"))
+    if candidate:
+        raw = _with_candidate_file(raw, spec, candidate)
+    names = list(raw.systems)
+    if len(names) != 2:
+        raise UserInputError(f"compare needs exactly two systems, got {len(names)}",
+                             hint="give two --hyp-col/--wer-col/--hyp, or --candidate FILE")
+    base, cand = names
+    speaker_table = read_speakers(speakers) if speakers else None
+    by = list(by)
+    by_cols = sorted({c.strip() for b in by for c in b.split(",") if c.strip()})
+    sb = score(raw.for_system(base), normalization, speaker_table, by_cols, workers=workers)
+    sc = score(raw.for_system(cand), normalization, speaker_table, by_cols, workers=workers)
+    spk_b = sb.speakers.set_index("speaker_id")
+    spk_c = sc.speakers.set_index("speaker_id").reindex(spk_b.index)
+
+    if cohorts:
+        assignments, label_maps = _read_cohorts(cohorts)
+        found = {}
+        for key, a in assignments.items():
+            a = a[a.index.isin(spk_b.index)]
+            found[key] = (a, label_maps.get(key, {}), None)
+    else:
+        side = SideInputs()
+        if census:
+            from .io.census import read_census
+            side.census = read_census(census)
+        if embeddings:
+            from .io.embeddings import read_embeddings
+            u2s = pd.Series(sb.utterances["speaker_id"].to_numpy(), index=sb.utterances["utt_id"].to_numpy())
+            side.embeddings, side.embedding_ids, _ = read_embeddings(embeddings, embedding_ids, u2s)
+        found = {}
+        for disc in build_discoverers(discoverers, by, min_speakers=min_speakers, seed=seed, params=params):
+            entry, a = run_discoverer(disc, sb.speakers, side)
+            found[disc.key] = (a, {c["id"]: c["label"] for c in entry.get("cohorts", [])}, entry.get("skipped"))
+
+    entries = {}
+    for i, (key, (a, labels, skipped)) in enumerate(found.items()):
+        if a is None:
+            entries[key] = {"name": key.split(":")[0], "skipped": skipped}
+            continue
+        tb, sumb = cohort_statistics(sb.speakers, a, labels, min_speakers)
+        tc, sumc = cohort_statistics(sc.speakers, a, labels, min_speakers)
+        tc = tc.set_index("id")
+        rows = []
+        for k, row in enumerate(tb.itertuples(index=False)):
+            members = a.index[a.to_numpy() == row.id]
+            eb = spk_b.loc[members, "errors"].to_numpy(np.int64)
+            ec = spk_c.loc[members, "errors"].to_numpy(np.int64)
+            w = spk_b.loc[members, "ref_words"].to_numpy(np.int64)
+            test = paired_delta(eb, ec, w, n_resamples=resamples, seed=seed + 7919 * i + k)
+            rows.append({"id": row.id, "label": row.label, "speakers": int(row.speakers),
+                         "ref_words": int(row.ref_words), "too_few_speakers": bool(row.too_few_speakers),
+                         "wer": {base: float(row.wer), cand: float(tc.loc[row.id, "wer"])},
+                         "rank": {base: int(row.rank), cand: int(tc.loc[row.id, "rank"])},
+                         "delta_wer": test["delta_wer"], "ci_low": test["ci_low"], "ci_high": test["ci_high"],
+                         "p_value": test["p_value"]})
+        entries[key] = {"name": key.split(":")[0], "skipped": None, "cohorts": rows,
+                        "gap": {base: _gap_block(tb, sumb), cand: _gap_block(tc, sumc)}}
+    eb_all = spk_b["errors"].to_numpy(np.int64)
+    ec_all = spk_c["errors"].to_numpy(np.int64)
+    overall_test = paired_delta(eb_all, ec_all, spk_b["ref_words"].to_numpy(np.int64), n_resamples=resamples, seed=seed)
+    files = [{"role": r, "path": str(p), "sha256": _sha256(str(p))}
+             for r, p in (("utterances", spec.path if spec else None), ("candidate", candidate), ("cohorts", cohorts),
+                          ("speakers", speakers), ("census", census), ("embeddings", embeddings))
+             if p and os.path.isfile(str(p))]
+    report = {
+        "schema_version": SCHEMA_VERSION, "kind": "comparison",
+        "tool": {"name": "fairaudit", "version": _tool_version()},
+        "inputs": {"files": files, "mode": sb.mode,
+                   "normalization": {"mode": normalization, "description": DESCRIPTIONS.get(normalization, "")},
+                   "options": {"seed": seed, "min_speakers": min_speakers, "resamples": resamples,
+                               "cohorts_from": cohorts or f"discovered on {base}"}},
+        "baseline": base, "candidate": cand,
+        "accounting": sb.accounting.to_dict(),
+        "overall": {base: sb.overall, cand: sc.overall, "delta_wer": overall_test["delta_wer"],
+                    "ci_low": overall_test["ci_low"], "ci_high": overall_test["ci_high"],
+                    "p_value": overall_test["p_value"], "method": overall_test.get("method")},
+        "discoverers": entries,
+    }
+    return AuditResult(report=report)

@@ -249,10 +249,11 @@ MAX_POINTS = 5000
 def _speaker_points(speakers: pd.DataFrame, assignment: pd.Series, seed: int) -> dict:
     """Audited speakers' coordinates, WER and region for the map (a seeded sample of at most MAX_POINTS)."""
     sp = speakers.set_index("speaker_id").loc[assignment.index]
+    audited = len(sp)
     if len(sp) > MAX_POINTS:
         pick = np.sort(np.random.default_rng(seed).choice(len(sp), MAX_POINTS, replace=False))
         sp, assignment = sp.iloc[pick], assignment.iloc[pick]
-    return {"sampled": len(sp) < len(speakers), "lat": sp["lat"].round(4).tolist(), "lon": sp["lon"].round(4).tolist(),
+    return {"sampled": len(sp) < audited, "lat": sp["lat"].round(4).tolist(), "lon": sp["lon"].round(4).tolist(),
             "wer": sp["wer"].round(5).tolist(), "cohort": assignment.astype(str).tolist()}
 
 

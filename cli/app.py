@@ -98,6 +98,7 @@ def audit(
     k: Annotated[str, typer.Option("--k", help="k-means clusters for the automatic discoverer, or 'auto'.")] = "10",
     geo_max_regions: Annotated[int, typer.Option("--geo-max-regions", help="Most regions the geographic tree makes.")] = 16,
     geo_max_depth: Annotated[int, typer.Option("--geo-max-depth", help="Deepest split of the geographic tree.")] = 8,
+    geo_criterion: Annotated[str, typer.Option("--geo-criterion", help="Geographic split criterion: difference (Trinh et al.) or z (difference / its standard error).")] = "difference",
     max_depth: Annotated[int, typer.Option("--max-depth", help="Most attributes in a geodemographic rule.")] = 2,
     seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same result.")] = 0,
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples of speakers for confidence intervals (0: none).")] = 1000,
@@ -118,7 +119,7 @@ def audit(
     if min_speakers < 1:
         raise UserInputError(f"--min-speakers {min_speakers} must be at least 1")
     names = [n.strip() for n in discoverers.split(",") if n.strip()]
-    params = {"geographic": {"max_regions": geo_max_regions, "max_depth": geo_max_depth},
+    params = {"geographic": {"max_regions": geo_max_regions, "max_depth": geo_max_depth, "criterion": geo_criterion},
               "geodemographic": {"max_depth": max_depth}, "automatic": {"k": _parse_k(k)}}
     with c.progress_bar("scoring", None, not quiet) as progress:
         result = run_audit(spec, speakers=speakers, census=census, embeddings=embeddings,

@@ -106,7 +106,8 @@ def test_details_and_cohort_details_are_consistent():
     speakers, _ = make_speakers(seed=3)
     disc = fit(speakers)
     json.dumps({"details": disc.details, "cohort_details": disc.cohort_details, "params": disc.params})
-    assert disc.params == {"min_speakers": 20, "max_regions": 16, "max_depth": 8, "seed": 0}
+    assert disc.params == {"min_speakers": 20, "max_regions": 16, "max_depth": 8, "seed": 0,
+                           "criterion": "difference"}
     splits = disc.details["splits"]
     assert len(splits) == len(disc.labels) - 1
     assert list(disc.labels) == [f"R{i:02d}" for i in range(1, len(disc.labels) + 1)]
@@ -217,3 +218,11 @@ def test_box_text_hemispheres():
     assert box_text([33.1, 34.2, -85.0, -83.8]) == "33.1–34.2°N, 85.0–83.8°W"
     assert box_text([-34.2, -33.1, 151.0, 151.3]) == "34.2–33.1°S, 151.0–151.3°E"
     assert box_text([-1.0, 2.0, -10.0, 5.0]) == "1.0°S–2.0°N, 10.0°W–5.0°E"
+
+
+def test_z_criterion_finds_the_metro_and_is_validated():
+    speakers, planted = make_speakers(seed=3)
+    precision, recall, gap, _ = bottom_and_gap(speakers, fit(speakers, criterion="z"), planted)
+    assert precision >= 0.9 and recall >= 0.9
+    with pytest.raises(UserInputError, match="--geo-criterion"):
+        fit(speakers, criterion="biggest")

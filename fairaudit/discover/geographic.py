@@ -26,6 +26,10 @@ import pandas as pd
 from ..errors import UserInputError
 from .base import Discoverer, Discovery, SideInputs, register
 
+#: split criteria: the paper's absolute WER difference, or that difference divided by its
+#: binomial standard error (favours well-populated sides; fewer mixed thin regions).
+CRITERIA = ("difference", "z")
+
 # Not-audited reasons (keys of Discovery.not_audited).
 MISSING = "missing lat/lon"
 OUT_OF_RANGE = "lat/lon out of range"
@@ -52,7 +56,7 @@ class _Node:
 
 
 def _best_split(lat: np.ndarray, lon: np.ndarray, err: np.ndarray, words: np.ndarray,
-                members: np.ndarray, min_speakers: int) -> _Split | None:
+                members: np.ndarray, min_speakers: int, criterion: str = "difference") -> _Split | None:
     """Best split of one node, or None if no split leaves ``min_speakers`` on each side.
 
     Vectorised: per axis one stable sort and two cumulative sums, then every admissible
@@ -79,6 +83,12 @@ def _best_split(lat: np.ndarray, lon: np.ndarray, err: np.ndarray, words: np.nda
             continue
         with np.errstate(divide="ignore", invalid="ignore"):
             diff = np.abs(ce / cw - (total_e - ce) / rw)
+            if criterion == "z":
+                # The difference in units of its binomial standard error: a large
+                # difference between two big sides beats the same difference between a
+                # small, noisy side and the rest.
+                p = total_e / total_w if total_w else 0.0
+                diff = diff / np.sqrt(max(p * (1.0 - p), 1e-12) * (1.0 / cw + 1.0 / rw))
         diff = np.where(ok, diff, -1.0)
         j = int(np.argmax(diff))  # first maximum: smallest threshold wins a tie
         # Strict ">" keeps latitude on an exact tie: deterministic tie-breaking.
@@ -151,6 +161,13 @@ class GeographicDiscoverer(Discoverer):
         Stop when the tree has this many leaves (regions, count).
     max_depth : int, default 8
         A leaf at this depth (root = 0) is not split further.
+    criterion : {"difference", "z"}, default "difference"
+        "difference" splits where |WER_left - WER_right| is largest (Trinh et al.).  "z"
+        divides that difference by its binomial standard error, sqrt(p(1-p)(1/W_left +
+        1/W_right)) with W the reference words and p the node's WER, so a difference
+        between two well-populated sides beats the same difference between a minimum-size
+        side and the rest; on clustered data it makes fewer thin regions that mix two
+        distant cities (see sample_data/README.md).
     seed : int, default 0
         The tree is deterministic: the seed changes nothing.  Exact ties are broken by
         fixed rules (latitude before longitude, the smaller threshold, the earlier node).
@@ -162,8 +179,10 @@ class GeographicDiscoverer(Discoverer):
 
     name = "geographic"
 
-    def __init__(self, min_speakers: int = 20, seed: int = 0, max_regions: int = 16, max_depth: int = 8):
+    def __init__(self, min_speakers: int = 20, seed: int = 0, max_regions: int = 16, max_depth: int = 8,
+                 criterion: str = "difference"):
         super().__init__(min_speakers, seed)
+        self.criterion = criterion
         self.max_regions = max_regions
         self.max_depth = max_depth
 
@@ -184,8 +203,11 @@ class GeographicDiscoverer(Discoverer):
         reason = self.missing_inputs(speakers, side)
         if reason:
             raise UserInputError(f"geographic discoverer: {reason}")
+        if self.criterion not in CRITERIA:
+            raise UserInputError(f"geographic discoverer: criterion {self.criterion!r} is unknown",
+                                 hint=f"pass --geo-criterion {' or '.join(CRITERIA)}")
         params = {"min_speakers": min_speakers, "max_regions": max_regions, "max_depth": max_depth,
-                  "seed": seed}
+                  "seed": seed, "criterion": self.criterion}
 
         lat_all = pd.to_numeric(speakers["lat"], errors="coerce").to_numpy(dtype=float)
         lon_all = pd.to_numeric(speakers["lon"], errors="coerce").to_numpy(dtype=float)
@@ -212,7 +234,7 @@ class GeographicDiscoverer(Discoverer):
 
         def consider(node: _Node) -> None:
             if node.depth < max_depth:
-                node.split = _best_split(lat, lon, err, words, node.members, min_speakers)
+                node.split = _best_split(lat, lon, err, words, node.members, min_speakers, self.criterion)
                 if node.split is not None:
                     heapq.heappush(heap, (-node.split.diff, node.id))  # ties: earlier node first
 

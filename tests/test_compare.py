@@ -78,3 +78,19 @@ def test_compare_needs_two_systems(two_systems, tmp_path):
     assert r.exit_code == 2 and "exactly two systems" in r.output
     r = run("compare", path, "--hyp-col", "sysA", "--hyp-col", "sysB", "--cohorts", tmp_path / "none.csv")
     assert r.exit_code == 2 and "not found" in r.output
+
+
+def test_compare_html_escapes_labels(tmp_path):
+    rows = []
+    for s in range(12):
+        grp = '<script>alert(1)</script>' if s % 2 else '"><img src=x onerror=alert(2)>'
+        rows += [{"utt_id": f"{s}-{u}", "speaker_id": f"s{s}", "reference": "a b c d", "sysA": "a b c",
+                  "sysB": "a b c d", "grp": grp} for u in range(2)]
+    path = tmp_path / "h.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    r = run("compare", path, "--hyp-col", "sysA", "--hyp-col", "sysB", "--by", "grp", "--discoverers", "",
+            "--min-speakers", "2", "--resamples", "200", "-q", "--out", tmp_path / "c")
+    assert r.exit_code == 0, r.output
+    html = (tmp_path / "c" / "compare.html").read_text()
+    assert "<script" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html

@@ -145,6 +145,14 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
                                   by_cols, workers=workers, progress=progress)
         timings[f"score:{name}" if len(names) > 1 else "score"] = time.perf_counter() - t
     scored = scored_sets[names[0]]
+    # Speakers with a zip but no coordinates are placed at the zip's centroid (offline
+    # table), flagged in coords_approx, so the geographic discoverer runs on zip-only data.
+    zipgeo_info = None
+    if "zip" in scored.speakers.columns:
+        from .io.zipgeo import fill_coordinates_from_zip
+
+        for sset in scored_sets.values():
+            sset.speakers, zipgeo_info = fill_coordinates_from_zip(sset.speakers)
 
     side = SideInputs()
     t = time.perf_counter()
@@ -238,6 +246,9 @@ def discover_all(discs: list[Discoverer], scored: ScoredSet, side: SideInputs, *
                                                          redact_text or scored.mode != "text")
         if disc.name == "geographic":
             entry["details"]["speaker_points"] = _speaker_points(scored.speakers, assignment, seed)
+            if "coords_approx" in scored.speakers.columns:
+                approx = scored.speakers.set_index("speaker_id").loc[assignment.index, "coords_approx"]
+                entry["approximate_coordinates"] = int(approx.fillna(False).astype(bool).sum())
         parts.append(pd.DataFrame({"speaker_id": assignment.index.to_numpy(), "discoverer": disc.key,
                                    "cohort_id": assignment.to_numpy()}))
     return entries, parts

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Callable
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -46,8 +47,8 @@ def _as_string_array(values) -> pa.Array:
     return pc.fill_null(arr, "")
 
 
-def _default_spaced(arr: pa.Array) -> pa.Array:
-    """Default normalisation with words separated by one or more ASCII spaces."""
+def _default_spaced_regex(arr: pa.Array) -> pa.Array:
+    """Default normalisation with words separated by one or more ASCII spaces (any input)."""
     arr = pc.utf8_lower(arr)
     if pc.any(pc.match_substring_regex(arr, _APOSTROPHES)).as_py():
         arr = pc.replace_substring_regex(arr, _APOSTROPHES, "'")
@@ -56,7 +57,119 @@ def _default_spaced(arr: pa.Array) -> pa.Array:
     arr = pc.replace_substring_regex(arr, r"[^\p{L}\p{N}\p{M}' ]+", " ")
     # Apostrophes survive only between two word characters ("don't", "o'clock"): one
     # regex for runs of them and for one at either edge of a word.
-    return pc.replace_substring_regex(arr, "''+|' |'$|^'| '", " ")
+    return pc.replace_substring_regex(arr, _APOSTROPHE_RULES, " ")
+
+
+# ASCII fast path of the default normalisation, one byte at a time (bytes.translate runs
+# at memcpy speed, the RE2 regexes above ~30x slower).  On a pure-ASCII row the regexes
+# reduce to byte rules, because the only ASCII letters and digits are [A-Za-z0-9] and
+# there are no ASCII combining marks:
+#   1. A-Z -> a-z; the backtick (the one ASCII "curly" apostrophe) -> ';
+#   2. every other byte except a-z, 0-9, ' and space -> space, one space per *run*;
+#   3. the apostrophe regex.
+# Step 2 maps each byte to a space.  Where that differs from one space per run, only the
+# number of spaces between two words changes, which no caller sees (they split on runs
+# of spaces or collapse them) -- except step 3, which depends on exactly how many spaces
+# surround an apostrophe.  So rows holding an apostrophe get step 2 made exact (delete
+# the bytes that continue a run: rare, "?!", "...") and step 3 from the RE2 regex, on
+# those rows only; rows with a non-ASCII byte take the whole regex path.
+_FAST_TABLE = bytes(
+    c + 32 if 65 <= c <= 90
+    else c if (97 <= c <= 122 or 48 <= c <= 57 or c in (32, 39))
+    else 39 if c == 96
+    else 32
+    for c in range(128)
+) + bytes(range(128, 256))
+_APOSTROPHE_RULES = "''+|' |'$|^'| '"
+# Beyond this share of non-ASCII rows, running the regexes on the whole array is cheaper
+# than splitting it in two and merging.
+_SLOW_SHARE_MAX = 0.5
+
+
+def _buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets rebased to 0 as int64, data bytes as uint8) of a null-free string array."""
+    bufs = arr.buffers()
+    large = pa.types.is_large_string(arr.type)
+    offsets = np.frombuffer(bufs[1], np.int64 if large else np.int32)[arr.offset: arr.offset + len(arr) + 1]
+    offsets = offsets.astype(np.int64)
+    start, end = (int(offsets[0]), int(offsets[-1])) if len(offsets) else (0, 0)
+    data = np.frombuffer(bufs[2], np.uint8)[start:end] if bufs[2] is not None else np.zeros(0, np.uint8)
+    return offsets - start, data
+
+
+def _from_buffers(offsets: np.ndarray, data: bytes) -> pa.Array:
+    n = len(offsets) - 1
+    if len(data) < 2 ** 31:
+        return pa.StringArray.from_buffers(n, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data))
+    return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets.astype(np.int64)), pa.py_buffer(data))
+
+
+def _rows_of(offsets: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Distinct rows holding the given byte positions (sorted)."""
+    return np.unique(np.searchsorted(offsets, positions, side="right") - 1)
+
+
+def _default_spaced_buffers(arr: pa.Array) -> tuple[np.ndarray, bytes]:
+    """:func:`_default_spaced` of a null-free string array, as (offsets, data bytes)."""
+    offsets, data = _buffers(arr)
+    raw = data.tobytes()
+    spaced = raw.translate(_FAST_TABLE)  # steps 1 and 2, one space per replaced byte
+    is_ascii = raw.isascii()
+    if is_ascii and b"'" not in spaced:
+        # The common case: one translate.
+        return offsets, spaced
+    n = len(arr)
+    slow_rows = np.zeros(0, np.int64)
+    if not is_ascii:
+        slow_rows = _rows_of(offsets, np.flatnonzero(data >= 0x80))
+        if len(slow_rows) > _SLOW_SHARE_MAX * n:
+            return _buffers_bytes(_default_spaced_regex(arr))
+    apostrophe_rows = np.setdiff1d(_rows_of(offsets, np.flatnonzero(np.frombuffer(spaced, np.uint8) == 39)),
+                                   slow_rows, assume_unique=True)
+    fast = _from_buffers(offsets, spaced)
+    parts, pick, base = [fast], np.arange(n, dtype=np.int64), n
+    for rows, done in ((apostrophe_rows, _apostrophe_rules), (slow_rows, _default_spaced_regex)):
+        if len(rows):
+            taken = pa.array(rows)
+            parts.append(done(arr.take(taken), fast.take(taken)) if done is _apostrophe_rules
+                         else done(arr.take(taken)).cast(fast.type))
+            pick[rows] = base + np.arange(len(rows))
+            base += len(rows)
+    if len(parts) == 1:
+        return offsets, spaced
+    # Each row from its source: the one-translate result, the apostrophe rows or the
+    # non-ASCII rows.
+    return _buffers_bytes(pa.concat_arrays(parts).take(pa.array(pick)))
+
+
+def _apostrophe_rules(raw: pa.Array, spaced: pa.Array) -> pa.Array:
+    """Step 2 exactly, then step 3, on ASCII rows holding an apostrophe.
+
+    ``spaced`` is ``raw`` after the one-byte-per-byte translate (same offsets).  A
+    replaced byte is a space in ``spaced`` that was not one in ``raw``; each replaced
+    byte following another of the same row is deleted, leaving one space per run, as
+    the RE2 regex does.  Then the apostrophe regex runs on these rows only.
+    """
+    offsets, before = _buffers(raw)
+    _, after = _buffers(spaced)
+    replaced = (after == 32) & (before != 32)
+    drop = np.flatnonzero(replaced[1:] & replaced[:-1]) + 1
+    if len(drop):
+        n = len(offsets) - 1
+        drop = drop[offsets[np.minimum(np.searchsorted(offsets, drop), n)] != drop]  # never a row's first byte
+        after = np.delete(after, drop)
+        offsets = offsets - np.searchsorted(drop, offsets)
+    return pc.replace_substring_regex(_from_buffers(offsets, after.tobytes()), _APOSTROPHE_RULES, " ")
+
+
+def _buffers_bytes(arr: pa.Array) -> tuple[np.ndarray, bytes]:
+    offsets, data = _buffers(arr)
+    return offsets, data.tobytes()
+
+
+def _default_spaced(arr: pa.Array) -> pa.Array:
+    """Default normalisation with words separated by one or more ASCII spaces."""
+    return _from_buffers(*_default_spaced_buffers(arr))
 
 
 def _default(arr: pa.Array) -> pa.Array:
@@ -104,14 +217,57 @@ def tokenize(values, mode: str = "default") -> pa.ListArray:
 
     Equal to ``jiwer``'s default transform applied to :func:`normalize`'s output.
     """
+    offsets, words = words_flat(values, mode)
+    if offsets[-1] >= 2 ** 31:
+        return pa.LargeListArray.from_arrays(pa.array(offsets, type=pa.int64()), words)
+    return pa.ListArray.from_arrays(pa.array(offsets, type=pa.int32()), words)
+
+
+def words_flat(values, mode: str = "default") -> tuple[np.ndarray, pa.Array]:
+    """:func:`tokenize` without building the list array: (row offsets, flat words).
+
+    ``offsets`` (int64, one more than the rows) index ``words``: row ``i`` has words
+    ``words[offsets[i]:offsets[i + 1]]``.
+    """
     if mode == "default":
-        # Only ASCII spaces separate words after default normalisation, so a plain
-        # white-space split (which also drops empty pieces) is exact and 5x faster.
-        text = pc.utf8_trim(_default_spaced(_as_string_array(values)), " ")
-        words = pc.ascii_split_whitespace(text)
-        # "" splits to [""]: the only empty piece left once both ends are trimmed.
-        return _drop_empty(words) if pc.any(pc.equal(text, "")).as_py() else words
-    return split_words(normalize(values, mode))
+        # Only ASCII spaces separate words after default normalisation, so splitting on
+        # runs of spaces (which also drops empty pieces) is exact.
+        return _split_spaces(*_default_spaced_buffers(_as_string_array(values)))
+    lists = split_words(normalize(values, mode))
+    offsets = lists.offsets.to_numpy().astype(np.int64)
+    return offsets - offsets[0], lists.flatten()
+
+
+def _split_spaces(offsets: np.ndarray, data: bytes) -> tuple[np.ndarray, pa.Array]:
+    """Split each row of (offsets, data) on runs of ASCII spaces, vectorised over all rows.
+
+    A word is a maximal run of non-space bytes inside one row (a UTF-8 multi-byte
+    character never contains the byte 0x20).  Cheaper than ``ascii_split_whitespace``,
+    which builds a list array we would only flatten again.
+    """
+    d = np.frombuffer(data, np.uint8)
+    if len(d) == 0:
+        return np.zeros(len(offsets), np.int64), pa.array([], type=pa.string())
+    m = d != 32
+    # A word starts at a non-space after a space, and ends at one before a space.
+    start = np.empty_like(m)
+    start[0] = m[0]
+    np.greater(m[1:], m[:-1], out=start[1:])
+    end = np.empty_like(m)
+    end[-1] = m[-1]
+    np.greater(m[:-1], m[1:], out=end[:-1])
+    # A word never runs across two rows: a non-empty row opens a word at its first byte
+    # and closes one at its last when that byte is not a space.
+    nonempty = offsets[:-1] < offsets[1:]
+    first, last = offsets[:-1][nonempty], offsets[1:][nonempty] - 1
+    start[first] = m[first]
+    end[last] = m[last]
+    starts = np.flatnonzero(start)
+    ends = np.flatnonzero(end)
+    word_offsets = np.zeros(len(starts) + 1, np.int64)
+    np.cumsum(ends - starts + 1, out=word_offsets[1:])
+    words = _from_buffers(word_offsets, data.translate(None, b" "))
+    return np.searchsorted(starts, offsets).astype(np.int64), words
 
 
 def split_words(arr: pa.Array) -> pa.ListArray:

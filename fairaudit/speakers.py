@@ -10,7 +10,7 @@ import pyarrow as pa
 from .accounting import Accounting
 from .errors import UserInputError
 from .io.readers import RawUtterances
-from .scoring import count_errors
+from .scoring import COUNT_COLUMNS, Counts, count_errors, start_count_errors
 
 COUNT_FIELDS = ["ref_words", "substitutions", "deletions", "insertions", "errors"]
 UTTERANCE_COLUMNS = ["utt_id", "speaker_id", "ref_words", "hits", "substitutions", "deletions",
@@ -51,6 +51,47 @@ def _clean_ids(col: pd.Series) -> pd.Series:
     return col.astype("string").fillna("").str.strip()
 
 
+# The dtype pandas gives a column of Python strings: "str" (pyarrow-backed) in pandas 3,
+# object before.  Output columns keep it, as when they were built from object arrays.
+_STR = pd.Series(["x"]).dtype
+
+
+def _rows(obj, rows: np.ndarray | None):
+    return obj if rows is None else obj.iloc[rows]
+
+
+def _id_column(ids: pd.Series, rows: np.ndarray | None):
+    """Cleaned ids of the scored rows, as :data:`_STR` (arrow to arrow: no Python objects)."""
+    if isinstance(_STR, pd.StringDtype):
+        return _rows(ids, rows).astype(_STR).array
+    return _rows(ids, rows).to_numpy(dtype=object)
+
+
+def _text_column(col: pd.Series, rows: np.ndarray | None):
+    """A transcript column for the utterance table (shared with the input when possible)."""
+    if col.dtype == _STR and isinstance(_STR, pd.StringDtype):
+        return _rows(col, rows).array
+    values = col.to_numpy(dtype=object)
+    return values if rows is None else values[rows]
+
+
+def _is_arrow_text(col: pd.Series) -> bool:
+    return isinstance(col.dtype, pd.StringDtype) and col.dtype.storage == "pyarrow"
+
+
+def _text_array(col: pd.Series, rows: np.ndarray | None) -> pa.Array | pa.ChunkedArray:
+    """The transcripts to score as pyarrow strings (nulls score as empty).
+
+    A pyarrow-backed string column (pandas 3 reading Parquet/CSV) is handed over as is:
+    converting a million transcripts to Python objects and back cost more than scoring.
+    """
+    if _is_arrow_text(col):
+        arr = pa.array(col.array)
+        return arr if rows is None else arr.take(pa.array(rows))
+    values = col.to_numpy(dtype=object)
+    return pa.array(values if rows is None else values[rows], type=pa.string(), from_pandas=True)
+
+
 def score(raw: RawUtterances, normalization: str = "default", speaker_table: pd.DataFrame | None = None,
           required_attributes: list[str] | tuple[str, ...] = (), *, workers: int | None = None,
           progress=None) -> ScoredSet:
@@ -65,38 +106,55 @@ def score(raw: RawUtterances, normalization: str = "default", speaker_table: pd.
     acc.drop("unparsable_row", len(raw.unparsable), raw.unparsable[:5])
     acc.drop("no_reference", len(raw.orphan_hypotheses), raw.orphan_hypotheses[:5])
     frame = raw.frame
-    utt = _clean_ids(frame["utt_id"])
-    spk = _clean_ids(frame["speaker_id"])
+    # Scoring starts first when the transcripts are pyarrow strings: the worker processes
+    # then count while this thread checks the ids (dropped rows are scored too, and their
+    # counts discarded).  Other columns are converted after the drops, as they always were.
+    pending = None
+    if raw.mode == "text" and _is_arrow_text(frame["reference"]) and _is_arrow_text(frame["hypothesis"]):
+        pending = start_count_errors(pa.array(frame["reference"].array), pa.array(frame["hypothesis"].array),
+                                     normalization, workers=workers, progress=progress)
+    try:
+        utt = _clean_ids(frame["utt_id"])
+        spk = _clean_ids(frame["speaker_id"])
 
-    keep = np.ones(len(frame), bool)
+        keep = np.ones(len(frame), bool)
 
-    def drop(mask: np.ndarray, reason: str) -> None:
-        mask = mask & keep
-        if mask.any():
-            rows = frame.index[mask][:5]
-            acc.drop(reason, int(mask.sum()), [f"row {r} (utt_id={utt.loc[r]!r})" for r in rows])
-            keep[mask] = False
+        def drop(mask: np.ndarray, reason: str) -> None:
+            mask = mask & keep
+            if mask.any():
+                rows = frame.index[mask][:5]
+                acc.drop(reason, int(mask.sum()), [f"row {r} (utt_id={utt.loc[r]!r})" for r in rows])
+                keep[mask] = False
 
-    drop((utt == "").to_numpy(), "missing_utt_id")
-    drop(utt.duplicated(keep="first").to_numpy() & (utt != "").to_numpy(), "duplicate_utt_id")
-    drop((spk == "").to_numpy(), "missing_speaker_id")
+        drop((utt == "").to_numpy(), "missing_utt_id")
+        drop(utt.duplicated(keep="first").to_numpy() & (utt != "").to_numpy(), "duplicate_utt_id")
+        drop((spk == "").to_numpy(), "missing_speaker_id")
+        # Speaker codes for the per-speaker sums, also while the workers count.
+        spk_codes, spk_names = pd.factorize(spk, sort=True)
+        spk_names = spk_names.astype(_STR)
 
-    if raw.mode == "text":
-        refs = pa.array(frame["reference"].to_numpy(dtype=object)[keep] if not keep.all() else frame["reference"],
-                        type=pa.string(), from_pandas=True)
-        hyps = pa.array(frame["hypothesis"].to_numpy(dtype=object)[keep] if not keep.all() else frame["hypothesis"],
-                        type=pa.string(), from_pandas=True)
-        c = count_errors(refs, hyps, normalization, workers=workers, progress=progress)
-        counts = pd.DataFrame({"ref_words": c.ref_words, "hits": c.hits, "substitutions": c.substitutions,
-                               "deletions": c.deletions, "insertions": c.insertions})
-    else:
-        sub = frame.loc[keep]
-        na = pd.array([pd.NA] * int(keep.sum()), dtype="Int64")
-        counts = pd.DataFrame({"ref_words": sub["ref_words"].to_numpy(), "hits": na, "substitutions": na,
-                               "deletions": na, "insertions": na})
-        counts["_errors"] = sub["errors"].to_numpy()
-        if progress:
-            progress(len(sub))
+        if raw.mode == "text":
+            if pending is not None:
+                c = pending.result()
+                if not keep.all():
+                    c = Counts(*(getattr(c, f)[keep] for f in COUNT_COLUMNS))
+            else:
+                rows = None if keep.all() else np.flatnonzero(keep)
+                c = count_errors(_text_array(frame["reference"], rows), _text_array(frame["hypothesis"], rows),
+                                 normalization, workers=workers, progress=progress)
+            counts = pd.DataFrame({"ref_words": c.ref_words, "hits": c.hits, "substitutions": c.substitutions,
+                                   "deletions": c.deletions, "insertions": c.insertions})
+        else:
+            sub = frame.loc[keep]
+            na = pd.array([pd.NA] * int(keep.sum()), dtype="Int64")
+            counts = pd.DataFrame({"ref_words": sub["ref_words"].to_numpy(), "hits": na, "substitutions": na,
+                                   "deletions": na, "insertions": na})
+            counts["_errors"] = sub["errors"].to_numpy()
+            if progress:
+                progress(len(sub))
+    finally:
+        if pending is not None:
+            pending.close()
     kept_index = frame.index[keep]
     counts.index = kept_index
     errors = counts.pop("_errors") if "_errors" in counts else (
@@ -112,20 +170,27 @@ def score(raw: RawUtterances, normalization: str = "default", speaker_table: pd.
         acc.drop("empty_reference", int(empty.sum()), [f"row {r} (utt_id={utt.loc[r]!r})" for r in rows[:5]])
     ok = ~empty
     idx = kept_index[ok]
-    utts = pd.DataFrame({"utt_id": utt.loc[idx].to_numpy(dtype=object), "speaker_id": spk.loc[idx].to_numpy(dtype=object)})
+    # Row positions (in ``frame``) of the scored rows; None when every row is scored, so
+    # the columns are reused as they are instead of gathered row by row.
+    scored_rows = np.flatnonzero(keep)[ok] if not (ok.all() and keep.all()) else None
+    utts = pd.DataFrame({"utt_id": _id_column(utt, scored_rows), "speaker_id": _id_column(spk, scored_rows)})
     for col in ("ref_words", "hits", "substitutions", "deletions", "insertions"):
         utts[col] = counts[col].to_numpy()[ok]
     utts["errors"] = errors.to_numpy()[ok]
     utts["wer"] = utts["errors"] / utts["ref_words"]
     if raw.mode == "text":
-        utts["reference"] = frame["reference"].loc[idx].to_numpy(dtype=object)
-        utts["hypothesis"] = frame["hypothesis"].loc[idx].to_numpy(dtype=object)
+        utts["reference"] = _text_column(frame["reference"], scored_rows)
+        utts["hypothesis"] = _text_column(frame["hypothesis"], scored_rows)
     utts.index = idx
     acc.rows_scored = len(utts)
     acc.check()
 
-    speakers = aggregate_speakers(utts)
-    attrs = _utterance_attributes(frame.loc[idx], spk.loc[idx], raw, required_attributes)
+    speakers = _aggregate(utts, spk_codes if scored_rows is None else spk_codes[scored_rows], spk_names)
+    extra = [c for c in frame.columns if c not in _CORE]
+    attrs = None
+    if extra:
+        attrs = _utterance_attributes(_rows(frame[extra], scored_rows), _rows(spk, scored_rows), raw,
+                                      required_attributes)
     if attrs is not None:
         speakers = speakers.join(attrs, on="speaker_id")
     if speaker_table is not None:
@@ -143,6 +208,26 @@ def score(raw: RawUtterances, normalization: str = "default", speaker_table: pd.
                              hint="add the column, or pass --speakers FILE with it")
     attribute_columns = [c for c in speakers.columns if c not in SPEAKER_COLUMNS]
     return ScoredSet(utts, speakers.reset_index(drop=True), acc, normalization, raw.mode, attribute_columns)
+
+
+def _aggregate(utts: pd.DataFrame, codes: np.ndarray, names: pd.Index) -> pd.DataFrame:
+    """:func:`aggregate_speakers` from speaker codes (``pd.factorize(..., sort=True)``).
+
+    With plain int64 counts, sums are one ``np.bincount`` per column instead of a
+    groupby over a million string keys; anything else takes the groupby.
+    """
+    cols = [c for c in COUNT_FIELDS if c in utts.columns]
+    if len(codes) != len(utts) or (len(codes) and codes.min() < 0) or \
+            any(utts[c].dtype != np.int64 for c in cols) or cols != COUNT_FIELDS:
+        return aggregate_speakers(utts)
+    size = np.bincount(codes, minlength=len(names))
+    present = size > 0  # speakers whose every row was dropped have no row here
+    out = pd.DataFrame({"speaker_id": names[present], "utterances": size[present]})
+    for c in cols:
+        # float64 sums of integers are exact below 2**53 words.
+        out[c] = np.bincount(codes, weights=utts[c].to_numpy(), minlength=len(names))[present].astype(np.int64)
+    out["wer"] = out["errors"] / out["ref_words"]
+    return out[SPEAKER_COLUMNS]
 
 
 def aggregate_speakers(utts: pd.DataFrame) -> pd.DataFrame:
@@ -165,7 +250,7 @@ def _utterance_attributes(frame: pd.DataFrame, spk: pd.Series, raw: RawUtterance
     if not extra:
         return None
     sub = frame[extra].copy()
-    sub["speaker_id"] = spk.to_numpy(dtype=object)
+    sub["speaker_id"] = _id_column(spk, None)
     g = sub.groupby("speaker_id", sort=True)
     nunique = g.nunique(dropna=False)
     constant = [c for c in extra if (nunique[c] <= 1).all()]

@@ -406,6 +406,69 @@ def _projection_scatter(entry: dict) -> dict | None:
                        "apart in the full embedding space.", "width": int(9.0 * DPI)}
 
 
+def _power(report: dict) -> dict | None:
+    """The optional "power" section (added by `fairaudit power`): detectable gap vs cohort share."""
+    power = report.get("power")
+    if not isinstance(power, dict) or not isinstance(power.get("discoverers"), dict):
+        return None
+    settings = power.get("settings") or {}
+    gaps = settings.get("gaps_pct") or []
+    top = float(max(gaps)) if gaps else None
+    rows, readings, series = [], [], []
+    for key, d in power["discoverers"].items():
+        if not isinstance(d, dict):
+            continue
+        if d.get("skipped"):
+            rows.append({"key": key, "cohort": f"skipped: {d['skipped']}", "share": "", "speakers": "", "gap": ""})
+            continue
+        xs, ys, miss = [], [], []
+        for r in d.get("shares") or []:
+            g = r.get("min_detectable_gap_pct")
+            share = r.get("planted_share_pct") if r.get("label") is not None else r.get("target_share_pct")
+            rows.append({"key": key, "cohort": r.get("label") or f"{fmt_pct(r.get('target_share_pct'), 0)} % cohort",
+                         "share": fmt_pct(r.get("planted_share_pct")), "speakers": fmt_count(r.get("planted_speakers")),
+                         "gap": (f"> {top:g}" if top is not None else "not reached") if g is None else f"{g:.0f}"})
+            if r.get("reading"):
+                readings.append(str(r["reading"]))
+            if share is not None and share > 0:
+                (xs if g is not None else miss).append(float(share))
+                if g is not None:
+                    ys.append(float(g))
+        series.append((key, xs, ys, miss))
+    figure = None
+    if any(xs or miss for _, xs, _, miss in series):
+        import matplotlib.ticker
+        fig = _figure(7.5, 3.8)
+        ax = fig.add_subplot()
+        ceiling = (top or max((y for _, _, ys, _ in series for y in ys), default=100.0)) * 1.15
+        for i, (key, xs, ys, miss) in enumerate(series):
+            color = f"C{i % 10}"
+            if xs:
+                ax.plot(xs, ys, marker="o", color=color, label=_short(key, 30))
+            if miss:
+                ax.scatter(miss, [ceiling] * len(miss), marker="^", color=color, label=None if xs else _short(key, 30))
+        ax.axhline(ceiling, color="#999999", linewidth=0.6, linestyle=":")
+        ax.text(0.99, ceiling, "▲ not detectable up to the largest planted gap ", fontsize=7, va="bottom", ha="right",
+                transform=ax.get_yaxis_transform(), color="#666666")
+        ax.set_xscale("log")
+        # Plain tick labels: math text is off in these figures (labels are untrusted text).
+        ticks = [0.5, 1, 2, 5, 10, 25, 50, 100]
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        lo = min((x for _, xs, _, miss in series for x in (*xs, *miss)), default=1.0)
+        ax.set_xlim(min(lo, 1.0) * 0.8, 100)
+        ax.set_xlabel("bottom-cohort share (% of audited speakers)")
+        ax.set_ylabel(f"smallest gap found {100 * float(settings.get('power', 0.8)):.0f} % of the time (%)")
+        ax.set_ylim(0, ceiling * 1.12)
+        ax.grid(color="#eeeeee", linewidth=0.6)
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
+        figure = {"src": _png(fig), "alt": "smallest detectable WER gap against bottom-cohort share, per discoverer",
+                  "width": int(7.5 * DPI)}
+    return {"rows": rows, "readings": readings, "figure": figure, "method": power.get("method") or "",
+            "simulations": settings.get("simulations"), "alpha": settings.get("alpha"),
+            "power": settings.get("power")}
+
+
 # --------------------------------------------------------------------------- view model
 
 def _title(key: str, entry: dict) -> str:
@@ -546,6 +609,7 @@ def build_context(report: dict) -> dict:
                     "summary": summary[-1], "rows": _cohort_rows(entry),
                     "has_ci": any(c.get("wer_ci_low") is not None for c in entry.get("cohorts", [])),
                     "not_audited": list((entry.get("not_audited") or {}).items()),
+                    "approximate_coordinates": entry.get("approximate_coordinates"),
                     "params": [(k, _plain(v)) for k, v in (entry.get("params") or {}).items()],
                     "bars": _bar_chart(entry, overall.get("wer")),
                     "map": _geo_map(entry) if kind == "geographic" else None,
@@ -558,6 +622,7 @@ def build_context(report: dict) -> dict:
                     "bottom": next((c for c in entry.get("cohorts", []) if c["id"] == entry.get("bottom")), None),
                 })
             sections.append(sec)
+        power = _power(report)
     acc = report.get("accounting") or {}
     return {
         "report": report, "overall": overall, "accounting": acc,
@@ -571,7 +636,7 @@ def build_context(report: dict) -> dict:
         "files": inputs.get("files") or [], "normalization": inputs.get("normalization") or {},
         "options": [(k, _plain(v)) for k, v in options.items()], "mode": inputs.get("mode"),
         "tool": report.get("tool") or {}, "schema_version": report.get("schema_version"),
-        "redacted": redacted,
+        "redacted": redacted, "power": power,
         "fmt_wer": fmt_wer, "fmt_pct": fmt_pct, "fmt_level": fmt_level, "fmt_pp": fmt_pp, "fmt_count": fmt_count, "plain": _plain,
     }
 

@@ -54,11 +54,7 @@ def test_sample_data_planted_disparity_found(sample_result, planted, key):
     precision = len(bottom & truth) / len(bottom)
     above = {c["id"] for c in d["cohorts"] if c["wer"] > sample_result.overall["wer"]}
     recall = len(set(a.loc[a["cohort_id"].isin(above), "speaker_id"]) & truth) / len(truth)
-    # An axis-aligned tree with 20-speaker regions cannot cut the six Los Angeles speakers
-    # who share Atlanta's latitude band out of the bottom region (sample_data/README.md):
-    # 30 of its 36 speakers are planted.  Generated data hold it to 0.9
-    # (tests/test_discover_geographic.py).
-    assert precision >= (0.8 if key == "geographic" else 0.9), (key, precision)
+    assert precision >= 0.9, (key, precision)
     assert recall >= 0.9, (key, recall)
     assert d["wer_gap_pct"] > 40
 

@@ -49,7 +49,7 @@ MAX_CATEGORIES = 30
 TOP_VALUES = 5
 #: columns of the speaker table that are counts, ids or coordinates, never described
 _NOT_ATTRIBUTES = {"speaker_id", "utterances", "ref_words", "hits", "substitutions", "deletions", "insertions",
-                   "errors", "wer", "lat", "lon", "zip"}
+                   "errors", "wer", "lat", "lon", "zip", "coords_approx"}
 
 
 def _check_int(value: Any, name: str, flag: str, minimum: int) -> int:

@@ -51,17 +51,22 @@ PAIRED_METHOD = ("matched pairs over speakers: percentile bootstrap of speakers 
 
 # ------------------------------------------------------------------ validation helpers
 
+# The CLI flag behind each checked setting, for the one-line error's hint.
+_FLAGS = {"number of bootstrap resamples": "--bootstrap", "number of permutations": "--permutations",
+          "seed": "--seed"}
+
+
 def _check_count(value: Any, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise UserInputError(f"{name} must be a whole number >= {minimum}, not {value!r}",
-                             hint=f"fix the {name} option")
+                             hint=f"fix {_FLAGS.get(name, 'the ' + name + ' option')}")
     return int(value)
 
 
 def _check_level(level: Any) -> float:
     if isinstance(level, bool) or not isinstance(level, (int, float, np.floating)) or not 0 < float(level) < 1:
         raise UserInputError(f"confidence level must be a number between 0 and 1 (e.g. 0.95), not {level!r}",
-                             hint="fix the confidence level option")
+                             hint="fix --ci-level")
     return float(level)
 
 

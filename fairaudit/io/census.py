@@ -101,7 +101,7 @@ def read_census(path: str, fmt: str | None = None) -> pd.DataFrame:
     missing zip column, an invalid or repeated zip, junk in a numeric column or a share
     outside 0-100.
     """
-    fmt = detect_format(path, fmt, flag="the census file extension")
+    fmt = detect_format(path, fmt, flag=None)
     if fmt not in TABLE_FORMATS:
         raise UserInputError(f"census table must be CSV, TSV, JSONL or Parquet, not {fmt}", path=path,
                              hint="name the census file .csv, .tsv, .jsonl or .parquet")

@@ -20,7 +20,7 @@ def strip_gz(path: str) -> str:
     return path[:-3] if path.lower().endswith(".gz") else path
 
 
-def detect_format(path: str, override: str | None = None, *, flag: str = "--input-format") -> str:
+def detect_format(path: str, override: str | None = None, *, flag: str | None = "--input-format") -> str:
     """Format from the file name (``.gz`` ignored) unless ``override`` names one."""
     if override:
         fmt = override.lower()
@@ -32,6 +32,9 @@ def detect_format(path: str, override: str | None = None, *, flag: str = "--inpu
     ext = os.path.splitext(name)[1].lower()
     if ext in _EXTENSIONS:
         return _EXTENSIONS[ext]
+    if flag is None:  # a side table: its extension is the only way to say its format
+        raise UserInputError(f"cannot tell the format from the file name {name!r}", path=path,
+                             hint="name it .csv, .tsv, .jsonl or .parquet (optionally .gz)")
     raise UserInputError(
         f"cannot tell the format from the file name {name!r}", path=path,
         hint=f"name it .csv/.tsv/.jsonl/.parquet/.trn (optionally .gz) or pass {flag} "

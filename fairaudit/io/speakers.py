@@ -16,7 +16,7 @@ def read_speakers(path: str, speaker_col: str = "speaker_id", fmt: str | None = 
     row), ``zip`` stays a string (leading zeros kept).  Other columns pass through as
     attributes.
     """
-    fmt = detect_format(path, fmt, flag="--speakers-format")
+    fmt = detect_format(path, fmt, flag=None)
     if fmt not in ("csv", "tsv", "parquet", "jsonl"):
         raise UserInputError(f"speaker table must be CSV, TSV, JSONL or Parquet, not {fmt}", path=path)
     frame, bad = _read_table(path, fmt, [speaker_col, "zip"])

@@ -18,6 +18,10 @@ from . import common as c
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Audit speech recognisers for performance fairness.")
 
+Engine = Annotated[str, typer.Option("--engine", help="How to read and score: auto (streaming above 500 MB), default (in memory), streaming (bounded memory), dask (a dask.distributed cluster).")]
+Scheduler = Annotated[Optional[str], typer.Option("--scheduler", help="With --engine dask: address of a running dask.distributed scheduler (default: a local cluster, one worker per core).")]
+ChunkRows = Annotated[Optional[int], typer.Option("--chunk-rows", help="With --engine streaming: rows per chunk (default 500000).")]
+
 # Inputs shorter than this score in well under a second: no progress bar.
 _PROGRESS_MIN_ROWS = 50_000
 
@@ -51,13 +55,15 @@ def score(
     wer_col: c.WerCol = None, speakers: c.Speakers = None, normalize: c.Normalize = "default",
     format: Annotated[str, typer.Option("--format", help="Output table format: csv|parquet.")] = "csv",
     workers: c.Workers = None, quiet: c.Quiet = False,
+    engine: Engine = "auto", scheduler: Scheduler = None, chunk_rows: ChunkRows = None,
 ):
     """Score a decoded test set: per-utterance and per-speaker word errors, and row accounting."""
     _check_out_format(format)
     spec = c.make_spec(input, ref, hyp, utt2spk, input_format, utt_col, speaker_col, ref_col, hyp_col,
                        errors_col, ref_words_col, wer_col)
     with c.progress_bar("scoring", None, not quiet) as progress:
-        scored = score_input(spec, normalize, speakers, workers=workers, progress=progress)
+        scored = score_input(spec, normalize, speakers, workers=workers, progress=progress, engine=engine,
+                             chunk_rows=chunk_rows, scheduler=scheduler)
     os.makedirs(out, exist_ok=True)
     write_table(scored.utterances[UTTERANCE_COLUMNS], os.path.join(out, "utterance_scores"), format)
     write_table(scored.speakers, os.path.join(out, "speaker_scores"), format)
@@ -109,6 +115,7 @@ def audit(
     redact_text: Annotated[bool, typer.Option("--redact-text", help="Keep transcripts out of report.json and report.html.")] = False,
     fail_on_gap: Annotated[Optional[float], typer.Option("--fail-on-gap", help="Gate in one step: exit 1 when a discoverer's WER gap (%) exceeds this.")] = None,
     workers: c.Workers = None, quiet: c.Quiet = False,
+    engine: Engine = "auto", scheduler: Scheduler = None, chunk_rows: ChunkRows = None,
 ):
     """Score, discover cohorts, and write report.json, cohorts.csv, assignments.csv and report.html."""
     from fairaudit.audit import audit as run_audit
@@ -126,7 +133,8 @@ def audit(
                            embedding_ids=embedding_ids, by=by or [], discoverers=names, normalization=normalize,
                            min_speakers=min_speakers, seed=seed, params={n: params[n] for n in names if n in params},
                            workers=workers, progress=progress, redact_text=redact_text, n_boot=bootstrap,
-                           n_perm=permutations, ci_level=ci_level, honest=honest_gap)
+                           n_perm=permutations, ci_level=ci_level, honest=honest_gap, engine=engine,
+                           chunk_rows=chunk_rows, scheduler=scheduler)
     result.save(out)
     write_table(result.speakers, os.path.join(out, "speaker_scores"), "csv")
     written = ["report.json", "cohorts.csv", "assignments.csv", "speaker_scores.csv"]

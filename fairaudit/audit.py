@@ -13,6 +13,7 @@ import pandas as pd
 from .alignment import worst_utterances
 from .discover import REGISTRY, Discoverer, SideInputs
 from .discover.base import NotEnoughData
+from .engines import resolve_engine, score_with_engine
 from .errors import UserInputError
 from .io.readers import InputSpec, RawUtterances, read_utterances
 from .io.speakers import read_speakers
@@ -27,8 +28,19 @@ DEFAULT_DISCOVERERS = ("geographic", "geodemographic", "automatic")
 
 def score_input(spec: InputSpec, normalization: str = "default", speakers_path: str | None = None,
                 required_attributes: tuple[str, ...] | list[str] = (), *, workers: int | None = None,
-                progress=None) -> ScoredSet:
-    """Read ``spec`` (and the speaker table), score every utterance, build the speaker table."""
+                progress=None, engine: str = "auto", chunk_rows: int | None = None,
+                scheduler: str | None = None) -> ScoredSet:
+    """Read ``spec`` (and the speaker table), score every utterance, build the speaker table.
+
+    ``engine``: ``default`` (in memory), ``streaming`` (chunks of ``chunk_rows`` rows,
+    bounded memory), ``dask`` (on the dask.distributed ``scheduler``, or a local cluster)
+    or ``auto`` (streaming above 500 MB of input); see :mod:`fairaudit.engines`.
+    """
+    engine = resolve_engine(engine, spec)
+    if engine != "default":
+        speaker_table = read_speakers(speakers_path) if speakers_path else None
+        return score_with_engine(engine, spec, normalization, speaker_table, required_attributes, workers=workers,
+                                 progress=progress, chunk_rows=chunk_rows, scheduler=scheduler)
     raw = read_utterances(spec)
     if len(raw.systems) > 1:
         raise UserInputError("`score` takes one system", path=spec.path,
@@ -103,7 +115,8 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
           params: dict[str, dict[str, Any]] | None = None, workers: int | None = None,
           progress: Callable[[int], None] | None = None, options: dict[str, Any] | None = None,
           worst_n: int = 5, redact_text: bool = False, n_boot: int = 1000, n_perm: int = 200,
-          ci_level: float = 0.95, honest: bool = True) -> AuditResult:
+          ci_level: float = 0.95, honest: bool = True, engine: str = "auto", chunk_rows: int | None = None,
+          scheduler: str | None = None) -> AuditResult:
     """Score a decoded test set and run every discoverer whose inputs are present.
 
     ``utterances``: a file path, an :class:`InputSpec` (column mapping, Kaldi/trn...) or a
@@ -119,6 +132,8 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
     ``n_perm``: permutations for each discoverer's selection-corrected p-value (0 = none);
     ``ci_level``: confidence level (ratio, 0.95); ``honest``: also measure each discovered
     gap on held-out utterances.
+    ``engine``/``chunk_rows``/``scheduler``: how the utterances are read and scored (see
+    :func:`score_input`); every engine gives the same report.
 
     Returns an :class:`AuditResult` (report dict + pandas views + ``to_json()``).
     """
@@ -128,7 +143,9 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
     by_cols = sorted({c.strip() for b in by for c in (b.split(",") if isinstance(b, str) else b) if c.strip()})
     spec = utterances if isinstance(utterances, InputSpec) else (
         InputSpec(path=utterances) if isinstance(utterances, (str, os.PathLike)) else None)
-    raw = read_utterances(spec) if spec is not None else _frame_to_raw(utterances, InputSpec(path="<DataFrame>"))
+    engine = resolve_engine(engine, spec)
+    if engine == "default":
+        raw = read_utterances(spec) if spec is not None else _frame_to_raw(utterances, InputSpec(path="<DataFrame>"))
     speaker_table = None
     if isinstance(speakers, (str, os.PathLike)):
         speaker_table = read_speakers(str(speakers))
@@ -137,9 +154,18 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
         speaker_table.index = speaker_table.index.astype(str)
     timings["read"] = time.perf_counter() - t0
 
-    names = list(raw.systems) or ["hypothesis"]
     scored_sets: dict[str, ScoredSet] = {}
-    for name in names:
+    if engine != "default":
+        # Chunked engines read and score in one pass: the time is all "score".
+        t = time.perf_counter()
+        names = spec.system_names
+        scored_sets[names[0]] = score_with_engine(engine, spec, normalization, speaker_table, by_cols,
+                                                  workers=workers, progress=progress, chunk_rows=chunk_rows,
+                                                  scheduler=scheduler)
+        timings["score"] = time.perf_counter() - t
+    else:
+        names = list(raw.systems) or ["hypothesis"]
+    for name in (names if engine == "default" else ()):
         t = time.perf_counter()
         scored_sets[name] = score(raw.for_system(name) if len(names) > 1 else raw, normalization, speaker_table,
                                   by_cols, workers=workers, progress=progress)
@@ -227,6 +253,11 @@ def discover_all(discs: list[Discoverer], scored: ScoredSet, side: SideInputs, *
     entries and assignment frames."""
     entries: dict[str, dict] = {}
     parts = []
+    # Chunked engines keep no transcripts: the worst utterances' text is read in one
+    # second pass over the input once every discoverer has picked its rows.
+    fetch_text = (scored.text_source is not None and "reference" not in scored.utterances.columns
+                  and not redact_text and scored.mode == "text")
+    pending_worst: list[tuple[dict, pd.Index]] = []
     for disc in discs:
         t = time.perf_counter()
         entry, assignment = run_discoverer(disc, scored.speakers, side)
@@ -242,8 +273,12 @@ def discover_all(discs: list[Discoverer], scored: ScoredSet, side: SideInputs, *
             timings[f"stats:{disc.key}"] = timings.get(f"stats:{disc.key}", 0.0) + time.perf_counter() - t
         if entry.get("bottom") is not None:
             members = assignment.index[assignment.to_numpy() == entry["bottom"]]
-            entry["worst_utterances"] = worst_utterances(scored.utterances, members, worst_n, normalization,
-                                                         redact_text or scored.mode != "text")
+            if fetch_text:
+                entry["worst_utterances"] = []  # filled below: the same place in the report
+                pending_worst.append((entry, members))
+            else:
+                entry["worst_utterances"] = worst_utterances(scored.utterances, members, worst_n, normalization,
+                                                             redact_text or scored.mode != "text")
         if disc.name == "geographic":
             entry["details"]["speaker_points"] = _speaker_points(scored.speakers, assignment, seed)
             if "coords_approx" in scored.speakers.columns:
@@ -251,7 +286,24 @@ def discover_all(discs: list[Discoverer], scored: ScoredSet, side: SideInputs, *
                 entry["approximate_coordinates"] = int(approx.fillna(False).astype(bool).sum())
         parts.append(pd.DataFrame({"speaker_id": assignment.index.to_numpy(), "discoverer": disc.key,
                                    "cohort_id": assignment.to_numpy()}))
+    if pending_worst:
+        _worst_with_text(pending_worst, scored, worst_n, normalization)
     return entries, parts
+
+
+def _worst_with_text(pending: list[tuple[dict, pd.Index]], scored: ScoredSet, worst_n: int,
+                     normalization: str) -> None:
+    """Worst utterances of each bottom cohort, their transcripts read back by row number."""
+    utts = scored.utterances
+    picks = []
+    for entry, members in pending:
+        ids = [r["utt_id"] for r in worst_utterances(utts, members, worst_n, normalization, True)]
+        picks.append(utts.index[utts["utt_id"].isin(ids).to_numpy()])
+    rows = np.unique(np.concatenate([p.to_numpy() for p in picks])) if picks else np.zeros(0, np.int64)
+    texts = scored.text_source(rows)
+    for (entry, members), pick in zip(pending, picks):
+        sub = utts.loc[pick].join(texts)
+        entry["worst_utterances"] = worst_utterances(sub, members, worst_n, normalization, False)
 
 
 MAX_POINTS = 5000

@@ -1,6 +1,7 @@
 """Text normalisation applied identically to reference and hypothesis.
 
-Vectorised over pyarrow string arrays (RE2 regexes in C++) because scoring a million
+Vectorised over pyarrow string arrays (RE2 regexes in C++; for pure-ASCII rows of the
+default normalisation, byte tables over the whole buffer) because scoring a million
 utterances must not run a Python regex per string.  After normalisation, words are split
 exactly as ``jiwer``'s default transform splits them (``RemoveMultipleSpaces``,
 ``Strip``, ``ReduceToListOfListOfWords``), so counts match ``jiwer.process_words`` on the
@@ -28,6 +29,9 @@ _WS_CLASS = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in PY_WHITESPACE) + "]"
 
 NORMALIZERS = ("default", "none", "whisper")
 _APOSTROPHES = "[\u2018\u2019\u02bc\u0060\u00b4]"
+# Apostrophes survive only between two word characters ("don't", "o'clock"): one regex
+# for runs of them and for one at either edge of a word.
+_APOSTROPHE_RULES = "''+|' |'$|^'| '"
 
 DESCRIPTIONS = {
     "default": "lower-case; punctuation and symbols replaced by a space (in-word apostrophes "
@@ -55,8 +59,6 @@ def _default_spaced_regex(arr: pa.Array) -> pa.Array:
     # Anything that is not a letter, digit, combining mark or apostrophe separates words.
     # (Plain spaces are excluded from the class: matching each one costs 5x the time.)
     arr = pc.replace_substring_regex(arr, r"[^\p{L}\p{N}\p{M}' ]+", " ")
-    # Apostrophes survive only between two word characters ("don't", "o'clock"): one
-    # regex for runs of them and for one at either edge of a word.
     return pc.replace_substring_regex(arr, _APOSTROPHE_RULES, " ")
 
 
@@ -80,7 +82,6 @@ _FAST_TABLE = bytes(
     else 32
     for c in range(128)
 ) + bytes(range(128, 256))
-_APOSTROPHE_RULES = "''+|' |'$|^'| '"
 # Beyond this share of non-ASCII rows, running the regexes on the whole array is cheaper
 # than splitting it in two and merging.
 _SLOW_SHARE_MAX = 0.5
@@ -127,14 +128,12 @@ def _default_spaced_buffers(arr: pa.Array) -> tuple[np.ndarray, bytes]:
     apostrophe_rows = np.setdiff1d(_rows_of(offsets, np.flatnonzero(np.frombuffer(spaced, np.uint8) == 39)),
                                    slow_rows, assume_unique=True)
     fast = _from_buffers(offsets, spaced)
-    parts, pick, base = [fast], np.arange(n, dtype=np.int64), n
-    for rows, done in ((apostrophe_rows, _apostrophe_rules), (slow_rows, _default_spaced_regex)):
+    parts, pick = [fast], np.arange(n, dtype=np.int64)
+    for rows, redo in ((apostrophe_rows, lambda t: _apostrophe_rules(arr.take(t), fast.take(t))),
+                       (slow_rows, lambda t: _default_spaced_regex(arr.take(t)).cast(fast.type))):
         if len(rows):
-            taken = pa.array(rows)
-            parts.append(done(arr.take(taken), fast.take(taken)) if done is _apostrophe_rules
-                         else done(arr.take(taken)).cast(fast.type))
-            pick[rows] = base + np.arange(len(rows))
-            base += len(rows)
+            pick[rows] = sum(len(p) for p in parts) + np.arange(len(rows))
+            parts.append(redo(pa.array(rows)))
     if len(parts) == 1:
         return offsets, spaced
     # Each row from its source: the one-translate result, the apostrophe rows or the

@@ -5,12 +5,15 @@ Counts equal ``jiwer.process_words`` word for word, split included: jiwer aligns
 edit-operation backtrace on the same equality pattern.  What we do differently is only
 how fast we get there:
 
-* normalisation and word splitting run vectorised in pyarrow (C++);
-* words become integer ids with one ``dictionary_encode`` per chunk, the ids become code
+* normalisation and word splitting run vectorised over whole text buffers (byte tables
+  and numpy for ASCII, RE2 in pyarrow otherwise: :mod:`fairaudit.normalize`);
+* words become integer ids with one ``dictionary_encode`` per piece, the ids become code
   points, and each utterance becomes a short ``str`` whose characters are its words, so
   rapidfuzz compares machine integers instead of hashing Python objects;
-* utterances whose two sides are equal skip the alignment; long inputs are scored in
-  chunks on all cores (one process per core: the per-utterance call holds the GIL).
+* edit distances come from one batched rapidfuzz call; the per-utterance backtrace runs
+  only where the distance leaves the S/D/I split open (see :func:`_align`);
+* long inputs are scored in pieces on all cores: forked processes that read the text
+  buffers they inherited, so no transcript is copied between processes.
 """
 from __future__ import annotations
 
@@ -197,8 +200,9 @@ class _Plan:
             self.ranges.extend(zip(bounds, bounds[1:]))
 
     def piece(self, a: int, b: int):
-        """Task arguments for rows a..b-1: numpy views, so pickling copies only these bytes
-        (a sliced pyarrow array pickles its whole parent buffer: 200 MB per task at 1M)."""
+        """Task arguments for rows a..b-1, as numpy views.  Where they must be pickled (no
+        fork), that copies only these bytes; a sliced pyarrow array would pickle its whole
+        parent buffer (200 MB per task at 1M utterances)."""
         return (*_slice(self.rseg, self.rstart, a, b), *_slice(self.hseg, self.hstart, a, b), self.mode)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -37,6 +38,10 @@ class ScoredSet:
     normalization: str
     mode: str
     attribute_columns: list[str] = field(default_factory=list)
+    #: chunked engines keep no transcripts in ``utterances``: this callable takes row
+    #: numbers (the ``utterances`` index) and returns their ``reference``/``hypothesis``
+    #: (a frame indexed by row number), read again from the input
+    text_source: Callable[[np.ndarray], pd.DataFrame] | None = field(default=None, repr=False)
 
     @property
     def overall(self) -> dict:
@@ -187,10 +192,23 @@ def score(raw: RawUtterances, normalization: str = "default", speaker_table: pd.
 
     speakers = _aggregate(utts, spk_codes if scored_rows is None else spk_codes[scored_rows], spk_names)
     extra = [c for c in frame.columns if c not in _CORE]
+    extra_frame = _rows(frame[extra], scored_rows) if extra else None
+    speakers, attribute_columns = attach_attributes(speakers, extra_frame, _rows(spk, scored_rows), raw.paths,
+                                                    speaker_table, required_attributes, acc)
+    return ScoredSet(utts, speakers.reset_index(drop=True), acc, normalization, raw.mode, attribute_columns)
+
+
+def attach_attributes(speakers: pd.DataFrame, extra: pd.DataFrame | None, spk: pd.Series, paths: list[str],
+                      speaker_table: pd.DataFrame | None, required_attributes, acc: Accounting
+                      ) -> tuple[pd.DataFrame, list[str]]:
+    """Speaker attributes from the utterance table (``extra``: its other columns for the
+    scored rows, ``spk`` their cleaned speaker ids) and from ``speaker_table``.
+
+    Shared by every engine, so in-memory and chunked scoring give the same speaker table.
+    """
     attrs = None
-    if extra:
-        attrs = _utterance_attributes(_rows(frame[extra], scored_rows), _rows(spk, scored_rows), raw,
-                                      required_attributes)
+    if extra is not None and len(extra.columns):
+        attrs = _utterance_attributes(extra, spk, paths, required_attributes)
     if attrs is not None:
         speakers = speakers.join(attrs, on="speaker_id")
     if speaker_table is not None:
@@ -207,7 +225,7 @@ def score(raw: RawUtterances, normalization: str = "default", speaker_table: pd.
         raise UserInputError(f"speaker attribute {missing[0]!r} not found in the speaker table or the utterance table",
                              hint="add the column, or pass --speakers FILE with it")
     attribute_columns = [c for c in speakers.columns if c not in SPEAKER_COLUMNS]
-    return ScoredSet(utts, speakers.reset_index(drop=True), acc, normalization, raw.mode, attribute_columns)
+    return speakers, attribute_columns
 
 
 def _aggregate(utts: pd.DataFrame, codes: np.ndarray, names: pd.Index) -> pd.DataFrame:
@@ -243,7 +261,7 @@ def aggregate_speakers(utts: pd.DataFrame) -> pd.DataFrame:
 _CORE = {"utt_id", "speaker_id", "reference", "hypothesis", "errors", "ref_words"}
 
 
-def _utterance_attributes(frame: pd.DataFrame, spk: pd.Series, raw: RawUtterances,
+def _utterance_attributes(frame: pd.DataFrame, spk: pd.Series, paths: list[str],
                           required: list[str] | tuple[str, ...]) -> pd.DataFrame | None:
     """Columns of the utterance table that are constant within each speaker."""
     extra = [c for c in frame.columns if c not in _CORE]
@@ -258,7 +276,7 @@ def _utterance_attributes(frame: pd.DataFrame, spk: pd.Series, raw: RawUtterance
         if c not in constant and (c in required or c in GEO_COLUMNS):
             bad = nunique.index[(nunique[c] > 1).to_numpy()][0]
             raise UserInputError(f"column {c!r} differs between utterances of speaker {bad!r}",
-                                 path=raw.paths[0] if raw.paths else None,
+                                 path=paths[0] if paths else None,
                                  hint="a speaker attribute must be constant per speaker; put it in --speakers FILE")
     if not constant:
         return None

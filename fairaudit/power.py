@@ -78,7 +78,7 @@ import pandas as pd
 
 from .discover.base import Discoverer, NotEnoughData, SideInputs
 from .errors import UserInputError
-from .stats import _check_count, _check_seed, _cpu_count, permutation_null
+from .stats import _check_count, _check_seed, _cpu_count, permutation_null, rank_cohorts
 
 #: relative WER gaps (%) planted by default
 DEFAULT_GAPS_PCT = (10, 20, 35, 50, 75, 100, 150, 200, 300)
@@ -379,14 +379,7 @@ def _bottom(errors: np.ndarray, words: np.ndarray, codes: np.ndarray, min_speake
     cohorts (the audit reports no gap).
     """
     n_c = int(codes.max()) + 1 if len(codes) else 0
-    size = np.bincount(codes, minlength=n_c)
-    e = np.bincount(codes, weights=errors, minlength=n_c)
-    w = np.bincount(codes, weights=words, minlength=n_c)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        wer = e / w
-    nan = np.isnan(wer)
-    order = np.lexsort((np.arange(n_c), -np.where(nan, 0.0, wer), nan))
-    ranked = order[size[order] >= min_speakers]
+    wer, ranked = rank_cohorts(codes, n_c, errors, words, min_speakers)
     if len(ranked) < 2:
         return None, 0.0
     wb, wt = float(wer[ranked[0]]), float(wer[ranked[-1]])

@@ -97,6 +97,34 @@ def _text_array(col: pd.Series, rows: np.ndarray | None) -> pa.Array | pa.Chunke
     return pa.array(values if rows is None else values[rows], type=pa.string(), from_pandas=True)
 
 
+def check_rows(frame: pd.DataFrame, acc: Accounting, duplicated=None) -> tuple[pd.Series, pd.Series, np.ndarray]:
+    """The row checks every engine applies, in order: missing utt id, duplicate utt id
+    (first kept), missing speaker id.  Each dropped row is counted in ``acc`` with its reason.
+
+    ``frame``: utt_id/speaker_id columns, index = 1-based input row numbers.
+    ``duplicated(utt, present)``: the duplicate mask (default: within ``frame``); the
+    chunked engines pass one that also remembers ids of earlier chunks.
+    Returns (cleaned utt ids, cleaned speaker ids, keep mask).
+    """
+    utt = _clean_ids(frame["utt_id"])
+    spk = _clean_ids(frame["speaker_id"])
+    keep = np.ones(len(frame), bool)
+
+    def drop(mask: np.ndarray, reason: str) -> None:
+        mask = mask & keep
+        if mask.any():
+            rows = frame.index[mask][:5]
+            acc.drop(reason, int(mask.sum()), [f"row {r} (utt_id={utt.loc[r]!r})" for r in rows])
+            keep[mask] = False
+
+    present = (utt != "").to_numpy()
+    drop(~present, "missing_utt_id")
+    dup = duplicated(utt, present) if duplicated else utt.duplicated(keep="first").to_numpy() & present
+    drop(dup, "duplicate_utt_id")
+    drop((spk == "").to_numpy(), "missing_speaker_id")
+    return utt, spk, keep
+
+
 def score(raw: RawUtterances, normalization: str = "default", speaker_table: pd.DataFrame | None = None,
           required_attributes: list[str] | tuple[str, ...] = (), *, workers: int | None = None,
           progress=None) -> ScoredSet:
@@ -119,21 +147,7 @@ def score(raw: RawUtterances, normalization: str = "default", speaker_table: pd.
         pending = start_count_errors(pa.array(frame["reference"].array), pa.array(frame["hypothesis"].array),
                                      normalization, workers=workers, progress=progress)
     try:
-        utt = _clean_ids(frame["utt_id"])
-        spk = _clean_ids(frame["speaker_id"])
-
-        keep = np.ones(len(frame), bool)
-
-        def drop(mask: np.ndarray, reason: str) -> None:
-            mask = mask & keep
-            if mask.any():
-                rows = frame.index[mask][:5]
-                acc.drop(reason, int(mask.sum()), [f"row {r} (utt_id={utt.loc[r]!r})" for r in rows])
-                keep[mask] = False
-
-        drop((utt == "").to_numpy(), "missing_utt_id")
-        drop(utt.duplicated(keep="first").to_numpy() & (utt != "").to_numpy(), "duplicate_utt_id")
-        drop((spk == "").to_numpy(), "missing_speaker_id")
+        utt, spk, keep = check_rows(frame, acc)
         # Speaker codes for the per-speaker sums, also while the workers count.
         spk_codes, spk_names = pd.factorize(spk, sort=True)
         spk_names = spk_names.astype(_STR)

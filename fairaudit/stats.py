@@ -227,6 +227,24 @@ def bootstrap_overall(errors: Any, words: Any, n_boot: int = 1000, seed: int = 0
 
 # ------------------------------------------------------------------ permutation null
 
+def rank_cohorts(codes: np.ndarray, n_cohorts: int, errors: np.ndarray, words: np.ndarray,
+                 min_speakers: int) -> tuple[np.ndarray, np.ndarray]:
+    """(WER per cohort code (ratio), eligible cohort codes ranked bottom first).
+
+    The ranking of :func:`fairaudit.result.cohort_statistics`: WER descending, NaN last,
+    ties by code (= sorted id when ``codes`` come from a sorted factorize); only cohorts of
+    at least ``min_speakers`` speakers are eligible.
+    """
+    size = np.bincount(codes, minlength=n_cohorts)
+    e = np.bincount(codes, weights=errors, minlength=n_cohorts)
+    w = np.bincount(codes, weights=words, minlength=n_cohorts)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        wer = e / w
+    nan = np.isnan(wer)
+    order = np.lexsort((np.arange(n_cohorts), -np.where(nan, 0.0, wer), nan))
+    return wer, order[size[order] >= min_speakers]
+
+
 def _headline_gap(errors: np.ndarray, words: np.ndarray, cohort: np.ndarray, min_speakers: int
                   ) -> tuple[float | None, float | None]:
     """(wer_gap_pct, wer_gap_abs) by the rules of :func:`fairaudit.result.cohort_statistics`.
@@ -237,15 +255,7 @@ def _headline_gap(errors: np.ndarray, words: np.ndarray, cohort: np.ndarray, min
     hundreds of times (a test checks it against ``cohort_statistics``).
     """
     codes, ids = pd.factorize(cohort, sort=True)
-    n_c = len(ids)
-    size = np.bincount(codes, minlength=n_c)
-    e = np.bincount(codes, weights=errors, minlength=n_c)
-    w = np.bincount(codes, weights=words, minlength=n_c)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        wer = e / w
-    nan = np.isnan(wer)
-    order = np.lexsort((np.arange(n_c), -np.where(nan, 0.0, wer), nan))
-    ranked = order[size[order] >= min_speakers]
+    wer, ranked = rank_cohorts(codes, len(ids), errors, words, min_speakers)
     if len(ranked) < 2:
         return None, None
     wb, wt = float(wer[ranked[0]]), float(wer[ranked[-1]])

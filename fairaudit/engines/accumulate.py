@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from ..accounting import Accounting
 from ..scoring import count_errors
-from ..speakers import _STR, SPEAKER_COLUMNS, ScoredSet, _clean_ids, _text_array, attach_attributes
+from ..speakers import _STR, SPEAKER_COLUMNS, ScoredSet, _text_array, attach_attributes, check_rows
 
 COUNT_NAMES = ("ref_words", "hits", "substitutions", "deletions", "insertions")
 
@@ -90,26 +90,16 @@ class Accumulator:
         if not n:
             return
         acc = self.acc
-        utt = _clean_ids(frame["utt_id"])
-        spk = _clean_ids(frame["speaker_id"])
-        keep = np.ones(n, bool)
 
-        def drop(mask: np.ndarray, reason: str) -> None:
-            mask = mask & keep
-            if mask.any():
-                rows = frame.index[mask][:5]
-                acc.drop(reason, int(mask.sum()), [f"row {r} (utt_id={utt.loc[r]!r})" for r in rows])
-                keep[mask] = False
+        def duplicated(utt: pd.Series, present: np.ndarray) -> np.ndarray:
+            # First occurrence wins, across chunks as within one.
+            h = hash_ids(utt)
+            dup = np.zeros(n, bool)
+            dup[present] = pd.Series(h[present]).duplicated(keep="first").to_numpy() | self.seen.contains(h[present])
+            self.seen.add(h[present & ~dup])
+            return dup
 
-        present = (utt != "").to_numpy()
-        drop(~present, "missing_utt_id")
-        # First occurrence wins, across chunks as within one.
-        h = hash_ids(utt)
-        dup = np.zeros(n, bool)
-        dup[present] = pd.Series(h[present]).duplicated(keep="first").to_numpy() | self.seen.contains(h[present])
-        self.seen.add(h[present & ~dup])
-        drop(dup, "duplicate_utt_id")
-        drop((spk == "").to_numpy(), "missing_speaker_id")
+        utt, spk, keep = check_rows(frame, acc, duplicated)
 
         rows = np.flatnonzero(keep)
         if counts is None:

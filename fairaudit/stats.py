@@ -91,20 +91,8 @@ def _interval(x: np.ndarray, level: float) -> tuple[float | None, float | None]:
     NaN values (statistic undefined in that resample) are left out; an end that falls on
     or next to +/-inf (e.g. a relative gap whose top cohort had WER 0) is None: unbounded.
     """
-    x = np.sort(np.asarray(x, dtype=float)[~np.isnan(x)])
-    if not len(x):
-        return None, None
     a = (1.0 - level) / 2.0
-
-    def q(p: float) -> float | None:
-        pos = p * (len(x) - 1)
-        i, j = int(math.floor(pos)), int(math.ceil(pos))
-        v0, v1 = x[i], x[j]
-        if not (np.isfinite(v0) and np.isfinite(v1)):
-            return None
-        return float(v0 + (v1 - v0) * (pos - i))
-
-    return q(a), q(1.0 - a)
+    return _quantile(x, a), _quantile(x, 1.0 - a)
 
 
 def _quantile(x: np.ndarray, p: float) -> float | None:

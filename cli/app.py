@@ -10,6 +10,7 @@ import typer
 from fairaudit import __version__
 from fairaudit.audit import score_input
 from fairaudit.errors import UserInputError
+from fairaudit.io.readers import InputSpec
 from fairaudit.io.writers import write_table
 from fairaudit.speakers import UTTERANCE_COLUMNS
 
@@ -46,21 +47,17 @@ def _check_out_format(fmt: str) -> str:
 
 @app.command()
 @c.user_errors
+@c.with_input
 def score(
-    input: c.Input = None,
+    spec: InputSpec,
     out: Annotated[str, typer.Option("--out", "-o", help="Output directory.")] = "fairaudit_out",
-    ref: c.Ref = None, hyp: c.Hyp = None, utt2spk: c.Utt2spk = None, input_format: c.Format = None,
-    utt_col: c.UttCol = "utt_id", speaker_col: c.SpeakerCol = "speaker_id", ref_col: c.RefCol = "reference",
-    hyp_col: c.HypCol = None, errors_col: c.ErrorsCol = None, ref_words_col: c.RefWordsCol = None,
-    wer_col: c.WerCol = None, speakers: c.Speakers = None, normalize: c.Normalize = "default",
+    speakers: c.Speakers = None, normalize: c.Normalize = "default",
     format: Annotated[str, typer.Option("--format", help="Output table format: csv|parquet.")] = "csv",
     workers: c.Workers = None, quiet: c.Quiet = False,
     engine: Engine = "auto", scheduler: Scheduler = None, chunk_rows: ChunkRows = None,
 ):
     """Score a decoded test set: per-utterance and per-speaker word errors, and row accounting."""
     _check_out_format(format)
-    spec = c.make_spec(input, ref, hyp, utt2spk, input_format, utt_col, speaker_col, ref_col, hyp_col,
-                       errors_col, ref_words_col, wer_col)
     with c.progress_bar("scoring", None, not quiet) as progress:
         scored = score_input(spec, normalize, speakers, workers=workers, progress=progress, engine=engine,
                              chunk_rows=chunk_rows, scheduler=scheduler)
@@ -88,13 +85,11 @@ def _parse_k(k: str) -> int | str:
 
 @app.command()
 @c.user_errors
+@c.with_input
 def audit(
-    input: c.Input = None,
+    spec: InputSpec,
     out: Annotated[str, typer.Option("--out", "-o", help="Output directory.")] = "fairaudit_out",
-    ref: c.Ref = None, hyp: c.Hyp = None, utt2spk: c.Utt2spk = None, input_format: c.Format = None,
-    utt_col: c.UttCol = "utt_id", speaker_col: c.SpeakerCol = "speaker_id", ref_col: c.RefCol = "reference",
-    hyp_col: c.HypCol = None, errors_col: c.ErrorsCol = None, ref_words_col: c.RefWordsCol = None,
-    wer_col: c.WerCol = None, speakers: c.Speakers = None, normalize: c.Normalize = "default",
+    speakers: c.Speakers = None, normalize: c.Normalize = "default",
     census: Annotated[Optional[str], typer.Option("--census", help="Census table: zip plus numeric columns (shares as 0-1 or 0-100).")] = None,
     embeddings: Annotated[Optional[str], typer.Option("--embeddings", help="Speaker (or utterance) embeddings: .npy with --embedding-ids, or Parquet/CSV.")] = None,
     embedding_ids: Annotated[Optional[str], typer.Option("--embedding-ids", help="One speaker id per line, in the row order of the .npy matrix.")] = None,
@@ -121,8 +116,6 @@ def audit(
     from fairaudit.audit import audit as run_audit
     from fairaudit.reports.console import print_report
 
-    spec = c.make_spec(input, ref, hyp, utt2spk, input_format, utt_col, speaker_col, ref_col, hyp_col,
-                       errors_col, ref_words_col, wer_col)
     if min_speakers < 1:
         raise UserInputError(f"--min-speakers {min_speakers} must be at least 1")
     names = [n.strip() for n in discoverers.split(",") if n.strip()]

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from fairaudit.errors import UserInputError
+from fairaudit.io.readers import InputSpec
 
 from . import common as c
 from .app import _parse_k, app
@@ -14,14 +15,12 @@ from .app import _parse_k, app
 
 @app.command("compare")
 @c.user_errors
+@c.with_input
 def compare(
-    input: c.Input = None,
+    spec: InputSpec,
     candidate: Annotated[Optional[str], typer.Option("--candidate", help="Second utterance table (same utt_ids): the candidate system.")] = None,
     out: Annotated[str, typer.Option("--out", "-o", help="Output directory.")] = "fairaudit_compare",
-    ref: c.Ref = None, hyp: c.Hyp = None, utt2spk: c.Utt2spk = None, input_format: c.Format = None,
-    utt_col: c.UttCol = "utt_id", speaker_col: c.SpeakerCol = "speaker_id", ref_col: c.RefCol = "reference",
-    hyp_col: c.HypCol = None, errors_col: c.ErrorsCol = None, ref_words_col: c.RefWordsCol = None,
-    wer_col: c.WerCol = None, speakers: c.Speakers = None, normalize: c.Normalize = "default",
+    speakers: c.Speakers = None, normalize: c.Normalize = "default",
     census: Annotated[Optional[str], typer.Option("--census", help="Census table for the geodemographic discoverer.")] = None,
     embeddings: Annotated[Optional[str], typer.Option("--embeddings", help="Speaker embeddings for the automatic discoverer.")] = None,
     embedding_ids: Annotated[Optional[str], typer.Option("--embedding-ids", help="Speaker ids of the .npy rows.")] = None,
@@ -41,8 +40,6 @@ def compare(
 
     if resamples < 100:
         raise UserInputError(f"--resamples {resamples} is too few", hint="use at least 100 (default 10000)")
-    spec = c.make_spec(input, ref, hyp, utt2spk, input_format, utt_col, speaker_col, ref_col, hyp_col,
-                       errors_col, ref_words_col, wer_col)
     names = [n.strip() for n in discoverers.split(",") if n.strip()]
     result = run_compare(spec, candidate=candidate, speakers=speakers, census=census, embeddings=embeddings,
                          embedding_ids=embedding_ids, cohorts=cohorts, by=by or [], discoverers=names,

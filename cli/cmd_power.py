@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from fairaudit.errors import UserInputError
+from fairaudit.io.readers import InputSpec
 
 from . import common as c
 from .app import _parse_k, app
@@ -39,16 +40,13 @@ def _percent_list(text: str, flag: str) -> list[float]:
     return values
 
 
-def _load(input, ref, hyp, utt2spk, input_format, utt_col, speaker_col, ref_col, hyp_col, errors_col,
-          ref_words_col, wer_col, speakers, normalize, census, embeddings, embedding_ids, by, discoverers,
+def _load(spec, speakers, normalize, census, embeddings, embedding_ids, by, discoverers,
           min_speakers, k, geo_max_regions, geo_max_depth, max_depth, seed, workers, quiet):
     """(per-speaker table, side inputs, discoverers), scored exactly as `fairaudit audit` scores."""
     from fairaudit.audit import audit as run_audit
     from fairaudit.audit import build_discoverers
     from fairaudit.power import side_inputs
 
-    spec = c.make_spec(input, ref, hyp, utt2spk, input_format, utt_col, speaker_col, ref_col, hyp_col,
-                       errors_col, ref_words_col, wer_col)
     if min_speakers < 1:
         raise UserInputError(f"--min-speakers {min_speakers} must be at least 1")
     names = [n.strip() for n in discoverers.split(",") if n.strip()]
@@ -89,13 +87,11 @@ def power_table(res: dict) -> Table:
 
 @app.command("power")
 @c.user_errors
+@c.with_input
 def power(
-    input: c.Input = None,
+    spec: InputSpec,
     out: Annotated[str, typer.Option("--out", "-o", help="Output directory (power.json; adds a 'power' section to its report.json if present).")] = "fairaudit_out",
-    ref: c.Ref = None, hyp: c.Hyp = None, utt2spk: c.Utt2spk = None, input_format: c.Format = None,
-    utt_col: c.UttCol = "utt_id", speaker_col: c.SpeakerCol = "speaker_id", ref_col: c.RefCol = "reference",
-    hyp_col: c.HypCol = None, errors_col: c.ErrorsCol = None, ref_words_col: c.RefWordsCol = None,
-    wer_col: c.WerCol = None, speakers: c.Speakers = None, normalize: c.Normalize = "default",
+    speakers: c.Speakers = None, normalize: c.Normalize = "default",
     census: Census = None, embeddings: Embeddings = None, embedding_ids: EmbeddingIds = None, by: By = None,
     discoverers: Discoverers = "geographic,geodemographic,automatic", min_speakers: MinSpeakers = 20,
     k: K = "10", geo_max_regions: GeoMaxRegions = 16, geo_max_depth: GeoMaxDepth = 8, max_depth: MaxDepth = 2,
@@ -119,8 +115,7 @@ def power(
                              hint="e.g. --gaps 10,50,100 (%)") from None
     if simulations < 1 or permutations < 1:
         raise UserInputError("--simulations and --permutations must be at least 1")
-    table, side, discs = _load(input, ref, hyp, utt2spk, input_format, utt_col, speaker_col, ref_col, hyp_col,
-                               errors_col, ref_words_col, wer_col, speakers, normalize, census, embeddings,
+    table, side, discs = _load(spec, speakers, normalize, census, embeddings,
                                embedding_ids, by, discoverers, min_speakers, k, geo_max_regions, geo_max_depth,
                                max_depth, seed, workers, quiet)
     with c.progress_bar("simulating", None, not quiet) as progress:
@@ -150,13 +145,11 @@ def power(
 
 @app.command("selftest")
 @c.user_errors
+@c.with_input
 def selftest(
-    input: c.Input = None,
+    spec: InputSpec,
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Also write selftest.json to this directory.")] = None,
-    ref: c.Ref = None, hyp: c.Hyp = None, utt2spk: c.Utt2spk = None, input_format: c.Format = None,
-    utt_col: c.UttCol = "utt_id", speaker_col: c.SpeakerCol = "speaker_id", ref_col: c.RefCol = "reference",
-    hyp_col: c.HypCol = None, errors_col: c.ErrorsCol = None, ref_words_col: c.RefWordsCol = None,
-    wer_col: c.WerCol = None, speakers: c.Speakers = None, normalize: c.Normalize = "default",
+    speakers: c.Speakers = None, normalize: c.Normalize = "default",
     census: Census = None, embeddings: Embeddings = None, embedding_ids: EmbeddingIds = None, by: By = None,
     discoverers: Discoverers = "geographic,geodemographic,automatic", min_speakers: MinSpeakers = 20,
     k: K = "10", geo_max_regions: GeoMaxRegions = 16, geo_max_depth: GeoMaxDepth = 8, max_depth: MaxDepth = 2,
@@ -174,8 +167,7 @@ def selftest(
         raise UserInputError(f"--effect {effect:g} must be >= 0 (%)", hint="e.g. --effect 100 (twice the errors)")
     if not 0 < share < 100:
         raise UserInputError(f"--share {share:g} must be a percentage between 0 and 100", hint="e.g. --share 10")
-    table, side, discs = _load(input, ref, hyp, utt2spk, input_format, utt_col, speaker_col, ref_col, hyp_col,
-                               errors_col, ref_words_col, wer_col, speakers, normalize, census, embeddings,
+    table, side, discs = _load(spec, speakers, normalize, census, embeddings,
                                embedding_ids, by, discoverers, min_speakers, k, geo_max_regions, geo_max_depth,
                                max_depth, seed, workers, quiet)
     res = run_selftest(table, side, discs, effect=effect / 100.0, share=share / 100.0, seed=seed,

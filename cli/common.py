@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 from contextlib import contextmanager
 from typing import Annotated, Optional
@@ -81,3 +82,34 @@ def progress_bar(label: str, total: int | None, enabled: bool):
                   console=err_console, transient=True) as prog:
         task = prog.add_task(label, total=total)
         yield lambda n: prog.advance(task, n)
+
+
+# The input flags shared by every command that reads a decoded test set, declared once:
+# (parameter name, annotated type, default), in the order they appear in --help.
+_INPUT_PARAMS = [
+    ("input", Input, None), ("ref", Ref, None), ("hyp", Hyp, None), ("utt2spk", Utt2spk, None),
+    ("input_format", Format, None), ("utt_col", UttCol, "utt_id"), ("speaker_col", SpeakerCol, "speaker_id"),
+    ("ref_col", RefCol, "reference"), ("hyp_col", HypCol, None), ("errors_col", ErrorsCol, None),
+    ("ref_words_col", RefWordsCol, None), ("wer_col", WerCol, None),
+]
+
+
+def with_input(fn):
+    """Give a command the shared input flags (INPUT, --ref/--hyp/--utt2spk, the column
+    mappings, precomputed counts); the command receives them as one ``spec: InputSpec``.
+
+    Typer reads a command's parameters from its signature, so the wrapper publishes the
+    command's own parameters plus the shared ones.
+    """
+    sig = inspect.signature(fn, eval_str=True)
+    own = [p for p in sig.parameters.values() if p.name != "spec"]
+    shared = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=ann)
+              for name, ann, default in _INPUT_PARAMS]
+
+    @functools.wraps(fn)
+    def wrapper(**kwargs):
+        values = [kwargs.pop(name) for name, _, _ in _INPUT_PARAMS]
+        return fn(spec=make_spec(*values), **kwargs)
+
+    wrapper.__signature__ = sig.replace(parameters=shared[:1] + own + shared[1:])
+    return wrapper

@@ -181,3 +181,14 @@ def test_no_network_in_client_construction(monkeypatch):
     pytest.importorskip("census")
     client = acs.census_client(session=FakeSession())
     assert client.acs5.session is not None
+
+
+def test_cli_census_without_key_is_one_line(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from fairaudit.cli.app import app
+
+    monkeypatch.delenv("CENSUS_API_KEY", raising=False)
+    r = CliRunner().invoke(app, ["census", "--states", "MA", "--out", str(tmp_path / "c.csv")])
+    assert r.exit_code == 2, r.output
+    assert "CENSUS_API_KEY" in r.output and len(r.output.strip().splitlines()) == 1

@@ -151,3 +151,35 @@ def test_missing_extra_is_one_line_error(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "resemblyzer" else real(name, *a))
     with pytest.raises(UserInputError, match=r"pip install 'fairaudit\[embed\]'"):
         embed.require_embed_extra()
+
+
+def test_cli_embed_then_audit(voices, tmp_path):
+    from typer.testing import CliRunner
+
+    from fairaudit.cli.app import app
+
+    _, manifest = voices
+    out = tmp_path / "emb.parquet"
+    r = CliRunner().invoke(app, ["embed", str(manifest), "--out", str(out), "-q", "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert sidecar["unreadable"]["count"] == 3
+    rows = [{"utt_id": f"spk{s}_utt{u}", "speaker_id": f"spk{s}", "reference": "a b c", "hypothesis": "a b"}
+            for s in range(3) for u in range(4)]
+    table = tmp_path / "u.csv"
+    pd.DataFrame(rows).to_csv(table, index=False)
+    a = CliRunner().invoke(app, ["audit", str(table), "--embeddings", str(out), "--k", "2", "--min-speakers", "1",
+                                 "--discoverers", "automatic", "--no-html", "-q", "--permutations", "10",
+                                 "--out", str(tmp_path / "a")])
+    assert a.exit_code == 0, a.output
+    report = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert report["discoverers"]["automatic"]["audited_speakers"] == 3
+
+
+def test_cli_embed_missing_manifest_is_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from fairaudit.cli.app import app
+
+    r = CliRunner().invoke(app, ["embed", str(tmp_path / "none.csv"), "--out", str(tmp_path / "e.parquet")])
+    assert r.exit_code == 2 and "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1

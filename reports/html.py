@@ -636,9 +636,34 @@ def build_context(report: dict) -> dict:
         "files": inputs.get("files") or [], "normalization": inputs.get("normalization") or {},
         "options": [(k, _plain(v)) for k, v in options.items()], "mode": inputs.get("mode"),
         "tool": report.get("tool") or {}, "schema_version": report.get("schema_version"),
-        "redacted": redacted, "power": power,
+        "redacted": redacted, "power": power, "systems": _systems_table(report),
         "fmt_wer": fmt_wer, "fmt_pct": fmt_pct, "fmt_level": fmt_level, "fmt_pp": fmt_pp, "fmt_count": fmt_count, "plain": _plain,
     }
+
+
+def _systems_table(report: dict) -> dict | None:
+    """Several systems audited side by side: per discoverer, each system's bottom cohort,
+    its WER, the gap and the share (the sections below show the first system)."""
+    systems = report.get("systems")
+    if not systems:
+        return None
+    names = list(systems)
+    overall = [fmt_wer((systems[n].get("overall") or {}).get("wer")) for n in names]
+    keys = list(report.get("discoverers") or {})
+    rows = []
+    for key in keys:
+        cells = []
+        for n in names:
+            entry = (systems[n].get("discoverers") or {}).get(key) or {}
+            if entry.get("skipped") or not entry:
+                cells.append({"skipped": True})
+                continue
+            bottom = next((c for c in entry.get("cohorts", []) if c["id"] == entry.get("bottom")), None)
+            cells.append({"skipped": False, "label": bottom["label"] if bottom else "n/a",
+                          "wer": fmt_wer(bottom["wer"]) if bottom else "n/a", "gap": fmt_gap(entry),
+                          "share": fmt_pct(entry.get("bottom_share_pct")), "p": fmt_p(entry.get("p_value"))})
+        rows.append({"key": key, "cells": cells})
+    return {"names": names, "overall": overall, "rows": rows, "first": report.get("system") or names[0]}
 
 
 def _honest_facts(entry: dict) -> list[tuple[str, str]]:

@@ -82,3 +82,16 @@ def test_kaldi_two_hypothesis_files(write):
 def test_score_takes_one_system(multi_csv):
     r = runner.invoke(app, ["score", multi_csv, "--hyp-col", "sysA", "--hyp-col", "sysB"])
     assert r.exit_code == 2 and "one system" in r.output
+
+
+def test_html_shows_systems_side_by_side(multi_csv, tmp_path):
+    from fairaudit.reports.html import render_html
+
+    res = fairaudit.audit(InputSpec(path=multi_csv, hyp_col="sysA", more_hyp_cols=("sysB",)), by=["grp"],
+                          discoverers=[], min_speakers=5, n_perm=0, n_boot=0)
+    html = render_html(res)
+    assert "Systems side by side" in html
+    assert 'data-system-overall="0">6.67<' in html and 'data-system-overall="1">10.00<' in html
+    single = fairaudit.audit(InputSpec(path=multi_csv, hyp_col="sysA"), by=["grp"], discoverers=[], min_speakers=5,
+                             n_perm=0, n_boot=0)
+    assert "Systems side by side" not in render_html(single)

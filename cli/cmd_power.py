@@ -135,6 +135,14 @@ def power(
         with open(report_path, "w", encoding="utf-8") as fh:
             fh.write(json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False))
         written.append("report.json (power section)")
+        html_path = os.path.join(out, "report.html")
+        if os.path.isfile(html_path):
+            # The HTML is a view of report.json: bring it up to date with the new section.
+            from fairaudit.reports.html import write_html
+            from fairaudit.result import AuditResult
+
+            write_html(AuditResult.load(report_path), html_path)
+            written.append("report.html")
     if not quiet:
         c.out_console.print(power_table(res))
         for d in res["discoverers"].values():

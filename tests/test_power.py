@@ -193,6 +193,14 @@ def test_power_cli_writes_power_json_and_report_section(tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert report["power"] == power
     validate(report)
+    assert not (out / "report.html").exists()  # audit ran with --no-html: nothing to refresh
+    runner.invoke(app, ["report", str(out / "report.json"), "-q"])
+    before = (out / "report.html").read_text()
+    r = runner.invoke(app, ["power", *args, "--out", str(out), "--simulations", "3", "--permutations", "20",
+                            "--shares", "25", "--gaps", "50,400", "--workers", "1", "-q"])
+    assert r.exit_code == 0, r.output
+    after = (out / "report.html").read_text()
+    assert after != before and "What this test set can tell" in after
 
 
 def test_power_cli_without_report_and_selftest_exit_codes(tmp_path):

@@ -71,18 +71,6 @@ def score(
         print_summary(scored, out)
 
 
-def _parse_k(k: str) -> int | str:
-    if k == "auto":
-        return k
-    try:
-        value = int(k)
-    except ValueError:
-        raise UserInputError(f"--k {k!r} is not a whole number", hint="pass --k 10 or --k auto") from None
-    if value < 2:
-        raise UserInputError(f"--k {value} is too small", hint="k-means needs at least 2 clusters")
-    return value
-
-
 @app.command()
 @c.user_errors
 @c.with_input
@@ -90,18 +78,10 @@ def audit(
     spec: InputSpec,
     out: Annotated[str, typer.Option("--out", "-o", help="Output directory.")] = "fairaudit_out",
     speakers: c.Speakers = None, normalize: c.Normalize = "default",
-    census: Annotated[Optional[str], typer.Option("--census", help="Census table: zip plus numeric columns (shares as 0-1 or 0-100).")] = None,
-    embeddings: Annotated[Optional[str], typer.Option("--embeddings", help="Speaker (or utterance) embeddings: .npy with --embedding-ids, or Parquet/CSV.")] = None,
-    embedding_ids: Annotated[Optional[str], typer.Option("--embedding-ids", help="One speaker id per line, in the row order of the .npy matrix.")] = None,
-    by: Annotated[Optional[list[str]], typer.Option("--by", help="Attribute cohorts, repeatable; 'a,b' for intersections.")] = None,
-    discoverers: Annotated[str, typer.Option("--discoverers", help="Comma-separated discoverers to run.")] = "geographic,geodemographic,automatic",
-    min_speakers: Annotated[int, typer.Option("--min-speakers", help="Smallest cohort (speakers) that can be bottom/top.")] = 20,
-    k: Annotated[str, typer.Option("--k", help="k-means clusters for the automatic discoverer, or 'auto'.")] = "10",
-    geo_max_regions: Annotated[int, typer.Option("--geo-max-regions", help="Most regions the geographic tree makes.")] = 16,
-    geo_max_depth: Annotated[int, typer.Option("--geo-max-depth", help="Deepest split of the geographic tree.")] = 8,
-    geo_criterion: Annotated[str, typer.Option("--geo-criterion", help="Geographic split criterion: difference (Trinh et al.) or z (difference / its standard error).")] = "difference",
-    max_depth: Annotated[int, typer.Option("--max-depth", help="Most attributes in a geodemographic rule.")] = 2,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same result.")] = 0,
+    census: c.Census = None, embeddings: c.Embeddings = None, embedding_ids: c.EmbeddingIds = None, by: c.By = None,
+    discoverers: c.Discoverers = "geographic,geodemographic,automatic", min_speakers: c.MinSpeakers = 20,
+    k: c.K = "10", geo_max_regions: c.GeoMaxRegions = 16, geo_max_depth: c.GeoMaxDepth = 8,
+    geo_criterion: c.GeoCriterion = "difference", max_depth: c.MaxDepth = 2, seed: c.Seed = 0,
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples of speakers for confidence intervals (0: none).")] = 1000,
     permutations: Annotated[int, typer.Option("--permutations", help="Permutations for each discoverer's selection-corrected p-value (0: none).")] = 200,
     ci_level: Annotated[float, typer.Option("--ci-level", help="Confidence level of the intervals.")] = 0.95,
@@ -116,15 +96,12 @@ def audit(
     from fairaudit.audit import audit as run_audit
     from fairaudit.reports.console import print_report
 
-    if min_speakers < 1:
-        raise UserInputError(f"--min-speakers {min_speakers} must be at least 1")
-    names = [n.strip() for n in discoverers.split(",") if n.strip()]
-    params = {"geographic": {"max_regions": geo_max_regions, "max_depth": geo_max_depth, "criterion": geo_criterion},
-              "geodemographic": {"max_depth": max_depth}, "automatic": {"k": _parse_k(k)}}
+    names, params = c.discovery_params(discoverers, min_speakers, k, geo_max_regions, geo_max_depth, max_depth,
+                                       geo_criterion)
     with c.progress_bar("scoring", None, not quiet) as progress:
         result = run_audit(spec, speakers=speakers, census=census, embeddings=embeddings,
                            embedding_ids=embedding_ids, by=by or [], discoverers=names, normalization=normalize,
-                           min_speakers=min_speakers, seed=seed, params={n: params[n] for n in names if n in params},
+                           min_speakers=min_speakers, seed=seed, params=params,
                            workers=workers, progress=progress, redact_text=redact_text, n_boot=bootstrap,
                            n_perm=permutations, ci_level=ci_level, honest=honest_gap, engine=engine,
                            chunk_rows=chunk_rows, scheduler=scheduler)

@@ -12,19 +12,8 @@ from fairaudit.errors import UserInputError
 from fairaudit.io.readers import InputSpec
 
 from . import common as c
-from .app import _parse_k, app
+from .app import app
 
-Census = Annotated[Optional[str], typer.Option("--census", help="Census table: zip plus numeric columns (shares as 0-1 or 0-100).")]
-Embeddings = Annotated[Optional[str], typer.Option("--embeddings", help="Speaker (or utterance) embeddings: .npy with --embedding-ids, or Parquet/CSV.")]
-EmbeddingIds = Annotated[Optional[str], typer.Option("--embedding-ids", help="One speaker id per line, in the row order of the .npy matrix.")]
-By = Annotated[Optional[list[str]], typer.Option("--by", help="Attribute cohorts, repeatable; 'a,b' for intersections.")]
-Discoverers = Annotated[str, typer.Option("--discoverers", help="Comma-separated discoverers to run.")]
-MinSpeakers = Annotated[int, typer.Option("--min-speakers", help="Smallest cohort (speakers) that can be bottom/top.")]
-K = Annotated[str, typer.Option("--k", help="k-means clusters for the automatic discoverer, or 'auto'.")]
-GeoMaxRegions = Annotated[int, typer.Option("--geo-max-regions", help="Most regions the geographic tree makes.")]
-GeoMaxDepth = Annotated[int, typer.Option("--geo-max-depth", help="Deepest split of the geographic tree.")]
-MaxDepth = Annotated[int, typer.Option("--max-depth", help="Most attributes in a geodemographic rule.")]
-Seed = Annotated[int, typer.Option("--seed", help="Random seed: same seed, same result.")]
 Alpha = Annotated[float, typer.Option("--alpha", help="Significance level of the permutation test.")]
 
 
@@ -45,22 +34,15 @@ def _load(spec, speakers, normalize, census, embeddings, embedding_ids, by, disc
     """(per-speaker table, side inputs, discoverers), scored exactly as `fairaudit audit` scores."""
     from fairaudit.audit import audit as run_audit
     from fairaudit.audit import build_discoverers
-    from fairaudit.power import side_inputs
 
-    if min_speakers < 1:
-        raise UserInputError(f"--min-speakers {min_speakers} must be at least 1")
-    names = [n.strip() for n in discoverers.split(",") if n.strip()]
-    params = {"geographic": {"max_regions": geo_max_regions, "max_depth": geo_max_depth},
-              "geodemographic": {"max_depth": max_depth}, "automatic": {"k": _parse_k(k)}}
-    params = {n: params[n] for n in names if n in params}
+    names, params = c.discovery_params(discoverers, min_speakers, k, geo_max_regions, geo_max_depth, max_depth)
     with c.progress_bar("scoring", None, not quiet) as progress:
         result = run_audit(spec, speakers=speakers, census=census, embeddings=embeddings, embedding_ids=embedding_ids,
                            by=by or [], discoverers=names, normalization=normalize, min_speakers=min_speakers,
                            seed=seed, params=params, workers=workers, progress=progress, n_boot=0, n_perm=0,
                            honest=False, worst_n=0)
-    side = side_inputs(census, embeddings, embedding_ids, result.utterances)
     discs = build_discoverers(names, by or [], min_speakers=min_speakers, seed=seed, params=params)
-    return result.speakers, side, discs
+    return result.speakers, result.side, discs
 
 
 def power_table(res: dict) -> Table:
@@ -92,10 +74,10 @@ def power(
     spec: InputSpec,
     out: Annotated[str, typer.Option("--out", "-o", help="Output directory (power.json; adds a 'power' section to its report.json if present).")] = "fairaudit_out",
     speakers: c.Speakers = None, normalize: c.Normalize = "default",
-    census: Census = None, embeddings: Embeddings = None, embedding_ids: EmbeddingIds = None, by: By = None,
-    discoverers: Discoverers = "geographic,geodemographic,automatic", min_speakers: MinSpeakers = 20,
-    k: K = "10", geo_max_regions: GeoMaxRegions = 16, geo_max_depth: GeoMaxDepth = 8, max_depth: MaxDepth = 2,
-    seed: Seed = 0,
+    census: c.Census = None, embeddings: c.Embeddings = None, embedding_ids: c.EmbeddingIds = None, by: c.By = None,
+    discoverers: c.Discoverers = "geographic,geodemographic,automatic", min_speakers: c.MinSpeakers = 20,
+    k: c.K = "10", geo_max_regions: c.GeoMaxRegions = 16, geo_max_depth: c.GeoMaxDepth = 8, max_depth: c.MaxDepth = 2,
+    seed: c.Seed = 0,
     simulations: Annotated[int, typer.Option("--simulations", help="Simulated planted worlds per discoverer and share.")] = 200,
     permutations: Annotated[int, typer.Option("--permutations", help="Permutations of the null (once per discoverer).")] = 200,
     shares: Annotated[str, typer.Option("--shares", help="Planted bottom-cohort sizes, % of audited speakers, comma-separated.")] = "1,5,10,25",
@@ -158,10 +140,10 @@ def selftest(
     spec: InputSpec,
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Also write selftest.json to this directory.")] = None,
     speakers: c.Speakers = None, normalize: c.Normalize = "default",
-    census: Census = None, embeddings: Embeddings = None, embedding_ids: EmbeddingIds = None, by: By = None,
-    discoverers: Discoverers = "geographic,geodemographic,automatic", min_speakers: MinSpeakers = 20,
-    k: K = "10", geo_max_regions: GeoMaxRegions = 16, geo_max_depth: GeoMaxDepth = 8, max_depth: MaxDepth = 2,
-    seed: Seed = 0,
+    census: c.Census = None, embeddings: c.Embeddings = None, embedding_ids: c.EmbeddingIds = None, by: c.By = None,
+    discoverers: c.Discoverers = "geographic,geodemographic,automatic", min_speakers: c.MinSpeakers = 20,
+    k: c.K = "10", geo_max_regions: c.GeoMaxRegions = 16, geo_max_depth: c.GeoMaxDepth = 8, max_depth: c.MaxDepth = 2,
+    seed: c.Seed = 0,
     effect: Annotated[float, typer.Option("--effect", help="Planted error increase (%): 100 = twice the errors.")] = 100.0,
     share: Annotated[float, typer.Option("--share", help="Planted cohort size (% of audited speakers).")] = 10.0,
     permutations: Annotated[int, typer.Option("--permutations", help="Permutations of the audit's test on the planted data.")] = 100,

@@ -33,6 +33,18 @@ RefWordsCol = Annotated[Optional[str], typer.Option("--ref-words-col", help="Ref
 WerCol = Annotated[Optional[list[str]], typer.Option("--wer-col", help="Precomputed per-utterance WER column, as a fraction (0.25 = 25 %); repeatable.")]
 Speakers = Annotated[Optional[str], typer.Option("--speakers", help="Speaker table (CSV/Parquet): speaker_id plus any of lat, lon, zip and attributes.")]
 Normalize = Annotated[str, typer.Option("--normalize", help="Text normalisation on both sides: default|none|whisper.")]
+Census = Annotated[Optional[str], typer.Option("--census", help="Census table: zip plus numeric columns (shares as 0-1 or 0-100).")]
+Embeddings = Annotated[Optional[str], typer.Option("--embeddings", help="Speaker (or utterance) embeddings: .npy with --embedding-ids, or Parquet/CSV.")]
+EmbeddingIds = Annotated[Optional[str], typer.Option("--embedding-ids", help="One speaker id per line, in the row order of the .npy matrix.")]
+By = Annotated[Optional[list[str]], typer.Option("--by", help="Attribute cohorts, repeatable; 'a,b' for intersections.")]
+Discoverers = Annotated[str, typer.Option("--discoverers", help="Comma-separated discoverers to run.")]
+MinSpeakers = Annotated[int, typer.Option("--min-speakers", help="Smallest cohort (speakers) that can be bottom/top.")]
+K = Annotated[str, typer.Option("--k", help="k-means clusters for the automatic discoverer, or 'auto'.")]
+GeoMaxRegions = Annotated[int, typer.Option("--geo-max-regions", help="Most regions the geographic tree makes.")]
+GeoMaxDepth = Annotated[int, typer.Option("--geo-max-depth", help="Deepest split of the geographic tree.")]
+GeoCriterion = Annotated[str, typer.Option("--geo-criterion", help="Geographic split criterion: difference (Trinh et al.) or z (difference / its standard error).")]
+MaxDepth = Annotated[int, typer.Option("--max-depth", help="Most attributes in a geodemographic rule.")]
+Seed = Annotated[int, typer.Option("--seed", help="Random seed: same seed, same result.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")]
 Workers = Annotated[Optional[int], typer.Option("--workers", help="Processes for scoring (default: all cores).")]
 
@@ -113,3 +125,28 @@ def with_input(fn):
 
     wrapper.__signature__ = sig.replace(parameters=shared[:1] + own + shared[1:])
     return wrapper
+
+
+def parse_k(k: str) -> int | str:
+    """--k: a whole number >= 2, or 'auto'."""
+    if k == "auto":
+        return k
+    try:
+        value = int(k)
+    except ValueError:
+        raise UserInputError(f"--k {k!r} is not a whole number", hint="pass --k 10 or --k auto") from None
+    if value < 2:
+        raise UserInputError(f"--k {value} is too small", hint="k-means needs at least 2 clusters")
+    return value
+
+
+def discovery_params(discoverers: str, min_speakers: int, k: str = "10", geo_max_regions: int = 16,
+                     geo_max_depth: int = 8, max_depth: int = 2,
+                     geo_criterion: str = "difference") -> tuple[list[str], dict[str, dict]]:
+    """(discoverer names, per-discoverer parameters) from the shared discovery flags."""
+    if min_speakers < 1:
+        raise UserInputError(f"--min-speakers {min_speakers} must be at least 1")
+    names = [n.strip() for n in discoverers.split(",") if n.strip()]
+    params = {"geographic": {"max_regions": geo_max_regions, "max_depth": geo_max_depth, "criterion": geo_criterion},
+              "geodemographic": {"max_depth": max_depth}, "automatic": {"k": parse_k(k)}}
+    return names, {n: params[n] for n in names if n in params}

@@ -63,12 +63,38 @@ def _frame_to_raw(frame: pd.DataFrame, spec: InputSpec) -> RawUtterances:
     out = frame.rename(columns=rename).copy()
     for col in ("utt_id", "speaker_id"):
         if col not in out.columns:
-            raise UserInputError(f"the utterance frame has no {col!r} column", hint=f"map it with the *_col arguments")
+            raise UserInputError(f"the utterance frame has no {col!r} column", hint="map it with the *_col arguments")
     mode = "counts" if {"errors", "ref_words"} <= set(out.columns) and "reference" not in out.columns else "text"
     if mode == "text" and not {"reference", "hypothesis"} <= set(out.columns):
         raise UserInputError("the utterance frame needs reference and hypothesis columns (or errors and ref_words)")
     out.index = np.arange(1, len(out) + 1)
     return RawUtterances(out, mode, rows_read=len(out), paths=["<DataFrame>"])
+
+
+def load_side_inputs(census: str | pd.DataFrame | None = None, embeddings: str | None = None,
+                     embedding_ids: str | None = None, utterances: pd.DataFrame | None = None) -> SideInputs:
+    """Census table and speaker embeddings for the discoverers that need them.
+
+    ``census``: a path (read with :func:`fairaudit.io.census.read_census`) or a DataFrame;
+    ``embeddings``: a .npy (with ``embedding_ids``) or Parquet/CSV path; ``utterances``: the
+    scored utterance table (utt_id, speaker_id), used when embeddings are per utterance
+    (they are averaged per speaker).
+    """
+    side = SideInputs()
+    if census is not None:
+        from .io.census import read_census
+
+        side.census = read_census(census) if isinstance(census, (str, os.PathLike)) else census
+        side.census_path = str(census) if isinstance(census, (str, os.PathLike)) else None
+    if embeddings is not None:
+        from .io.embeddings import read_embeddings
+
+        utt_to_spk = None
+        if utterances is not None:
+            utt_to_spk = pd.Series(utterances["speaker_id"].to_numpy(), index=utterances["utt_id"].to_numpy())
+        side.embeddings, side.embedding_ids, _ = read_embeddings(str(embeddings), embedding_ids, utt_to_spk)
+        side.embeddings_path = str(embeddings)
+    return side
 
 
 def build_discoverers(names: Iterable[str], by: Iterable[str | Iterable[str]] = (), *, min_speakers: int = 20,
@@ -180,20 +206,8 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
         for sset in scored_sets.values():
             sset.speakers, zipgeo_info = fill_coordinates_from_zip(sset.speakers)
 
-    side = SideInputs()
     t = time.perf_counter()
-    if census is not None:
-        from .io.census import read_census
-
-        side.census = read_census(census) if isinstance(census, (str, os.PathLike)) else census
-        side.census_path = str(census) if isinstance(census, (str, os.PathLike)) else None
-    if embeddings is not None:
-        from .io.embeddings import read_embeddings
-
-        utt_to_spk = pd.Series(scored.utterances["speaker_id"].to_numpy(),
-                               index=scored.utterances["utt_id"].to_numpy())
-        side.embeddings, side.embedding_ids, emb_info = read_embeddings(str(embeddings), embedding_ids, utt_to_spk)
-        side.embeddings_path = str(embeddings)
+    side = load_side_inputs(census, embeddings, embedding_ids, scored.utterances)
     timings["read_side_inputs"] = time.perf_counter() - t
 
     per_system: dict[str, dict] = {}
@@ -240,6 +254,7 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
     result = AuditResult(report=report, assignments=assignments, speakers=scored.speakers,
                          utterances=scored.utterances)
     result.timings = timings
+    result.side = side  # kept so power/selftest reuse what was read, not read it again
     timings["total"] = time.perf_counter() - t0
     return result
 

@@ -13,8 +13,8 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from .audit import DEFAULT_DISCOVERERS, _frame_to_raw, _sha256, _tool_version, build_discoverers, run_discoverer
-from .discover import SideInputs
+from .audit import (DEFAULT_DISCOVERERS, _frame_to_raw, _sha256, _tool_version, build_discoverers,
+                    load_side_inputs, run_discoverer)
 from .errors import UserInputError
 from .io.readers import InputSpec, RawUtterances, read_utterances, SYSTEM_PREFIX
 from .io.speakers import read_speakers
@@ -129,14 +129,7 @@ def compare(utterances: str | InputSpec | pd.DataFrame, *, candidate: str | None
             a = a[a.index.isin(spk_b.index)]
             found[key] = (a, label_maps.get(key, {}), None)
     else:
-        side = SideInputs()
-        if census:
-            from .io.census import read_census
-            side.census = read_census(census)
-        if embeddings:
-            from .io.embeddings import read_embeddings
-            u2s = pd.Series(sb.utterances["speaker_id"].to_numpy(), index=sb.utterances["utt_id"].to_numpy())
-            side.embeddings, side.embedding_ids, _ = read_embeddings(embeddings, embedding_ids, u2s)
+        side = load_side_inputs(census, embeddings, embedding_ids, sb.utterances)
         found = {}
         for disc in build_discoverers(discoverers, by, min_speakers=min_speakers, seed=seed, params=params):
             entry, a = run_discoverer(disc, sb.speakers, side)

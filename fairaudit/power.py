@@ -66,7 +66,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import time
 import zlib
 from concurrent.futures import ProcessPoolExecutor
@@ -76,6 +75,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from .audit import load_side_inputs
 from .discover.base import Discoverer, NotEnoughData, SideInputs
 from .errors import UserInputError
 from .stats import _check_count, _check_seed, _cpu_count, permutation_null, rank_cohorts
@@ -108,28 +108,8 @@ SELFTEST_METHOD = ("speakers' (errors, ref_words) permuted across audited speake
 
 # ------------------------------------------------------------------ inputs
 
-def side_inputs(census: str | pd.DataFrame | None = None, embeddings: str | None = None,
-                embedding_ids: str | None = None, utterances: pd.DataFrame | None = None) -> SideInputs:
-    """The :class:`SideInputs` that :func:`fairaudit.audit.audit` builds from the same arguments.
-
-    ``utterances``: the scored utterance table (utt_id, speaker_id), needed when the
-    embeddings are per utterance (they are averaged per speaker).
-    """
-    side = SideInputs()
-    if census is not None:
-        from .io.census import read_census
-
-        side.census = read_census(census) if isinstance(census, (str, os.PathLike)) else census
-        side.census_path = str(census) if isinstance(census, (str, os.PathLike)) else None
-    if embeddings is not None:
-        from .io.embeddings import read_embeddings
-
-        utt_to_spk = None
-        if utterances is not None:
-            utt_to_spk = pd.Series(utterances["speaker_id"].to_numpy(), index=utterances["utt_id"].to_numpy())
-        side.embeddings, side.embedding_ids, _ = read_embeddings(str(embeddings), embedding_ids, utt_to_spk)
-        side.embeddings_path = str(embeddings)
-    return side
+# The side inputs of an audit, built the way `fairaudit audit` builds them.
+side_inputs = load_side_inputs
 
 
 def _check_ratio(value: Any, name: str) -> float:

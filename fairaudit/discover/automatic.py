@@ -28,8 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserInputError
-from .base import NotEnoughData
-from .base import Discoverer, Discovery, SideInputs, register
+from .base import Discoverer, Discovery, NotEnoughData, SideInputs, check_int, register
 
 NO_EMBEDDING = "no embedding"
 MISSING_REASON = "no speaker embeddings (pass --embeddings FILE [--embedding-ids FILE])"
@@ -53,10 +52,7 @@ _NOT_ATTRIBUTES = {"speaker_id", "utterances", "ref_words", "hits", "substitutio
 
 
 def _check_int(value: Any, name: str, flag: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise UserInputError(f"automatic discoverer: {name} must be an integer >= {minimum}, not {value!r}",
-                             hint=f"pass {flag} N with N >= {minimum}")
-    return int(value)
+    return check_int(value, name, flag, minimum, "automatic")
 
 
 # ---------------------------------------------------------------- the cache

@@ -110,6 +110,14 @@ def register(cls: type[Discoverer]) -> type[Discoverer]:
     return cls
 
 
+def check_int(value: Any, name: str, flag: str, minimum: int, who: str) -> int:
+    """A whole-number parameter >= ``minimum``, or a one-line UserInputError naming ``flag``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise UserInputError(f"{who} discoverer: {name} must be an integer >= {minimum}, not {value!r}",
+                             hint=f"pass {flag} N with N >= {minimum}")
+    return int(value)
+
+
 def wer_of(errors: np.ndarray, words: np.ndarray) -> float:
     """Micro WER (ratio) of a set: sum(errors) / sum(words); NaN when there are no words."""
     w = float(np.sum(words))

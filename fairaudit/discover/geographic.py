@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserInputError
-from .base import Discoverer, Discovery, SideInputs, register
+from .base import Discoverer, Discovery, SideInputs, check_int, register
 
 #: split criteria: the paper's absolute WER difference, or that difference divided by its
 #: binomial standard error (favours well-populated sides; fewer mixed thin regions).
@@ -140,10 +140,7 @@ def _place_names(centers: list[tuple[float, float]]) -> list[str | None]:
 
 
 def _check_int(value: Any, name: str, flag: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise UserInputError(f"geographic discoverer: {name} must be an integer >= {minimum}, not {value!r}",
-                             hint=f"pass {flag} N with N >= {minimum}")
-    return int(value)
+    return check_int(value, name, flag, minimum, "geographic")
 
 
 @register

@@ -170,10 +170,9 @@ def _split_id_line(line: str) -> tuple[str, str]:
 
 def _read_kaldi_text(path: str) -> tuple[dict[str, str], list[str], int]:
     out: dict[str, str] = {}
-    bad: list[str] = []
     dup: list[str] = []
     n = 0
-    for i, line in enumerate(read_lines(path), start=1):
+    for line in read_lines(path):
         if not line.strip():
             continue
         n += 1

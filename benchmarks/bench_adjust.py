@@ -1,6 +1,6 @@
 """Adjusted rate ratios at scale, against statsmodels' GEE, and the simulation figures.
 
-    python benchmarks/bench_adjust.py [--speakers 100000] [--cohorts 30] [--sm-speakers 2000]
+    python benchmarks/bench_adjust.py [--speakers 100000] [--cohorts 30] [--sm-speakers 10000]
                                       [--reps 0]
 
 1. **Speed.**  ``--speakers`` synthetic speakers with Poisson(9)+1 utterances each
@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -71,28 +72,36 @@ def assignments(speakers: pd.DataFrame, n_cohorts: int, seed: int = 0) -> dict[s
 
 
 def timed(fn, *args, **kwargs):
-    t = time.perf_counter()
+    """(result, wall seconds, CPU seconds of this process): on a shared machine the CPU
+    time is the steadier figure."""
+    t, c = time.perf_counter(), time.process_time()
     out = fn(*args, **kwargs)
-    return out, time.perf_counter() - t
+    return out, time.perf_counter() - t, time.process_time() - c
 
 
 def speed(n_speakers: int, n_cohorts: int, sm_speakers: int) -> None:
     utts, speakers = population(n_speakers)
     print(f"data: {n_speakers:,} speakers, {len(utts):,} utterances; covariates {', '.join(COVARIATES)}")
-    table, t_cells = timed(build_cells, utts, speakers, COVARIATES)
-    print(f"build_cells: {t_cells:.2f} s -> {len(table.errors):,} speaker x covariate cells, "
+    table, t_cells, c_cells = timed(build_cells, utts, speakers, COVARIATES)
+    print(f"build_cells: {t_cells:.2f} s (CPU {c_cells:.2f} s) -> {len(table.errors):,} speaker x covariate cells, "
           f"{table.design.shape[0]} covariate combinations, {len(table.columns)} design columns")
-    total_adj = total_raw = 0.0
+    total = np.zeros(4)   # wall/CPU adjusted, wall/CPU raw
     n_fitted = 0
     for name, a in assignments(speakers, n_cohorts).items():
-        res, t_adj = timed(rate_ratios, table, a)
-        raw, t_raw = timed(rate_ratios, table, a, adjust=False)
-        total_adj += t_adj
-        total_raw += t_raw
+        res, t_adj, c_adj = timed(rate_ratios, table, a)
+        raw, t_raw, c_raw = timed(rate_ratios, table, a, adjust=False)
+        total += (t_adj, c_adj, t_raw, c_raw)
         n_fitted += len(res)
-        print(f"  {name:9s} {len(res):3d} cohorts: adjusted {t_adj:6.2f} s, raw {t_raw:5.2f} s")
-    print(f"all {n_fitted} cohorts: adjusted {total_adj:.2f} s (+ build_cells {t_cells:.2f} s = "
-          f"{total_adj + t_cells:.2f} s), raw {total_raw:.2f} s")
+        print(f"  {name:9s} {len(res):3d} cohorts: adjusted {t_adj:6.2f} s (CPU {c_adj:5.2f} s), "
+              f"raw {t_raw:5.2f} s (CPU {c_raw:5.2f} s)")
+    print(f"all {n_fitted} cohorts: adjusted {total[0]:.2f} s (CPU {total[1]:.2f} s); with build_cells "
+          f"{total[0] + t_cells:.2f} s (CPU {total[1] + c_cells:.2f} s); raw {total[2]:.2f} s (CPU {total[3]:.2f} s)")
+    fr_wall = fr_cpu = 0.0
+    for name, a in assignments(speakers, n_cohorts).items():
+        _, w, c = timed(rate_ratios, table, a, model="frailty")
+        fr_wall, fr_cpu = fr_wall + w, fr_cpu + c
+    print(f"speaker random-intercept model (model='frailty'), same {n_fitted} cohorts: {fr_wall:.2f} s "
+          f"(CPU {fr_cpu:.2f} s)")
 
     # statsmodels on a subsample, one row per utterance
     from statsmodels.genmod import cov_struct, families
@@ -102,23 +111,26 @@ def speed(n_speakers: int, n_cohorts: int, sm_speakers: int) -> None:
     sub = utts.loc[utts["speaker_id"].isin(keep_ids)].reset_index(drop=True)
     sub_sp = speakers.loc[speakers["speaker_id"].isin(keep_ids)]
     gender = pd.Series(sub_sp["gender"].to_numpy(), index=sub_sp["speaker_id"].to_numpy())
-    t0 = time.perf_counter()
-    sub_table = build_cells(sub, sub_sp, COVARIATES)
-    mine = rate_ratios(sub_table, gender, variance="robust").set_index("cohort").loc["f"]
-    t_mine = time.perf_counter() - t0
+    def ours():
+        sub_table = build_cells(sub, sub_sp, COVARIATES)
+        return sub_table, rate_ratios(sub_table, gender, variance="robust").set_index("cohort").loc["f"]
+
+    (sub_table, mine), _, t_mine = timed(ours)
     X = _utterance_design(sub, sub_table, gender)
-    t0 = time.perf_counter()
-    ref = GEE(sub["errors"].to_numpy(), X, groups=sub["speaker_id"].to_numpy(), family=families.Poisson(),
-              cov_struct=cov_struct.Independence(), offset=np.log(sub["ref_words"].to_numpy())).fit()
-    t_sm = time.perf_counter() - t0
+    # both single-threaded BLAS, as rate_ratios runs (on 2 cores statsmodels' threaded
+    # BLAS spent 6x the CPU for the same fit)
+    with threadpool_limits(limits=1, user_api="blas"):
+        ref, _, t_sm = timed(lambda: GEE(sub["errors"].to_numpy(), X, groups=sub["speaker_id"].to_numpy(),
+                                     family=families.Poisson(), cov_struct=cov_struct.Independence(),
+                                         offset=np.log(sub["ref_words"].to_numpy())).fit())
     d_rr = abs(mine["rate_ratio"] / np.exp(ref.params[-1]) - 1)
     d_se = abs(mine["se_log"] / np.sqrt(ref.cov_robust[-1, -1]) - 1)
-    print(f"statsmodels GEE, {sm_speakers:,} speakers / {len(sub):,} utterances, 1 cohort: {t_sm:.2f} s; "
-          f"fairaudit on the same (cells included): {t_mine:.3f} s ({t_sm / t_mine:.0f}x); "
+    print(f"statsmodels GEE, {sm_speakers:,} speakers / {len(sub):,} utterances, 1 cohort: CPU {t_sm:.2f} s; "
+          f"fairaudit on the same (cells included): CPU {t_mine:.3f} s ({t_sm / t_mine:.0f}x); "
           f"relative difference: rate ratio {d_rr:.1e}, SE {d_se:.1e}")
     per_utt = t_sm / len(sub)
     print(f"statsmodels extrapolated to {len(utts):,} utterances x {n_fitted} cohorts: "
-          f"~{per_utt * len(utts) * n_fitted:.0f} s (linear in rows)")
+          f"~{per_utt * len(utts) * n_fitted:.0f} s CPU (linear in rows)")
 
 
 def _utterance_design(utts: pd.DataFrame, table, cohort: pd.Series) -> np.ndarray:
@@ -136,25 +148,32 @@ def simulations(reps: int) -> None:
     rows = []
     for effect, utt_level, label in ((1.0, False, "no gender effect, device per speaker"),
                                      (2.0, True, "gender 2x, device per utterance")):
-        covered = naive = raw_sig = 0
-        logs, raw_logs = [], []
+        covered = naive = raw_sig = fr_covered = 0
+        logs, raw_logs, fr_logs, se_ratio = [], [], [], []
         for _ in range(reps):
             utts, gender = _confounded(rng, effect=effect, utterance_level=utt_level)
             table = build_cells(utts, covariates=["device", "ref_words"])
             adj = rate_ratios(table, gender).set_index("cohort").loc["f"]
             nv = rate_ratios(table, gender, variance="naive").set_index("cohort").loc["f"]
             raw = rate_ratios(table, gender, adjust=False).set_index("cohort").loc["f"]
+            fr = rate_ratios(table, gender, model="frailty").set_index("cohort").loc["f"]
+            fr_covered += fr["ci_low"] <= effect <= fr["ci_high"]
+            fr_logs.append(np.log(fr["rate_ratio"]))
+            se_ratio.append(fr["se_log"] / adj["se_log"])
             covered += adj["ci_low"] <= effect <= adj["ci_high"]
             naive += nv["ci_low"] <= effect <= nv["ci_high"]
             raw_sig += raw["p_value"] < 0.05
             logs.append(np.log(adj["rate_ratio"]))
             raw_logs.append(np.log(raw["rate_ratio"]))
         rows.append((label, effect, covered / reps, naive / reps, raw_sig / reps, float(np.exp(np.mean(logs))),
-                     float(np.exp(np.mean(raw_logs)))))
+                     float(np.exp(np.mean(raw_logs))), fr_covered / reps, float(np.exp(np.mean(fr_logs))),
+                     float(np.mean(se_ratio)), float(np.std(logs)), float(np.std(fr_logs))))
     print(f"\nconfounder: far-field 2x, used by 75 % of women / 25 % of men; 300 speakers; {reps} replicates")
-    print(f"{'scenario':40s} {'truth':>5s} {'cover':>6s} {'naive':>6s} {'raw p<.05':>9s} {'adj RR':>7s} {'raw RR':>7s}")
+    print(f"{'scenario':40s} {'truth':>5s} {'cover':>6s} {'naive':>6s} {'raw p<.05':>9s} {'adj RR':>7s} {'raw RR':>7s}"
+          f" | frailty: {'cover':>6s} {'RR':>6s} {'SE/GEE':>6s} {'sd/GEE sd':>9s}")
     for r in rows:
-        print(f"{r[0]:40s} {r[1]:5.1f} {r[2]:6.3f} {r[3]:6.3f} {r[4]:9.3f} {r[5]:7.3f} {r[6]:7.3f}")
+        print(f"{r[0]:40s} {r[1]:5.1f} {r[2]:6.3f} {r[3]:6.3f} {r[4]:9.3f} {r[5]:7.3f} {r[6]:7.3f}"
+              f" |          {r[7]:6.3f} {r[8]:6.3f} {r[9]:6.3f} {r[11] / r[10]:9.3f}")
 
     counts = {"false worse (Holm)": 0, "any direction (Holm)": 0, "any (BH q<.05)": 0, "no correction": 0,
               "Holm on plain Wald z": 0}
@@ -185,7 +204,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--speakers", type=int, default=100_000)
     ap.add_argument("--cohorts", type=int, default=30)
-    ap.add_argument("--sm-speakers", type=int, default=2000)
+    ap.add_argument("--sm-speakers", type=int, default=10000)
     ap.add_argument("--reps", type=int, default=0, help="simulation replicates (0 = skip)")
     args = ap.parse_args()
     print(f"python {platform.python_version()}, {platform.machine()}")

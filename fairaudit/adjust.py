@@ -801,3 +801,84 @@ def _holm(p: np.ndarray) -> np.ndarray:
     out = np.empty(m)
     out[order] = adj
     return out
+
+
+# ------------------------------------------------------------------ report blocks
+
+#: the family-wise error level of the "significantly worse than the rest" list (ratio)
+ALPHA = 0.05
+#: how the headline list is chosen (written into the report beside it)
+WORSE_RULE = ("Holm-adjusted two-sided p < 0.05 over every cohort of every discoverer of the audit "
+              "(family-wise error), and rate ratio > 1")
+
+
+def cohort_block(row: pd.Series | dict, covariates: Sequence[str], method: str, fitted_on: str) -> dict:
+    """One cohort's rate ratio for report.json.
+
+    ``{rate_ratio, rate_ratio_ci: [low, high], p_value, covariates, method, speakers,
+    df, fitted_on, note}``: ratio and interval ends are ratios (errors per reference word
+    in the cohort / in the rest), p two-sided, speakers a count; ``fitted_on`` says on
+    which speakers the model was fitted (all, or the held-out half of a search).
+    """
+    get = row.get if isinstance(row, dict) else row.get
+    lo, hi = get("ci_low"), get("ci_high")
+
+    def num(x):
+        return None if x is None or (isinstance(x, float) and np.isnan(x)) else float(x)
+
+    return {"rate_ratio": num(get("rate_ratio")),
+            "rate_ratio_ci": None if num(lo) is None or num(hi) is None else [num(lo), num(hi)],
+            "p_value": num(get("p_value")), "covariates": list(covariates), "method": method,
+            "speakers": int(get("speakers")), "df": num(get("df")), "fitted_on": fitted_on,
+            **({"speaker_variance": num(get("speaker_variance"))} if num(get("speaker_variance")) is not None else {}),
+            "note": get("note") if isinstance(get("note"), str) else None}
+
+
+def apply_multiplicity(blocks: Sequence[dict], hypotheses: Sequence[Any]) -> None:
+    """Add ``p_holm`` and ``q_bh`` to each block (in place), over the whole family.
+
+    ``hypotheses``: one key per block; blocks with the same key are one test (the two
+    cohorts of a two-cohort discoverer: "A vs the rest" is "B vs the rest"), counted once.
+    Blocks without a p-value get None.
+    """
+    first: dict[Any, int] = {}
+    ps: list[float | None] = []
+    for b, key in zip(blocks, hypotheses):
+        if b.get("p_value") is None:
+            continue
+        if key not in first:
+            first[key] = len(ps)
+            ps.append(b["p_value"])
+    holm, bh = holm_bh(ps)
+    for b, key in zip(blocks, hypotheses):
+        k = first.get(key) if b.get("p_value") is not None else None
+        b["p_holm"] = None if k is None else holm[k]
+        b["q_bh"] = None if k is None else bh[k]
+
+
+def explained_away(raw: dict, adjusted: dict, alpha: float = ALPHA) -> bool:
+    """True when a raw difference that is significant (Holm) is not there once adjusted:
+    the adjusted interval contains 1 and the adjusted log ratio is less than half the raw one."""
+    rr, ar = raw.get("rate_ratio"), adjusted.get("rate_ratio")
+    ci = adjusted.get("rate_ratio_ci")
+    if rr is None or ar is None or ci is None or raw.get("p_holm") is None or rr <= 0 or ar <= 0:
+        return False
+    return bool(raw["p_holm"] < alpha and ci[0] <= 1.0 <= ci[1] and abs(np.log(ar)) < 0.5 * abs(np.log(rr)))
+
+
+def match_cohorts(full: pd.Series, half: pd.Series) -> dict[Any, tuple[Any, float]]:
+    """For each cohort of ``full`` (cohort id per speaker_id), the cohort of ``half`` (a
+    discovery on a subset of the speakers) that shares most of its speakers there, and
+    that overlap as a Jaccard index (ratio, over the speakers ``half`` labels)."""
+    common = full.index.intersection(half.index)
+    f = full.loc[common].to_numpy()
+    h = half.loc[common].to_numpy()
+    table = pd.crosstab(f, h)
+    size_f, size_h = table.sum(axis=1), table.sum(axis=0)
+    out: dict[Any, tuple[Any, float]] = {}
+    for fid in table.index:
+        inter = table.loc[fid]
+        jac = inter / (size_f[fid] + size_h - inter)
+        best = jac.idxmax()
+        out[fid] = (best, float(jac[best]))
+    return out

@@ -375,3 +375,40 @@ def test_frailty_model_with_utterance_covariates_maximises_its_likelihood(small)
                    options={"gtol": 1e-9})
     assert res["rate_ratio"] == pytest.approx(np.exp(opt.x[2]), rel=1e-5)
     assert res["speaker_variance"] == pytest.approx(np.exp(-opt.x[3]), rel=1e-4)
+
+
+# ------------------------------------------------------------------ report blocks
+
+def test_multiplicity_counts_the_two_cohorts_of_a_split_once():
+    from fairaudit.adjust import apply_multiplicity
+
+    blocks = [{"p_value": 0.01}, {"p_value": 0.01}, {"p_value": 0.03}, {"p_value": None}]
+    apply_multiplicity(blocks, ["gender", "gender", ("region", "north"), ("region", "south")])
+    # two hypotheses in the family, not three: Holm multiplies the smallest p by 2
+    assert blocks[0]["p_holm"] == pytest.approx(0.02) and blocks[1]["p_holm"] == pytest.approx(0.02)
+    assert blocks[2]["p_holm"] == pytest.approx(0.03)
+    assert blocks[2]["q_bh"] == pytest.approx(0.03) and blocks[0]["q_bh"] == pytest.approx(0.02)
+    assert blocks[3]["p_holm"] is None and blocks[3]["q_bh"] is None
+
+
+def test_explained_away_needs_a_significant_raw_gap_and_an_adjusted_interval_around_one():
+    from fairaudit.adjust import explained_away
+
+    raw = {"rate_ratio": 1.4, "p_holm": 0.001}
+    assert explained_away(raw, {"rate_ratio": 1.03, "rate_ratio_ci": [0.9, 1.2]})
+    assert not explained_away(raw, {"rate_ratio": 1.3, "rate_ratio_ci": [0.95, 1.8]})   # barely moved
+    assert not explained_away(raw, {"rate_ratio": 1.1, "rate_ratio_ci": [1.02, 1.2]})   # still worse
+    assert not explained_away({"rate_ratio": 1.4, "p_holm": 0.2}, {"rate_ratio": 1.0, "rate_ratio_ci": [0.8, 1.2]})
+
+
+def test_cohorts_found_on_half_the_speakers_are_matched_by_overlap():
+    from fairaudit.adjust import match_cohorts
+
+    full = pd.Series(list("aaaabbbbcc"), index=[f"s{i}" for i in range(10)])
+    half = pd.Series(list("xxxyyz"), index=["s0", "s1", "s2", "s4", "s5", "s8"])
+    m = match_cohorts(full, half)
+    assert m["a"] == ("x", 1.0)
+    assert m["b"] == ("y", 1.0)
+    assert m["c"] == ("z", 1.0)
+    half = pd.Series(list("xxyyyz"), index=["s0", "s1", "s2", "s4", "s5", "s8"])
+    assert match_cohorts(full, half)["a"] == ("x", pytest.approx(2 / 3))

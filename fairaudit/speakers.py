@@ -127,12 +127,15 @@ def check_rows(frame: pd.DataFrame, acc: Accounting, duplicated=None) -> tuple[p
 
 def score(raw: RawUtterances, normalization: str = "default", speaker_table: pd.DataFrame | None = None,
           required_attributes: list[str] | tuple[str, ...] = (), *, workers: int | None = None,
-          progress=None) -> ScoredSet:
+          progress=None, utterance_columns: list[str] | tuple[str, ...] = ()) -> ScoredSet:
     """Score every utterance, drop (and count) what cannot be scored, aggregate per speaker.
 
     ``speaker_table``: indexed by speaker id (see :func:`fairaudit.io.read_speakers`).
     ``required_attributes``: columns that must exist per speaker (from the speaker table
     or constant per speaker in the utterance table), e.g. those named by ``--by``.
+    ``utterance_columns``: input columns kept on the scored utterance table (values may
+    differ between a speaker's utterances), e.g. the covariates of ``--adjust``; names
+    the input does not have are ignored here (the speaker table may have them).
     """
     acc = Accounting(rows_read=raw.rows_read)
     acc.warnings.extend(raw.warnings)
@@ -200,6 +203,9 @@ def score(raw: RawUtterances, normalization: str = "default", speaker_table: pd.
     if raw.mode == "text":
         utts["reference"] = _text_column(frame["reference"], scored_rows)
         utts["hypothesis"] = _text_column(frame["hypothesis"], scored_rows)
+    for col in utterance_columns:
+        if col in frame.columns and col not in utts.columns:
+            utts[col] = _rows(frame[col], scored_rows).to_numpy()
     utts.index = idx
     acc.rows_scored = len(utts)
     acc.check()

@@ -149,7 +149,7 @@ def compare(utterances: str | InputSpec | pd.DataFrame, *, candidate: str | None
             eb = spk_b.loc[members, "errors"].to_numpy(np.int64)
             ec = spk_c.loc[members, "errors"].to_numpy(np.int64)
             w = spk_b.loc[members, "ref_words"].to_numpy(np.int64)
-            test = paired_delta(eb, ec, w, n_resamples=resamples, seed=seed + 7919 * i + k)
+            test = paired_delta(eb, ec, w, n_resamples=resamples, seed=seed, key=f"{key}/{row.id}")
             rows.append({"id": row.id, "label": row.label, "speakers": int(row.speakers),
                          "ref_words": int(row.ref_words), "too_few_speakers": bool(row.too_few_speakers),
                          "wer": {base: float(row.wer), cand: float(tc.loc[row.id, "wer"])},
@@ -160,7 +160,8 @@ def compare(utterances: str | InputSpec | pd.DataFrame, *, candidate: str | None
                         "gap": {base: _gap_block(tb, sumb), cand: _gap_block(tc, sumc)}}
     eb_all = spk_b["errors"].to_numpy(np.int64)
     ec_all = spk_c["errors"].to_numpy(np.int64)
-    overall_test = paired_delta(eb_all, ec_all, spk_b["ref_words"].to_numpy(np.int64), n_resamples=resamples, seed=seed)
+    overall_test = paired_delta(eb_all, ec_all, spk_b["ref_words"].to_numpy(np.int64), n_resamples=resamples, seed=seed,
+                                key="overall")
     files = [{"role": r, "path": str(p), "sha256": _sha256(str(p))}
              for r, p in (("utterances", spec.path if spec else None), ("candidate", candidate), ("cohorts", cohorts),
                           ("speakers", speakers), ("census", census), ("embeddings", embeddings))

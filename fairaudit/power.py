@@ -77,8 +77,12 @@ import pandas as pd
 
 from .audit import load_side_inputs
 from .discover.base import Discoverer, NotEnoughData, SideInputs
+from . import numbers as num
 from .errors import UserInputError
-from .stats import _check_count, _check_seed, _cpu_count, permutation_null, rank_cohorts
+from .cohorts import bottom_mask
+from .stats import permutation_null
+from .stats import rng as _rng
+from .stats._common import check_count as _check_count, check_ratio, check_seed as _check_seed, cpu_count as _cpu_count
 
 #: relative WER gaps (%) planted by default
 DEFAULT_GAPS_PCT = (10, 20, 35, 50, 75, 100, 150, 200, 300)
@@ -349,22 +353,7 @@ def _prepare(disc: Discoverer, table: pd.DataFrame, side: SideInputs) -> _Plan |
     return plan
 
 
-def _bottom(errors: np.ndarray, words: np.ndarray, codes: np.ndarray, min_speakers: int
-            ) -> tuple[np.ndarray | None, float]:
-    """(mask of the bottom cohort's members, relative gap %) by the audit's rules.
-
-    The ranking of :func:`fairaudit.stats._headline_gap` (WER descending, NaN last, ties by
-    sorted id; only cohorts of ``min_speakers``); ``codes`` must come from a sorted
-    factorize.  Gap +inf when the top WER is 0; (None, 0.0) with fewer than two eligible
-    cohorts (the audit reports no gap).
-    """
-    n_c = int(codes.max()) + 1 if len(codes) else 0
-    wer, ranked = rank_cohorts(codes, n_c, errors, words, min_speakers)
-    if len(ranked) < 2:
-        return None, 0.0
-    wb, wt = float(wer[ranked[0]]), float(wer[ranked[-1]])
-    pct = 100.0 * (wb - wt) / wt if wt > 0 else math.inf
-    return codes == ranked[0], pct
+_bottom = bottom_mask
 
 
 class _Simulator:
@@ -471,8 +460,7 @@ def _detectable_gap(gaps: np.ndarray, power: np.ndarray, target: float) -> float
     return float(g0 + (target - p0) / (p1 - p0) * (g1 - g0))
 
 
-def _fmt_pct(x: float) -> str:
-    return f"{x:.0f}" if x >= 10 else f"{x:.2g}"
+_fmt_pct = num.share
 
 
 def _reading(n: int, plan_name: str, row: dict, target: float, min_speakers: int, top_gap: float) -> str:
@@ -482,10 +470,10 @@ def _reading(n: int, plan_name: str, row: dict, target: float, min_speakers: int
     prefix = f"{plan_name}: with these {n:,} speakers"
     g = row["min_detectable_gap_pct"]
     if g is not None:
-        return f"{prefix} a gap of ≥ {g:.0f} % in {who} is found {100 * target:.0f} % of the time"
+        return f"{prefix} a gap of ≥ {num.whole_pct(g)} % in {who} is found {num.ratio_as_pct(target)} of the time"
     at_top = row["power_curve"][-1]["power"]
-    text = (f"{prefix} a gap in {who} is not found {100 * target:.0f} % of the time even at "
-            f"{top_gap:.0f} % (found {100 * at_top:.0f} % of the time)")
+    text = (f"{prefix} a gap in {who} is not found {num.ratio_as_pct(target)} of the time even at "
+            f"{num.whole_pct(top_gap)} % (found {num.ratio_as_pct(at_top)} of the time)")
     if row["planted_speakers"] < min_speakers:
         text += f"; it is smaller than --min-speakers {min_speakers}, so it can never be a bottom cohort on its own"
     return text
@@ -559,7 +547,7 @@ def estimate_power(scored_speakers: pd.DataFrame, side: SideInputs | None, disco
         plans.append(plan)
 
     # Seeds per (discoverer, row) keyed by names; then one child per simulation.
-    tasks = [(p, r, np.random.SeedSequence(seed, spawn_key=_spawn_key(plan.key, row.key)).spawn(n_sim))
+    tasks = [(p, r, _rng.stream(seed, "power", plan.key, row.key).spawn(n_sim))
              for p, plan in enumerate(plans) for r, row in enumerate(plan.rows)]
     results: dict[tuple[int, int], list[tuple[np.ndarray, int]]] = {(p, r): [] for p, r, _ in tasks}
     sim = _Simulator(plans, table, side, gaps_pct, alpha)
@@ -665,7 +653,7 @@ def selftest(scored_speakers: pd.DataFrame, side: SideInputs | None, discoverers
         else:
             row = plan.planter.rows([share])[0]
         sim = _Simulator([plan], table, side, [100.0 * effect], alpha)
-        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=_spawn_key(plan.key, "selftest")))
+        rng = _rng.generator(seed, "selftest", plan.key)
         src, e0, w, plant, u, text = sim.world(plan, row, rng)
         e = sim.planted_errors(e0, plant, u, effect)
         planted_table = sim.fill(plan, src, e, w).copy()

@@ -17,61 +17,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .cohorts import COHORT_FIELDS, cohort_table  # noqa: F401  (re-exported)
+
 SCHEMA_VERSION = "1.0"
 
-COHORT_FIELDS = ["id", "rank", "label", "speakers", "utterances", "ref_words", "substitutions", "deletions",
-                 "insertions", "errors", "wer", "share_pct", "utterance_share_pct", "too_few_speakers"]
-_COUNTS = ["utterances", "ref_words", "substitutions", "deletions", "insertions", "errors"]
-
-
-def cohort_statistics(speakers: pd.DataFrame, assignment: pd.Series, labels: dict[str, str],
-                      min_speakers: int) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Cohort table and the gap-and-share summary of one discoverer.
-
-    ``speakers``: per-speaker table (counts); ``assignment``: cohort id per speaker_id.
-    Returns (cohorts, summary).  ``wer`` is a ratio; ``share_pct`` (speakers) and
-    ``utterance_share_pct`` are % of the speakers/utterances this discoverer audited.
-    Cohorts with fewer than ``min_speakers`` speakers are ranked but cannot be the bottom
-    or top cohort: their WER is too noisy to carry the headline gap.
-    """
-    sp = speakers.set_index("speaker_id")
-    joined = sp.loc[assignment.index, [c for c in _COUNTS if c in sp.columns]].copy()
-    joined["cohort"] = assignment.to_numpy()
-    g = joined.groupby("cohort", sort=True)
-    table = g.sum(min_count=1)
-    table.insert(0, "speakers", g.size())
-    table["wer"] = table["errors"] / table["ref_words"]
-    total_spk = int(table["speakers"].sum())
-    total_utt = int(table["utterances"].sum())
-    table["share_pct"] = 100.0 * table["speakers"] / total_spk if total_spk else np.nan
-    table["utterance_share_pct"] = 100.0 * table["utterances"] / total_utt if total_utt else np.nan
-    table["too_few_speakers"] = table["speakers"] < min_speakers
-    table["label"] = [labels.get(i, str(i)) for i in table.index]
-    # rank 1 = highest WER (the bottom cohort); ties by id for determinism
-    table = table.reset_index(names="id").sort_values(["wer", "id"], ascending=[False, True], kind="stable")
-    table["rank"] = np.arange(1, len(table) + 1)
-    table = table[[c for c in COHORT_FIELDS if c in table.columns]].reset_index(drop=True)
-    ranked = table.loc[~table["too_few_speakers"]]
-    summary: dict[str, Any] = {"audited_speakers": total_spk, "audited_utterances": total_utt,
-                               "cohort_count": int(len(table)), "eligible_cohorts": int(len(ranked))}
-    if len(ranked) >= 2:
-        bottom, top = ranked.iloc[0], ranked.iloc[-1]
-        gap_abs = float(bottom["wer"] - top["wer"])
-        summary.update({
-            "bottom": bottom["id"], "top": top["id"],
-            "wer_gap_abs": gap_abs,
-            "wer_gap_pct": 100.0 * gap_abs / float(top["wer"]) if top["wer"] > 0 else None,
-            "bottom_share_pct": float(bottom["share_pct"]),
-            "bottom_utterance_share_pct": float(bottom["utterance_share_pct"]),
-        })
-    else:
-        summary.update({"bottom": None, "top": None, "wer_gap_abs": None, "wer_gap_pct": None,
-                        "bottom_share_pct": None, "bottom_utterance_share_pct": None,
-                        "note": f"fewer than two cohorts with at least {min_speakers} speakers"})
-    w = ranked["wer"].to_numpy(dtype=float)
-    summary.update({"wer_mean": float(w.mean()) if len(w) else None, "wer_max": float(w.max()) if len(w) else None,
-                    "wer_variance": float(w.var()) if len(w) else None})
-    return table, summary
+# The cohort table and gap rule live in fairaudit.cohorts (one ranking module).
+cohort_statistics = cohort_table
 
 
 def _clean(obj):

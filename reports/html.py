@@ -25,6 +25,7 @@ from typing import Any
 import jinja2
 import numpy as np
 
+from fairaudit import numbers as num
 from fairaudit.result import AuditResult
 
 #: lon_min, lon_max, lat_min, lat_max of the main US map (continental states)
@@ -57,44 +58,9 @@ _METHODS = {
 
 
 # --------------------------------------------------------------------------- formatting
-# The headline cells use these; tests format report.json the same way and compare.
-
-def fmt_wer(x: float | None) -> str:
-    """A WER ratio as a percentage with two decimals (0.10924 -> '10.92'); 'n/a' for None."""
-    return "n/a" if x is None else f"{100 * x:.2f}"
-
-
-def fmt_pct(x: float | None, digits: int = 1) -> str:
-    """A value already in % with one decimal; 'n/a' for None."""
-    return "n/a" if x is None else f"{x:.{digits}f}"
-
-
-def fmt_gap(entry: dict) -> str:
-    """The relative WER gap (%), or 'undefined' when the top cohort's WER is 0."""
-    if entry.get("wer_gap_pct") is not None:
-        return fmt_pct(entry["wer_gap_pct"])
-    return "undefined" if entry.get("wer_gap_abs") is not None else "n/a"
-
-
-def fmt_pp(x: float | None) -> str:
-    """An absolute WER difference (ratio) in percentage points."""
-    return "n/a" if x is None else f"{100 * x:.2f} pp"
-
-
-def fmt_count(n: Any) -> str:
-    return "n/a" if n is None else f"{int(n):,}"
-
-
-def fmt_ci(lo: float | None, hi: float | None, ratio: bool = True) -> str:
-    """An interval as '[lo, hi]': WER ratios in % with two decimals, or values already in %."""
-    if lo is None or hi is None:
-        return ""
-    return f"[{fmt_wer(lo)}, {fmt_wer(hi)}]" if ratio else f"[{fmt_pct(lo)}, {fmt_pct(hi)}]"
-
-
-def fmt_level(level: float | None) -> str:
-    """A confidence level (ratio) as '95 %'."""
-    return f"{100 * (level if level is not None else 0.95):g} %"
+# One number formatter for every view (fairaudit.numbers); the names stay for the template.
+fmt_wer, fmt_pct, fmt_gap, fmt_pp, fmt_count, fmt_ci, fmt_level = (
+    num.wer, num.pct, num.gap, num.pp, num.count, num.interval, num.level)
 
 
 def _interval(value: Any) -> tuple[float | None, float | None]:
@@ -103,10 +69,7 @@ def _interval(value: Any) -> tuple[float | None, float | None]:
     return None, None
 
 
-def fmt_p(p: float | None) -> str:
-    if p is None:
-        return ""
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+fmt_p = num.p_value
 
 
 def _rounded(value: Any) -> Any:

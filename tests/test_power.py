@@ -18,9 +18,9 @@ from fairaudit.audit import build_discoverers
 from fairaudit.cli.app import app
 from fairaudit.discover import SideInputs
 from fairaudit.io.census import prepare_census
-from fairaudit.power import _bottom, estimate_power, selftest
-from fairaudit.result import cohort_statistics, validate
-from fairaudit.stats import _headline_gap
+from fairaudit.cohorts import bottom_mask as _bottom, cohort_table as cohort_statistics, headline_gap as _headline_gap
+from fairaudit.power import estimate_power, selftest
+from fairaudit.result import validate
 
 runner = CliRunner()
 GAPS = (20, 50, 100, 200, 400)

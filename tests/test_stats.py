@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from fairaudit import stats
+from fairaudit.cohorts import headline_gap
 from fairaudit.audit import run_discoverer
 from fairaudit.discover import SideInputs
 from fairaudit.discover.attribute import AttributeDiscoverer
@@ -153,7 +154,7 @@ def test_fast_gap_matches_cohort_statistics():
         mins = [5, 10, 20, 30, int(rng.integers(1, 60))]
         for ms in mins:
             _, summary = cohort_statistics(speakers, assignment, {}, ms)
-            pct, gap_abs = stats._headline_gap(sp["errors"].to_numpy(float), sp["ref_words"].to_numpy(float),
+            pct, gap_abs = headline_gap(sp["errors"].to_numpy(float), sp["ref_words"].to_numpy(float),
                                                assignment.to_numpy(), ms)
             if summary["wer_gap_abs"] is None:
                 assert gap_abs is None

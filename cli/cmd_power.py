@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from fairaudit import numbers as num
 from fairaudit.errors import UserInputError
 from fairaudit.io.readers import InputSpec
 
@@ -29,26 +30,60 @@ def _percent_list(text: str, flag: str) -> list[float]:
     return values
 
 
-def _load(spec, speakers, normalize, census, embeddings, embedding_ids, by, discoverers,
-          min_speakers, k, geo_max_regions, geo_max_depth, max_depth, seed, workers, quiet):
-    """(per-speaker table, side inputs, discoverers), scored exactly as `fairaudit audit` scores."""
-    from fairaudit.audit import audit as run_audit
-    from fairaudit.audit import build_discoverers
+def _is_saved_audit(path: str | None) -> bool:
+    return bool(path) and (os.path.isfile(os.path.join(path, "report.json")) if os.path.isdir(path)
+                           else path.endswith(".json") and os.path.isfile(path))
 
-    names, params = c.discovery_params(discoverers, min_speakers, k, geo_max_regions, geo_max_depth, max_depth)
+
+def _source(spec: InputSpec, discovery: c.DiscoveryOptions, speakers, normalize, workers, quiet):
+    """(AuditResult, discoverers) to analyse: a saved audit (INPUT is its folder or
+    report.json: nothing is audited again), or an in-memory audit of INPUT (discovery only,
+    scored exactly as `fairaudit audit` scores)."""
+    from fairaudit.audit import audit as run_audit
+    from fairaudit.result import AuditResult
+
+    if _is_saved_audit(spec.path):
+        changed = [f"--{n.replace('_', '-')}" for n in discovery.params] + list(discovery.instances)
+        if changed:
+            raise UserInputError(f"{spec.path} is a saved audit: its discoverers run with the audit's parameters "
+                                 f"(flags given for: {', '.join(changed)})",
+                                 hint="run `fairaudit audit` again with those flags, or drop them")
+        result = AuditResult.load(spec.path)
+        result.side = result.side_inputs(discovery.side)
+        discs = result.discoverer_objects()
+        if discovery.names is not None:
+            discs = [d for d in discs if d.name in discovery.names or d.key in discovery.names]
+        return result, discs
     with c.progress_bar("scoring", None, not quiet) as progress:
-        result = run_audit(spec, speakers=speakers, census=census, embeddings=embeddings, embedding_ids=embedding_ids,
-                           by=by or [], discoverers=names, normalization=normalize, min_speakers=min_speakers,
-                           seed=seed, params=params, workers=workers, progress=progress, n_boot=0, n_perm=0,
-                           honest=False, worst_n=0)
-    discs = build_discoverers(names, by or [], min_speakers=min_speakers, seed=seed, params=params)
-    return result.speakers, result.side, discs
+        result = run_audit(spec, speakers=speakers, normalization=normalize, **discovery.audit_kwargs(),
+                           workers=workers, progress=progress, n_boot=0, n_perm=0, honest=False, worst_n=0)
+    return result, result.discoverer_objects()
+
+
+def _attach(out: str, name: str, section: dict, written: list[str]) -> None:
+    """Add a section to the report.json in ``out`` (through AuditResult, its only writer)
+    and refresh report.html when it exists."""
+    from fairaudit.result import AuditResult
+
+    if not os.path.isfile(os.path.join(out, "report.json")):
+        return
+    saved = AuditResult.load(out)
+    saved.add_section(name, section)
+    saved.save(out, tables=False)
+    written.append(f"report.json ({name} section)")
+    html_path = os.path.join(out, "report.html")
+    if os.path.isfile(html_path):
+        # The HTML is a view of report.json: bring it up to date with the new section.
+        from fairaudit.reports.html import write_html
+
+        write_html(saved, html_path)
+        written.append("report.html")
 
 
 def power_table(res: dict) -> Table:
     """Discoverer x cohort share -> smallest detectable gap (%)."""
     s = res["settings"]
-    table = Table(title=f"Smallest WER gap found {100 * s['power']:.0f} % of the time (alpha {s['alpha']:g}, "
+    table = Table(title=f"Smallest WER gap found {num.ratio_as_pct(s['power'])} of the time (alpha {s['alpha']:g}, "
                         f"{s['simulations']} simulations)")
     for col, just in (("Discoverer", "left"), ("Cohort", "left"), ("Share %", "right"), ("Speakers", "right"),
                       ("Detectable gap %", "right"), ("Power at 100 %", "right")):
@@ -61,23 +96,21 @@ def power_table(res: dict) -> Table:
             g = row["min_detectable_gap_pct"]
             at100 = next((p["power"] for p in row["power_curve"] if p["gap_pct"] == 100.0), None)
             table.add_row(key, row["label"] or f"{row['target_share_pct']:g} % cohort",
-                          f"{row['planted_share_pct']:.1f}", f"{row['planted_speakers']:,}",
-                          f"> {s['gaps_pct'][-1]:g}" if g is None else f"{g:.0f}",
-                          "" if at100 is None else f"{100 * at100:.0f} %")
+                          num.pct(row["planted_share_pct"]), num.count(row["planted_speakers"]),
+                          f"> {s['gaps_pct'][-1]:g}" if g is None else num.whole_pct(g),
+                          "" if at100 is None else num.ratio_as_pct(at100))
     return table
 
 
 @app.command("power")
 @c.user_errors
 @c.with_input
+@c.with_discovery
 def power(
     spec: InputSpec,
-    out: Annotated[str, typer.Option("--out", "-o", help="Output directory (power.json; adds a 'power' section to its report.json if present).")] = "fairaudit_out",
+    discovery: c.DiscoveryOptions,
+    out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output directory (power.json; adds a 'power' section to its report.json if present). Default: the saved audit's folder, else fairaudit_out.")] = None,
     speakers: c.Speakers = None, normalize: c.Normalize = "default",
-    census: c.Census = None, embeddings: c.Embeddings = None, embedding_ids: c.EmbeddingIds = None, by: c.By = None,
-    discoverers: c.Discoverers = "geographic,geodemographic,automatic", min_speakers: c.MinSpeakers = 20,
-    k: c.K = "10", geo_max_regions: c.GeoMaxRegions = 16, geo_max_depth: c.GeoMaxDepth = 8, max_depth: c.MaxDepth = 2,
-    seed: c.Seed = 0,
     simulations: Annotated[int, typer.Option("--simulations", help="Simulated planted worlds per discoverer and share.")] = 200,
     permutations: Annotated[int, typer.Option("--permutations", help="Permutations of the null (once per discoverer).")] = 200,
     shares: Annotated[str, typer.Option("--shares", help="Planted bottom-cohort sizes, % of audited speakers, comma-separated.")] = "1,5,10,25",
@@ -86,7 +119,10 @@ def power(
     target_power: Annotated[float, typer.Option("--power", help="Power the detectable gap must reach (0-1).")] = 0.8,
     workers: c.Workers = None, quiet: c.Quiet = False,
 ):
-    """Smallest WER gap each discoverer would find with this test set (simulation with planted gaps)."""
+    """Smallest WER gap each discoverer would find with this test set (simulation with planted gaps).
+
+    INPUT is a saved audit (its folder or report.json, with speaker_scores.csv beside it) or
+    a decoded test set (audited in memory first)."""
     from fairaudit.power import estimate_power
 
     share_list = [v / 100.0 for v in _percent_list(shares, "--shares")]
@@ -97,34 +133,17 @@ def power(
                              hint="e.g. --gaps 10,50,100 (%)") from None
     if simulations < 1 or permutations < 1:
         raise UserInputError("--simulations and --permutations must be at least 1")
-    table, side, discs = _load(spec, speakers, normalize, census, embeddings,
-                               embedding_ids, by, discoverers, min_speakers, k, geo_max_regions, geo_max_depth,
-                               max_depth, seed, workers, quiet)
+    result, discs = _source(spec, discovery, speakers, normalize, workers, quiet)
+    out = out or (result.path if result.path else "fairaudit_out")
     with c.progress_bar("simulating", None, not quiet) as progress:
-        res = estimate_power(table, side, discs, cohort_shares=share_list, n_sim=simulations, n_perm=permutations,
-                             alpha=alpha, power=target_power, seed=seed, workers=workers, gaps=gap_list,
-                             progress=progress)
+        res = estimate_power(result, discoverers=discs, cohort_shares=share_list, n_sim=simulations,
+                             n_perm=permutations, alpha=alpha, power=target_power, seed=discovery.seed,
+                             workers=workers, gaps=gap_list, progress=progress)
     os.makedirs(out, exist_ok=True)
-    text = json.dumps(res, indent=2, ensure_ascii=False, allow_nan=False)
     with open(os.path.join(out, "power.json"), "w", encoding="utf-8") as fh:
-        fh.write(text + "\n")
+        fh.write(json.dumps(res, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
     written = ["power.json"]
-    report_path = os.path.join(out, "report.json")
-    if os.path.isfile(report_path):
-        with open(report_path, encoding="utf-8") as fh:
-            report = json.load(fh)
-        report["power"] = res
-        with open(report_path, "w", encoding="utf-8") as fh:
-            fh.write(json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False))
-        written.append("report.json (power section)")
-        html_path = os.path.join(out, "report.html")
-        if os.path.isfile(html_path):
-            # The HTML is a view of report.json: bring it up to date with the new section.
-            from fairaudit.reports.html import write_html
-            from fairaudit.result import AuditResult
-
-            write_html(AuditResult.load(report_path), html_path)
-            written.append("report.html")
+    _attach(out, "power", res, written)
     if not quiet:
         c.out_console.print(power_table(res))
         for d in res["discoverers"].values():
@@ -136,31 +155,29 @@ def power(
 @app.command("selftest")
 @c.user_errors
 @c.with_input
+@c.with_discovery
 def selftest(
     spec: InputSpec,
+    discovery: c.DiscoveryOptions,
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Also write selftest.json to this directory.")] = None,
     speakers: c.Speakers = None, normalize: c.Normalize = "default",
-    census: c.Census = None, embeddings: c.Embeddings = None, embedding_ids: c.EmbeddingIds = None, by: c.By = None,
-    discoverers: c.Discoverers = "geographic,geodemographic,automatic", min_speakers: c.MinSpeakers = 20,
-    k: c.K = "10", geo_max_regions: c.GeoMaxRegions = 16, geo_max_depth: c.GeoMaxDepth = 8, max_depth: c.MaxDepth = 2,
-    seed: c.Seed = 0,
     effect: Annotated[float, typer.Option("--effect", help="Planted error increase (%): 100 = twice the errors.")] = 100.0,
     share: Annotated[float, typer.Option("--share", help="Planted cohort size (% of audited speakers).")] = 10.0,
     permutations: Annotated[int, typer.Option("--permutations", help="Permutations of the audit's test on the planted data.")] = 100,
     alpha: Alpha = 0.05,
     workers: c.Workers = None, quiet: c.Quiet = False,
 ):
-    """Plant one disparity per discoverer in this data and report whether the audit recovers it (exit 0 either way)."""
+    """Plant one disparity per discoverer in this data and report whether the audit recovers it (exit 0 either way).
+
+    INPUT is a saved audit (its folder or report.json) or a decoded test set."""
     from fairaudit.power import selftest as run_selftest
 
     if effect < 0:
         raise UserInputError(f"--effect {effect:g} must be >= 0 (%)", hint="e.g. --effect 100 (twice the errors)")
     if not 0 < share < 100:
         raise UserInputError(f"--share {share:g} must be a percentage between 0 and 100", hint="e.g. --share 10")
-    table, side, discs = _load(spec, speakers, normalize, census, embeddings,
-                               embedding_ids, by, discoverers, min_speakers, k, geo_max_regions, geo_max_depth,
-                               max_depth, seed, workers, quiet)
-    res = run_selftest(table, side, discs, effect=effect / 100.0, share=share / 100.0, seed=seed,
+    result, discs = _source(spec, discovery, speakers, normalize, workers, quiet)
+    res = run_selftest(result, discoverers=discs, effect=effect / 100.0, share=share / 100.0, seed=discovery.seed,
                        n_perm=permutations, alpha=alpha, workers=workers)
     if out:
         os.makedirs(out, exist_ok=True)
@@ -168,6 +185,13 @@ def selftest(
             fh.write(json.dumps(res, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
     if quiet:
         return
+    c.out_console.print(selftest_table(res, effect, share))
+    if out:
+        c.out_console.print(f"wrote {out}/selftest.json")
+
+
+def selftest_table(res: dict, effect: float, share: float) -> Table:
+    """Discoverer -> planted cohort, bottom cohort found, precision, recall, gap, p, recovered."""
     t = Table(title=f"Self-test: +{effect:g} % errors planted in a {share:g} % cohort per discoverer")
     for col, just in (("Discoverer", "left"), ("Planted", "left"), ("Speakers", "right"), ("Bottom cohort", "left"),
                       ("Precision", "right"), ("Recall", "right"), ("Gap %", "right"), ("p", "right"),
@@ -177,10 +201,7 @@ def selftest(
         if r.get("skipped"):
             t.add_row(key, f"skipped: {r['skipped']}", "", "", "", "", "", "", "")
             continue
-        t.add_row(key, r["plant"], f"{r['planted_speakers']:,}", r.get("bottom_label") or r.get("note") or "",
-                  f"{r['precision']:.2f}", f"{r['recall']:.2f}",
-                  "" if r["gap_pct"] is None else f"{r['gap_pct']:.0f}",
-                  "" if r["p_value"] is None else f"{r['p_value']:.3f}", "yes" if r["recovered"] else "NO")
-    c.out_console.print(t)
-    if out:
-        c.out_console.print(f"wrote {out}/selftest.json")
+        t.add_row(key, r["plant"], num.count(r["planted_speakers"]), r.get("bottom_label") or r.get("note") or "",
+                  f"{r['precision']:.2f}", f"{r['recall']:.2f}", "" if r["gap_pct"] is None else num.whole_pct(r["gap_pct"]),
+                  num.p_value(r["p_value"]), "yes" if r["recovered"] else "NO")
+    return t

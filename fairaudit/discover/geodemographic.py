@@ -50,6 +50,8 @@ import pandas as pd
 from ..errors import UserInputError
 from ..io.census import normalize_zip, prepare_census
 from .base import Discoverer, Discovery, SideInputs, register
+from .params import Interval
+from .planting import Planter, pool_near
 
 MAX_DEPTH_LIMIT = 3  # candidates grow as literals**depth, and deep rules overfit small cells
 PERCENTILES = (25, 50, 75)
@@ -71,6 +73,15 @@ class _Literal:
         value = "50%" if self.share else _fmt_number(self.threshold)
         return f"{self.column} {self.op} {value}"
 
+    def as_dict(self) -> dict:
+        return {"column": self.column, "op": self.op, "threshold": self.threshold, "share": self.share}
+
+    def holds(self, v: np.ndarray) -> np.ndarray:
+        """The literal on census values ``v`` (a missing value makes it false)."""
+        with np.errstate(invalid="ignore"):
+            return {">": v > self.threshold, "<=": v <= self.threshold, "<": v < self.threshold,
+                    ">=": v >= self.threshold}[self.op] & ~np.isnan(v)
+
 
 def _round_sig(x: float, digits: int = 3) -> float:
     """``x`` rounded to ``digits`` significant figures (a readable threshold)."""
@@ -91,23 +102,58 @@ def _census_frame(side: SideInputs) -> pd.DataFrame:
     return prepare_census(census, side.census_path)
 
 
+def _numeric_columns(census: pd.DataFrame) -> list[str]:
+    return [c for c in census.columns if pd.api.types.is_numeric_dtype(census[c].dtype)
+            and not pd.api.types.is_bool_dtype(census[c].dtype)]
+
+
+def _census_rows(zips: pd.Series, census: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(zip valid?, census row or -1) per speaker; each distinct zip is normalised once."""
+    codes, uniques = pd.factorize(zips, use_na_sentinel=True)
+    norm = normalize_zip(pd.Series(np.asarray(uniques, dtype=object)))
+    valid_u = norm.notna().to_numpy()
+    row_u = census.index.get_indexer(norm.to_numpy(dtype=object, na_value=""))
+    ok_zip = (codes >= 0)
+    ok_zip[ok_zip] = valid_u[codes[ok_zip]]
+    row = np.full(len(codes), -1, dtype=np.int64)
+    row[ok_zip] = row_u[codes[ok_zip]]
+    return ok_zip, row
+
+
 @register
 class GeodemographicDiscoverer(Discoverer):
     """Binary partition of speakers by a census rule on their zip code (see module docstring).
 
-    ``min_speakers``: minimum speakers (count) on each side of the partition.
-    ``max_depth``: most literals AND-ed in one rule (1-3).
-    ``max_candidates_shown``: how many of the best rules ``details["candidates"]`` lists.
-    ``min_gain_pct``: a rule with more literals is chosen only if its gap is this much (%,
-    relative) larger than the best rule with fewer literals (0 = pure largest gap).
-    ``seed``: recorded only; the search is exhaustive and deterministic.
+    Parameters
+    ----------
+    max_depth : int, default 2
+        Most literals AND-ed in one rule (1-3).
+    max_candidates_shown : int, default 20
+        How many of the best rules the report lists (details["candidates"]).
+    min_gain_pct : float, default 10.0
+        A rule with more literals is chosen only if its gap is this much (%, relative) larger than the best
+        rule with fewer literals (0 = pure largest gap).
+    min_speakers : int, default 20
+        Minimum speakers (count) on each side of the partition.
+    seed : int, default 0
+        Recorded only; the search is exhaustive and deterministic.
     """
 
     name = "geodemographic"
+    title = "Geodemographic partition (census)"
+    description = ("Speakers' zip codes join the census table; zip codes are split by majority-attribute rules "
+                   "(and conjunctions), keeping the rule with the largest WER discrepancy (Dheram et al. 2022).")
+    default = True
+    order = 20
+    side_inputs = ("census",)
+    non_attribute_columns = ("zip",)
+    flag_aliases = {"max_depth": ("--max-depth",)}
+    _parameter_constraints = {"max_depth": [Interval(int, 1, MAX_DEPTH_LIMIT)],
+                              "max_candidates_shown": [Interval(int, 0, None)],
+                              "min_gain_pct": [Interval(float, 0, math.inf, closed="left")]}
 
-    def __init__(self, min_speakers: int = 20, seed: int = 0, max_depth: int = 2,
-                 max_candidates_shown: int = 20, min_gain_pct: float = 10.0):
-        super().__init__(min_speakers=min_speakers, seed=seed)
+    def __init__(self, max_depth: int = 2, max_candidates_shown: int = 20, min_gain_pct: float = 10.0, **common):
+        super().__init__(**common)
         self.max_depth = max_depth
         self.max_candidates_shown = max_candidates_shown
         self.min_gain_pct = min_gain_pct
@@ -119,45 +165,17 @@ class GeodemographicDiscoverer(Discoverer):
             return "no census table (pass --census FILE with a zip column and demographic columns)"
         return None
 
-    def _validate(self) -> None:
-        def whole(v) -> bool:
-            return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-        if not whole(self.min_speakers) or self.min_speakers < 1:
-            raise UserInputError(f"minimum cohort size must be a whole number >= 1, not {self.min_speakers!r}",
-                                 hint="fix --min-speakers")
-        if not whole(self.max_depth) or not 1 <= self.max_depth <= MAX_DEPTH_LIMIT:
-            raise UserInputError(f"geodemographic rule depth must be 1-{MAX_DEPTH_LIMIT}, not {self.max_depth!r}",
-                                 hint="fix --max-depth")
-        if not whole(self.max_candidates_shown) or self.max_candidates_shown < 0:
-            raise UserInputError(f"number of candidate rules shown must be >= 0, not {self.max_candidates_shown!r}",
-                                 hint="fix the max_candidates_shown parameter")
-        g = self.min_gain_pct
-        if isinstance(g, bool) or not isinstance(g, (int, float, np.integer, np.floating)) or not 0 <= g < math.inf:
-            raise UserInputError(f"minimum gain of a longer rule must be a number >= 0 (%), not {g!r}",
-                                 hint="fix the min_gain_pct parameter")
-
     def fit(self, speakers: pd.DataFrame, side: SideInputs) -> Discovery:
-        self._validate()
         reason = self.missing_inputs(speakers, side)
         if reason:
             raise UserInputError(f"geodemographic cohorts cannot be found: {reason}")
         census = _census_frame(side)
         share_scales = dict(census.attrs.get("share_columns", {}))
-        columns = [c for c in census.columns if pd.api.types.is_numeric_dtype(census[c].dtype)
-                   and not pd.api.types.is_bool_dtype(census[c].dtype)]
+        columns = _numeric_columns(census)
         values_all = census[columns].to_numpy(dtype=float, na_value=np.nan)
 
         ids = (speakers["speaker_id"] if "speaker_id" in speakers.columns else speakers.index.to_series()).to_numpy()
-        # Normalise each distinct zip once, not each speaker.
-        codes, uniques = pd.factorize(speakers["zip"], use_na_sentinel=True)
-        norm = normalize_zip(pd.Series(np.asarray(uniques, dtype=object)))
-        valid_u = norm.notna().to_numpy()
-        row_u = census.index.get_indexer(norm.to_numpy(dtype=object, na_value=""))
-        ok_zip = (codes >= 0)
-        ok_zip[ok_zip] = valid_u[codes[ok_zip]]
-        row = np.full(len(codes), -1, dtype=np.int64)
-        row[ok_zip] = row_u[codes[ok_zip]]
+        ok_zip, row = _census_rows(speakers["zip"], census)
         audited = row >= 0
         not_audited = {}
         if (~ok_zip).sum():
@@ -203,7 +221,8 @@ class GeodemographicDiscoverer(Discoverer):
             label = f"all audited speakers (no census rule leaves >= {self.min_speakers} speakers on both sides)"
             assignment = pd.Series("all", index=pd.Index(aud_ids, name="speaker_id"), dtype=object)
             details["note"] = label
-            return Discovery(assignment, {"all": label}, not_audited, params, details, {"all": {"rule": None}})
+            return Discovery(assignment, {"all": label}, not_audited, params, details, {"all": {"rule": None}},
+                             definition={"kind": "census rule", "literals": [], "in_rule": "all", "rest": "all"})
 
         in_rule = np.ones(len(zip_rows), dtype=bool)
         for li in chosen["literal_ids"]:
@@ -213,8 +232,33 @@ class GeodemographicDiscoverer(Discoverer):
         rule = chosen["rule"]
         labels = {"A": rule, "B": f"NOT ({rule})"}
         details["rule"] = rule
+        definition = {"kind": "census rule", "rule": rule, "in_rule": "A", "rest": "B",
+                      "literals": [literals[li].as_dict() for li in chosen["literal_ids"]]}
         return Discovery(assignment, labels, not_audited, params, details,
-                         {"A": {"rule": labels["A"]}, "B": {"rule": labels["B"]}})
+                         {"A": {"rule": labels["A"]}, "B": {"rule": labels["B"]}}, definition=definition)
+
+    # ------------------------------------------------------------ hooks
+
+    def assign(self, definition: dict, speakers: pd.DataFrame, side: SideInputs) -> pd.Series | None:
+        """A or B for every speaker whose zip is in the census table, by the saved rule."""
+        empty = pd.Series([], index=pd.Index([], name="speaker_id"), dtype=object)
+        if "zip" not in speakers.columns or side is None or side.census is None:
+            return empty
+        census = _census_frame(side)
+        _, row = _census_rows(speakers["zip"], census)
+        ok = row >= 0
+        inside = np.ones(int(ok.sum()), dtype=bool)
+        for lit in definition.get("literals", []):
+            if lit["column"] not in census.columns:
+                return empty   # the rule names a column this census table does not have
+            v = census[lit["column"]].to_numpy(dtype=float, na_value=np.nan)[row[ok]]
+            inside &= _Literal(lit["column"], lit["op"], float(lit["threshold"]), bool(lit["share"])).holds(v)
+        cohort = np.where(inside, definition.get("in_rule", "A"), definition.get("rest", "B"))
+        ids = speakers["speaker_id"].to_numpy(dtype=object)[ok]
+        return pd.Series(cohort.astype(object), index=pd.Index(ids, name="speaker_id"), dtype=object)
+
+    def planter(self, speakers: pd.DataFrame, side: SideInputs, discovery: Discovery) -> Planter:
+        return RulePlanter(self, speakers, side, discovery)
 
     def _literals(self, columns: list[str], share_scales: dict[str, str], values: np.ndarray,
                   n_z: np.ndarray) -> tuple[list[_Literal], np.ndarray, dict[str, list]]:
@@ -371,3 +415,57 @@ def _choose(result: dict, literals: list[_Literal], max_depth: int, min_gain_pct
         if (fin_b and not fin_c) or (fin_b == fin_c and val_b > val_c * (1 + min_gain_pct / 100.0)):
             chosen = best
     return chosen, best_by_depth
+
+
+class RulePlanter(Planter):
+    """Plants on the speakers of the zips matching one census rule the discoverer itself
+    would consider (its literals and conjunctions up to ``max_depth``), drawn at random
+    among the rules whose speaker count is within a factor 1.5 of the target (the closest
+    rule when none is); the achieved share is reported."""
+
+    kind = "census rule the geodemographic discoverer considers"
+
+    def __init__(self, disc: GeodemographicDiscoverer, table: pd.DataFrame, side: SideInputs, discovery: Discovery):
+        ids = discovery.assignment.index.astype(str).to_numpy(dtype=object)
+        audited_rows = pd.Index(table["speaker_id"].astype(str).to_numpy()).get_indexer(ids)
+        super().__init__(len(audited_rows))
+        census = _census_frame(side)
+        share_scales = dict(census.attrs.get("share_columns", {}))
+        columns = _numeric_columns(census)
+        zips = normalize_zip(pd.Series(table["zip"].to_numpy(dtype=object)[audited_rows]))
+        row = census.index.get_indexer(zips.to_numpy(dtype=object, na_value=""))
+        if (row < 0).any():  # cannot happen: audited speakers are those whose zip joined
+            raise ValueError("an audited speaker's zip is not in the census table")
+        zip_rows, zip_of = np.unique(row, return_inverse=True)
+        n_z = np.bincount(zip_of, minlength=len(zip_rows)).astype(float)
+        values = census[columns].to_numpy(dtype=float, na_value=np.nan)[zip_rows]
+        # The discoverer's own literals and conjunctions, but down to one speaker: a rule
+        # too small for min_speakers is still a cohort that may exist (and not be found).
+        loose = disc.clone(min_speakers=1)
+        literals, masks, _ = loose._literals(columns, share_scales, values, n_z)
+        ones = np.ones(len(n_z))
+        found = _search(masks, [columns.index(lit.column) for lit in literals], n_z, ones, n_z, 1, int(disc.max_depth))
+        keep = found["valid_mask"]
+        self.lits = found["lits"][keep]
+        self.sizes = found["n_in"][keep]
+        self.literals, self.masks, self.zip_of = literals, masks, zip_of
+        self.pools: dict[str, np.ndarray] = {}
+
+    def rows(self, shares):
+        rows = super().rows(shares)
+        for r in rows:
+            self.pools[r.key] = pool_near(self.sizes, r.size)
+        return rows
+
+    def draw(self, gen, row):
+        pool = self.pools[row.key]
+        if not len(pool):
+            return np.zeros(0, dtype=np.int64), "no census rule splits the audited speakers"
+        r = int(pool[gen.integers(len(pool))])
+        in_zip = np.ones(self.masks.shape[0], dtype=bool)
+        lit_ids = [int(li) for li in self.lits[r] if li >= 0]
+        for li in lit_ids:
+            in_zip &= self.masks[:, li]
+        idx = np.flatnonzero(in_zip[self.zip_of])
+        rule = " AND ".join(self.literals[li].text for li in lit_ids)
+        return idx, f"{len(idx)} speakers in zips where {rule}"

@@ -12,7 +12,10 @@ from fairaudit import numbers as num
 from fairaudit.errors import UserInputError
 from fairaudit.io.readers import InputSpec
 
+from fairaudit.outputs import final, shown
+
 from . import common as c
+from .guards import checked
 from .app import app
 
 Alpha = Annotated[float, typer.Option("--alpha", help="Significance level of the permutation test.")]
@@ -60,23 +63,48 @@ def _source(spec: InputSpec, discovery: c.DiscoveryOptions, speakers, normalize,
     return result, result.discoverer_objects()
 
 
+def _check_target(out: str, spec: InputSpec, discovery: c.DiscoveryOptions, speakers, normalize,
+                  result=None) -> None:
+    """Refuse (exit 2) to add to an OUT/report.json computed from other inputs or options
+    (:mod:`fairaudit.fingerprint`): from the flags before any work, from the audit after."""
+    from fairaudit import fingerprint as fp
+    from fairaudit.audit import audit_fingerprint, input_files
+    from fairaudit.discover.sides import side_flags
+
+    report_path = os.path.join(final(out), "report.json")
+    if not os.path.isfile(report_path):
+        return
+    if result is not None:
+        mine = (result.report.get("inputs") or {}).get("fingerprint")
+        if mine is not None and os.path.abspath(result.path or "") != os.path.abspath(final(out)):
+            fp.check_same(report_path, mine)
+        return
+    if _is_saved_audit(spec.path):
+        return   # checked against the saved audit's own fingerprint once it is loaded
+    kwargs = discovery.audit_kwargs()
+    side = {f.name: discovery.side.get(f.name) for f in side_flags() if f.path}
+    files = input_files(spec, [("speakers", speakers), *side.items()])
+    fp.check_same(report_path, audit_fingerprint(spec, files, discovery.build(), normalization=normalize,
+                                                 min_speakers=kwargs["min_speakers"]))
+
+
 def _attach(out: str, name: str, section: dict, written: list[str]) -> None:
     """Add a section to the report.json in ``out`` (through AuditResult, its only writer)
     and refresh report.html when it exists."""
     from fairaudit.result import AuditResult
 
-    if not os.path.isfile(os.path.join(out, "report.json")):
+    where = final(out)   # the folder the user named; ``out`` may be its staging folder
+    if not os.path.isfile(os.path.join(where, "report.json")):
         return
-    saved = AuditResult.load(out)
+    saved = AuditResult.load(where)
     saved.add_section(name, section)
     saved.save(out, tables=False)
     written.append(f"report.json ({name} section)")
-    html_path = os.path.join(out, "report.html")
-    if os.path.isfile(html_path):
+    if os.path.isfile(os.path.join(where, "report.html")):
         # The HTML is a view of report.json: bring it up to date with the new section.
         from fairaudit.reports.html import write_html
 
-        write_html(saved, html_path)
+        write_html(saved, os.path.join(out, "report.html"))
         written.append("report.html")
 
 
@@ -104,6 +132,7 @@ def power_table(res: dict) -> Table:
 
 @app.command("power")
 @c.user_errors
+@checked()
 @c.with_input
 @c.with_discovery
 def power(
@@ -123,8 +152,6 @@ def power(
 
     INPUT is a saved audit (its folder or report.json, with speaker_scores.csv beside it) or
     a decoded test set (audited in memory first)."""
-    from fairaudit.power import estimate_power
-
     share_list = [v / 100.0 for v in _percent_list(shares, "--shares")]
     try:
         gap_list = [float(t) for t in gaps.split(",") if t.strip()]
@@ -133,8 +160,29 @@ def power(
                              hint="e.g. --gaps 10,50,100 (%)") from None
     if simulations < 1 or permutations < 1:
         raise UserInputError("--simulations and --permutations must be at least 1")
+    if out is None and _is_saved_audit(spec.path):
+        # `fairaudit power DIR`: the section joins that audit, through the same staged,
+        # locked folder as any --out.
+        from fairaudit.outputs import OutputFolder
+
+        folder = spec.path if os.path.isdir(spec.path) else os.path.dirname(os.path.abspath(spec.path))
+        with OutputFolder(folder) as staging:
+            _power(spec, discovery, staging, speakers, normalize, share_list, gap_list, simulations, permutations,
+                   alpha, target_power, workers, quiet)
+        return
+    _power(spec, discovery, out or "fairaudit_out", speakers, normalize, share_list, gap_list, simulations,
+           permutations, alpha, target_power, workers, quiet)
+
+
+def _power(spec, discovery, out, speakers, normalize, share_list, gap_list, simulations, permutations, alpha,
+           target_power, workers, quiet) -> None:
+    from fairaudit.power import estimate_power
+
+    # The power section joins OUT/report.json only if that report is of these inputs:
+    # checked before any work (an in-memory audit is checked again after it ran).
+    _check_target(out, spec, discovery, speakers, normalize)
     result, discs = _source(spec, discovery, speakers, normalize, workers, quiet)
-    out = out or (result.path if result.path else "fairaudit_out")
+    _check_target(out, spec, discovery, speakers, normalize, result)
     with c.progress_bar("simulating", None, not quiet) as progress:
         res = estimate_power(result, discoverers=discs, cohort_shares=share_list, n_sim=simulations,
                              n_perm=permutations, alpha=alpha, power=target_power, seed=discovery.seed,
@@ -149,11 +197,12 @@ def power(
         for d in res["discoverers"].values():
             for row in d.get("shares", []):
                 c.out_console.print(row["reading"], markup=False)
-        c.out_console.print(f"wrote {out}/: {', '.join(written)}")
+        c.out_console.print(f"wrote {shown(out)}/: {', '.join(written)}")
 
 
 @app.command("selftest")
 @c.user_errors
+@checked()
 @c.with_input
 @c.with_discovery
 def selftest(
@@ -187,7 +236,7 @@ def selftest(
         return
     c.out_console.print(selftest_table(res, effect, share))
     if out:
-        c.out_console.print(f"wrote {out}/selftest.json")
+        c.out_console.print(f"wrote {shown(out)}/selftest.json")
 
 
 def selftest_table(res: dict, effect: float, share: float) -> Table:

@@ -1,7 +1,6 @@
 """Orchestration: inputs -> scored set -> discoverers -> audit result (computed once)."""
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from typing import Any, Callable, Iterable, Mapping
@@ -10,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 
+from . import fingerprint, limits
 from .alignment import worst_utterances
 from .cohorts import cohort_table
 from .discover import Discoverer, SideInputs, default_discoverers, discoverer_class, load_plugins
@@ -53,11 +53,7 @@ def score_input(spec: InputSpec, normalization: str = "default", speakers_path: 
 
 
 def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return fingerprint.sha256_file(path)
 
 
 def _frame_to_raw(frame: pd.DataFrame, spec: InputSpec) -> RawUtterances:
@@ -196,11 +192,19 @@ def prepare_speakers(scored_sets: dict[str, ScoredSet]) -> None:
 def input_files(spec: InputSpec | None, roles: Iterable[tuple[str, Any]]) -> list[dict]:
     """Files of an audit with their SHA-256: the utterance input(s), then ``roles``
     (role, path) pairs (the speaker table, side inputs, ...); non-files are left out."""
-    hyp_files = [spec.hyp_path, *spec.more_hyp_paths] if spec else []
-    pairs = [("utterances", spec.path if spec else None), *(("hypotheses", h) for h in hyp_files),
-             ("utt2spk", spec.utt2spk if spec else None), *roles]
-    return [{"role": role, "path": str(p), "sha256": _sha256(str(p))} for role, p in pairs
-            if isinstance(p, (str, os.PathLike)) and os.path.isfile(p)]
+    return fingerprint.input_files(spec, **dict(roles))
+
+
+def audit_fingerprint(spec: InputSpec | None, files: list[dict], discs: list[Discoverer], *,
+                      normalization: str, min_speakers: int) -> dict:
+    """What the report is computed from (:mod:`fairaudit.fingerprint`): the files' hashes
+    and the options that shape the data, with every discoverer's own parameters (all of
+    them, given or default) keyed by its report key."""
+    return fingerprint.fingerprint(files, fingerprint.run_options(
+        spec, normalization=normalization, min_speakers=min_speakers,
+        discoverers=[d.name for d in discs if d.instance_param is None],
+        by=[",".join(map(str, getattr(d, d.instance_param))) for d in discs if d.instance_param],
+        params={d.key: _jsonable({p: getattr(d, p) for p in d.own_params()}) for d in discs}))
 
 
 def side_values(census: Any = None, embeddings: Any = None, embedding_ids: Any = None,
@@ -247,6 +251,10 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
+    # Numbers out of range are refused before any input is read; too few resamples warn.
+    seed = limits.check_seed(seed)
+    warnings = limits.permutation_warnings(limits.check_count(n_perm, "--permutations", limits.MAX_PERMUTATIONS))
+    n_boot_used = limits.usable_bootstrap(limits.check_count(n_boot, "--bootstrap", limits.MAX_BOOTSTRAP), warnings)
     discs = build_discoverers(discoverers, by, min_speakers=min_speakers, seed=seed, params=params,
                               instances=instances)
     required = sorted({c for d in discs for c in d.required_columns()})
@@ -284,23 +292,29 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
     timings["read_side_inputs"] = time.perf_counter() - t
     path_flags = [f.name for f in side_flags() if f.path]
     files = input_files(spec, [("speakers", speakers), *((n, values.get(n)) for n in path_flags)])
-    result = audit_scored(scored_sets, discs, side, files=files, normalization=normalization, seed=seed,
-                          min_speakers=min_speakers, by=by, params=params, options=options, worst_n=worst_n,
-                          redact_text=redact_text, n_boot=n_boot, n_perm=n_perm, ci_level=ci_level,
-                          honest=honest, workers=workers, timings=timings)
+    result = audit_scored(scored_sets, discs, side, files=files,
+                          fingerprint=audit_fingerprint(spec, files, discs, normalization=normalization,
+                                                        min_speakers=min_speakers),
+                          normalization=normalization, seed=seed, min_speakers=min_speakers, params=params,
+                          options={"bootstrap": n_boot, **(options or {})}, worst_n=worst_n,
+                          redact_text=redact_text, n_boot=n_boot_used, n_perm=n_perm, ci_level=ci_level,
+                          honest=honest, workers=workers, timings=timings, warnings=warnings)
     timings["total"] = time.perf_counter() - t0
     return result
 
 
 def audit_scored(scored_sets: dict[str, ScoredSet], discs: list[Discoverer], side: SideInputs, *,
-                 files: list[dict] | None = None, normalization: str = "default", seed: int = 0,
-                 min_speakers: int = 20, by: Iterable[Any] = (), params: dict | None = None,
-                 options: dict[str, Any] | None = None, worst_n: int = 5, redact_text: bool = False,
-                 n_boot: int = 1000, n_perm: int = 200, ci_level: float = 0.95, honest: bool = True,
-                 workers: int | None = None, timings: dict[str, float] | None = None) -> AuditResult:
+                 files: list[dict] | None = None, fingerprint: dict | None = None,
+                 normalization: str = "default", seed: int = 0, min_speakers: int = 20,
+                 params: dict | None = None, options: dict[str, Any] | None = None, worst_n: int = 5,
+                 redact_text: bool = False, n_boot: int = 1000, n_perm: int = 200, ci_level: float = 0.95,
+                 honest: bool = True, workers: int | None = None, timings: dict[str, float] | None = None,
+                 warnings: list[str] | None = None) -> AuditResult:
     """The audit of already scored systems (name -> :class:`ScoredSet`, the first one at the
     top level of the report): every discoverer, its statistics, the report.  The one
-    pipeline behind ``audit`` and ``compare`` (which audits its baseline here)."""
+    pipeline behind ``audit`` and ``compare`` (which audits its baseline here).
+    ``files``/``fingerprint``: the inputs as :func:`input_files` and
+    :func:`audit_fingerprint` describe them; ``warnings``: about the statistics."""
     timings = {} if timings is None else timings
     names = list(scored_sets)
     per_system: dict[str, dict] = {}
@@ -327,6 +341,7 @@ def audit_scored(scored_sets: dict[str, ScoredSet], discs: list[Discoverer], sid
         "tool": tool,
         "inputs": {
             "files": files or [],
+            **({"fingerprint": fingerprint} if fingerprint is not None else {}),
             "mode": scored.mode,
             "normalization": {"mode": normalization, "description": DESCRIPTIONS.get(normalization, "")},
             "options": {"seed": seed, "min_speakers": min_speakers,
@@ -337,6 +352,8 @@ def audit_scored(scored_sets: dict[str, ScoredSet], discs: list[Discoverer], sid
                         "bootstrap": n_boot, "permutations": n_perm, "ci_level": ci_level, "honest_gap": honest,
                         **(options or {})},
         },
+        # Warnings about the statistics (too few resamples), beside the accounting's about rows.
+        "warnings": list(warnings or []),
         # The first system's audit stands at the top level, so one-system views read it as is.
         "system": names[0],
         **per_system[names[0]],

@@ -176,7 +176,7 @@ def compare(utterances: str | InputSpec | pd.DataFrame, *, candidate: str | None
     else:
         side = load_side_inputs(values, sb.utterances)
         baseline = audit_scored({base: sb}, discs, side, normalization=normalization, seed=seed,
-                                min_speakers=min_speakers, by=by, params=params, worst_n=0, n_boot=0, n_perm=0,
+                                min_speakers=min_speakers, params=params, worst_n=0, n_boot=0, n_perm=0,
                                 honest=False, workers=workers)
         cohorts_from = f"discovered on {base}"
     entries = compare_on_cohorts(baseline, sb, sc, base, cand, resamples=resamples, seed=seed,

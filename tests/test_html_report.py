@@ -173,7 +173,9 @@ def test_state_boundaries_load_and_are_cached():
 
 def test_map_without_boundaries_says_so(sample_out, monkeypatch):
     result = AuditResult.load(str(sample_out / "report.json"))
-    monkeypatch.setattr(html_report, "_counties_shapefile", lambda: None)
+    from fairaudit.reports.html import maps
+
+    monkeypatch.setattr(maps, "counties_shapefile", lambda: None)
     html_report.state_outlines.cache_clear()
     try:
         text = html_report.render_html(result)

@@ -103,3 +103,9 @@ class AttributeDiscoverer(Discoverer):
 
     def planter(self, speakers: pd.DataFrame, side: SideInputs, discovery: Discovery) -> Planter:
         return ValuePlanter(discovery, max_rows=MAX_ATTRIBUTE_VALUES)
+
+    def report_section(self, entry: dict, report: dict):
+        from fairaudit.reports.sections import ReportSection
+
+        columns = (entry.get("init_params") or entry.get("params") or {}).get("columns") or list(self.columns)
+        return ReportSection(title=f"{self.title}: {' × '.join(map(str, columns))}", method=self.description)

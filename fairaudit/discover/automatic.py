@@ -236,3 +236,9 @@ class AutomaticDiscoverer(Discoverer):
         emb, index = _matrix(side)
         x = km.normalise(np.asarray(emb, dtype=np.float64)[index.get_indexer(ids)], bool(self.l2_normalize))
         return NeighbourPlanter(x, ids)
+
+    def report_section(self, entry: dict, report: dict):
+        """The projection scatter, the clusters' attribute mix and the clustering facts."""
+        from .automatic_report import section
+
+        return section(self, entry)

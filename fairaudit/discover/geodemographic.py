@@ -54,6 +54,8 @@ from .params import Interval
 from .planting import Planter, pool_near
 
 MAX_DEPTH_LIMIT = 3  # candidates grow as literals**depth, and deep rules overfit small cells
+#: most candidate rules the report lists
+MAX_CANDIDATES_LISTED = 25
 PERCENTILES = (25, 50, 75)
 REASON_BAD_ZIP = "missing or invalid zip"
 REASON_NOT_IN_CENSUS = "zip not in census table"
@@ -259,6 +261,45 @@ class GeodemographicDiscoverer(Discoverer):
 
     def planter(self, speakers: pd.DataFrame, side: SideInputs, discovery: Discovery) -> Planter:
         return RulePlanter(self, speakers, side, discovery)
+
+    def report_section(self, entry: dict, report: dict):
+        """The chosen rule in words, and the best candidate rules with their gaps."""
+        from fairaudit import numbers as num
+        from fairaudit.reports.sections import Block, ReportSection, Table, plain
+
+        sec = ReportSection(title=self.title, method=self.description)
+        d = entry.get("details") or {}
+        if not d:
+            return sec
+        by_id = {c["id"]: c for c in entry.get("cohorts", [])}
+        rule = d.get("rule")
+        if rule:
+            spans = [("Speakers whose zip code matches ", ""), (rule, "bmono")]
+            inside, rest = by_id.get("A"), by_id.get("B")
+            if inside:
+                spans.append((f": {num.count(inside['speakers'])} speakers, WER {num.wer(inside['wer'])} %", ""))
+            if rest:
+                spans.append((f"; the rest: {num.count(rest['speakers'])} speakers, WER {num.wer(rest['wer'])} %", ""))
+            spans.append((".", ""))
+            sec.intro.append(Block(heading="Chosen rule", spans=spans))
+        cands = sorted(d.get("candidates") or [],
+                       key=lambda c: -(c.get("gap_pct") if c.get("gap_pct") is not None else -math.inf))
+        cands = cands[:MAX_CANDIDATES_LISTED]
+        rows = [[str(i + 1), {"text": c["rule"], "tag": "chosen" if c["rule"] == rule else "", "class": "mono text"},
+                 num.count(c.get("speakers_in_rule")), num.count(c.get("speakers_rest")),
+                 num.wer(c.get("wer_in_rule")), num.wer(c.get("wer_rest")), num.pct(c.get("gap_pct"))]
+                for i, c in enumerate(cands)]
+        evaluated = d.get("candidates_evaluated")
+        note = (f"{num.count(evaluated)} rules evaluated; " if evaluated is not None else "") + (
+            f"the {len(cands)} with the largest WER gap are listed (gap = 100 × (higher WER − lower WER) / "
+            "lower WER, of the two sides). The chosen rule is highlighted.")
+        extra = [(k, plain(v)) for k, v in d.items() if k not in ("rule", "candidates", "candidates_evaluated")]
+        sec.blocks.append(Block(
+            heading="Candidate rules", note=note, facts=extra,
+            table=Table(columns=["#", "Rule", "Speakers in rule", "Speakers rest", "WER in rule %", "WER rest %",
+                                 "Gap %"], rows=rows, numeric=[True, False, True, True, True, True, True],
+                        row_classes=["chosen" if c["rule"] == rule else "" for c in cands], css="candidates")))
+        return sec
 
     def _literals(self, columns: list[str], share_scales: dict[str, str], values: np.ndarray,
                   n_z: np.ndarray) -> tuple[list[_Literal], np.ndarray, dict[str, list]]:

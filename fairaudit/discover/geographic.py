@@ -346,3 +346,24 @@ class GeographicDiscoverer(Discoverer):
         pos = pd.Index(speakers["speaker_id"].astype(str).to_numpy()).get_indexer(ids)
         lat, lon = _coords(speakers)
         return BoxPlanter(lat[pos], lon[pos], ids)
+
+    def report_section(self, entry: dict, report: dict):
+        """The map of the regions, the approximate-coordinates note and each region's cell."""
+        from fairaudit.reports.sections import ReportSection
+
+        from .geographic_map import region_map
+
+        sec = ReportSection(title=self.title, method=self.description)
+        if entry.get("approximate_coordinates"):
+            sec.facts.append(("approximate coordinates",
+                              f"{entry['approximate_coordinates']:,} speaker(s) had a zip code but no lat/lon and are "
+                              "placed at their zip's centroid (zipcodes package): positions approximate"))
+        fig = region_map(entry)
+        if fig is not None:
+            sec.figures.append(fig)
+        for c in entry.get("cohorts", []):
+            cell = (c.get("details") or {}).get("cell")
+            if cell:
+                la0, la1, lo0, lo1 = cell[:4]
+                sec.cohort_notes[c["id"]] = f"cell {la0:.2f}…{la1:.2f}° lat, {lo0:.2f}…{lo1:.2f}° lon"
+        return sec

@@ -8,7 +8,7 @@ file.  Third-party discoverers come from the entry-point group ``fairaudit.disco
 import importlib
 import pkgutil
 
-from .base import (COMMON_PARAMS, ENTRY_POINT_GROUP, REGISTRY, Discoverer, Discovery, NotEnoughData, SideInputs,
+from .base import (COMMON_PARAMS, ENTRY_POINT_GROUP, PLUGINS, REGISTRY, Discoverer, Discovery, NotEnoughData, SideInputs,
                    default_discoverers, discoverer_class, load_plugins, non_attribute_columns, register, registry)
 from .params import Interval, Options
 from .sides import SideFlag, SideInput, load_side_inputs, register_side_input
@@ -16,7 +16,7 @@ from .sides import SideFlag, SideInput, load_side_inputs, register_side_input
 for _mod in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_mod.name}")
 
-__all__ = ["COMMON_PARAMS", "ENTRY_POINT_GROUP", "REGISTRY", "Discoverer", "Discovery", "Interval", "NotEnoughData",
+__all__ = ["COMMON_PARAMS", "ENTRY_POINT_GROUP", "PLUGINS", "REGISTRY", "Discoverer", "Discovery", "Interval", "NotEnoughData",
            "Options", "SideFlag", "SideInput", "SideInputs", "default_discoverers", "discoverer_class",
            "load_plugins", "load_side_inputs", "non_attribute_columns", "register", "register_side_input",
            "registry"]

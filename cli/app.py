@@ -13,6 +13,7 @@ from fairaudit.errors import UserInputError
 from fairaudit.io.readers import InputSpec
 from fairaudit.io.writers import write_table
 from fairaudit.speakers import UTTERANCE_COLUMNS
+from fairaudit.units import TOKEN_NAMES, rate_name
 
 from . import common as c
 
@@ -51,7 +52,7 @@ def _check_out_format(fmt: str) -> str:
 def score(
     spec: InputSpec,
     out: Annotated[str, typer.Option("--out", "-o", help="Output directory.")] = "fairaudit_out",
-    speakers: c.Speakers = None, normalize: c.Normalize = "default",
+    speakers: c.Speakers = None, normalize: c.Normalize = "default", unit: c.Unit = "word", align: c.Align = "jiwer",
     format: Annotated[str, typer.Option("--format", help="Output table format: csv|parquet.")] = "csv",
     workers: c.Workers = None, quiet: c.Quiet = False,
     engine: Engine = "auto", scheduler: Scheduler = None, chunk_rows: ChunkRows = None,
@@ -60,11 +61,12 @@ def score(
     _check_out_format(format)
     with c.progress_bar("scoring", None, not quiet) as progress:
         scored = score_input(spec, normalize, speakers, workers=workers, progress=progress, engine=engine,
-                             chunk_rows=chunk_rows, scheduler=scheduler)
+                             chunk_rows=chunk_rows, scheduler=scheduler, unit=unit, alignment=align)
     os.makedirs(out, exist_ok=True)
     write_table(scored.utterances[UTTERANCE_COLUMNS], os.path.join(out, "utterance_scores"), format)
     write_table(scored.speakers, os.path.join(out, "speaker_scores"), format)
-    accounting = scored.accounting.to_dict() | {"normalization": normalize, "mode": scored.mode}
+    accounting = scored.accounting.to_dict() | {"normalization": normalize, "mode": scored.mode, "unit": unit,
+                                                "rate": rate_name(unit), "alignment": align}
     with open(os.path.join(out, "accounting.json"), "w", encoding="utf-8") as fh:
         json.dump(accounting, fh, indent=2)
     if not quiet:
@@ -77,7 +79,7 @@ def score(
 def audit(
     spec: InputSpec,
     out: Annotated[str, typer.Option("--out", "-o", help="Output directory.")] = "fairaudit_out",
-    speakers: c.Speakers = None, normalize: c.Normalize = "default",
+    speakers: c.Speakers = None, normalize: c.Normalize = "default", unit: c.Unit = "word", align: c.Align = "jiwer",
     census: c.Census = None, embeddings: c.Embeddings = None, embedding_ids: c.EmbeddingIds = None, by: c.By = None,
     discoverers: c.Discoverers = "geographic,geodemographic,automatic", min_speakers: c.MinSpeakers = 20,
     k: c.K = "10", geo_max_regions: c.GeoMaxRegions = 16, geo_max_depth: c.GeoMaxDepth = 8,
@@ -104,7 +106,7 @@ def audit(
                            min_speakers=min_speakers, seed=seed, params=params,
                            workers=workers, progress=progress, redact_text=redact_text, n_boot=bootstrap,
                            n_perm=permutations, ci_level=ci_level, honest=honest_gap, engine=engine,
-                           chunk_rows=chunk_rows, scheduler=scheduler)
+                           chunk_rows=chunk_rows, scheduler=scheduler, unit=unit, alignment=align)
     result.save(out)
     write_table(result.speakers, os.path.join(out, "speaker_scores"), "csv")
     written = ["report.json", "cohorts.csv", "assignments.csv", "speaker_scores.csv"]
@@ -129,8 +131,9 @@ def print_summary(scored, out: str | None = None) -> None:
     acc = scored.accounting
     con = c.out_console
     wer = "n/a" if o["wer"] is None else f"{100 * o['wer']:.2f} %"
-    con.print(f"WER {wer}  ({o['errors']:,} errors / {o['ref_words']:,} reference words)  "
-              f"speakers {o['speakers']:,}  utterances {o['utterances']:,}  normalisation: {scored.normalization}")
+    con.print(f"{rate_name(scored.unit)} {wer}  ({o['errors']:,} errors / {o['ref_words']:,} reference "
+              f"{TOKEN_NAMES[scored.unit]})  speakers {o['speakers']:,}  utterances {o['utterances']:,}  "
+              f"normalisation: {scored.normalization}, alignment: {scored.alignment}")
     con.print(f"rows read {acc.rows_read:,} = scored {acc.rows_scored:,} + dropped {acc.rows_dropped:,}")
     for reason, n in sorted(acc.dropped.items()):
         con.print(f"  dropped {n:,}: {reason}")

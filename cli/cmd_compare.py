@@ -20,7 +20,8 @@ def compare(
     spec: InputSpec,
     candidate: Annotated[Optional[str], typer.Option("--candidate", help="Second utterance table (same utt_ids): the candidate system.")] = None,
     out: Annotated[str, typer.Option("--out", "-o", help="Output directory.")] = "fairaudit_compare",
-    speakers: c.Speakers = None, normalize: c.Normalize = "default",
+    speakers: c.Speakers = None, normalize: c.Normalize = "default", unit: c.Unit = "word", align: c.Align = "jiwer",
+    allow_normalizer_change: c.AllowNormalizerChange = False,
     census: c.Census = None, embeddings: c.Embeddings = None, embedding_ids: c.EmbeddingIds = None,
     cohorts: Annotated[Optional[str], typer.Option("--cohorts", help="Reuse the cohorts of a saved assignments.csv instead of discovering them.")] = None,
     by: c.By = None,
@@ -42,7 +43,8 @@ def compare(
                          embedding_ids=embedding_ids, cohorts=cohorts, by=by or [], discoverers=names,
                          normalization=normalize, min_speakers=min_speakers, seed=seed,
                          params=params,
-                         resamples=resamples, workers=workers)
+                         resamples=resamples, workers=workers, unit=unit, alignment=align,
+                         allow_normalizer_change=allow_normalizer_change)
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "compare.json")
     with open(path, "w", encoding="utf-8") as fh:

@@ -30,7 +30,8 @@ def _percent_list(text: str, flag: str) -> list[float]:
 
 
 def _load(spec, speakers, normalize, census, embeddings, embedding_ids, by, discoverers,
-          min_speakers, k, geo_max_regions, geo_max_depth, max_depth, seed, workers, quiet):
+          min_speakers, k, geo_max_regions, geo_max_depth, max_depth, seed, workers, quiet, unit="word",
+          align="jiwer"):
     """(per-speaker table, side inputs, discoverers), scored exactly as `fairaudit audit` scores."""
     from fairaudit.audit import audit as run_audit
     from fairaudit.audit import build_discoverers
@@ -40,7 +41,7 @@ def _load(spec, speakers, normalize, census, embeddings, embedding_ids, by, disc
         result = run_audit(spec, speakers=speakers, census=census, embeddings=embeddings, embedding_ids=embedding_ids,
                            by=by or [], discoverers=names, normalization=normalize, min_speakers=min_speakers,
                            seed=seed, params=params, workers=workers, progress=progress, n_boot=0, n_perm=0,
-                           honest=False, worst_n=0)
+                           honest=False, worst_n=0, unit=unit, alignment=align)
     discs = build_discoverers(names, by or [], min_speakers=min_speakers, seed=seed, params=params)
     return result.speakers, result.side, discs
 
@@ -73,7 +74,7 @@ def power_table(res: dict) -> Table:
 def power(
     spec: InputSpec,
     out: Annotated[str, typer.Option("--out", "-o", help="Output directory (power.json; adds a 'power' section to its report.json if present).")] = "fairaudit_out",
-    speakers: c.Speakers = None, normalize: c.Normalize = "default",
+    speakers: c.Speakers = None, normalize: c.Normalize = "default", unit: c.Unit = "word", align: c.Align = "jiwer",
     census: c.Census = None, embeddings: c.Embeddings = None, embedding_ids: c.EmbeddingIds = None, by: c.By = None,
     discoverers: c.Discoverers = "geographic,geodemographic,automatic", min_speakers: c.MinSpeakers = 20,
     k: c.K = "10", geo_max_regions: c.GeoMaxRegions = 16, geo_max_depth: c.GeoMaxDepth = 8, max_depth: c.MaxDepth = 2,
@@ -99,7 +100,7 @@ def power(
         raise UserInputError("--simulations and --permutations must be at least 1")
     table, side, discs = _load(spec, speakers, normalize, census, embeddings,
                                embedding_ids, by, discoverers, min_speakers, k, geo_max_regions, geo_max_depth,
-                               max_depth, seed, workers, quiet)
+                               max_depth, seed, workers, quiet, unit, align)
     with c.progress_bar("simulating", None, not quiet) as progress:
         res = estimate_power(table, side, discs, cohort_shares=share_list, n_sim=simulations, n_perm=permutations,
                              alpha=alpha, power=target_power, seed=seed, workers=workers, gaps=gap_list,
@@ -139,7 +140,7 @@ def power(
 def selftest(
     spec: InputSpec,
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Also write selftest.json to this directory.")] = None,
-    speakers: c.Speakers = None, normalize: c.Normalize = "default",
+    speakers: c.Speakers = None, normalize: c.Normalize = "default", unit: c.Unit = "word", align: c.Align = "jiwer",
     census: c.Census = None, embeddings: c.Embeddings = None, embedding_ids: c.EmbeddingIds = None, by: c.By = None,
     discoverers: c.Discoverers = "geographic,geodemographic,automatic", min_speakers: c.MinSpeakers = 20,
     k: c.K = "10", geo_max_regions: c.GeoMaxRegions = 16, geo_max_depth: c.GeoMaxDepth = 8, max_depth: c.MaxDepth = 2,
@@ -159,7 +160,7 @@ def selftest(
         raise UserInputError(f"--share {share:g} must be a percentage between 0 and 100", hint="e.g. --share 10")
     table, side, discs = _load(spec, speakers, normalize, census, embeddings,
                                embedding_ids, by, discoverers, min_speakers, k, geo_max_regions, geo_max_depth,
-                               max_depth, seed, workers, quiet)
+                               max_depth, seed, workers, quiet, unit, align)
     res = run_selftest(table, side, discs, effect=effect / 100.0, share=share / 100.0, seed=seed,
                        n_perm=permutations, alpha=alpha, workers=workers)
     if out:

@@ -15,7 +15,10 @@ from fairaudit.io.writers import write_table
 from fairaudit.speakers import UTTERANCE_COLUMNS
 from fairaudit.units import TOKEN_NAMES, rate_name
 
+from fairaudit.outputs import shown
+
 from . import common as c
+from .guards import checked
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Audit speech recognisers for performance fairness.")
@@ -48,6 +51,7 @@ def _check_out_format(fmt: str) -> str:
 
 @app.command()
 @c.user_errors
+@checked()
 @c.with_input
 def score(
     spec: InputSpec,
@@ -70,11 +74,12 @@ def score(
     with open(os.path.join(out, "accounting.json"), "w", encoding="utf-8") as fh:
         json.dump(accounting, fh, indent=2)
     if not quiet:
-        print_summary(scored, out)
+        print_summary(scored, shown(out))
 
 
 @app.command()
 @c.user_errors
+@checked()
 @c.with_input
 def audit(
     spec: InputSpec,
@@ -117,7 +122,7 @@ def audit(
         written.append("report.html")
     if not quiet:
         print_report(result, c.out_console)
-        c.out_console.print(f"wrote {out}/: {', '.join(written)}")
+        c.out_console.print(f"wrote {shown(out)}/: {', '.join(written)}")
     if fail_on_gap is not None:
         from fairaudit.reports.gate import GateConfig
 
@@ -136,7 +141,8 @@ def print_summary(scored, out: str | None = None) -> None:
               f"normalisation: {scored.normalization}, alignment: {scored.alignment}")
     con.print(f"rows read {acc.rows_read:,} = scored {acc.rows_scored:,} + dropped {acc.rows_dropped:,}")
     for reason, n in sorted(acc.dropped.items()):
-        con.print(f"  dropped {n:,}: {reason}")
+        example = f" (e.g. {acc.examples[reason][0]})" if acc.examples.get(reason) else ""
+        con.print(f"  dropped {n:,}: {reason}{example}", markup=False)
     if acc.empty_reference_insertions:
         con.print(f"  ({acc.empty_reference_insertions:,} inserted words in empty-reference rows, outside every WER)")
     for w in acc.warnings:

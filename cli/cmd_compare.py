@@ -9,12 +9,16 @@ import typer
 from fairaudit.errors import UserInputError
 from fairaudit.io.readers import InputSpec
 
+from fairaudit.outputs import shown
+
 from . import common as c
+from .guards import checked
 from .app import app
 
 
 @app.command("compare")
 @c.user_errors
+@checked()
 @c.with_input
 def compare(
     spec: InputSpec,
@@ -58,4 +62,4 @@ def compare(
     if not quiet:
         for table in comparison_table(result):
             c.out_console.print(table)
-        c.out_console.print(f"wrote {out}/: {', '.join(written)}")
+        c.out_console.print(f"wrote {shown(out)}/: {', '.join(written)}")

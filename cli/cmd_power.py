@@ -11,7 +11,10 @@ from rich.table import Table
 from fairaudit.errors import UserInputError
 from fairaudit.io.readers import InputSpec
 
+from fairaudit.outputs import final, shown
+
 from . import common as c
+from .guards import checked
 from .app import app
 
 Alpha = Annotated[float, typer.Option("--alpha", help="Significance level of the permutation test.")]
@@ -46,6 +49,18 @@ def _load(spec, speakers, normalize, census, embeddings, embedding_ids, by, disc
     return result.speakers, result.side, discs
 
 
+def check_same_inputs(report_path, spec, speakers, census, embeddings, embedding_ids, by, normalize, discoverers,
+                      min_speakers, k, geo_max_regions, geo_max_depth, max_depth, unit="word", align="jiwer") -> None:
+    """Refuse (exit 2) to add to a report.json computed from other inputs or options."""
+    from fairaudit import fingerprint as fp
+
+    names, params = c.discovery_params(discoverers, min_speakers, k, geo_max_regions, geo_max_depth, max_depth)
+    files = fp.input_files(spec, speakers=speakers, census=census, embeddings=embeddings, embedding_ids=embedding_ids)
+    options = fp.run_options(spec, normalization=normalize, min_speakers=min_speakers, discoverers=names,
+                             by=by or [], params=params, unit=unit, alignment=align)
+    fp.check_same(report_path, fp.fingerprint(files, options))
+
+
 def power_table(res: dict) -> Table:
     """Discoverer x cohort share -> smallest detectable gap (%)."""
     s = res["settings"]
@@ -70,6 +85,7 @@ def power_table(res: dict) -> Table:
 
 @app.command("power")
 @c.user_errors
+@checked()
 @c.with_input
 def power(
     spec: InputSpec,
@@ -98,6 +114,12 @@ def power(
                              hint="e.g. --gaps 10,50,100 (%)") from None
     if simulations < 1 or permutations < 1:
         raise UserInputError("--simulations and --permutations must be at least 1")
+    # The power section joins DIR/report.json only if that report is of these inputs:
+    # checked before any work.
+    report_path = os.path.join(final(out), "report.json")
+    if os.path.isfile(report_path):
+        check_same_inputs(report_path, spec, speakers, census, embeddings, embedding_ids, by, normalize,
+                          discoverers, min_speakers, k, geo_max_regions, geo_max_depth, max_depth, unit, align)
     table, side, discs = _load(spec, speakers, normalize, census, embeddings,
                                embedding_ids, by, discoverers, min_speakers, k, geo_max_regions, geo_max_depth,
                                max_depth, seed, workers, quiet, unit, align)
@@ -110,32 +132,32 @@ def power(
     with open(os.path.join(out, "power.json"), "w", encoding="utf-8") as fh:
         fh.write(text + "\n")
     written = ["power.json"]
-    report_path = os.path.join(out, "report.json")
     if os.path.isfile(report_path):
-        with open(report_path, encoding="utf-8") as fh:
-            report = json.load(fh)
-        report["power"] = res
-        with open(report_path, "w", encoding="utf-8") as fh:
-            fh.write(json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False))
+        from fairaudit.result import AuditResult
+
+        # Read from the folder, written to the staging folder that replaces its files.
+        audited = AuditResult.load(report_path)
+        audited.report["power"] = res
+        with open(os.path.join(out, "report.json"), "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(audited.report, indent=2, ensure_ascii=False, allow_nan=False))
         written.append("report.json (power section)")
-        html_path = os.path.join(out, "report.html")
-        if os.path.isfile(html_path):
+        if os.path.isfile(os.path.join(final(out), "report.html")):
             # The HTML is a view of report.json: bring it up to date with the new section.
             from fairaudit.reports.html import write_html
-            from fairaudit.result import AuditResult
 
-            write_html(AuditResult.load(report_path), html_path)
+            write_html(audited, os.path.join(out, "report.html"))
             written.append("report.html")
     if not quiet:
         c.out_console.print(power_table(res))
         for d in res["discoverers"].values():
             for row in d.get("shares", []):
                 c.out_console.print(row["reading"], markup=False)
-        c.out_console.print(f"wrote {out}/: {', '.join(written)}")
+        c.out_console.print(f"wrote {shown(out)}/: {', '.join(written)}")
 
 
 @app.command("selftest")
 @c.user_errors
+@checked()
 @c.with_input
 def selftest(
     spec: InputSpec,
@@ -184,4 +206,4 @@ def selftest(
                   "" if r["p_value"] is None else f"{r['p_value']:.3f}", "yes" if r["recovered"] else "NO")
     c.out_console.print(t)
     if out:
-        c.out_console.print(f"wrote {out}/selftest.json")
+        c.out_console.print(f"wrote {shown(out)}/selftest.json")

@@ -1,7 +1,6 @@
 """Orchestration: inputs -> scored set -> discoverers -> audit result (computed once)."""
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from typing import Any, Callable, Iterable
@@ -10,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 
+from . import fingerprint, limits
 from .align_sclite import check_alignment
 from .alignment import worst_utterances
 from .discover import REGISTRY, Discoverer, SideInputs
@@ -59,11 +59,7 @@ def score_input(spec: InputSpec, normalization: str = "default", speakers_path: 
 
 
 def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return fingerprint.sha256_file(path)
 
 
 def _frame_to_raw(frame: pd.DataFrame, spec: InputSpec) -> RawUtterances:
@@ -179,6 +175,10 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
     check_alignment(alignment)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
+    # Numbers out of range are refused before any input is read; too few resamples warn.
+    seed = limits.check_seed(seed)
+    warnings = limits.permutation_warnings(limits.check_count(n_perm, "--permutations", limits.MAX_PERMUTATIONS))
+    n_boot_used = limits.usable_bootstrap(limits.check_count(n_boot, "--bootstrap", limits.MAX_BOOTSTRAP), warnings)
     by = list(by)
     by_cols = sorted({c.strip() for b in by for c in (b.split(",") if isinstance(b, str) else b) if c.strip()})
     spec = utterances if isinstance(utterances, InputSpec) else (
@@ -229,27 +229,25 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
     for name, sset in scored_sets.items():
         discs = build_discoverers(discoverers, by, min_speakers=min_speakers, seed=seed, params=params)
         entries, parts = discover_all(discs, sset, side, seed=seed, normalization=normalization, worst_n=worst_n,
-                                      redact_text=redact_text, timings=timings, n_boot=n_boot, n_perm=n_perm,
+                                      redact_text=redact_text, timings=timings, n_boot=n_boot_used, n_perm=n_perm,
                                       ci_level=ci_level, honest=honest, workers=workers)
-        overall = {**sset.overall, "wer_ci": overall_ci(sset.speakers, n_boot, seed, ci_level)}
+        overall = {**sset.overall, "wer_ci": overall_ci(sset.speakers, n_boot_used, seed, ci_level)}
         per_system[name] = {"overall": overall, "accounting": sset.accounting.to_dict(), "discoverers": entries}
         for part in parts:
             if len(names) > 1:
                 part.insert(0, "system", name)
             assignment_parts.append(part)
 
-    paths = []
-    hyp_files = [spec.hyp_path, *spec.more_hyp_paths] if spec else []
-    for role, p in (("utterances", spec.path if spec else None), *(("hypotheses", h) for h in hyp_files),
-                    ("utt2spk", spec.utt2spk if spec else None), ("speakers", speakers), ("census", census),
-                    ("embeddings", embeddings), ("embedding_ids", embedding_ids)):
-        if isinstance(p, (str, os.PathLike)) and os.path.isfile(p):
-            paths.append({"role": role, "path": str(p), "sha256": _sha256(str(p))})
+    paths = fingerprint.input_files(spec, speakers=speakers, census=census, embeddings=embeddings,
+                                    embedding_ids=embedding_ids)
     report = {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "fairaudit", "version": _tool_version()},
         "inputs": {
             "files": paths,
+            "fingerprint": fingerprint.fingerprint(paths, fingerprint.run_options(
+                spec, normalization=normalization, min_speakers=min_speakers, discoverers=discoverers, by=by,
+                params=params, unit=unit, alignment=alignment)),
             "mode": scored.mode,
             "normalization": {"mode": normalization, "description": DESCRIPTIONS.get(normalization, ""),
                               "fingerprint": normalizer_fingerprint(normalization, unit, alignment)},
@@ -259,6 +257,8 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
                         "bootstrap": n_boot, "permutations": n_perm, "ci_level": ci_level, "honest_gap": honest,
                         **(options or {})},
         },
+        # Warnings about the statistics (too few resamples), beside the accounting's about rows.
+        "warnings": warnings,
         # The first system's audit stands at the top level, so one-system views read it as is.
         "system": names[0],
         **per_system[names[0]],

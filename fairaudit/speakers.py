@@ -143,6 +143,8 @@ def score(raw: RawUtterances, normalization: str = "default", speaker_table: pd.
     acc.warnings.extend(raw.warnings)
     acc.drop("unparsable_row", len(raw.unparsable), raw.unparsable[:5])
     acc.drop("no_reference", len(raw.orphan_hypotheses), raw.orphan_hypotheses[:5])
+    for reason, lines in raw.hypothesis_drops.items():
+        acc.drop(reason, len(lines), lines[:5])
     frame = raw.frame
     # Scoring starts first when the transcripts are pyarrow strings: the worker processes
     # then count while this thread checks the ids (dropped rows are scored too, and their
@@ -234,9 +236,11 @@ def attach_attributes(speakers: pd.DataFrame, extra: pd.DataFrame | None, spk: p
     if attrs is not None:
         speakers = speakers.join(attrs, on="speaker_id")
     if speaker_table is not None:
+        acc.warnings.extend(speaker_table.attrs.get("warnings", []))
         unknown = int((~speakers["speaker_id"].isin(speaker_table.index)).sum())
         if unknown:
             acc.warnings.append(f"{unknown} speaker(s) have no row in the speaker table (their attributes are empty)")
+        acc.count_speaker_table(speaker_table.index, speakers["speaker_id"])
         clash = [c for c in speaker_table.columns if c in speakers.columns]
         if clash:
             acc.warnings.append(f"column(s) {', '.join(clash)} taken from the speaker table, not the utterance table")

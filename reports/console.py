@@ -70,8 +70,9 @@ def print_report(result: AuditResult, console: Console | None = None) -> None:
     acc = result.report["accounting"]
     console.print(Text(f"rows read {acc['rows_read']:,} = scored {acc['rows_scored']:,} + dropped {acc['rows_dropped']:,}"))
     for reason, d in acc["dropped"].items():
-        console.print(Text(f"  dropped {d['rows']:,}: {reason} ({d['reason']})", style="dim"))
-    for w in acc.get("warnings", []):
+        example = f", e.g. {d['examples'][0]}" if d.get("examples") else ""
+        console.print(Text(f"  dropped {d['rows']:,}: {reason} ({d['reason']}{example})", style="dim"))
+    for w in [*acc.get("warnings", []), *result.report.get("warnings", [])]:
         console.print(Text(f"  warning: {w}", style="yellow"))
 
 

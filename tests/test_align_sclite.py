@@ -7,28 +7,21 @@ vectorised DP against the plain-Python reading of sclite's code on random inputs
 """
 import csv
 import os
-import re
-import shutil
-import subprocess
 
 import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from fairaudit import sctk
 from fairaudit.align_sclite import sclite_counts, sclite_dp, sclite_ops
+from fairaudit.sctk import find_sclite
 from fairaudit.normalize import normalize
 from fairaudit.scoring import count_errors
 
 from conftest import realdata_dir
 
 ARTIE_SYSTEM = "deepspeech_v0-5-1"
-
-
-def find_sclite() -> str | None:
-    """sclite on PATH, or where Debian's sctk package puts it (/usr/bin/sctk is a wrapper)."""
-    return shutil.which("sclite") or next(
-        (p for p in ("/usr/lib/sctk/bin/sclite",) if os.access(p, os.X_OK)), None)
 
 
 def need_sclite() -> str:
@@ -50,27 +43,7 @@ def python_counts(ref, hyp):
 
 
 def run_sclite(tmp_path, ids, refs, hyps):
-    """Per-utterance (S, D, I) and per-speaker (S, D, I) totals from sclite's own reports
-    (pralign for utterances, rsum for speakers), on trn files of the given token strings."""
-    exe = need_sclite()
-    ref_trn, hyp_trn = tmp_path / "ref.trn", tmp_path / "hyp.trn"
-    ref_trn.write_text("".join(f"{r} ({i})\n" for r, i in zip(refs, ids)), encoding="utf-8")
-    hyp_trn.write_text("".join(f"{h} ({i})\n" for h, i in zip(hyps, ids)), encoding="utf-8")
-    proc = subprocess.run([exe, "-r", str(ref_trn), "trn", "-h", str(hyp_trn), "trn", "-i", "rm", "-e", "utf-8",
-                           "-o", "pralign", "rsum", "-O", str(tmp_path), "-f", "0"],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    pra = (tmp_path / "hyp.trn.pra").read_text(encoding="utf-8")
-    utt = {m.group(1): tuple(int(x) for x in m.group(2).split()[1:])
-           for m in re.finditer(r"^id: \((.*?)\)\nScores: \(#C #S #D #I\) ([\d ]+)$", pra, re.M)}
-    spk = {}
-    for line in (tmp_path / "hyp.trn.raw").read_text(encoding="utf-8").splitlines():
-        # | SPKR | # Snt # Wrd | Corr Sub Del Ins Err S.Err |
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 3 and re.fullmatch(r"s\d+", cells[0]):
-            corr, sub, dele, ins = (int(x) for x in cells[2].split()[:4])
-            spk[cells[0]] = (sub, dele, ins)
-    return utt, spk
+    return sctk.run_sclite(ids, refs, hyps, tmp_path, exe=need_sclite())
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

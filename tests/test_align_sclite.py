@@ -127,7 +127,7 @@ def test_sclite_alignment_equals_real_sclite_on_ties(tmp_path):
     rng = np.random.default_rng(17)
     vocab = np.array(["a", "b", "c", "d"])
     refs, hyps = [], []
-    for _ in range(3000):
+    for _ in range(6000):
         r = list(rng.choice(vocab, rng.integers(0, 16)))
         h = [w if rng.random() > 0.35 else str(rng.choice(vocab)) for w in r if rng.random() > 0.15]
         h = h + list(rng.choice(vocab, rng.integers(0, 3)))
@@ -140,4 +140,4 @@ def test_sclite_alignment_equals_real_sclite_on_ties(tmp_path):
     differ = [i for i in ids if ours[i] != utt[i]]
     assert not differ, f"{len(differ)} of {len(ids)} differ, e.g. {differ[0]}: {ours[differ[0]]} vs {utt[differ[0]]}"
     j = count_errors(refs, hyps, "none", workers=1)
-    assert (j.substitutions != c.substitutions).sum() > 100  # the tie rule matters here
+    assert (j.substitutions != c.substitutions).sum() > 200  # the tie rule matters here

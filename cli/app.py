@@ -13,6 +13,7 @@ from fairaudit.errors import UserInputError
 from fairaudit.io.readers import InputSpec
 from fairaudit.io.writers import write_table
 from fairaudit.speakers import UTTERANCE_COLUMNS
+from fairaudit.units import TOKEN_NAMES, rate_name
 
 from fairaudit.outputs import shown
 
@@ -55,7 +56,7 @@ def _check_out_format(fmt: str) -> str:
 def score(
     spec: InputSpec,
     out: Annotated[str, typer.Option("--out", "-o", help="Output directory.")] = "fairaudit_out",
-    speakers: c.Speakers = None, normalize: c.Normalize = "default",
+    speakers: c.Speakers = None, normalize: c.Normalize = "default", unit: c.Unit = "word", align: c.Align = "jiwer",
     format: Annotated[str, typer.Option("--format", help="Output table format: csv|parquet.")] = "csv",
     workers: c.Workers = None, quiet: c.Quiet = False,
     engine: Engine = "auto", scheduler: Scheduler = None, chunk_rows: ChunkRows = None,
@@ -64,11 +65,12 @@ def score(
     _check_out_format(format)
     with c.progress_bar("scoring", None, not quiet) as progress:
         scored = score_input(spec, normalize, speakers, workers=workers, progress=progress, engine=engine,
-                             chunk_rows=chunk_rows, scheduler=scheduler)
+                             chunk_rows=chunk_rows, scheduler=scheduler, unit=unit, alignment=align)
     os.makedirs(out, exist_ok=True)
     write_table(scored.utterances[UTTERANCE_COLUMNS], os.path.join(out, "utterance_scores"), format)
     write_table(scored.speakers, os.path.join(out, "speaker_scores"), format)
-    accounting = scored.accounting.to_dict() | {"normalization": normalize, "mode": scored.mode}
+    accounting = scored.accounting.to_dict() | {"normalization": normalize, "mode": scored.mode, "unit": unit,
+                                                "rate": rate_name(unit), "alignment": align}
     with open(os.path.join(out, "accounting.json"), "w", encoding="utf-8") as fh:
         json.dump(accounting, fh, indent=2)
     if not quiet:
@@ -84,7 +86,7 @@ def audit(
     spec: InputSpec,
     discovery: c.DiscoveryOptions,
     out: Annotated[str, typer.Option("--out", "-o", help="Output directory.")] = "fairaudit_out",
-    speakers: c.Speakers = None, normalize: c.Normalize = "default",
+    speakers: c.Speakers = None, normalize: c.Normalize = "default", unit: c.Unit = "word", align: c.Align = "jiwer",
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples of speakers for confidence intervals (0: none).")] = 1000,
     permutations: Annotated[int, typer.Option("--permutations", help="Permutations for each discoverer's selection-corrected p-value (0: none).")] = 200,
     ci_level: Annotated[float, typer.Option("--ci-level", help="Confidence level of the intervals.")] = 0.95,
@@ -103,7 +105,7 @@ def audit(
         result = run_audit(spec, speakers=speakers, normalization=normalize, **discovery.audit_kwargs(),
                            workers=workers, progress=progress, redact_text=redact_text, n_boot=bootstrap,
                            n_perm=permutations, ci_level=ci_level, honest=honest_gap, engine=engine,
-                           chunk_rows=chunk_rows, scheduler=scheduler)
+                           chunk_rows=chunk_rows, scheduler=scheduler, unit=unit, alignment=align)
     result.save(out)
     written = ["report.json", "cohorts.csv", "assignments.csv", "speaker_scores.csv"]
     if not no_html:
@@ -127,8 +129,9 @@ def print_summary(scored, out: str | None = None) -> None:
     acc = scored.accounting
     con = c.out_console
     wer = "n/a" if o["wer"] is None else f"{100 * o['wer']:.2f} %"
-    con.print(f"WER {wer}  ({o['errors']:,} errors / {o['ref_words']:,} reference words)  "
-              f"speakers {o['speakers']:,}  utterances {o['utterances']:,}  normalisation: {scored.normalization}")
+    con.print(f"{rate_name(scored.unit)} {wer}  ({o['errors']:,} errors / {o['ref_words']:,} reference "
+              f"{TOKEN_NAMES[scored.unit]})  speakers {o['speakers']:,}  utterances {o['utterances']:,}  "
+              f"normalisation: {scored.normalization}, alignment: {scored.alignment}")
     con.print(f"rows read {acc.rows_read:,} = scored {acc.rows_scored:,} + dropped {acc.rows_dropped:,}")
     for reason, n in sorted(acc.dropped.items()):
         example = f" (e.g. {acc.examples[reason][0]})" if acc.examples.get(reason) else ""

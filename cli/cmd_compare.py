@@ -26,7 +26,8 @@ def compare(
     discovery: c.DiscoveryOptions,
     candidate: Annotated[Optional[str], typer.Option("--candidate", help="Second utterance table (same utt_ids): the candidate system.")] = None,
     out: Annotated[str, typer.Option("--out", "-o", help="Output directory.")] = "fairaudit_compare",
-    speakers: c.Speakers = None, normalize: c.Normalize = "default",
+    speakers: c.Speakers = None, normalize: c.Normalize = "default", unit: c.Unit = "word", align: c.Align = "jiwer",
+    allow_normalizer_change: c.AllowNormalizerChange = False,
     cohorts: Annotated[Optional[str], typer.Option("--cohorts", help="Reuse the cohorts of a saved audit (its folder, report.json or assignments.csv) instead of discovering them.")] = None,
     resamples: Annotated[int, typer.Option("--resamples", help="Paired bootstrap/permutation resamples per cohort.")] = 10000,
     no_html: Annotated[bool, typer.Option("--no-html", help="Do not write compare.html.")] = False,
@@ -39,7 +40,8 @@ def compare(
     if resamples < 100:
         raise UserInputError(f"--resamples {resamples} is too few", hint="use at least 100 (default 10000)")
     result = run_compare(spec, candidate=candidate, speakers=speakers, cohorts=cohorts, normalization=normalize,
-                         **discovery.audit_kwargs(), resamples=resamples, workers=workers)
+                         **discovery.audit_kwargs(), resamples=resamples, workers=workers, unit=unit, alignment=align,
+                         allow_normalizer_change=allow_normalizer_change)
     result.save(out)
     written = ["compare.json"]
     if not no_html:

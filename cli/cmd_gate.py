@@ -50,6 +50,7 @@ def gate(
     config: Annotated[Optional[str], typer.Option("--config", help="TOML file with a [gate] table (default: ./fairaudit.toml, then [tool.fairaudit.gate] in ./pyproject.toml).")] = None,
     junit: Annotated[Optional[str], typer.Option("--junit", help="Write JUnit XML here (one testcase per check).")] = None,
     markdown: Annotated[Optional[str], typer.Option("--markdown", help="Write a Markdown summary here.")] = None,
+    allow_normalizer_change: c.AllowNormalizerChange = False,
     quiet: c.Quiet = False,
 ):
     """Check a saved audit against thresholds: exit 0 pass, 1 fail, 2 usage/input error."""
@@ -69,6 +70,14 @@ def gate(
         cfg.discoverers = [d.strip() for d in discoverer.split(",") if d.strip()]
     doc = AuditResult.load(report).report
     base = AuditResult.load(cfg.baseline).report if cfg.baseline else None
+    if base is not None:
+        from fairaudit.fingerprint import check_comparable
+
+        # Gaps are only comparable when both reports were scored the same way.
+        allowed = check_comparable(doc, base, allow_normalizer_change=allow_normalizer_change, path=cfg.baseline)
+        if allowed and not quiet:
+            c.out_console.print("warning: comparing despite a different normaliser (--allow-normalizer-change): "
+                                + "; ".join(allowed), markup=False, style="yellow")
     if cfg.max_gap_increase_pct is not None and base is None and doc.get("kind") != "comparison":
         raise UserInputError("--max-gap-increase-pct needs --baseline OLD.json")
     raise typer.Exit(run_gate(doc, cfg, base, junit, markdown, quiet))

@@ -38,10 +38,11 @@ def _is_saved_audit(path: str | None) -> bool:
                            else path.endswith(".json") and os.path.isfile(path))
 
 
-def _source(spec: InputSpec, discovery: c.DiscoveryOptions, speakers, normalize, workers, quiet):
+def _source(spec: InputSpec, discovery: c.DiscoveryOptions, speakers, scoring: dict, workers, quiet):
     """(AuditResult, discoverers) to analyse: a saved audit (INPUT is its folder or
     report.json: nothing is audited again), or an in-memory audit of INPUT (discovery only,
-    scored exactly as `fairaudit audit` scores)."""
+    scored exactly as `fairaudit audit` scores, with ``scoring``: normalization, unit,
+    alignment)."""
     from fairaudit.audit import audit as run_audit
     from fairaudit.result import AuditResult
 
@@ -58,12 +59,12 @@ def _source(spec: InputSpec, discovery: c.DiscoveryOptions, speakers, normalize,
             discs = [d for d in discs if d.name in discovery.names or d.key in discovery.names]
         return result, discs
     with c.progress_bar("scoring", None, not quiet) as progress:
-        result = run_audit(spec, speakers=speakers, normalization=normalize, **discovery.audit_kwargs(),
+        result = run_audit(spec, speakers=speakers, **scoring, **discovery.audit_kwargs(),
                            workers=workers, progress=progress, n_boot=0, n_perm=0, honest=False, worst_n=0)
     return result, result.discoverer_objects()
 
 
-def _check_target(out: str, spec: InputSpec, discovery: c.DiscoveryOptions, speakers, normalize,
+def _check_target(out: str, spec: InputSpec, discovery: c.DiscoveryOptions, speakers, scoring: dict,
                   result=None) -> None:
     """Refuse (exit 2) to add to an OUT/report.json computed from other inputs or options
     (:mod:`fairaudit.fingerprint`): from the flags before any work, from the audit after."""
@@ -84,8 +85,8 @@ def _check_target(out: str, spec: InputSpec, discovery: c.DiscoveryOptions, spea
     kwargs = discovery.audit_kwargs()
     side = {f.name: discovery.side.get(f.name) for f in side_flags() if f.path}
     files = input_files(spec, [("speakers", speakers), *side.items()])
-    fp.check_same(report_path, audit_fingerprint(spec, files, discovery.build(), normalization=normalize,
-                                                 min_speakers=kwargs["min_speakers"]))
+    fp.check_same(report_path, audit_fingerprint(spec, files, discovery.build(), min_speakers=kwargs["min_speakers"],
+                                                 **scoring))
 
 
 def _attach(out: str, name: str, section: dict, written: list[str]) -> None:
@@ -139,7 +140,7 @@ def power(
     spec: InputSpec,
     discovery: c.DiscoveryOptions,
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output directory (power.json; adds a 'power' section to its report.json if present). Default: the saved audit's folder, else fairaudit_out.")] = None,
-    speakers: c.Speakers = None, normalize: c.Normalize = "default",
+    speakers: c.Speakers = None, normalize: c.Normalize = "default", unit: c.Unit = "word", align: c.Align = "jiwer",
     simulations: Annotated[int, typer.Option("--simulations", help="Simulated planted worlds per discoverer and share.")] = 200,
     permutations: Annotated[int, typer.Option("--permutations", help="Permutations of the null (once per discoverer).")] = 200,
     shares: Annotated[str, typer.Option("--shares", help="Planted bottom-cohort sizes, % of audited speakers, comma-separated.")] = "1,5,10,25",
@@ -160,6 +161,7 @@ def power(
                              hint="e.g. --gaps 10,50,100 (%)") from None
     if simulations < 1 or permutations < 1:
         raise UserInputError("--simulations and --permutations must be at least 1")
+    scoring = {"normalization": normalize, "unit": unit, "alignment": align}
     if out is None and _is_saved_audit(spec.path):
         # `fairaudit power DIR`: the section joins that audit, through the same staged,
         # locked folder as any --out.
@@ -167,22 +169,22 @@ def power(
 
         folder = spec.path if os.path.isdir(spec.path) else os.path.dirname(os.path.abspath(spec.path))
         with OutputFolder(folder) as staging:
-            _power(spec, discovery, staging, speakers, normalize, share_list, gap_list, simulations, permutations,
+            _power(spec, discovery, staging, speakers, scoring, share_list, gap_list, simulations, permutations,
                    alpha, target_power, workers, quiet)
         return
-    _power(spec, discovery, out or "fairaudit_out", speakers, normalize, share_list, gap_list, simulations,
+    _power(spec, discovery, out or "fairaudit_out", speakers, scoring, share_list, gap_list, simulations,
            permutations, alpha, target_power, workers, quiet)
 
 
-def _power(spec, discovery, out, speakers, normalize, share_list, gap_list, simulations, permutations, alpha,
+def _power(spec, discovery, out, speakers, scoring, share_list, gap_list, simulations, permutations, alpha,
            target_power, workers, quiet) -> None:
     from fairaudit.power import estimate_power
 
     # The power section joins OUT/report.json only if that report is of these inputs:
     # checked before any work (an in-memory audit is checked again after it ran).
-    _check_target(out, spec, discovery, speakers, normalize)
-    result, discs = _source(spec, discovery, speakers, normalize, workers, quiet)
-    _check_target(out, spec, discovery, speakers, normalize, result)
+    _check_target(out, spec, discovery, speakers, scoring)
+    result, discs = _source(spec, discovery, speakers, scoring, workers, quiet)
+    _check_target(out, spec, discovery, speakers, scoring, result)
     with c.progress_bar("simulating", None, not quiet) as progress:
         res = estimate_power(result, discoverers=discs, cohort_shares=share_list, n_sim=simulations,
                              n_perm=permutations, alpha=alpha, power=target_power, seed=discovery.seed,
@@ -209,7 +211,7 @@ def selftest(
     spec: InputSpec,
     discovery: c.DiscoveryOptions,
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Also write selftest.json to this directory.")] = None,
-    speakers: c.Speakers = None, normalize: c.Normalize = "default",
+    speakers: c.Speakers = None, normalize: c.Normalize = "default", unit: c.Unit = "word", align: c.Align = "jiwer",
     effect: Annotated[float, typer.Option("--effect", help="Planted error increase (%): 100 = twice the errors.")] = 100.0,
     share: Annotated[float, typer.Option("--share", help="Planted cohort size (% of audited speakers).")] = 10.0,
     permutations: Annotated[int, typer.Option("--permutations", help="Permutations of the audit's test on the planted data.")] = 100,
@@ -225,7 +227,8 @@ def selftest(
         raise UserInputError(f"--effect {effect:g} must be >= 0 (%)", hint="e.g. --effect 100 (twice the errors)")
     if not 0 < share < 100:
         raise UserInputError(f"--share {share:g} must be a percentage between 0 and 100", hint="e.g. --share 10")
-    result, discs = _source(spec, discovery, speakers, normalize, workers, quiet)
+    result, discs = _source(spec, discovery, speakers, {"normalization": normalize, "unit": unit, "alignment": align},
+                            workers, quiet)
     res = run_selftest(result, discoverers=discs, effect=effect / 100.0, share=share / 100.0, seed=discovery.seed,
                        n_perm=permutations, alpha=alpha, workers=workers)
     if out:

@@ -10,6 +10,7 @@ import pandas as pd
 
 
 from . import fingerprint, limits
+from .align_sclite import check_alignment
 from .alignment import worst_utterances
 from .cohorts import cohort_table
 from .discover import Discoverer, SideInputs, default_discoverers, discoverer_class, load_plugins
@@ -18,12 +19,14 @@ from .discover.sides import load_side_inputs as _load_side_inputs
 from .discover.sides import side_flags
 from .engines import resolve_engine, score_with_engine
 from .errors import UserInputError
+from .fingerprint import normalizer_fingerprint
 from .io.readers import InputSpec, RawUtterances, read_utterances
 from .io.speakers import read_speakers
 from .normalize import DESCRIPTIONS
 from .result import SCHEMA_VERSION, AuditResult, frame_records
 from .speakers import ScoredSet, score
 from .stats import add_statistics, overall_ci
+from .units import RATE_NAMES, check_unit
 
 #: the discoverer behind ``by=`` / ``--by`` (attribute cohorts, one instance per entry)
 BY_DISCOVERER = "attribute"
@@ -32,24 +35,30 @@ BY_DISCOVERER = "attribute"
 def score_input(spec: InputSpec, normalization: str = "default", speakers_path: str | None = None,
                 required_attributes: tuple[str, ...] | list[str] = (), *, workers: int | None = None,
                 progress=None, engine: str = "auto", chunk_rows: int | None = None,
-                scheduler: str | None = None) -> ScoredSet:
+                scheduler: str | None = None, unit: str = "word", alignment: str = "jiwer") -> ScoredSet:
     """Read ``spec`` (and the speaker table), score every utterance, build the speaker table.
 
     ``engine``: ``default`` (in memory), ``streaming`` (chunks of ``chunk_rows`` rows,
     bounded memory), ``dask`` (on the dask.distributed ``scheduler``, or a local cluster)
     or ``auto`` (streaming above 500 MB of input); see :mod:`fairaudit.engines`.
+    ``unit``: ``word`` (WER), ``char`` (CER) or ``mixed`` (MER); ``alignment``: ``jiwer``
+    or ``sclite`` (see :func:`fairaudit.scoring.count_errors`).
     """
+    check_unit(unit)
+    check_alignment(alignment)
     engine = resolve_engine(engine, spec)
     if engine != "default":
         speaker_table = read_speakers(speakers_path) if speakers_path else None
         return score_with_engine(engine, spec, normalization, speaker_table, required_attributes, workers=workers,
-                                 progress=progress, chunk_rows=chunk_rows, scheduler=scheduler)
+                                 progress=progress, chunk_rows=chunk_rows, scheduler=scheduler, unit=unit,
+                                 alignment=alignment)
     raw = read_utterances(spec)
     if len(raw.systems) > 1:
         raise UserInputError("`score` takes one system", path=spec.path,
                              hint="give one --hyp-col/--wer-col/--hyp, or use `fairaudit audit` for several side by side")
     speaker_table = read_speakers(speakers_path) if speakers_path else None
-    return score(raw, normalization, speaker_table, required_attributes, workers=workers, progress=progress)
+    return score(raw, normalization, speaker_table, required_attributes, workers=workers, progress=progress,
+                 unit=unit, alignment=alignment)
 
 
 def _sha256(path: str) -> str:
@@ -196,7 +205,7 @@ def input_files(spec: InputSpec | None, roles: Iterable[tuple[str, Any]]) -> lis
 
 
 def audit_fingerprint(spec: InputSpec | None, files: list[dict], discs: list[Discoverer], *,
-                      normalization: str, min_speakers: int) -> dict:
+                      normalization: str, min_speakers: int, unit: str = "word", alignment: str = "jiwer") -> dict:
     """What the report is computed from (:mod:`fairaudit.fingerprint`): the files' hashes
     and the options that shape the data, with every discoverer's own parameters (all of
     them, given or default) keyed by its report key."""
@@ -204,7 +213,8 @@ def audit_fingerprint(spec: InputSpec | None, files: list[dict], discs: list[Dis
         spec, normalization=normalization, min_speakers=min_speakers,
         discoverers=[d.name for d in discs if d.instance_param is None],
         by=[",".join(map(str, getattr(d, d.instance_param))) for d in discs if d.instance_param],
-        params={d.key: _jsonable({p: getattr(d, p) for p in d.own_params()}) for d in discs}))
+        params={d.key: _jsonable({p: getattr(d, p) for p in d.own_params()}) for d in discs}, unit=unit,
+        alignment=alignment))
 
 
 def side_values(census: Any = None, embeddings: Any = None, embedding_ids: Any = None,
@@ -223,7 +233,7 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
           workers: int | None = None, progress: Callable[[int], None] | None = None, options: dict[str, Any] | None = None,
           worst_n: int = 5, redact_text: bool = False, n_boot: int = 1000, n_perm: int = 200,
           ci_level: float = 0.95, honest: bool = True, engine: str = "auto", chunk_rows: int | None = None,
-          scheduler: str | None = None) -> AuditResult:
+          scheduler: str | None = None, unit: str = "word", alignment: str = "jiwer") -> AuditResult:
     """Score a decoded test set and run every discoverer whose inputs are present.
 
     ``utterances``: a file path, an :class:`InputSpec` (column mapping, Kaldi/trn...) or a
@@ -246,9 +256,14 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
     gap on held-out utterances.
     ``engine``/``chunk_rows``/``scheduler``: how the utterances are read and scored (see
     :func:`score_input`); every engine gives the same report.
+    ``unit``: ``word`` (WER), ``char`` (CER) or ``mixed`` (MER): what a token is; the
+    report's count columns keep their names (``ref_words``, ``wer``) and
+    ``inputs.unit`` says which rate they are.  ``alignment``: ``jiwer`` or ``sclite``.
 
     Returns an :class:`AuditResult` (report dict + pandas views + ``to_json()``).
     """
+    check_unit(unit)
+    check_alignment(alignment)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     # Numbers out of range are refused before any input is read; too few resamples warn.
@@ -273,14 +288,14 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
         names = spec.system_names
         scored_sets[names[0]] = score_with_engine(engine, spec, normalization, speaker_table, required,
                                                   workers=workers, progress=progress, chunk_rows=chunk_rows,
-                                                  scheduler=scheduler)
+                                                  scheduler=scheduler, unit=unit, alignment=alignment)
         timings["score"] = time.perf_counter() - t
     else:
         names = list(raw.systems) or ["hypothesis"]
     for name in (names if engine == "default" else ()):
         t = time.perf_counter()
         scored_sets[name] = score(raw.for_system(name) if len(names) > 1 else raw, normalization, speaker_table,
-                                  required, workers=workers, progress=progress)
+                                  required, workers=workers, progress=progress, unit=unit, alignment=alignment)
         timings[f"score:{name}" if len(names) > 1 else "score"] = time.perf_counter() - t
     prepare_speakers(scored_sets)
 
@@ -294,7 +309,7 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
     files = input_files(spec, [("speakers", speakers), *((n, values.get(n)) for n in path_flags)])
     result = audit_scored(scored_sets, discs, side, files=files,
                           fingerprint=audit_fingerprint(spec, files, discs, normalization=normalization,
-                                                        min_speakers=min_speakers),
+                                                        min_speakers=min_speakers, unit=unit, alignment=alignment),
                           normalization=normalization, seed=seed, min_speakers=min_speakers, params=params,
                           options={"bootstrap": n_boot, **(options or {})}, worst_n=worst_n,
                           redact_text=redact_text, n_boot=n_boot_used, n_perm=n_perm, ci_level=ci_level,
@@ -343,7 +358,9 @@ def audit_scored(scored_sets: dict[str, ScoredSet], discs: list[Discoverer], sid
             "files": files or [],
             **({"fingerprint": fingerprint} if fingerprint is not None else {}),
             "mode": scored.mode,
-            "normalization": {"mode": normalization, "description": DESCRIPTIONS.get(normalization, "")},
+            "normalization": {"mode": normalization, "description": DESCRIPTIONS.get(normalization, ""),
+                              "fingerprint": normalizer_fingerprint(normalization, scored.unit, scored.alignment)},
+            "unit": scored.unit, "rate": RATE_NAMES[scored.unit], "alignment": scored.alignment,
             "options": {"seed": seed, "min_speakers": min_speakers,
                         # the repeatable discoverers' values (--by gender --by gender,age_band)
                         "by": [",".join(map(str, getattr(d, d.instance_param))) for d in discs if d.instance_param],
@@ -404,7 +421,8 @@ def discover_all(discs: list[Discoverer], scored: ScoredSet, side: SideInputs, *
                 pending_worst.append((entry, members))
             else:
                 entry["worst_utterances"] = worst_utterances(scored.utterances, members, worst_n, normalization,
-                                                             redact_text or scored.mode != "text")
+                                                             redact_text or scored.mode != "text", scored.unit,
+                                                             scored.alignment)
         parts.append(pd.DataFrame({"speaker_id": assignment.index.to_numpy(), "discoverer": disc.key,
                                    "cohort_id": assignment.to_numpy()}))
     if pending_worst:
@@ -424,7 +442,8 @@ def _worst_with_text(pending: list[tuple[dict, pd.Index]], scored: ScoredSet, wo
     texts = scored.text_source(rows)
     for (entry, members), pick in zip(pending, picks):
         sub = utts.loc[pick].join(texts)
-        entry["worst_utterances"] = worst_utterances(sub, members, worst_n, normalization, False)
+        entry["worst_utterances"] = worst_utterances(sub, members, worst_n, normalization, False, scored.unit,
+                                                     scored.alignment)
 
 
 def _tool_version() -> str:

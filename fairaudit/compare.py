@@ -13,15 +13,18 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from .align_sclite import check_alignment
 from .audit import (_frame_to_raw, _tool_version, audit_scored, build_discoverers, input_files, prepare_speakers,
                     read_speaker_table, side_values)
 from .cohorts import cohort_table, members
 from .discover.sides import load_side_inputs, side_flags
 from .errors import UserInputError
+from .fingerprint import check_comparable, normalizer_fingerprint
 from .io.readers import InputSpec, RawUtterances, read_utterances, SYSTEM_PREFIX
 from .normalize import DESCRIPTIONS
 from .result import SCHEMA_VERSION, AuditResult
 from .speakers import score
+from .units import RATE_NAMES, check_unit
 
 
 def _with_candidate_file(raw: RawUtterances, spec: InputSpec, candidate: str) -> RawUtterances:
@@ -88,6 +91,18 @@ def _baseline_from_cohorts(path: str, min_speakers: int) -> AuditResult:
     return AuditResult(report={"schema_version": SCHEMA_VERSION, "discoverers": entries}, assignments=a)
 
 
+def _check_cohorts_report(cohorts: str, unit: str, fingerprint: dict, allow: bool) -> None:
+    """Cohorts saved by an earlier audit are reused only under the same unit and
+    normaliser (its report.json: ``cohorts`` itself, in its folder, or beside assignments.csv)."""
+    folder = cohorts if os.path.isdir(cohorts) else os.path.dirname(os.path.abspath(cohorts))
+    path = os.path.join(folder, "report.json")
+    if not os.path.isfile(path):
+        return
+    saved = AuditResult.load(path).report
+    check_comparable({"inputs": {"unit": unit, "normalization": {"fingerprint": fingerprint}}}, saved,
+                     allow_normalizer_change=allow, path=path, against="the audit that saved these cohorts")
+
+
 def _gap_block(summary: dict) -> dict:
     return {k: summary.get(k) for k in ("bottom", "top", "wer_gap_pct", "wer_gap_abs", "bottom_share_pct")}
 
@@ -137,8 +152,8 @@ def compare(utterances: str | InputSpec | pd.DataFrame, *, candidate: str | None
             cohorts: str | None = None, by: Iterable[str] = (), discoverers: Iterable[str] | None = None,
             normalization: str = "default", min_speakers: int = 20, seed: int = 0,
             params: dict[str, dict[str, Any]] | None = None, instances: dict[str, list] | None = None,
-            resamples: int = 10000,
-            workers: int | None = None) -> AuditResult:
+            resamples: int = 10000, workers: int | None = None, unit: str = "word", alignment: str = "jiwer",
+            allow_normalizer_change: bool = False) -> AuditResult:
     """Compare a baseline and a candidate system on the same cohorts; returns a comparison result.
 
     The systems are the first two of ``utterances`` (two hypothesis/WER columns, or two
@@ -147,10 +162,18 @@ def compare(utterances: str | InputSpec | pd.DataFrame, *, candidate: str | None
     pipeline as ``fairaudit audit`` (:func:`fairaudit.audit.audit_scored`, zip centroids
     included), or a saved audit given as ``cohorts`` (its folder, report.json or
     assignments.csv).  ``resamples``: paired bootstrap/permutation resamples per cohort
-    for ΔWER (count).
+    for ΔWER (count).  ``unit``/``alignment``: as for :func:`fairaudit.audit.audit`.  With
+    ``cohorts``, the saved audit's report.json (when present) must have the same unit and
+    normaliser fingerprint as this run, unless ``allow_normalizer_change`` (the unit must
+    match regardless).
     """
     from .stats import paired_delta
 
+    check_unit(unit)
+    check_alignment(alignment)
+    fingerprint = normalizer_fingerprint(normalization, unit, alignment)
+    if cohorts:
+        _check_cohorts_report(cohorts, unit, fingerprint, allow_normalizer_change)
     spec = utterances if isinstance(utterances, InputSpec) else (
         InputSpec(path=str(utterances)) if isinstance(utterances, (str, os.PathLike)) else None)
     discs = None if cohorts else build_discoverers(discoverers, by, min_speakers=min_speakers, seed=seed,
@@ -165,8 +188,8 @@ def compare(utterances: str | InputSpec | pd.DataFrame, *, candidate: str | None
     base, cand = names
     speaker_table = read_speaker_table(speakers)
     required = sorted({c for d in discs or [] for c in d.required_columns()})
-    scored = {base: score(raw.for_system(base), normalization, speaker_table, required, workers=workers),
-              cand: score(raw.for_system(cand), normalization, speaker_table, required, workers=workers)}
+    scored = {name: score(raw.for_system(name), normalization, speaker_table, required, workers=workers, unit=unit,
+                          alignment=alignment) for name in (base, cand)}
     prepare_speakers(scored)
     sb, sc = scored[base], scored[cand]
     values = side_values(census, embeddings, embedding_ids, side_inputs)
@@ -193,7 +216,9 @@ def compare(utterances: str | InputSpec | pd.DataFrame, *, candidate: str | None
         "schema_version": SCHEMA_VERSION, "kind": "comparison",
         "tool": {"name": "fairaudit", "version": _tool_version()},
         "inputs": {"files": files, "mode": sb.mode,
-                   "normalization": {"mode": normalization, "description": DESCRIPTIONS.get(normalization, "")},
+                   "normalization": {"mode": normalization, "description": DESCRIPTIONS.get(normalization, ""),
+                                     "fingerprint": fingerprint},
+                   "unit": unit, "rate": RATE_NAMES[unit], "alignment": alignment,
                    "options": {"seed": seed, "min_speakers": min_speakers, "resamples": resamples,
                                "cohorts_from": cohorts_from}},
         "baseline": base, "candidate": cand,

@@ -42,6 +42,10 @@ class ScoredSet:
     #: numbers (the ``utterances`` index) and returns their ``reference``/``hypothesis``
     #: (a frame indexed by row number), read again from the input
     text_source: Callable[[np.ndarray], pd.DataFrame] | None = field(default=None, repr=False)
+    #: what a token is (``word``, ``char``, ``mixed``: :mod:`fairaudit.units`) and how
+    #: utterances were aligned (``jiwer`` or ``sclite``); counts columns keep their names
+    unit: str = "word"
+    alignment: str = "jiwer"
 
     @property
     def overall(self) -> dict:
@@ -127,12 +131,13 @@ def check_rows(frame: pd.DataFrame, acc: Accounting, duplicated=None) -> tuple[p
 
 def score(raw: RawUtterances, normalization: str = "default", speaker_table: pd.DataFrame | None = None,
           required_attributes: list[str] | tuple[str, ...] = (), *, workers: int | None = None,
-          progress=None) -> ScoredSet:
+          progress=None, unit: str = "word", alignment: str = "jiwer") -> ScoredSet:
     """Score every utterance, drop (and count) what cannot be scored, aggregate per speaker.
 
     ``speaker_table``: indexed by speaker id (see :func:`fairaudit.io.read_speakers`).
     ``required_attributes``: columns that must exist per speaker (from the speaker table
     or constant per speaker in the utterance table), e.g. those named by ``--by``.
+    ``unit``/``alignment``: see :func:`fairaudit.scoring.count_errors`.
     """
     acc = Accounting(rows_read=raw.rows_read)
     acc.warnings.extend(raw.warnings)
@@ -147,7 +152,8 @@ def score(raw: RawUtterances, normalization: str = "default", speaker_table: pd.
     pending = None
     if raw.mode == "text" and _is_arrow_text(frame["reference"]) and _is_arrow_text(frame["hypothesis"]):
         pending = start_count_errors(pa.array(frame["reference"].array), pa.array(frame["hypothesis"].array),
-                                     normalization, workers=workers, progress=progress)
+                                     normalization, workers=workers, progress=progress, unit=unit,
+                                     alignment=alignment)
     try:
         utt, spk, keep = check_rows(frame, acc)
         # Speaker codes for the per-speaker sums, also while the workers count.
@@ -162,7 +168,8 @@ def score(raw: RawUtterances, normalization: str = "default", speaker_table: pd.
             else:
                 rows = None if keep.all() else np.flatnonzero(keep)
                 c = count_errors(_text_array(frame["reference"], rows), _text_array(frame["hypothesis"], rows),
-                                 normalization, workers=workers, progress=progress)
+                                 normalization, workers=workers, progress=progress, unit=unit,
+                                 alignment=alignment)
             counts = pd.DataFrame({"ref_words": c.ref_words, "hits": c.hits, "substitutions": c.substitutions,
                                    "deletions": c.deletions, "insertions": c.insertions})
         else:
@@ -211,7 +218,8 @@ def score(raw: RawUtterances, normalization: str = "default", speaker_table: pd.
     extra_frame = _rows(frame[extra], scored_rows) if extra else None
     speakers, attribute_columns = attach_attributes(speakers, extra_frame, _rows(spk, scored_rows), raw.paths,
                                                     speaker_table, required_attributes, acc)
-    return ScoredSet(utts, speakers.reset_index(drop=True), acc, normalization, raw.mode, attribute_columns)
+    return ScoredSet(utts, speakers.reset_index(drop=True), acc, normalization, raw.mode, attribute_columns,
+                     unit=unit, alignment=alignment)
 
 
 def attach_attributes(speakers: pd.DataFrame, extra: pd.DataFrame | None, spk: pd.Series, paths: list[str],

@@ -13,6 +13,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from fairaudit import numbers as num
 from fairaudit.errors import UserInputError
+from fairaudit.units import rate_name, report_unit
 
 #: keys accepted in [tool.fairaudit.gate] / fairaudit.toml [gate], and their types
 CONFIG_KEYS = {"max_gap_pct": float, "max_bottom_wer": "wer", "max_overall_wer": "wer", "discoverers": list,
@@ -149,17 +150,19 @@ def evaluate(report: dict, cfg: GateConfig, baseline: dict | None = None) -> lis
                              hint="pass --max-gap-pct/--max-bottom-wer/--max-overall-wer/--max-gap-increase-pct "
                                   "or set them in [tool.fairaudit.gate] of pyproject.toml")
     checks: list[Check] = []
+    # The rate the report measures (WER, CER or MER) names every check.
+    rate = rate_name(report_unit(report))
     base_systems = dict(_systems(baseline)) if baseline else {}
     for system, rep in _systems(report):
         tag = f"[{system}] " if system else ""
         if cfg.max_overall_wer is not None:
             w = rep["overall"]["wer"]
-            checks.append(Check(f"{tag}overall WER", w is not None and w <= cfg.max_overall_wer,
+            checks.append(Check(f"{tag}overall {rate}", w is not None and w <= cfg.max_overall_wer,
                                 f"{_fmt_wer(w)} {'≤' if w is not None and w <= cfg.max_overall_wer else '>'} "
                                 f"{_fmt_wer(cfg.max_overall_wer)}", system=system))
         for key in _selected(rep, cfg.discoverers):
             d = rep["discoverers"][key]
-            checks += _discoverer_checks(key, d, cfg, system, tag)
+            checks += _discoverer_checks(key, d, cfg, system, tag, rate)
             if cfg.max_gap_increase_pct is not None:
                 base = base_systems.get(system) if baseline else None
                 checks.append(_increase_check(key, d, base, cfg, system, tag))
@@ -178,7 +181,7 @@ def _significance_note(d: dict, cfg: GateConfig) -> tuple[bool, str]:
     return False, f" (permutation p = {num.p_value(p)})"
 
 
-def _discoverer_checks(key: str, d: dict, cfg: GateConfig, system, tag: str) -> list[Check]:
+def _discoverer_checks(key: str, d: dict, cfg: GateConfig, system, tag: str, rate: str = "WER") -> list[Check]:
     out = []
     if d.get("skipped"):
         return out
@@ -187,24 +190,24 @@ def _discoverer_checks(key: str, d: dict, cfg: GateConfig, system, tag: str) -> 
     if cfg.max_gap_pct is not None:
         gap = d.get("wer_gap_pct")
         if d.get("bottom") is None:
-            out.append(Check(f"{tag}{key} WER gap", False, f"no gap: {d.get('note', 'fewer than two eligible cohorts')}",
+            out.append(Check(f"{tag}{key} {rate} gap", False, f"no gap: {d.get('note', 'fewer than two eligible cohorts')}",
                              key, system))
         elif gap is None:
-            out.append(Check(f"{tag}{key} WER gap", False,
-                             f"relative gap undefined (top cohort WER is 0), absolute gap {_fmt_wer(d.get('wer_gap_abs'))}",
+            out.append(Check(f"{tag}{key} {rate} gap", False,
+                             f"relative gap undefined (top cohort {rate} is 0), absolute gap {_fmt_wer(d.get('wer_gap_abs'))}",
                              key, system))
         else:
             ok = gap <= cfg.max_gap_pct
             waived, note = (False, "") if ok else _significance_note(d, cfg)
             ci = d.get("wer_gap_ci_pct")
             ci_txt = f" [CI {num.pct(ci[0])}–{num.pct(ci[1])}]" if ci and None not in ci else ""
-            out.append(Check(f"{tag}{key} WER gap", ok or waived,
+            out.append(Check(f"{tag}{key} {rate} gap", ok or waived,
                              f"{num.pct(gap)} %{ci_txt} {'≤' if ok else '>'} {cfg.max_gap_pct:g} % "
                              f"(bottom: {bottom['label'] if bottom else '?'}){note}", key, system,
                              {"gap_pct": gap, "p_value": d.get("p_value")}))
     if cfg.max_bottom_wer is not None and bottom is not None:
         ok = bottom["wer"] <= cfg.max_bottom_wer
-        out.append(Check(f"{tag}{key} bottom-cohort WER", ok,
+        out.append(Check(f"{tag}{key} bottom-cohort {rate}", ok,
                          f"{_fmt_wer(bottom['wer'])} {'≤' if ok else '>'} {_fmt_wer(cfg.max_bottom_wer)} "
                          f"({bottom['label']})", key, system))
     return out
@@ -231,13 +234,14 @@ def _evaluate_comparison(report: dict, cfg: GateConfig) -> list[Check]:
     if not cfg.has_checks():
         raise UserInputError("no gate thresholds given", hint="pass --max-gap-pct, --max-gap-increase-pct or --max-delta-wer")
     checks = []
+    rate = rate_name(report_unit(report))
     base, cand = report["baseline"], report["candidate"]
     for key in _selected(report, cfg.discoverers):
         d = report["discoverers"][key]
         gb, gc = d["gap"][base].get("wer_gap_pct"), d["gap"][cand].get("wer_gap_pct")
         if cfg.max_gap_pct is not None:
             ok = gc is not None and gc <= cfg.max_gap_pct
-            checks.append(Check(f"{key} WER gap of {cand}", ok, f"{'undefined' if gc is None else num.pct(gc) + ' %'} "
+            checks.append(Check(f"{key} {rate} gap of {cand}", ok, f"{'undefined' if gc is None else num.pct(gc) + ' %'} "
                                 f"{'≤' if ok else '>'} {cfg.max_gap_pct:g} % on the baseline's cohorts", key, cand))
         if cfg.max_gap_increase_pct is not None:
             if gb is None or gc is None:
@@ -254,7 +258,7 @@ def _evaluate_comparison(report: dict, cfg: GateConfig) -> list[Check]:
                 ok = delta is None or delta <= cfg.max_delta_wer
                 if not ok and cfg.require_significant and (c.get("p_value") is not None and c["p_value"] >= 0.05):
                     ok = True
-                checks.append(Check(f"{key} cohort {c['id']} WER change", ok,
+                checks.append(Check(f"{key} cohort {c['id']} {rate} change", ok,
                                     f"{num.delta(delta or 0)} points {'≤' if ok else '>'} "
                                     f"{num.delta(cfg.max_delta_wer)} ({c['label']})", key))
     return checks

@@ -241,4 +241,4 @@ class AutomaticDiscoverer(Discoverer):
         """The projection scatter, the clusters' attribute mix and the clustering facts."""
         from .automatic_report import section
 
-        return section(self, entry)
+        return section(self, entry, report)

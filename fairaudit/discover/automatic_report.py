@@ -8,9 +8,12 @@ import numpy as np
 from fairaudit import numbers as num
 
 
-def section(disc, entry: dict):
+def section(disc, entry: dict, report: dict | None = None):
     """Title, method, clustering facts, the projection and the cluster-mix table."""
     from fairaudit.reports.sections import Block, ReportSection, Table, plain
+    from fairaudit.units import rate_name, report_unit
+
+    rate = rate_name(report_unit(report or {}))
     d = entry.get("details") or {}
     params = entry.get("params") or {}
     facts = [(k.replace("_", " "), plain(v)) for k, v in d.items()
@@ -19,7 +22,7 @@ def section(disc, entry: dict):
     if evr:
         facts.append(("variance shown in the projection", f"{100 * sum(v or 0 for v in evr[:2]):.1f} %"))
     sec = ReportSection(title=disc.title, method=disc.description, facts=facts)
-    scatter = projection_scatter(entry)
+    scatter = projection_scatter(entry, rate)
     if scatter is not None:
         sec.figures.append(scatter)
     mix = _attribute_mix(entry)
@@ -32,7 +35,7 @@ def section(disc, entry: dict):
             rows.append([{"text": m["id"], "tag": "bottom" if m["role"] == "bottom" else "", "class": "mono id"},
                          num.count(m["size"]), num.wer(m["wer"]), region, *m["cells"]])
             classes.append(m["role"])
-        cols = ["Cluster", "Speakers", "WER %", "Main region", *mix["columns"]]
+        cols = ["Cluster", "Speakers", f"{rate} %", "Main region", *mix["columns"]]
         sec.blocks.append(Block(
             heading="What the clusters hold",
             note="Share of each cluster's speakers by attribute value (at most four values per attribute). "
@@ -46,7 +49,7 @@ def section(disc, entry: dict):
     return sec
 
 
-def projection_scatter(entry: dict):
+def projection_scatter(entry: dict, rate: str = "WER"):
     """The 2-D PCA projection of the speaker embeddings, coloured by cluster."""
     from fairaudit.reports.html.figures import BOTTOM_COLOR, DPI, figure, png, short
     from fairaudit.reports.sections import Figure
@@ -71,11 +74,11 @@ def projection_scatter(entry: dict):
             continue
         c = by_id.get(cid, {})
         ax.scatter(x[m], yv[m], s=14, color=cmap(i % cmap.N), alpha=0.6, linewidths=0,
-                   label=short(f"{cid}  WER {num.wer(c.get('wer'))} %", 30))
+                   label=short(f"{cid}  {rate} {num.wer(c.get('wer'))} %", 30))
     m = cohort == bottom
     if bottom is not None and m.any():
         ax.scatter(x[m], yv[m], s=30, marker="D", color=BOTTOM_COLOR, edgecolors="black", linewidths=0.7, zorder=5,
-                   label=short(f"{bottom}  WER {num.wer(by_id.get(bottom, {}).get('wer'))} % (bottom)", 34))
+                   label=short(f"{bottom}  {rate} {num.wer(by_id.get(bottom, {}).get('wer'))} % (bottom)", 34))
     evr = (entry.get("details") or {}).get("explained_variance_ratio") or []
     ax.set_xlabel("PC 1" + (f" ({100 * evr[0]:.1f} % of variance)" if len(evr) > 0 and evr[0] is not None else ""))
     ax.set_ylabel("PC 2" + (f" ({100 * evr[1]:.1f} % of variance)" if len(evr) > 1 and evr[1] is not None else ""))

@@ -229,7 +229,9 @@ class GeodemographicDiscoverer(Discoverer):
         """The chosen rule in words, and the best candidate rules with their gaps."""
         from fairaudit import numbers as num
         from fairaudit.reports.sections import Block, ReportSection, Table, plain
+        from fairaudit.units import rate_name, report_unit
 
+        rate = rate_name(report_unit(report))   # WER, or CER/MER when the audit scored characters
         sec = ReportSection(title=self.title, method=self.description)
         d = entry.get("details") or {}
         if not d:
@@ -240,9 +242,9 @@ class GeodemographicDiscoverer(Discoverer):
             spans = [("Speakers whose zip code matches ", ""), (rule, "bmono")]
             inside, rest = by_id.get("A"), by_id.get("B")
             if inside:
-                spans.append((f": {num.count(inside['speakers'])} speakers, WER {num.wer(inside['wer'])} %", ""))
+                spans.append((f": {num.count(inside['speakers'])} speakers, {rate} {num.wer(inside['wer'])} %", ""))
             if rest:
-                spans.append((f"; the rest: {num.count(rest['speakers'])} speakers, WER {num.wer(rest['wer'])} %", ""))
+                spans.append((f"; the rest: {num.count(rest['speakers'])} speakers, {rate} {num.wer(rest['wer'])} %", ""))
             spans.append((".", ""))
             sec.intro.append(Block(heading="Chosen rule", spans=spans))
         cands = sorted(d.get("candidates") or [],
@@ -254,13 +256,13 @@ class GeodemographicDiscoverer(Discoverer):
                 for i, c in enumerate(cands)]
         evaluated = d.get("candidates_evaluated")
         note = (f"{num.count(evaluated)} rules evaluated; " if evaluated is not None else "") + (
-            f"the {len(cands)} with the largest WER gap are listed (gap = 100 × (higher WER − lower WER) / "
-            "lower WER, of the two sides). The chosen rule is highlighted.")
+            f"the {len(cands)} with the largest {rate} gap are listed (gap = 100 × (higher {rate} − lower {rate}) / "
+            f"lower {rate}, of the two sides). The chosen rule is highlighted.")
         extra = [(k, plain(v)) for k, v in d.items() if k not in ("rule", "candidates", "candidates_evaluated")]
         sec.blocks.append(Block(
             heading="Candidate rules", note=note, facts=extra,
-            table=Table(columns=["#", "Rule", "Speakers in rule", "Speakers rest", "WER in rule %", "WER rest %",
-                                 "Gap %"], rows=rows, numeric=[True, False, True, True, True, True, True],
+            table=Table(columns=["#", "Rule", "Speakers in rule", "Speakers rest", f"{rate} in rule %",
+                                 f"{rate} rest %", "Gap %"], rows=rows, numeric=[True, False, True, True, True, True, True],
                         row_classes=["chosen" if c["rule"] == rule else "" for c in cands], css="candidates")))
         return sec
 

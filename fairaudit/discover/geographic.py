@@ -351,6 +351,8 @@ class GeographicDiscoverer(Discoverer):
         """The map of the regions, the approximate-coordinates note and each region's cell."""
         from fairaudit.reports.sections import ReportSection
 
+        from fairaudit.units import rate_name, report_unit
+
         from .geographic_map import region_map
 
         sec = ReportSection(title=self.title, method=self.description)
@@ -358,7 +360,7 @@ class GeographicDiscoverer(Discoverer):
             sec.facts.append(("approximate coordinates",
                               f"{entry['approximate_coordinates']:,} speaker(s) had a zip code but no lat/lon and are "
                               "placed at their zip's centroid (zipcodes package): positions approximate"))
-        fig = region_map(entry)
+        fig = region_map(entry, rate_name(report_unit(report)))
         if fig is not None:
             sec.figures.append(fig)
         for c in entry.get("cohorts", []):

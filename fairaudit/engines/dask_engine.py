@@ -40,7 +40,8 @@ def _import_dask():
     return dd, Client, LocalCluster
 
 
-def score_partition(pdf: pd.DataFrame, rename: dict[str, str], normalization: str) -> pd.DataFrame:
+def score_partition(pdf: pd.DataFrame, rename: dict[str, str], normalization: str, unit: str = "word",
+                    alignment: str = "jiwer") -> pd.DataFrame:
     """One partition: cleaned ids, counts of every row with both ids (others 0), attributes; no text."""
     clash = [v for k, v in rename.items() if v in pdf.columns and k != v]
     pdf = pdf.drop(columns=clash).rename(columns=rename)
@@ -48,7 +49,7 @@ def score_partition(pdf: pd.DataFrame, rename: dict[str, str], normalization: st
     spk = _clean_ids(pdf["speaker_id"])
     rows = np.flatnonzero(((utt != "") & (spk != "")).to_numpy())
     c = count_errors(_text_array(pdf["reference"], rows), _text_array(pdf["hypothesis"], rows), normalization,
-                     workers=1)
+                     workers=1, unit=unit, alignment=alignment)
     out = pd.DataFrame({"utt_id": utt.to_numpy(dtype=object), "speaker_id": spk.to_numpy(dtype=object)},
                        index=pd.RangeIndex(len(pdf)))
     for name in COUNT_NAMES:
@@ -77,7 +78,7 @@ def _client(scheduler: str | None, n_workers: int | None):
 
 def score_dask(spec: InputSpec, normalization: str = "default", speaker_table: pd.DataFrame | None = None,
                required_attributes=(), *, scheduler: str | None = None, n_workers: int | None = None,
-               progress=None) -> ScoredSet:
+               progress=None, unit: str = "word", alignment: str = "jiwer") -> ScoredSet:
     """Score a Parquet file, directory or glob on Dask; same result as the default engine.
 
     Rows are numbered across the files in sorted path order (the order of
@@ -94,10 +95,10 @@ def score_dask(spec: InputSpec, normalization: str = "default", speaker_table: p
     client, cluster = _client(scheduler, n_workers)
     try:
         ddf = dd.read_parquet(files, split_row_groups=True, index=False)
-        meta = score_partition(ddf._meta, rename, normalization)
-        scored = ddf.map_partitions(score_partition, rename, normalization, meta=meta)
+        meta = score_partition(ddf._meta, rename, normalization, unit, alignment)
+        scored = ddf.map_partitions(score_partition, rename, normalization, unit, alignment, meta=meta)
         futures = client.compute(scored.to_delayed())
-        acc = Accumulator(normalization)
+        acc = Accumulator(normalization, unit=unit, alignment=alignment)
         row = 1
         for fut in futures:
             part = fut.result()

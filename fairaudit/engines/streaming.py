@@ -214,7 +214,7 @@ class TextSource:
 
 def score_streaming(spec: InputSpec, normalization: str = "default", speaker_table: pd.DataFrame | None = None,
                     required_attributes=(), *, chunk_rows: int | None = None, workers: int | None = None,
-                    progress=None) -> ScoredSet:
+                    progress=None, unit: str = "word", alignment: str = "jiwer") -> ScoredSet:
     """Score a Parquet/CSV/TSV/JSONL utterance table in chunks of ``chunk_rows`` rows.
 
     Same result as ``score(read_utterances(spec), ...)`` (same speaker table, accounting
@@ -226,7 +226,7 @@ def score_streaming(spec: InputSpec, normalization: str = "default", speaker_tab
     if chunk_rows < 1:
         raise UserInputError(f"--chunk-rows {chunk_rows} must be at least 1")
     bad = _CsvBad()
-    acc = Accumulator(normalization, workers=workers, progress=progress)
+    acc = Accumulator(normalization, workers=workers, progress=progress, unit=unit, alignment=alignment)
     row = 1
     for i, batch in enumerate(iter_batches(spec, fmt, chunk_rows, bad)):
         if i == 0:

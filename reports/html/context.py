@@ -7,6 +7,7 @@ from typing import Any
 
 from fairaudit import numbers as num
 from fairaudit.reports.sections import ReportSection, detail_facts, plain
+from fairaudit.units import RATE_TITLES, TOKEN_NAMES, rate_name, report_unit
 
 from .figures import DPI, bar_chart, figure, mpl_context, png, short
 
@@ -97,6 +98,7 @@ def build_context(report: dict) -> dict:
     options = inputs.get("options") or {}
     redacted = bool(options.get("redact_text"))
     counts_mode = inputs.get("mode") == "counts"
+    rate = rate_name(report_unit(report))
     sections, summary = [], []
     with warnings.catch_warnings(), mpl_context():
         # Glyphs missing from the bundled font (CJK, emoji) are drawn as boxes: not an error.
@@ -114,7 +116,7 @@ def build_context(report: dict) -> dict:
                     "has_ci": any(c.get("wer_ci_low") is not None for c in entry.get("cohorts", [])),
                     "not_audited": list((entry.get("not_audited") or {}).items()),
                     "params": [(k, plain(v)) for k, v in (entry.get("params") or {}).items()],
-                    "bars": bar_chart(entry, overall.get("wer")),
+                    "bars": bar_chart(entry, overall.get("wer"), rate),
                     "honest": _honest_facts(entry), "facts": own.facts, "intro": own.intro,
                     "figures": own.figures, "blocks": own.blocks,
                     "worst": _worst(entry, redacted, counts_mode),
@@ -137,8 +139,16 @@ def build_context(report: dict) -> dict:
         "tool": report.get("tool") or {}, "schema_version": report.get("schema_version"),
         "redacted": redacted, "power": power, "systems": _systems_table(report),
         "fmt_wer": fmt_wer, "fmt_pct": fmt_pct, "fmt_level": fmt_level, "fmt_pp": fmt_pp, "fmt_count": fmt_count,
-        "plain": plain,
+        "plain": plain, **unit_context(report),
     }
+
+
+def unit_context(report: dict) -> dict:
+    """What the report's rate is called (WER, CER, MER) and what its tokens are, for every
+    header; the numbers keep their field names (``wer``, ``ref_words``)."""
+    unit = report_unit(report)
+    return {"rate": rate_name(unit), "rate_title": RATE_TITLES[unit], "tokens": TOKEN_NAMES[unit], "unit": unit,
+            "alignment": (report.get("inputs") or {}).get("alignment") or "jiwer"}
 
 
 def _systems_table(report: dict) -> dict | None:

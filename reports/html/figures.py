@@ -56,8 +56,9 @@ def mpl_context():
                                   "hatch.linewidth": 0.6})
 
 
-def bar_chart(entry: dict, overall_wer: float | None) -> dict | None:
-    """Cohorts ranked by WER as horizontal bars: bottom highlighted, small cohorts greyed."""
+def bar_chart(entry: dict, overall_wer: float | None, rate: str = "WER") -> dict | None:
+    """Cohorts ranked by WER (or the report's rate: CER, MER) as horizontal bars: bottom
+    highlighted, small cohorts greyed."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
@@ -115,23 +116,23 @@ def bar_chart(entry: dict, overall_wer: float | None) -> dict | None:
         handles.append(Patch(facecolor=FEW_COLOR, hatch="...", edgecolor="#333333", label="too few speakers"))
     if overall_wer is not None:
         ax.axvline(100 * overall_wer, color="black", linestyle="--", linewidth=1.1)
-        handles.append(Line2D([], [], color="black", linestyle="--", label=f"overall WER {num.wer(overall_wer)} %"))
+        handles.append(Line2D([], [], color="black", linestyle="--", label=f"overall {rate} {num.wer(overall_wer)} %"))
     if has_ci:
         handles.append(Line2D([], [], color="#222222", marker="|", linestyle="-",
                               label=f"{num.level(entry.get('ci_level'))} CI (speaker bootstrap)"))
     ax.set_yticks(y, labels)
     ax.set_xlim(0, xmax)
     ax.set_ylim(n - 0.5, -0.5)
-    ax.set_xlabel("WER (%)")
+    ax.set_xlabel(f"{rate} (%)")
     ax.grid(axis="x", color="#e5e5e5", linewidth=0.6)
     ax.set_axisbelow(True)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8, frameon=False)
-    caption = "Cohorts ranked by WER (micro-averaged over their utterances), highest first."
+    caption = f"Cohorts ranked by {rate} (micro-averaged over their utterances), highest first."
     if omitted:
         caption += f" {omitted:,} cohorts in the middle of the ranking are not drawn; the table lists all."
-    return {"src": png(fig), "alt": f"bar chart of {len(entry.get('cohorts', []))} cohorts ranked by WER",
+    return {"src": png(fig), "alt": f"bar chart of {len(entry.get('cohorts', []))} cohorts ranked by {rate}",
             "caption": caption, "width": int(9.0 * DPI)}
 
 

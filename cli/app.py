@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from fairaudit import __version__
+from fairaudit import numbers as num
 from fairaudit.audit import score_input
 from fairaudit.errors import UserInputError
 from fairaudit.io.readers import InputSpec
@@ -128,7 +129,7 @@ def print_summary(scored, out: str | None = None) -> None:
     o = scored.overall
     acc = scored.accounting
     con = c.out_console
-    wer = "n/a" if o["wer"] is None else f"{100 * o['wer']:.2f} %"
+    wer = num.wer_pct(o["wer"])
     con.print(f"{rate_name(scored.unit)} {wer}  ({o['errors']:,} errors / {o['ref_words']:,} reference "
               f"{TOKEN_NAMES[scored.unit]})  speakers {o['speakers']:,}  utterances {o['utterances']:,}  "
               f"normalisation: {scored.normalization}, alignment: {scored.alignment}")

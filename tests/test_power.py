@@ -22,19 +22,14 @@ from fairaudit.cohorts import bottom_mask as _bottom, cohort_table as cohort_sta
 from fairaudit.power import estimate_power, selftest
 from fairaudit.result import validate
 
+from worlds import census_table
+
 runner = CliRunner()
 GAPS = (20, 50, 100, 200, 400)
 
 
 def make_census(seed: int = 0, n_zips: int = 120) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    zips = np.array([f"{z:05d}" for z in rng.choice(np.arange(10000, 99999), n_zips, replace=False)], dtype=object)
-    major = rng.choice(3, n_zips, p=[0.6, 0.25, 0.15])
-    shares = rng.dirichlet(np.ones(3), n_zips) * 0.4
-    shares[np.arange(n_zips), major] += 0.6
-    return pd.DataFrame({"zip": zips, "pct_white": shares[:, 0], "pct_black": shares[:, 1],
-                         "pct_hispanic": shares[:, 2],
-                         "median_income": np.round(rng.lognormal(np.log(60000), 0.35, n_zips), -2)})
+    return census_table(np.random.default_rng(seed), n_zips)
 
 
 def make_world(n: int, seed: int = 0) -> tuple[pd.DataFrame, SideInputs, pd.DataFrame]:

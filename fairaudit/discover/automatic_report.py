@@ -20,7 +20,7 @@ def section(disc, entry: dict, report: dict | None = None):
              if k not in ("projection", "explained_variance_ratio") and not (k in params and params[k] == v)]
     evr = d.get("explained_variance_ratio")
     if evr:
-        facts.append(("variance shown in the projection", f"{100 * sum(v or 0 for v in evr[:2]):.1f} %"))
+        facts.append(("variance shown in the projection", f"{num.pct(100 * sum(v or 0 for v in evr[:2]))} %"))
     sec = ReportSection(title=disc.title, method=disc.description, facts=facts)
     scatter = projection_scatter(entry, rate)
     if scatter is not None:
@@ -31,7 +31,7 @@ def section(disc, entry: dict, report: dict | None = None):
         for m in mix["rows"]:
             region = m["main_region"] or ""
             if region and m["main_region_share"] is not None:
-                region += f" ({100 * m['main_region_share']:.0f} %)"
+                region += f" ({num.ratio_as_pct(m['main_region_share'])})"
             rows.append([{"text": m["id"], "tag": "bottom" if m["role"] == "bottom" else "", "class": "mono id"},
                          num.count(m["size"]), num.wer(m["wer"]), region, *m["cells"]])
             classes.append(m["role"])
@@ -112,7 +112,7 @@ def _attribute_mix(entry: dict) -> dict | None:
         for col in columns:
             values = mix.get(col) or {}
             top = sorted(values.items(), key=lambda kv: (-(kv[1] or 0), str(kv[0])))[:4]
-            cells.append(" · ".join(f"{v} {100 * (f or 0):.0f} %" for v, f in top))
+            cells.append(" · ".join(f"{v} {num.ratio_as_pct(f or 0)}" for v, f in top))
         d = c.get("details") or {}
         out.append({"id": c["id"], "role": "bottom" if c["id"] == entry.get("bottom") else "",
                     "size": d.get("size", c.get("speakers")), "wer": c.get("wer"), "main_region": d.get("main_region"),

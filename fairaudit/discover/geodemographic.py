@@ -51,7 +51,7 @@ from ..io.census import normalize_zip, prepare_census
 from .base import Discoverer, Discovery, SideInputs, register
 from .census_rules import Literal, candidate_literals, choose, ordered, search
 from .params import Interval
-from .planting import Planter, pool_near
+from .planting import Planter, PooledPlanter
 
 MAX_DEPTH_LIMIT = 3  # candidates grow as literals**depth, and deep rules overfit small cells
 #: most candidate rules the report lists
@@ -266,13 +266,14 @@ class GeodemographicDiscoverer(Discoverer):
                         row_classes=["chosen" if c["rule"] == rule else "" for c in cands], css="candidates")))
         return sec
 
-class RulePlanter(Planter):
+class RulePlanter(PooledPlanter):
     """Plants on the speakers of the zips matching one census rule the discoverer itself
     would consider (its literals and conjunctions up to ``max_depth``), drawn at random
     among the rules whose speaker count is within a factor 1.5 of the target (the closest
     rule when none is); the achieved share is reported."""
 
     kind = "census rule the geodemographic discoverer considers"
+    empty = "no census rule splits the audited speakers"
 
     def __init__(self, disc: GeodemographicDiscoverer, table: pd.DataFrame, side: SideInputs, discovery: Discovery):
         ids = discovery.assignment.index.astype(str).to_numpy(dtype=object)
@@ -297,19 +298,8 @@ class RulePlanter(Planter):
         self.lits = found["lits"][keep]
         self.sizes = found["n_in"][keep]
         self.literals, self.masks, self.zip_of = literals, masks, zip_of
-        self.pools: dict[str, np.ndarray] = {}
 
-    def rows(self, shares):
-        rows = super().rows(shares)
-        for r in rows:
-            self.pools[r.key] = pool_near(self.sizes, r.size)
-        return rows
-
-    def draw(self, gen, row):
-        pool = self.pools[row.key]
-        if not len(pool):
-            return np.zeros(0, dtype=np.int64), "no census rule splits the audited speakers"
-        r = int(pool[gen.integers(len(pool))])
+    def members(self, r):
         in_zip = np.ones(self.masks.shape[0], dtype=bool)
         lit_ids = [int(li) for li in self.lits[r] if li >= 0]
         for li in lit_ids:

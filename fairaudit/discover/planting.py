@@ -64,21 +64,21 @@ def pool_near(sizes: np.ndarray, target: int, factor: float = SIZE_FACTOR) -> np
     return pool if len(pool) else np.flatnonzero(dist == dist.min())
 
 
-class CohortPlanter(Planter):
-    """The generic planter: plants on one of the discoverer's own cohorts (from its fit on
-    the real data), drawn at random among the cohorts whose size is within a factor 1.5 of
-    the target (the closest when none is)."""
+class PooledPlanter(Planter):
+    """A planter choosing among candidate cohorts of known sizes (``self.sizes``): for a
+    target size, one drawn at random among those within a factor 1.5 of it (the closest
+    when none is).  Subclasses set ``sizes`` and give :meth:`members` of a candidate."""
 
-    kind = "one of the discoverer's own cohorts, near the target size"
+    #: the description when there is no candidate at all
+    empty = "no cohort to plant on"
 
-    def __init__(self, discovery):
-        assignment = discovery.assignment
-        super().__init__(len(assignment))
-        self.codes, names = _factorize(assignment.to_numpy())
-        self.names = [str(n) for n in names]
-        self.labels = {str(k): str(v) for k, v in (discovery.labels or {}).items()}
-        self.sizes = np.bincount(self.codes, minlength=len(self.names)).astype(float)
+    def __init__(self, n: int):
+        super().__init__(n)
+        self.sizes = np.zeros(0)
         self.pools: dict[str, np.ndarray] = {}
+
+    def members(self, k: int) -> tuple[np.ndarray, str]:   # pragma: no cover - interface
+        raise NotImplementedError
 
     def rows(self, shares):
         rows = super().rows(shares)
@@ -91,8 +91,27 @@ class CohortPlanter(Planter):
         if pool is None:
             pool = self.pools[row.key] = pool_near(self.sizes, row.size)
         if not len(pool):
-            return np.zeros(0, dtype=np.int64), "the discoverer found no cohort"
-        k = int(pool[gen.integers(len(pool))])
+            return np.zeros(0, dtype=np.int64), self.empty
+        return self.members(int(pool[gen.integers(len(pool))]))
+
+
+class CohortPlanter(PooledPlanter):
+    """The generic planter: plants on one of the discoverer's own cohorts (from its fit on
+    the real data), drawn at random among the cohorts whose size is within a factor 1.5 of
+    the target (the closest when none is)."""
+
+    kind = "one of the discoverer's own cohorts, near the target size"
+    empty = "the discoverer found no cohort"
+
+    def __init__(self, discovery):
+        assignment = discovery.assignment
+        super().__init__(len(assignment))
+        self.codes, names = _factorize(assignment.to_numpy())
+        self.names = [str(n) for n in names]
+        self.labels = {str(k): str(v) for k, v in (discovery.labels or {}).items()}
+        self.sizes = np.bincount(self.codes, minlength=len(self.names)).astype(float)
+
+    def members(self, k):
         idx = np.flatnonzero(self.codes == k)
         name = self.names[k]
         return idx, f"the {len(idx)} speakers of its cohort {name} ({self.labels.get(name, name)})"

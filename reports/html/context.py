@@ -256,7 +256,7 @@ def _power(report: dict) -> dict | None:
         lo = min((x for _, xs, _, miss in series for x in (*xs, *miss)), default=1.0)
         ax.set_xlim(min(lo, 1.0) * 0.8, 100)
         ax.set_xlabel("bottom-cohort share (% of audited speakers)")
-        ax.set_ylabel(f"smallest gap found {100 * float(settings.get('power', 0.8)):.0f} % of the time (%)")
+        ax.set_ylabel(f"smallest gap found {num.ratio_as_pct(float(settings.get('power', 0.8)))} of the time (%)")
         ax.set_ylim(0, ceiling * 1.12)
         ax.grid(color="#eeeeee", linewidth=0.6)
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)

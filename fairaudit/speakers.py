@@ -11,6 +11,7 @@ import pyarrow as pa
 from .accounting import Accounting
 from .errors import UserInputError
 from .io.readers import RawUtterances
+from .text_checks import unspaced_rows, unspaced_warning
 from .scoring import COUNT_COLUMNS, Counts, count_errors, start_count_errors
 
 COUNT_FIELDS = ["ref_words", "substitutions", "deletions", "insertions", "errors"]
@@ -141,6 +142,9 @@ def score(raw: RawUtterances, normalization: str = "default", speaker_table: pd.
     for reason, lines in raw.hypothesis_drops.items():
         acc.drop(reason, len(lines), lines[:5])
     frame = raw.frame
+    if raw.mode == "text":
+        note = unspaced_warning(unspaced_rows(_text_array(frame["reference"], None)), len(frame))
+        acc.warnings.extend([note] if note else [])
     # Scoring starts first when the transcripts are pyarrow strings: the worker processes
     # then count while this thread checks the ids (dropped rows are scored too, and their
     # counts discarded).  Other columns are converted after the drops, as they always were.

@@ -11,6 +11,7 @@ import pyarrow as pa
 from .accounting import Accounting
 from .errors import UserInputError
 from .io.readers import RawUtterances
+from .geo_sanity import coordinate_warnings
 from .text_checks import unspaced_rows, unspaced_warning
 from .scoring import COUNT_COLUMNS, Counts, count_errors, start_count_errors
 
@@ -242,6 +243,7 @@ def attach_attributes(speakers: pd.DataFrame, extra: pd.DataFrame | None, spk: p
             acc.warnings.append(f"column(s) {', '.join(clash)} taken from the speaker table, not the utterance table")
             speakers = speakers.drop(columns=clash)
         speakers = speakers.join(speaker_table, on="speaker_id")
+    acc.warnings.extend(coordinate_warnings(speakers))
     missing = [c for c in required_attributes if c not in speakers.columns]
     if missing:
         raise UserInputError(f"speaker attribute {missing[0]!r} not found in the speaker table or the utterance table",

@@ -184,6 +184,11 @@ class OutputFolder:
         except OSError as exc:
             raise UserInputError(f"cannot write next to it ({exc.strerror or exc})", path=self.shown,
                                  hint="choose an --out folder you can write") from None
+        # Holding the lock, any staging folder of this --out belongs to a run that died
+        # (killed, out of memory): clear it away.
+        for entry in os.listdir(self._base):
+            if entry.startswith(self._prefix):
+                shutil.rmtree(os.path.join(self._base, entry), ignore_errors=True)
         try:
             self.staging = tempfile.mkdtemp(prefix=self._prefix, dir=self._base)
         except BaseException as exc:

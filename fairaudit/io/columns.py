@@ -59,7 +59,7 @@ def ids_as_text(frame: pd.DataFrame, cols: Iterable[str], path: str | None, warn
                                     and float(v).is_integer())
         if not whole.any():
             continue
-        example = values[whole].iloc[0]
+        example = float(values[whole].iloc[0])
         frame[col] = values.map(lambda v: v if v is None or (isinstance(v, float) and math.isnan(v))
                                 else _number_text(v)).astype("string")
         warnings.append(f"{path or 'input'}: column {col!r} stores ids as floating-point numbers; "

@@ -527,3 +527,19 @@ def test_hints_and_docs_name_real_flags():
                 continue
             for flag in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", line):
                 assert flag in flags | _NOT_COMMAND_FLAGS, f"{src.relative_to(ROOT)} names {flag}: no such flag"
+
+
+def test_new_report_fields_are_in_the_schema(write, tmp_path):
+    from fairaudit.result import validate
+
+    spk = write("spk.csv", "speaker_id,g\ns1,a\ns2,b\ns3,a\ns9,b\n")
+    ok(run("audit", write("u.csv", UTTS), "--speakers", spk, "--out", tmp_path / "o", "--bootstrap", "5",
+           "--permutations", "0", "--no-honest-gap", "--no-html", "-q"))
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    validate(report)
+    assert report["schema_version"] == "1.1"
+    assert report["accounting"]["speaker_table"]["without_utterances"] == 1
+    assert report["warnings"] and len(report["inputs"]["fingerprint"]["sha256"]) == 64
+    report["inputs"]["fingerprint"]["sha256"] = "not a hash"
+    with pytest.raises(Exception, match="does not match"):
+        validate(report)

@@ -11,6 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .normalize import is_ascii
+
 # Scripts written without spaces between words (RE2 script classes; Korean uses spaces).
 UNSPACED_SCRIPTS = ("Han", "Hiragana", "Katakana", "Thai", "Lao", "Khmer", "Myanmar", "Tibetan")
 _UNSPACED = "[" + "".join(f"\\p{{{s}}}" for s in UNSPACED_SCRIPTS) + "]"
@@ -32,11 +34,9 @@ def unspaced_mask(values) -> np.ndarray:
         arr = arr.cast(pa.string())
     arr = pc.fill_null(arr, "")
     out = np.zeros(len(arr), bool)
-    if len(arr) == 0:
+    if len(arr) == 0 or is_ascii(arr):
         return out
     wide = pc.invert(pc.string_is_ascii(arr))
-    if not pc.any(wide).as_py():
-        return out
     rows = np.flatnonzero(wide.to_numpy(zero_copy_only=False))
     out[rows] = pc.match_substring_regex(arr.take(pa.array(rows)), _UNSPACED).to_numpy(zero_copy_only=False)
     return out

@@ -191,6 +191,11 @@ class OutputFolder:
                 shutil.rmtree(os.path.join(self._base, entry), ignore_errors=True)
         try:
             self.staging = tempfile.mkdtemp(prefix=self._prefix, dir=self._base)
+            # mkdtemp makes the folder private (0700); the output folder it becomes gets
+            # the permissions os.makedirs would have given it.
+            mask = os.umask(0)
+            os.umask(mask)
+            os.chmod(self.staging, 0o777 & ~mask)
         except BaseException as exc:
             self._lock.release()
             if isinstance(exc, OSError):

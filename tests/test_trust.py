@@ -6,6 +6,7 @@ code, one message line on error, no traceback, and rows read = scored + dropped.
 from __future__ import annotations
 
 import json
+import os
 import re
 import pathlib
 import subprocess
@@ -440,6 +441,9 @@ def test_a_second_run_into_a_locked_folder_is_refused(write, tmp_path):
 def test_a_failed_run_leaves_the_folder_as_it_was(write, tmp_path):
     out = tmp_path / "o"
     ok(quick_audit(write("u.csv", UTTS), "--out", out))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~mask  # as os.makedirs makes it, not private
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     error_line(quick_audit(write("bad.csv", "utt_id,speaker_id,reference\nu1,s1,a\n"), "--out", out))
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before

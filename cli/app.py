@@ -94,7 +94,8 @@ def audit(
     honest_gap: Annotated[bool, typer.Option("--honest-gap/--no-honest-gap", help="Also measure each gap on held-out utterances.")] = True,
     no_html: Annotated[bool, typer.Option("--no-html", help="Do not write report.html.")] = False,
     redact_text: Annotated[bool, typer.Option("--redact-text", help="Keep transcripts out of report.json and report.html.")] = False,
-    fail_on_gap: Annotated[Optional[float], typer.Option("--fail-on-gap", help="Gate in one step: exit 1 when a discoverer's WER gap (%) exceeds this.")] = None,
+    fail_on_gap: Annotated[Optional[float], typer.Option("--fail-on-gap", help="Gate in one step: exit 1 when a discoverer's WER gap (%) exceeds this, or when no gap could be checked.")] = None,
+    allow_empty: Annotated[bool, typer.Option("--allow-empty", help="With --fail-on-gap: pass when no discoverer could be checked.")] = False,
     workers: c.Workers = None, quiet: c.Quiet = False,
     engine: Engine = "auto", scheduler: Scheduler = None, chunk_rows: ChunkRows = None,
 ):
@@ -122,7 +123,8 @@ def audit(
 
         from .cmd_gate import run_gate
 
-        raise typer.Exit(run_gate(result.report, GateConfig(max_gap_pct=fail_on_gap), quiet=quiet))
+        raise typer.Exit(run_gate(result.report, GateConfig(max_gap_pct=fail_on_gap, allow_empty=allow_empty),
+                                  quiet=quiet))
 
 
 def print_summary(scored, out: str | None = None) -> None:

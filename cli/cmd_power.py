@@ -218,7 +218,8 @@ def selftest(
     alpha: Alpha = 0.05,
     workers: c.Workers = None, quiet: c.Quiet = False,
 ):
-    """Plant one disparity per discoverer in this data and report whether the audit recovers it (exit 0 either way).
+    """Plant one disparity per discoverer in this data and report whether the audit recovers it: exit 0 when
+    every tested discoverer recovered its plant, 1 when one did not or none could be tested.
 
     INPUT is a saved audit (its folder or report.json) or a decoded test set."""
     from fairaudit.power import selftest as run_selftest
@@ -235,11 +236,15 @@ def selftest(
         os.makedirs(out, exist_ok=True)
         with open(os.path.join(out, "selftest.json"), "w", encoding="utf-8") as fh:
             fh.write(json.dumps(res, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    code, verdict = selftest_verdict(res)
     if quiet:
-        return
+        c.out_console.print(verdict, markup=False)
+        raise typer.Exit(code)
     c.out_console.print(selftest_table(res, effect, share))
     if out:
         c.out_console.print(f"wrote {shown(out)}/selftest.json")
+    c.out_console.print(verdict, markup=False)
+    raise typer.Exit(code)
 
 
 def selftest_table(res: dict, effect: float, share: float) -> Table:
@@ -257,3 +262,18 @@ def selftest_table(res: dict, effect: float, share: float) -> Table:
                   f"{r['precision']:.2f}", f"{r['recall']:.2f}", "" if r["gap_pct"] is None else num.whole_pct(r["gap_pct"]),
                   num.p_value(r["p_value"]), "yes" if r["recovered"] else "NO")
     return t
+
+
+def selftest_verdict(res: dict) -> tuple[int, str]:
+    """(exit code, verdict line) of a self-test: a plant not recovered, or no discoverer
+    tested at all, is a failure (exit 1), never a pass."""
+    runs = res["discoverers"]
+    tested = {k: r for k, r in runs.items() if not r.get("skipped")}
+    if not tested:
+        why = "; ".join(f"{k}: {r['skipped']}" for k, r in runs.items()) or "no discoverer was given"
+        return 1, f"selftest: FAILED: no discoverer could be tested ({why})"
+    missed = [k for k, r in tested.items() if not r["recovered"]]
+    if missed:
+        return 1, (f"selftest: FAILED: the planted disparity was not recovered by {', '.join(missed)} "
+                   f"({len(tested) - len(missed)} of {len(tested)} recovered)")
+    return 0, f"selftest: passed: {len(tested)} of {len(tested)} planted disparities recovered"

@@ -208,7 +208,8 @@ def _discovery_params() -> tuple[list[tuple[str, Any, Any]], dict[str, tuple[str
                 ann = Annotated[Optional[list[str]], typer.Option(*decls, help=help_text, metavar="A[,B]")]
             elif is_flag_only(_decl(cls, param)):
                 flag = cls.flag(param)
-                ann = Annotated[Optional[bool], typer.Option(f"{flag}/--no-{flag[2:]}", help=help_text)]
+                off = flag[:2] + "no-" + flag[2:]   # --automatic-l2-normalize -> --no-automatic-l2-normalize
+                ann = Annotated[Optional[bool], typer.Option(f"{flag}/{off}", help=help_text)]
             else:
                 ann = Annotated[Optional[str], typer.Option(*decls, help=help_text, metavar=metavar(_decl(cls, param)))]
             out.append((ident, ann, None))

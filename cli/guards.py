@@ -25,6 +25,9 @@ from fairaudit import limits
 from fairaudit.io import text_files
 from fairaudit.outputs import OutputFolder, check_out_file
 
+#: the exceptions that end a command on purpose (typer's own and click's)
+_EXITS = (typer.Exit, click.exceptions.Exit)
+
 Encoding = Annotated[Optional[str], typer.Option(
     "--encoding", help="Text encoding of every input file (utterances, Kaldi/trn, speaker and census tables, "
                        "embedding ids) [default: utf-8]; e.g. latin-1, cp1252, utf-16.", show_default=False)]
@@ -67,7 +70,7 @@ def checked(out: str | None = "dir", *, encoding: bool = True):
                 with OutputFolder(target) as staging:
                     try:
                         result = fn(**{**kwargs, "out": staging})
-                    except click.exceptions.Exit as exc:
+                    except _EXITS as exc:
                         ended = exc
                 if ended is not None:
                     raise ended

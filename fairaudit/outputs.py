@@ -62,11 +62,20 @@ def check_out_dir(path: str, flag: str = "--out") -> str:
     if os.path.exists(full) and not os.path.isdir(full):
         raise UserInputError("exists and is a file, not a folder", path=path,
                              hint=f"{flag} names the output folder: remove the file or choose another name")
-    anchor = _first_existing(full)
-    if not os.access(anchor, os.W_OK | os.X_OK):
-        raise UserInputError(f"cannot write into {anchor} (permission denied)", path=path,
-                             hint=f"choose a {flag} folder you can write")
+    _probe(_first_existing(full), path, flag)
     return full
+
+
+def _probe(folder: str, path: str, flag: str) -> None:
+    """Create and remove a file in ``folder``: the only test of "can I write here" that
+    also holds for root, read-only mounts and pseudo file systems."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".fairaudit-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        raise UserInputError(f"cannot write into {folder} ({exc.strerror or exc})", path=path,
+                             hint=f"choose a {flag} you can write") from None
 
 
 def check_out_file(path: str, flag: str = "--out") -> str:
@@ -76,13 +85,11 @@ def check_out_file(path: str, flag: str = "--out") -> str:
         raise UserInputError("is a folder, not a file", path=path, hint=f"{flag} names the output file")
     if os.path.exists(full) and not os.access(full, os.W_OK):
         raise UserInputError("exists and cannot be overwritten (permission denied)", path=path)
-    anchor = _first_existing(os.path.dirname(full))
-    if anchor != os.path.dirname(full):
-        raise UserInputError(f"its folder {os.path.dirname(full)} does not exist", path=path,
+    folder = os.path.dirname(full)
+    if not os.path.isdir(folder):
+        raise UserInputError(f"its folder {folder} does not exist", path=path,
                              hint="create the folder first, or choose another path")
-    if not os.access(anchor, os.W_OK | os.X_OK):
-        raise UserInputError(f"cannot write into {anchor} (permission denied)", path=path,
-                             hint=f"choose a {flag} you can write")
+    _probe(folder, path, flag)
     return full
 
 
@@ -171,12 +178,29 @@ class OutputFolder:
         self._lock: _Lock | None = None
 
     def __enter__(self) -> str:
-        os.makedirs(self._base, exist_ok=True)
-        self._lock = _Lock(self._lock_path, self.shown)
+        try:
+            os.makedirs(self._base, exist_ok=True)
+            self._lock = _Lock(self._lock_path, self.shown)
+        except OSError as exc:
+            raise UserInputError(f"cannot write next to it ({exc.strerror or exc})", path=self.shown,
+                                 hint="choose an --out folder you can write") from None
+        # Holding the lock, any staging folder of this --out belongs to a run that died
+        # (killed, out of memory): clear it away.
+        for entry in os.listdir(self._base):
+            if entry.startswith(self._prefix):
+                shutil.rmtree(os.path.join(self._base, entry), ignore_errors=True)
         try:
             self.staging = tempfile.mkdtemp(prefix=self._prefix, dir=self._base)
-        except BaseException:
+            # mkdtemp makes the folder private (0700); the output folder it becomes gets
+            # the permissions os.makedirs would have given it.
+            mask = os.umask(0)
+            os.umask(mask)
+            os.chmod(self.staging, 0o777 & ~mask)
+        except BaseException as exc:
             self._lock.release()
+            if isinstance(exc, OSError):
+                raise UserInputError(f"cannot write next to it ({exc.strerror or exc})", path=self.shown,
+                                     hint="choose an --out folder you can write") from None
             raise
         _STAGED[self.staging] = self
         return self.staging

@@ -11,6 +11,8 @@ import pyarrow as pa
 from .accounting import Accounting
 from .errors import UserInputError
 from .io.readers import RawUtterances
+from .geo_sanity import coordinate_warnings
+from .text_checks import unspaced_rows, unspaced_warning
 from .scoring import COUNT_COLUMNS, Counts, count_errors, start_count_errors
 
 COUNT_FIELDS = ["ref_words", "substitutions", "deletions", "insertions", "errors"]
@@ -146,6 +148,9 @@ def score(raw: RawUtterances, normalization: str = "default", speaker_table: pd.
     for reason, lines in raw.hypothesis_drops.items():
         acc.drop(reason, len(lines), lines[:5])
     frame = raw.frame
+    if raw.mode == "text":
+        note = unspaced_warning(unspaced_rows(_text_array(frame["reference"], None)), len(frame))
+        acc.warnings.extend([note] if note else [])
     # Scoring starts first when the transcripts are pyarrow strings: the worker processes
     # then count while this thread checks the ids (dropped rows are scored too, and their
     # counts discarded).  Other columns are converted after the drops, as they always were.
@@ -246,6 +251,7 @@ def attach_attributes(speakers: pd.DataFrame, extra: pd.DataFrame | None, spk: p
             acc.warnings.append(f"column(s) {', '.join(clash)} taken from the speaker table, not the utterance table")
             speakers = speakers.drop(columns=clash)
         speakers = speakers.join(speaker_table, on="speaker_id")
+    acc.warnings.extend(coordinate_warnings(speakers))
     missing = [c for c in required_attributes if c not in speakers.columns]
     if missing:
         raise UserInputError(f"speaker attribute {missing[0]!r} not found in the speaker table or the utterance table",

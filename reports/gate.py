@@ -17,7 +17,8 @@ from fairaudit.units import rate_name, report_unit
 
 #: keys accepted in [tool.fairaudit.gate] / fairaudit.toml [gate], and their types
 CONFIG_KEYS = {"max_gap_pct": float, "max_bottom_wer": "wer", "max_overall_wer": "wer", "discoverers": list,
-               "max_gap_increase_pct": float, "baseline": str, "require_significant": bool, "max_delta_wer": "wer"}
+               "max_gap_increase_pct": float, "baseline": str, "require_significant": bool, "max_delta_wer": "wer",
+               "allow_empty": bool}
 
 
 @dataclass
@@ -32,6 +33,8 @@ class GateConfig:
     max_gap_increase_pct: float | None = None
     require_significant: bool = False
     max_delta_wer: float | None = None
+    #: zero checks pass instead of failing (a gate that checked nothing must say so)
+    allow_empty: bool = False
     source: str = "flags"
 
     def has_checks(self) -> bool:
@@ -120,17 +123,40 @@ _fmt_wer = num.wer_pct
 
 
 def _selected(report: dict, names: list[str] | None) -> list[str]:
+    """The discoverers to check: the named ones that ran (see :func:`_missing_checks` for
+    the others), or every one that ran."""
+    ran = [k for k, d in report["discoverers"].items() if not d.get("skipped")]
+    return [n for n in names if n in ran] if names else ran
+
+
+def _missing_checks(report: dict, names: list[str] | None, system=None, tag: str = "") -> list[Check]:
+    """A failed check per named discoverer that the report cannot check: absent (not run,
+    or a typo) or skipped.  A gate asked to check it must not pass without it."""
+    out = []
     present = list(report["discoverers"])
-    if not names:
-        return [k for k in present if not report["discoverers"][k].get("skipped")]
-    for n in names:
-        if n not in report["discoverers"]:
-            raise UserInputError(f"discoverer {n!r} is not in the report (it has: {', '.join(present)})",
-                                 hint="fix --discoverer")
-        if report["discoverers"][n].get("skipped"):
-            raise UserInputError(f"discoverer {n!r} was skipped in this audit: {report['discoverers'][n]['skipped']}",
-                                 hint="give the audit its inputs or drop it from --discoverer")
-    return names
+    for n in names or []:
+        d = report["discoverers"].get(n)
+        if d is None:
+            why = f"not in the report (it has: {', '.join(present) or 'none'})"
+        elif d.get("skipped"):
+            why = f"skipped in this audit: {d['skipped']}"
+        else:
+            continue
+        out.append(Check(f"{tag}{n}", False, f"nothing checked: discoverer {n!r} is {why}", n, system))
+    return out
+
+
+def why_no_checks(report: dict, cfg: GateConfig) -> str:
+    """Why a gate over ``report`` produced no check (one phrase, for the verdict line)."""
+    if report.get("kind") != "comparison" and not (report.get("overall") or {}).get("utterances"):
+        return "the audit scored 0 rows"
+    discs = report.get("discoverers") or {}
+    if not discs:
+        return "the report has no discoverers"
+    skipped = {k: d["skipped"] for k, d in discs.items() if d.get("skipped")}
+    if len(skipped) == len(discs):
+        return "every discoverer was skipped (" + "; ".join(f"{k}: {v}" for k, v in skipped.items()) + ")"
+    return "no discoverer has a bottom cohort to check"
 
 
 def _systems(report: dict) -> list[tuple[str | None, dict]]:
@@ -160,6 +186,7 @@ def evaluate(report: dict, cfg: GateConfig, baseline: dict | None = None) -> lis
             checks.append(Check(f"{tag}overall {rate}", w is not None and w <= cfg.max_overall_wer,
                                 f"{_fmt_wer(w)} {'≤' if w is not None and w <= cfg.max_overall_wer else '>'} "
                                 f"{_fmt_wer(cfg.max_overall_wer)}", system=system))
+        checks += _missing_checks(rep, cfg.discoverers, system, tag)
         for key in _selected(rep, cfg.discoverers):
             d = rep["discoverers"][key]
             checks += _discoverer_checks(key, d, cfg, system, tag, rate)
@@ -233,7 +260,7 @@ def _evaluate_comparison(report: dict, cfg: GateConfig) -> list[Check]:
     """Checks on a `fairaudit compare` result: the same cohorts scored for two systems."""
     if not cfg.has_checks():
         raise UserInputError("no gate thresholds given", hint="pass --max-gap-pct, --max-gap-increase-pct or --max-delta-wer")
-    checks = []
+    checks = _missing_checks(report, cfg.discoverers)
     rate = rate_name(report_unit(report))
     base, cand = report["baseline"], report["candidate"]
     for key in _selected(report, cfg.discoverers):

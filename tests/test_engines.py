@@ -46,7 +46,9 @@ def _same_scored(a, b) -> None:
 def _report(result) -> dict:
     rep = json.loads(result.to_json())
     rep["inputs"]["files"] = None  # paths and hashes of different files
-    rep["inputs"]["fingerprint"] = None  # hashes those files too (one Parquet vs a folder of parts)
+    # The fingerprint hashes those files too (one Parquet vs a folder of parts); its
+    # options must still be the same.
+    rep["inputs"]["fingerprint"] = rep["inputs"]["fingerprint"]["options"]
     return rep
 
 

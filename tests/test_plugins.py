@@ -122,9 +122,11 @@ def test_plugin_through_audit_compare_power_selftest(plugin_site, tmp_path):
         "-q")
     power = json.loads((out / "report.json").read_text())["power"]["discoverers"]["snr"]
     assert power["skipped"] is None and power["plant"] == "the speakers with the lowest SNR"
-    self_out = cli(plugin_site, "selftest", out, "--permutations", "10", "--out", tmp_path / "st").stdout
-    rec = json.loads((tmp_path / "st" / "selftest.json").read_text())["discoverers"]["snr"]
-    assert rec["skipped"] is None and rec["planted_speakers"] == 50 and "snr" in self_out
+    self_out = cli(plugin_site, "selftest", out, "--discoverers", "snr", "--permutations", "39",
+                   "--out", tmp_path / "st").stdout
+    rec = json.loads((tmp_path / "st" / "selftest.json").read_text())["discoverers"]
+    assert list(rec) == ["snr"] and rec["snr"]["planted_speakers"] == 50
+    assert rec["snr"]["recovered"] and "selftest: passed: 1 of 1" in self_out
 
 
 def test_plugin_assign_applies_the_saved_threshold(plugin, tmp_path):

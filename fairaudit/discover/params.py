@@ -235,6 +235,6 @@ def metavar(decl: Iterable[Any]) -> str:
 
 
 def is_flag_only(decl: Iterable[Any]) -> bool:
-    """True when the only non-None form is a boolean: the CLI gives it --x/--no-x."""
+    """True when the only non-None form is a boolean: the CLI gives it a flag pair (on, off)."""
     cons = [c for c in _constraints(decl) if not isinstance(c, _NoneConstraint)]
     return bool(cons) and all(isinstance(c, _Type) and c.type is bool for c in cons)

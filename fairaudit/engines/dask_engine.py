@@ -26,7 +26,12 @@ from ..errors import UserInputError
 from ..io.readers import InputSpec
 from ..scoring import count_errors
 from ..speakers import _STR, ScoredSet, _clean_ids, _text_array
+from ..io import columns
+from ..text_checks import unspaced_mask
 from .accumulate import COUNT_NAMES, Accumulator
+
+#: per-row flag a partition returns beside its counts (see fairaudit.text_checks)
+UNSPACED_COLUMN = "::unspaced"
 from .streaming import TextSource, _check_columns, check_streamable, parquet_files
 
 
@@ -45,6 +50,8 @@ def score_partition(pdf: pd.DataFrame, rename: dict[str, str], normalization: st
     """One partition: cleaned ids, counts of every row with both ids (others 0), attributes; no text."""
     clash = [v for k, v in rename.items() if v in pdf.columns and k != v]
     pdf = pdf.drop(columns=clash).rename(columns=rename)
+    pdf = columns.numbers_as_text(columns.ids_as_text(pdf, ["utt_id", "speaker_id"], None, []),
+                                  ["reference", "hypothesis"])
     utt = _clean_ids(pdf["utt_id"])
     spk = _clean_ids(pdf["speaker_id"])
     rows = np.flatnonzero(((utt != "") & (spk != "")).to_numpy())
@@ -59,6 +66,7 @@ def score_partition(pdf: pd.DataFrame, rename: dict[str, str], normalization: st
     for col in pdf.columns:
         if col not in ("utt_id", "speaker_id", "reference", "hypothesis", *COUNT_NAMES):
             out[col] = pdf[col].to_numpy()
+    out[UNSPACED_COLUMN] = unspaced_mask(_text_array(pdf["reference"], None))
     return out
 
 
@@ -91,7 +99,9 @@ def score_dask(spec: InputSpec, normalization: str = "default", speaker_table: p
               spec.speaker_col: "speaker_id"}
     import pyarrow.parquet as pq
 
-    _check_columns(pa.RecordBatch.from_pylist([], schema=pq.read_schema(files[0])), spec)
+    schema = pq.read_schema(files[0])
+    _check_columns(pa.RecordBatch.from_pylist([], schema=schema), spec)
+    warnings = columns.float_id_warnings(schema, [spec.utt_col, spec.speaker_col], spec.path)
     client, cluster = _client(scheduler, n_workers)
     try:
         ddf = dd.read_parquet(files, split_row_groups=True, index=False)
@@ -107,6 +117,7 @@ def score_dask(spec: InputSpec, normalization: str = "default", speaker_table: p
                 if isinstance(part[col].dtype, pd.StringDtype) and part[col].dtype != _STR:
                     part[col] = part[col].astype(_STR)
             part.index = np.arange(row, row + len(part))
+            acc.unspaced += int(part.pop(UNSPACED_COLUMN).sum())
             row += len(part)
             acc.add(part.drop(columns=list(COUNT_NAMES)), counts={k: part[k].to_numpy() for k in COUNT_NAMES})
             if progress:
@@ -115,4 +126,5 @@ def score_dask(spec: InputSpec, normalization: str = "default", speaker_table: p
         client.close()
         if cluster is not None:
             cluster.close()
-    return acc.finish(speaker_table, required_attributes, [spec.path], text_source=TextSource(spec, "parquet"))
+    return acc.finish(speaker_table, required_attributes, [spec.path], warnings=warnings,
+                      text_source=TextSource(spec, "parquet"))

@@ -161,6 +161,8 @@ def _rename(spec: InputSpec) -> dict[str, str]:
 def to_frame(batch: pa.RecordBatch | pa.Table, spec: InputSpec, first_row: int) -> pd.DataFrame:
     """A chunk as the in-memory reader would see it: renamed columns, 1-based row numbers."""
     frame = batch.to_pandas()
+    frame = columns.numbers_as_text(columns.ids_as_text(frame, [spec.utt_col, spec.speaker_col], spec.path, []),
+                                    [spec.ref_col, spec.hyp_col])
     rename = _rename(spec)
     clash = [v for k, v in rename.items() if v in frame.columns and k != v]
     frame = frame.drop(columns=clash).rename(columns=rename)
@@ -228,13 +230,18 @@ def score_streaming(spec: InputSpec, normalization: str = "default", speaker_tab
     bad = _CsvBad()
     acc = Accumulator(normalization, workers=workers, progress=progress, unit=unit, alignment=alignment)
     row = 1
+    warnings: list[str] = []
     for i, batch in enumerate(iter_batches(spec, fmt, chunk_rows, bad)):
         if i == 0:
             _check_columns(batch, spec)
+            columns.check_unique_names(batch.schema.names, spec.path)
+            text_files.check_decodable_table(pa.Table.from_batches([batch]), spec.path)
+            warnings = columns.float_id_warnings(batch.schema, [spec.utt_col, spec.speaker_col], spec.path)
         acc.add(to_frame(batch, spec, row))
         row += batch.num_rows
     if row == 1:  # no batch at all: the in-memory reader names the missing columns the same way
         _check_columns(pa.RecordBatch.from_pydict({}), spec) if fmt != "parquet" else None
     acc.unparsable(bad.count, bad.examples)
     paths = [spec.path]
-    return acc.finish(speaker_table, required_attributes, paths, text_source=TextSource(spec, fmt))
+    return acc.finish(speaker_table, required_attributes, paths, warnings=warnings,
+                      text_source=TextSource(spec, fmt))

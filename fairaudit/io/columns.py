@@ -59,7 +59,7 @@ def ids_as_text(frame: pd.DataFrame, cols: Iterable[str], path: str | None, warn
                                     and float(v).is_integer())
         if not whole.any():
             continue
-        example = values[whole].iloc[0]
+        example = float(values[whole].iloc[0])
         frame[col] = values.map(lambda v: v if v is None or (isinstance(v, float) and math.isnan(v))
                                 else _number_text(v)).astype("string")
         warnings.append(f"{path or 'input'}: column {col!r} stores ids as floating-point numbers; "
@@ -81,3 +81,16 @@ def numbers_as_text(frame: pd.DataFrame, cols: Iterable[str]) -> pd.DataFrame:
         frame[col] = values.map(lambda v: None if v is None or (isinstance(v, float) and math.isnan(v))
                                 else (v if isinstance(v, str) else _number_text(v))).astype(object)
     return frame
+
+
+def float_id_warnings(schema, cols: Iterable[str], path: str | None) -> list[str]:
+    """The :func:`ids_as_text` warning for chunked readers, from the Arrow schema: each
+    chunk is converted on its own, the warning is given once."""
+    import pyarrow as pa
+
+    out = []
+    for col in cols:
+        if col in schema.names and pa.types.is_floating(schema.field(col).type):
+            out.append(f"{path or 'input'}: column {col!r} stores ids as floating-point numbers; whole-number "
+                       f"ids are read as integer text (e.g. 7.0 -> '7') so they match the same ids elsewhere")
+    return out

@@ -30,7 +30,10 @@ def check_level(level: Any) -> float:
 
 
 def check_seed(seed: Any) -> int:
-    return check_count(seed, "seed", 0)
+    """A seed from 0 to 2**32 - 1 (what scikit-learn's random_state takes)."""
+    from ..limits import check_seed as in_range
+
+    return in_range(check_count(seed, "seed", 0))
 
 
 def check_ratio(value: Any, name: str, flag: str | None = None) -> float:

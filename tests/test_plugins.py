@@ -96,7 +96,7 @@ def test_plugin_through_audit_compare_power_selftest(plugin_site, tmp_path):
     assert bad.returncode == 2 and "--snr-thresholds" in bad.stderr and "Traceback" not in bad.stderr
 
     cli(plugin_site, "audit", *counts_args(paths), "--speakers", paths["speakers"], "--snr", paths["snr"],
-        "--discoverers", "geographic,snr", "--snr-thresholds", "7", "--permutations", "40", "--bootstrap", "50",
+        "--discoverers", "snr", "--by", "gender", "--snr-thresholds", "7", "--permutations", "40", "--bootstrap", "50",
         "--out", out, "-q")
     report = json.loads((out / "report.json").read_text())
     validate(report)

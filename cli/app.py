@@ -92,6 +92,10 @@ def audit(
     permutations: Annotated[int, typer.Option("--permutations", help="Permutations for each discoverer's selection-corrected p-value (0: none).")] = 200,
     ci_level: Annotated[float, typer.Option("--ci-level", help="Confidence level of the intervals.")] = 0.95,
     honest_gap: Annotated[bool, typer.Option("--honest-gap/--no-honest-gap", help="Also measure each gap on held-out utterances.")] = True,
+    adjust: Annotated[Optional[list[str]], typer.Option("--adjust", help="Covariates for adjusted rate ratios (comma-separated or repeated; utterance- or speaker-level columns, numeric or categorical; ref_words = utterance length), e.g. --adjust device,snr_db.")] = None,
+    adjust_model: Annotated[str, typer.Option("--adjust-model", help="gee (Poisson GEE, speaker clusters) or frailty (gamma speaker random intercept).")] = "gee",
+    adjust_bins: Annotated[int, typer.Option("--adjust-bins", help="Quantile bins of a numeric covariate.")] = 5,
+    cohort_tests: Annotated[bool, typer.Option("--cohort-tests/--no-cohort-tests", help="Test every cohort against the rest (rate ratio, Holm and BH across the audit).")] = True,
     no_html: Annotated[bool, typer.Option("--no-html", help="Do not write report.html.")] = False,
     redact_text: Annotated[bool, typer.Option("--redact-text", help="Keep transcripts out of report.json and report.html.")] = False,
     fail_on_gap: Annotated[Optional[float], typer.Option("--fail-on-gap", help="Gate in one step: exit 1 when a discoverer's WER gap (%) exceeds this, or when no gap could be checked.")] = None,
@@ -107,7 +111,9 @@ def audit(
         result = run_audit(spec, speakers=speakers, normalization=normalize, **discovery.audit_kwargs(),
                            workers=workers, progress=progress, redact_text=redact_text, n_boot=bootstrap,
                            n_perm=permutations, ci_level=ci_level, honest=honest_gap, engine=engine,
-                           chunk_rows=chunk_rows, scheduler=scheduler, unit=unit, alignment=align)
+                           chunk_rows=chunk_rows, scheduler=scheduler, unit=unit, alignment=align,
+                           adjust=adjust or (), adjust_model=adjust_model, adjust_bins=adjust_bins,
+                           cohort_tests=cohort_tests)
     result.save(out)
     written = ["report.json", "cohorts.csv", "assignments.csv", "speaker_scores.csv"]
     if not no_html:

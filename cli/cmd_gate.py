@@ -57,6 +57,7 @@ def gate(
     baseline: Annotated[Optional[str], typer.Option("--baseline", help="An earlier report.json to compare gaps with.")] = None,
     max_gap_increase_pct: Annotated[Optional[float], typer.Option("--max-gap-increase-pct", help="Fail when a gap grew by more than this many percentage points vs --baseline.")] = None,
     max_delta_wer: Annotated[Optional[str], typer.Option("--max-delta-wer", help="compare.json: fail when a cohort's WER grew by more than this (0.01 or '1%').")] = None,
+    max_adjusted_ratio: Annotated[Optional[float], typer.Option("--max-adjusted-ratio", help="Fail when a cohort's adjusted rate ratio vs the rest (audit --adjust) exceeds this, e.g. 1.25.")] = None,
     require_significant: Annotated[Optional[bool], typer.Option("--require-significant/--no-require-significant", help="Waive a failed gap check when the permutation p-value is >= 0.05.")] = None,
     config: Annotated[Optional[str], typer.Option("--config", help="TOML file with a [gate] table (default: ./fairaudit.toml, then [tool.fairaudit.gate] in ./pyproject.toml).")] = None,
     junit: Annotated[Optional[str], typer.Option("--junit", help="Write JUnit XML here (one testcase per check).")] = None,
@@ -70,6 +71,7 @@ def gate(
     cfg = load_config(config)
     # Flags override the config file.
     for name, value in (("max_gap_pct", max_gap_pct), ("max_gap_increase_pct", max_gap_increase_pct),
+                        ("max_adjusted_ratio", max_adjusted_ratio),
                         ("baseline", baseline), ("require_significant", require_significant),
                         ("allow_empty", allow_empty)):
         if value is not None:

@@ -60,7 +60,8 @@ def _source(spec: InputSpec, discovery: c.DiscoveryOptions, speakers, scoring: d
         return result, discs
     with c.progress_bar("scoring", None, not quiet) as progress:
         result = run_audit(spec, speakers=speakers, **scoring, **discovery.audit_kwargs(),
-                           workers=workers, progress=progress, n_boot=0, n_perm=0, honest=False, worst_n=0)
+                           workers=workers, progress=progress, n_boot=0, n_perm=0, honest=False, worst_n=0,
+                           cohort_tests=False)
     return result, result.discoverer_objects()
 
 

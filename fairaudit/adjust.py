@@ -832,7 +832,8 @@ def cohort_block(row: pd.Series | dict, covariates: Sequence[str], method: str, 
     return {"rate_ratio": num(get("rate_ratio")),
             "rate_ratio_ci": None if num(lo) is None or num(hi) is None else [num(lo), num(hi)],
             "p_value": num(get("p_value")), "covariates": list(covariates), "method": method,
-            "speakers": int(get("speakers")), "df": num(get("df")), "fitted_on": fitted_on,
+            "speakers": None if get("speakers") is None else int(get("speakers")), "df": num(get("df")),
+            "fitted_on": fitted_on,
             **({"speaker_variance": num(get("speaker_variance"))} if num(get("speaker_variance")) is not None else {}),
             "note": get("note") if isinstance(get("note"), str) else None}
 
@@ -885,3 +886,146 @@ def match_cohorts(full: pd.Series, half: pd.Series) -> dict[Any, tuple[Any, floa
         best = jac.idxmax()
         out[fid] = (best, float(jac[best]))
     return out
+
+
+# ------------------------------------------------------------------ the audit's rate ratios
+
+#: smallest speaker overlap (Jaccard) for a cohort re-found on half of the speakers to
+#: stand for a cohort of the audit
+MIN_OVERLAP = 0.5
+HELDOUT_TEXT = ("held-out speakers: the discoverer searched half of the audited speakers (chosen at random), its "
+                "cohort definitions were applied to the other half, and the models were fitted there; each "
+                "cohort of the audit takes the re-found cohort it shares most speakers with (overlap >= 0.5)")
+
+
+def split_speakers(ids: Sequence[str], seed: int, key: str) -> np.ndarray:
+    """Boolean mask over ``ids``: True = discovery half, False = held-out half.
+
+    Exactly floor(n / 2) speakers are held out, drawn from the stream
+    ``(seed, "adjust", key)``; the ids are sorted first, so the split does not depend on
+    row order."""
+    from .stats import rng
+
+    ids = np.asarray(ids).astype(str)
+    order = np.argsort(ids, kind="stable")
+    gen = rng.generator(seed, "adjust", key)
+    pick = gen.permutation(len(ids))[: len(ids) // 2]
+    mask = np.ones(len(ids), bool)
+    mask[order[pick]] = False
+    return mask
+
+
+def _heldout_assignment(disc, speakers: pd.DataFrame, side, assignment: pd.Series, seed: int
+                        ) -> tuple[pd.Series | None, dict[Any, tuple[Any, float]], dict]:
+    """(cohort per held-out speaker from a discovery on the other half, matching of the
+    audit's cohorts to those, facts about the split)."""
+    ids = assignment.index.astype(str)
+    in_a = split_speakers(ids, seed, disc.key)
+    sp = speakers.assign(speaker_id=speakers["speaker_id"].astype(str))
+    half_a = sp.loc[sp["speaker_id"].isin(ids[in_a])].reset_index(drop=True)
+    half_b = sp.loc[sp["speaker_id"].isin(ids[~in_a])].reset_index(drop=True)
+    facts: dict[str, Any] = {"discovery_speakers": int(in_a.sum()), "heldout_speakers": int((~in_a).sum()),
+                             "min_overlap": MIN_OVERLAP}
+    fresh = disc.clone()
+    try:
+        found = fresh.fit(half_a, side)
+    except UserInputError as exc:   # NotEnoughData and friends: too few speakers in the half
+        facts["note"] = f"no honest estimate: the search failed on half of the speakers ({exc})"
+        return None, {}, facts
+    placed = fresh.assign(found.definition, half_b, side) if found.definition is not None else None
+    if placed is None:
+        facts["note"] = "no honest estimate: this discoverer cannot apply its cohorts to other speakers"
+        return None, {}, facts
+    placed = placed.copy()
+    placed.index = placed.index.astype(str)
+    facts["heldout_placed"] = int(len(placed))
+    return placed, match_cohorts(assignment.rename(index=str), found.assignment.rename(index=str)), facts
+
+
+def audit_rate_ratios(items: Sequence[tuple[Any, dict, pd.Series]], utterances: pd.DataFrame,
+                      speakers: pd.DataFrame, side, *, adjust: Sequence[str] = (), model: str = "gee",
+                      bins: int = 5, seed: int = 0, level: float = 0.95) -> dict:
+    """Every cohort of every discoverer against the rest, raw and (with ``adjust``) adjusted.
+
+    ``items``: (discoverer, report entry, assignment) per discoverer that ran; entries are
+    changed in place: each cohort gets ``rate_ratio`` (raw, speaker-clustered) and, with
+    covariates, ``adjusted`` (blocks of :func:`cohort_block` plus ``p_holm``/``q_bh`` over
+    the audit's family); the entry gets the bottom cohort's two blocks (``rate_ratio``,
+    ``adjusted``) and, for a discoverer that searches (``fixed_cohorts`` false), the
+    held-out facts (``rate_ratio_heldout``): its models are fitted on held-out speakers.
+    Returns the audit-level summary: method, covariates, the family, and the
+    "significantly worse than the rest" list (Holm, adjusted blocks when there are
+    covariates, else raw).
+    """
+    adjust = list(dict.fromkeys(c.strip() for c in adjust if c and c.strip()))
+    raw_table = build_cells(utterances)
+    adj_table = build_cells(utterances, speakers, adjust, bins=bins) if adjust else None
+    method = method_text("bias_reduced", model)
+    tables = [("rate_ratio", raw_table, [], [])]
+    if adj_table is not None:
+        tables.append(("adjusted", adj_table, [], []))
+    dropped: dict[str, set] = {}
+    for disc, entry, assignment in items:
+        ids = [c["id"] for c in entry.get("cohorts", [])]
+        a = assignment.rename(index=str)
+        if getattr(disc, "fixed_cohorts", False):
+            placed, matching, fitted_on = a, {i: (i, 1.0) for i in ids}, "all audited speakers"
+        else:
+            # a search chose these cohorts from the errors: measure them where it did not look
+            placed, matching, facts = _heldout_assignment(disc, speakers, side, assignment, seed)
+            entry["rate_ratio_heldout"] = {**facts, "method": HELDOUT_TEXT}
+            fitted_on = "held-out speakers (half of them; see rate_ratio_heldout)"
+        for field_name, table, blocks, keys in tables:
+            res = None
+            if placed is not None and len(placed):
+                res = rate_ratios(table, placed, level=level, model=model, min_speakers=disc.min_speakers)
+                for name, levels in res.attrs["dropped_levels"].items():
+                    dropped.setdefault(name, set()).update(levels)
+                res = res.set_index("cohort")
+            for coh in entry.get("cohorts", []):
+                match, overlap = matching.get(coh["id"], (None, 0.0))
+                if res is None or match is None or overlap < MIN_OVERLAP or match not in res.index:
+                    note = (entry["rate_ratio_heldout"].get("note") if placed is None else
+                            "no honest estimate: the cohort was not found again on half of the speakers "
+                            f"(best overlap {overlap:.2f})")
+                    block = cohort_block({"speakers": None, "note": note}, table.names, method, fitted_on)
+                else:
+                    block = cohort_block(res.loc[match], table.names, method, fitted_on)
+                    if fitted_on != "all audited speakers":
+                        block["matched_cohort"] = {"id": str(match), "overlap": overlap}
+                coh[field_name] = block
+                blocks.append(block)
+                # One hypothesis per fitted cohort: with two cohorts "A vs the rest" is
+                # "B vs the rest", and audit cohorts matched to one re-found cohort share it.
+                keys.append((disc.key, "split") if res is not None and len(res) == 2 else (disc.key, str(match)))
+    for _, _, blocks, keys in tables:
+        apply_multiplicity(blocks, keys)
+    adj_blocks, adj_keys = (tables[1][2], tables[1][3]) if adj_table is not None else ([], [])
+    raw_blocks, raw_keys = tables[0][2], tables[0][3]
+    worse = []
+    basis = "adjusted" if adj_table is not None else "rate_ratio"
+    for disc, entry, _ in items:
+        by_id = {c["id"]: c for c in entry.get("cohorts", [])}
+        for coh in entry.get("cohorts", []):
+            if adj_table is not None:
+                coh["adjusted"]["explained_away"] = explained_away(coh["rate_ratio"], coh["adjusted"])
+            b = coh[basis]
+            if b.get("p_holm") is not None and b["p_holm"] < ALPHA and (b.get("rate_ratio") or 0) > 1:
+                worse.append({"discoverer": disc.key, "cohort": coh["id"], "label": coh.get("label", coh["id"]),
+                              "rate_ratio": b["rate_ratio"], "rate_ratio_ci": b["rate_ratio_ci"],
+                              "p_holm": b["p_holm"], "q_bh": b["q_bh"]})
+        bottom = by_id.get(entry.get("bottom"))
+        if bottom is not None:
+            entry["rate_ratio"] = {"cohort": bottom["id"], **bottom["rate_ratio"]}
+            if adj_table is not None:
+                entry["adjusted"] = {"cohort": bottom["id"], **bottom["adjusted"]}
+    worse.sort(key=lambda w: (w["p_holm"], -w["rate_ratio"]))
+
+    def n_tests(blocks, keys):
+        return len({k for k, b in zip(keys, blocks) if b["p_value"] is not None})
+
+    return {"method": method, "model": model, "covariates": [c.to_dict() for c in adj_table.covariates]
+            if adj_table is not None else [], "level": level, "alpha": ALPHA,
+            "family": {"raw_tests": n_tests(raw_blocks, raw_keys), "adjusted_tests": n_tests(adj_blocks, adj_keys),
+                       "scope": "every cohort of every discoverer of this system's audit"},
+            "dropped_levels": {k: sorted(v) for k, v in dropped.items()}, "basis": basis, "rule": WORSE_RULE, "worse_than_rest": worse}

@@ -233,7 +233,9 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
           workers: int | None = None, progress: Callable[[int], None] | None = None, options: dict[str, Any] | None = None,
           worst_n: int = 5, redact_text: bool = False, n_boot: int = 1000, n_perm: int = 200,
           ci_level: float = 0.95, honest: bool = True, engine: str = "auto", chunk_rows: int | None = None,
-          scheduler: str | None = None, unit: str = "word", alignment: str = "jiwer") -> AuditResult:
+          scheduler: str | None = None, unit: str = "word", alignment: str = "jiwer",
+          adjust: Iterable[str] = (), adjust_model: str = "gee", adjust_bins: int = 5,
+          cohort_tests: bool = True) -> AuditResult:
     """Score a decoded test set and run every discoverer whose inputs are present.
 
     ``utterances``: a file path, an :class:`InputSpec` (column mapping, Kaldi/trn...) or a
@@ -259,6 +261,12 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
     ``unit``: ``word`` (WER), ``char`` (CER) or ``mixed`` (MER): what a token is; the
     report's count columns keep their names (``ref_words``, ``wer``) and
     ``inputs.unit`` says which rate they are.  ``alignment``: ``jiwer`` or ``sclite``.
+    ``cohort_tests``: give every cohort its rate ratio vs the rest (speaker-clustered,
+    Holm and Benjamini-Hochberg over the audit; see :mod:`fairaudit.adjust`);
+    ``adjust``: covariate columns (utterance- or speaker-level, numeric or categorical;
+    ``ref_words`` is the utterance length) for the adjusted rate ratios;
+    ``adjust_model``: ``gee`` (Poisson GEE, speaker clusters) or ``frailty`` (gamma
+    speaker random intercept); ``adjust_bins``: quantile bins of numeric covariates.
 
     Returns an :class:`AuditResult` (report dict + pandas views + ``to_json()``).
     """
@@ -272,6 +280,7 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
     n_boot_used = limits.usable_bootstrap(limits.check_count(n_boot, "--bootstrap", limits.MAX_BOOTSTRAP), warnings)
     discs = build_discoverers(discoverers, by, min_speakers=min_speakers, seed=seed, params=params,
                               instances=instances)
+    adjust = _check_adjust(adjust, adjust_model, adjust_bins)
     required = sorted({c for d in discs for c in d.required_columns()})
     spec = utterances if isinstance(utterances, InputSpec) else (
         InputSpec(path=utterances) if isinstance(utterances, (str, os.PathLike)) else None)
@@ -295,9 +304,17 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
     for name in (names if engine == "default" else ()):
         t = time.perf_counter()
         scored_sets[name] = score(raw.for_system(name) if len(names) > 1 else raw, normalization, speaker_table,
-                                  required, workers=workers, progress=progress, unit=unit, alignment=alignment)
+                                  required, workers=workers, progress=progress, unit=unit, alignment=alignment,
+                                  utterance_columns=adjust)
         timings[f"score:{name}" if len(names) > 1 else "score"] = time.perf_counter() - t
     prepare_speakers(scored_sets)
+    if adjust and engine != "default":
+        missing = [c for c in adjust if c != "ref_words" and c not in scored_sets[names[0]].speakers.columns]
+        if missing:
+            raise UserInputError(f"covariate {missing[0]!r} is not a speaker attribute, and the {engine} engine "
+                                 "keeps no per-utterance columns",
+                                 hint="pass --engine default for utterance-level covariates, or put the column "
+                                      "in --speakers FILE")
 
     t = time.perf_counter()
     values = {} if isinstance(side_inputs, SideInputs) else side_values(census, embeddings, embedding_ids,
@@ -313,9 +330,24 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
                           normalization=normalization, seed=seed, min_speakers=min_speakers, params=params,
                           options={"bootstrap": n_boot, **(options or {})}, worst_n=worst_n,
                           redact_text=redact_text, n_boot=n_boot_used, n_perm=n_perm, ci_level=ci_level,
-                          honest=honest, workers=workers, timings=timings, warnings=warnings)
+                          honest=honest, workers=workers, timings=timings, warnings=warnings,
+                          cohort_tests=cohort_tests, adjust=adjust, adjust_model=adjust_model,
+                          adjust_bins=adjust_bins)
     timings["total"] = time.perf_counter() - t0
     return result
+
+
+def _check_adjust(adjust: Iterable[str] | str, model: str, bins: int) -> list[str]:
+    """The covariate names of ``--adjust`` (comma-separated or a list), checked options."""
+    from .adjust import MODELS
+
+    items = [adjust] if isinstance(adjust, str) else list(adjust or ())
+    names = list(dict.fromkeys(c.strip() for item in items for c in str(item).split(",") if c.strip()))
+    if model not in MODELS:
+        raise UserInputError(f"unknown adjustment model {model!r}", hint=f"--adjust-model takes {' or '.join(MODELS)}")
+    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 2:
+        raise UserInputError(f"--adjust-bins must be a whole number >= 2, not {bins!r}")
+    return names
 
 
 def audit_scored(scored_sets: dict[str, ScoredSet], discs: list[Discoverer], side: SideInputs, *,
@@ -324,12 +356,15 @@ def audit_scored(scored_sets: dict[str, ScoredSet], discs: list[Discoverer], sid
                  params: dict | None = None, options: dict[str, Any] | None = None, worst_n: int = 5,
                  redact_text: bool = False, n_boot: int = 1000, n_perm: int = 200, ci_level: float = 0.95,
                  honest: bool = True, workers: int | None = None, timings: dict[str, float] | None = None,
-                 warnings: list[str] | None = None) -> AuditResult:
+                 warnings: list[str] | None = None, cohort_tests: bool = False, adjust: Iterable[str] = (),
+                 adjust_model: str = "gee", adjust_bins: int = 5) -> AuditResult:
     """The audit of already scored systems (name -> :class:`ScoredSet`, the first one at the
     top level of the report): every discoverer, its statistics, the report.  The one
     pipeline behind ``audit`` and ``compare`` (which audits its baseline here).
     ``files``/``fingerprint``: the inputs as :func:`input_files` and
-    :func:`audit_fingerprint` describe them; ``warnings``: about the statistics."""
+    :func:`audit_fingerprint` describe them; ``warnings``: about the statistics;
+    ``cohort_tests``/``adjust``/``adjust_model``/``adjust_bins``: every cohort's rate
+    ratio vs the rest, raw and adjusted (:func:`fairaudit.adjust.audit_rate_ratios`)."""
     timings = {} if timings is None else timings
     names = list(scored_sets)
     per_system: dict[str, dict] = {}
@@ -341,6 +376,12 @@ def audit_scored(scored_sets: dict[str, ScoredSet], discs: list[Discoverer], sid
                                       ci_level=ci_level, honest=honest, workers=workers)
         overall = {**sset.overall, "wer_ci": overall_ci(sset.speakers, n_boot, seed, ci_level)}
         per_system[name] = {"overall": overall, "accounting": sset.accounting.to_dict(), "discoverers": entries}
+        if cohort_tests or adjust:
+            t = time.perf_counter()
+            per_system[name]["rate_ratios"] = _rate_ratios(fresh, entries, parts, sset, side, adjust=adjust,
+                                                           model=adjust_model, bins=adjust_bins, seed=seed,
+                                                           level=ci_level)
+            timings["rate_ratios"] = timings.get("rate_ratios", 0.0) + time.perf_counter() - t
         for part in parts:
             if len(names) > 1:
                 part.insert(0, "system", name)
@@ -367,6 +408,8 @@ def audit_scored(scored_sets: dict[str, ScoredSet], discs: list[Discoverer], sid
                         "discoverers": [d.name for d in discs if d.instance_param is None],
                         "params": params or {}, "redact_text": redact_text,
                         "bootstrap": n_boot, "permutations": n_perm, "ci_level": ci_level, "honest_gap": honest,
+                        "cohort_tests": bool(cohort_tests or adjust), "adjust": list(adjust),
+                        "adjust_model": adjust_model, "adjust_bins": adjust_bins,
                         **(options or {})},
         },
         # Warnings about the statistics (too few resamples), beside the accounting's about rows.
@@ -383,6 +426,23 @@ def audit_scored(scored_sets: dict[str, ScoredSet], discs: list[Discoverer], sid
                          utterances=scored.utterances, side=side)
     result.timings = timings
     return result
+
+
+def _rate_ratios(discs: list[Discoverer], entries: dict[str, dict], parts: list[pd.DataFrame], scored: ScoredSet,
+                 side: SideInputs, **kwargs) -> dict:
+    """Every cohort's rate ratio vs the rest for the discoverers that ran (see
+    :func:`fairaudit.adjust.audit_rate_ratios`); entries are updated in place."""
+    from .adjust import audit_rate_ratios
+
+    by_key = {p["discoverer"].iloc[0]: p for p in parts if len(p)}
+    items = []
+    for disc in discs:
+        entry = entries.get(disc.key)
+        if not entry or entry.get("skipped") or disc.key not in by_key:
+            continue
+        part = by_key[disc.key]
+        items.append((disc, entry, pd.Series(part["cohort_id"].to_numpy(), index=part["speaker_id"].to_numpy())))
+    return audit_rate_ratios(items, scored.utterances, scored.speakers, side, **kwargs)
 
 
 def discover_all(discs: list[Discoverer], scored: ScoredSet, side: SideInputs, *, seed: int = 0,

@@ -107,3 +107,20 @@ def ratio_as_pct(x: float | None) -> str:
 def signed_pct(x: float | None, digits: int = 1) -> str:
     """A signed change of a value in % (a gap's increase in points): '+3.2'."""
     return NA if x is None else f"{x:+.{digits}f}"
+
+
+def rate_ratio(x: float | None) -> str:
+    """A rate ratio (errors per reference word, cohort / rest) with two decimals: '1.41'."""
+    return NA if x is None else f"{x:.2f}"
+
+
+def rate_ratio_block(block: dict | None, with_p: bool = False) -> str:
+    """A rate-ratio block of report.json as '1.41 [1.21, 1.63]' (and ', p_Holm 0.002'),
+    the ratio alone when it has no interval, and 'n/a' when there is none."""
+    if not block or block.get("rate_ratio") is None:
+        return NA
+    ci = block.get("rate_ratio_ci")
+    text = rate_ratio(block["rate_ratio"]) + (f" [{rate_ratio(ci[0])}, {rate_ratio(ci[1])}]" if ci else "")
+    if with_p and block.get("p_holm") is not None:
+        text += f", p_Holm {p_value(block['p_holm'])}"
+    return text

@@ -52,7 +52,7 @@ def frame_records(frame: pd.DataFrame) -> list[dict]:
 #: top-level keys of an audit report that views and the schema own; sections added with
 #: :meth:`AuditResult.add_section` (``power``, ...) may not take these names
 CORE_KEYS = ("schema_version", "tool", "inputs", "accounting", "overall", "discoverers", "system", "systems",
-             "kind", "baseline", "candidate")
+             "kind", "baseline", "candidate", "rate_ratios")
 #: the per-speaker table saved beside report.json (read back by ``fairaudit power DIR``)
 SPEAKER_SCORES = "speaker_scores.csv"
 

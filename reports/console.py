@@ -20,12 +20,16 @@ def summary_table(result: AuditResult, system: str | None = None) -> Table:
                         f"{o['utterances']:,} utterances", title_justify="left")
     table.add_column("Discoverer", no_wrap=True)
     table.add_column("Bottom cohort", overflow="fold", min_width=34, max_width=60)
-    for name in (f"Bottom {rate} %", f"Top {rate} %", f"{rate} gap %", "Gap 95% CI", "Null p95 %", "p",
-                 "Bottom share %", "Cohorts", "Speakers"):
+    adjusted = bool((result.report.get("rate_ratios") or {}).get("covariates"))
+    columns = [f"Bottom {rate} %", f"Top {rate} %", f"{rate} gap %", "Gap 95% CI", "Null p95 %", "p",
+               "Bottom share %", "Cohorts", "Speakers"]
+    if adjusted:   # the bottom cohort vs the rest, at equal covariates (--adjust)
+        columns.insert(6, "Adj. rate ratio (95% CI)")
+    for name in columns:
         table.add_column(name, justify="right", no_wrap=True)
     for key, d in result.discoverers.items():
         if d.get("skipped"):
-            table.add_row(Text(key), Text(f"skipped: {d['skipped']}", style="dim"), *[""] * 9)
+            table.add_row(Text(key), Text(f"skipped: {d['skipped']}", style="dim"), *[""] * len(columns))
             continue
         by_id = {c["id"]: c for c in d["cohorts"]}
         bottom, top = by_id.get(d["bottom"]), by_id.get(d["top"])
@@ -33,11 +37,42 @@ def summary_table(result: AuditResult, system: str | None = None) -> Table:
         ci = d.get("wer_gap_ci_pct")
         ci_txt = num.range_pct(*ci) if ci else num.NA
         perm = d.get("permutation") or {}
-        table.add_row(Text(key), Text(bottom["label"] if bottom else d.get("note", "n/a")),
-                      num.wer(bottom["wer"]) if bottom else "n/a", num.wer(top["wer"]) if top else "n/a", gap, ci_txt,
-                      num.pct(perm.get("null_gap_p95_pct")), num.p_value(d.get("p_value"), num.NA),
-                      num.pct(d["bottom_share_pct"]), str(d["cohort_count"]), f"{d['audited_speakers']:,}")
+        cells = [num.wer(bottom["wer"]) if bottom else "n/a", num.wer(top["wer"]) if top else "n/a", gap, ci_txt,
+                 num.pct(perm.get("null_gap_p95_pct")), num.p_value(d.get("p_value"), num.NA),
+                 num.pct(d["bottom_share_pct"]), str(d["cohort_count"]), f"{d['audited_speakers']:,}"]
+        if adjusted:
+            cells.insert(6, num.rate_ratio_block(d.get("adjusted")) + ("*" if "rate_ratio_heldout" in d else ""))
+        table.add_row(Text(key), Text(bottom["label"] if bottom else d.get("note", "n/a")), *cells)
     return table
+
+
+def cohort_test_lines(result: AuditResult) -> list[Text]:
+    """The cohorts significantly worse than the rest (Holm over the audit), gaps that the
+    adjustment explains away, and where held-out speakers were used."""
+    rr = result.report.get("rate_ratios")
+    if not rr:
+        return []
+    basis = "adjusted" if rr.get("covariates") else "raw"
+    covs = ", ".join(c["name"] for c in rr.get("covariates", []))
+    tests = rr["family"]["adjusted_tests" if basis == "adjusted" else "raw_tests"]
+    worse = rr.get("worse_than_rest") or []
+    head = (f"significantly worse than the rest ({basis}{' for ' + covs if covs else ''}; Holm over {tests} "
+            f"test(s) of this audit, family-wise error {num.ratio_as_pct(rr['alpha'])}): ")
+    lines = [Text(head + ("none" if not worse else ""), style="bold" if worse else None)]
+    for w in worse:
+        lines.append(Text(f"  {w['discoverer']}: {w['label']}: rate ratio {num.rate_ratio_block(w)}, "
+                          f"p_Holm {num.p_value(w['p_holm'])}, q_BH {num.p_value(w.get('q_bh'))}"))
+    for key, d in result.discoverers.items():
+        for c in d.get("cohorts", []) if not d.get("skipped") else []:
+            adj = c.get("adjusted") or {}
+            if adj.get("explained_away") and (c["rate_ratio"].get("rate_ratio") or 0) > 1:
+                lines.append(Text(f"  explained away: {key}: {c['label']}: raw rate ratio "
+                                  f"{num.rate_ratio_block(c['rate_ratio'], with_p=True)} -> adjusted for {covs} "
+                                  f"{num.rate_ratio_block(adj)}", style="yellow"))
+    if any("rate_ratio_heldout" in d for d in result.discoverers.values() if not d.get("skipped")):
+        lines.append(Text("  * discoverers that search for cohorts: rate ratios fitted on held-out speakers (the "
+                          "search ran on the other half)", style="dim"))
+    return lines
 
 
 def print_report(result: AuditResult, console: Console | None = None) -> None:
@@ -47,9 +82,13 @@ def print_report(result: AuditResult, console: Console | None = None) -> None:
     if systems:
         for name in systems:
             console.print(summary_table(result.for_system(name), name))
+            for line in cohort_test_lines(result.for_system(name)):
+                console.print(line)
         console.print(side_by_side_table(result))
     else:
         console.print(summary_table(result))
+        for line in cohort_test_lines(result):
+            console.print(line)
     for key, d in result.discoverers.items():
         for reason, n in (d.get("not_audited") or {}).items():
             console.print(Text(f"  {key}: {n:,} speaker(s) not audited: {reason}", style="dim"))
@@ -79,6 +118,11 @@ def side_by_side_table(result: AuditResult) -> Table:
             gap = num.gap(d)
             cells.append("skipped" if d.get("skipped") else f"{gap} ({num.pct(d.get('bottom_share_pct'))})")
         table.add_row(Text(key), *cells)
+        # the bottom cohort's rate ratio vs the rest, raw and (with --adjust) adjusted
+        for field, what in (("rate_ratio", "raw"), ("adjusted", "adjusted")):
+            blocks = [result.for_system(n).discoverers.get(key, {}).get(field) for n in systems]
+            if any(blocks):
+                table.add_row(Text(f"  rate ratio, {what}", style="dim"), *[num.rate_ratio_block(b) for b in blocks])
     return table
 
 

@@ -18,7 +18,7 @@ from fairaudit.units import rate_name, report_unit
 #: keys accepted in [tool.fairaudit.gate] / fairaudit.toml [gate], and their types
 CONFIG_KEYS = {"max_gap_pct": float, "max_bottom_wer": "wer", "max_overall_wer": "wer", "discoverers": list,
                "max_gap_increase_pct": float, "baseline": str, "require_significant": bool, "max_delta_wer": "wer",
-               "allow_empty": bool}
+               "allow_empty": bool, "max_adjusted_ratio": float}
 
 
 @dataclass
@@ -35,11 +35,13 @@ class GateConfig:
     max_delta_wer: float | None = None
     #: zero checks pass instead of failing (a gate that checked nothing must say so)
     allow_empty: bool = False
+    #: largest adjusted rate ratio vs the rest (ratio, e.g. 1.25) any cohort may have
+    max_adjusted_ratio: float | None = None
     source: str = "flags"
 
     def has_checks(self) -> bool:
         return any(v is not None for v in (self.max_gap_pct, self.max_bottom_wer, self.max_overall_wer,
-                                           self.max_gap_increase_pct, self.max_delta_wer))
+                                           self.max_gap_increase_pct, self.max_delta_wer, self.max_adjusted_ratio))
 
 
 @dataclass
@@ -173,8 +175,8 @@ def evaluate(report: dict, cfg: GateConfig, baseline: dict | None = None) -> lis
         return _evaluate_comparison(report, cfg)
     if not cfg.has_checks():
         raise UserInputError("no gate thresholds given",
-                             hint="pass --max-gap-pct/--max-bottom-wer/--max-overall-wer/--max-gap-increase-pct "
-                                  "or set them in [tool.fairaudit.gate] of pyproject.toml")
+                             hint="pass --max-gap-pct/--max-bottom-wer/--max-overall-wer/--max-gap-increase-pct/"
+                                  "--max-adjusted-ratio or set them in [tool.fairaudit.gate] of pyproject.toml")
     checks: list[Check] = []
     # The rate the report measures (WER, CER or MER) names every check.
     rate = rate_name(report_unit(report))
@@ -237,7 +239,40 @@ def _discoverer_checks(key: str, d: dict, cfg: GateConfig, system, tag: str, rat
         out.append(Check(f"{tag}{key} bottom-cohort {rate}", ok,
                          f"{_fmt_wer(bottom['wer'])} {'≤' if ok else '>'} {_fmt_wer(cfg.max_bottom_wer)} "
                          f"({bottom['label']})", key, system))
+    if cfg.max_adjusted_ratio is not None:
+        out.append(_adjusted_check(key, d, cfg, system, tag))
     return out
+
+
+def _adjusted_check(key: str, d: dict, cfg: GateConfig, system, tag: str) -> Check:
+    """The largest adjusted rate ratio vs the rest among the discoverer's cohorts with an
+    interval (enough speakers, an honest estimate) against ``max_adjusted_ratio``."""
+    name = f"{tag}{key} adjusted rate ratio"
+    cohorts = d.get("cohorts", [])
+    if not any("adjusted" in c for c in cohorts):
+        return Check(name, False, "no adjusted rate ratios in the report: run the audit with --adjust COLS", key,
+                     system)
+    rated = [c for c in cohorts if (c.get("adjusted") or {}).get("rate_ratio_ci")]
+    if not rated:
+        notes = [c["adjusted"]["note"] for c in cohorts if c["adjusted"].get("note")]
+        first = f" (e.g. {notes[0]})" if notes else ""
+        return Check(name, True, f"nothing to check: none of its {len(cohorts)} cohorts has an adjusted "
+                                 f"interval{first}", key, system)
+    worst = max(rated, key=lambda c: c["adjusted"]["rate_ratio"])
+    block = worst["adjusted"]
+    ok = block["rate_ratio"] <= cfg.max_adjusted_ratio
+    note = ""
+    if not ok and cfg.require_significant:
+        p = block.get("p_holm")
+        if p is not None and p >= 0.05:
+            ok, note = True, (f" but not significant (Holm p = {num.p_value(p)} >= 0.05): passed under "
+                              "--require-significant")
+        else:
+            note = f" (Holm p = {num.p_value(p)})"
+    covs = ", ".join(block.get("covariates") or [])
+    return Check(name, ok, f"{num.rate_ratio_block(block)} {'≤' if ok and not note else '>'} "
+                           f"{cfg.max_adjusted_ratio:g} (worst: {worst['label']}, adjusted for {covs}){note}", key,
+                 system, {"rate_ratio": block["rate_ratio"], "p_holm": block.get("p_holm")})
 
 
 def _increase_check(key: str, d: dict, base: dict | None, cfg: GateConfig, system, tag: str) -> Check:

@@ -45,6 +45,61 @@ def _cohort_rows(entry: dict, notes: dict[str, str]) -> list[dict]:
     return rows
 
 
+def _rate_ratio_rows(entry: dict, adjusted: bool) -> dict | None:
+    """Each cohort against the rest, raw and adjusted side by side, and the sentences for
+    gaps the adjustment explains away (from report.json; nothing recomputed)."""
+    cohorts = [c for c in sorted(entry.get("cohorts", []), key=lambda c: c["rank"]) if c.get("rate_ratio")]
+    if not cohorts:
+        return None
+    rows, sentences = [], []
+    for c in cohorts:
+        raw, adj = c["rate_ratio"], c.get("adjusted") or {}
+        rows.append({"id": c["id"], "label": c["label"], "speakers": fmt_count(raw.get("speakers")),
+                     "raw": num.rate_ratio_block(raw), "raw_p": fmt_p(raw.get("p_value"), num.NA),
+                     "raw_holm": fmt_p(raw.get("p_holm"), num.NA), "raw_bh": fmt_p(raw.get("q_bh"), num.NA),
+                     "adj": num.rate_ratio_block(adj), "adj_holm": fmt_p(adj.get("p_holm"), num.NA),
+                     "adj_bh": fmt_p(adj.get("q_bh"), num.NA), "explained": bool(adj.get("explained_away")),
+                     "note": adj.get("note") or raw.get("note") or ""})
+        if adj.get("explained_away") and (raw.get("rate_ratio") or 0) > 1:
+            sentences.append(f"{c['label']}: the raw gap (rate ratio {num.rate_ratio_block(raw, with_p=True)}) is "
+                             f"explained away by {', '.join(adj.get('covariates') or [])}: at equal covariates the "
+                             f"rate ratio is {num.rate_ratio_block(adj)}.")
+    held = entry.get("rate_ratio_heldout")
+    where = None
+    if held:
+        where = ("These cohorts were found by a search over the errors, so their rate ratios are fitted on held-out "
+                 f"speakers: the search ran on {fmt_count(held.get('discovery_speakers'))} speakers chosen at random, "
+                 f"its cohorts were applied to the other {fmt_count(held.get('heldout_speakers'))}, and each cohort "
+                 f"here is measured through the re-found cohort it shares most speakers with (overlap, Jaccard "
+                 f"index, at least {held.get('min_overlap')}).")
+        if held.get("note"):
+            where += f" {held['note']}."
+    return {"rows": rows, "adjusted": adjusted, "sentences": sentences, "heldout": where,
+            "method": cohorts[0]["rate_ratio"].get("method", "")}
+
+
+def _worse_than_rest(report: dict) -> dict | None:
+    """The headline list of cohorts significantly worse than the rest (report.rate_ratios)."""
+    rr = report.get("rate_ratios")
+    if not rr:
+        return None
+    adjusted = bool(rr.get("covariates"))
+    tests = (rr.get("family") or {}).get("adjusted_tests" if adjusted else "raw_tests")
+    rows = [{"discoverer": w["discoverer"], "label": w.get("label", w["cohort"]), "ratio": num.rate_ratio_block(w),
+             "holm": fmt_p(w.get("p_holm"), num.NA), "bh": fmt_p(w.get("q_bh"), num.NA)}
+            for w in rr.get("worse_than_rest") or []]
+    explained = []
+    for key, entry in (report.get("discoverers") or {}).items():
+        for c in entry.get("cohorts", []) if not entry.get("skipped") else []:
+            adj, raw = c.get("adjusted") or {}, c.get("rate_ratio") or {}
+            if adj.get("explained_away") and (raw.get("rate_ratio") or 0) > 1:
+                explained.append(f"{key}: {c['label']}: raw {num.rate_ratio_block(raw, with_p=True)}; adjusted "
+                                 f"{num.rate_ratio_block(adj)}")
+    return {"rows": rows, "adjusted": adjusted, "tests": tests, "rule": rr.get("rule", ""),
+            "covariates": ", ".join(c["name"] for c in rr.get("covariates") or []), "explained": explained,
+            "method": rr.get("method", ""), "model": rr.get("model")}
+
+
 def _worst(entry: dict, redacted: bool, counts_mode: bool) -> dict | None:
     utts = entry.get("worst_utterances") or []
     if not utts:
@@ -120,6 +175,7 @@ def build_context(report: dict) -> dict:
                     "honest": _honest_facts(entry), "facts": own.facts, "intro": own.intro,
                     "figures": own.figures, "blocks": own.blocks,
                     "worst": _worst(entry, redacted, counts_mode),
+                    "rate_ratios": _rate_ratio_rows(entry, bool((report.get("rate_ratios") or {}).get("covariates"))),
                     "bottom": next((c for c in entry.get("cohorts", []) if c["id"] == entry.get("bottom")), None),
                 })
             sections.append(sec)
@@ -129,7 +185,7 @@ def build_context(report: dict) -> dict:
         "report": report, "overall": overall, "accounting": acc,
         "dropped": [(k, v) for k, v in (acc.get("dropped") or {}).items()],
         "warnings": [*(acc.get("warnings") or []), *(report.get("warnings") or [])],
-        "summary": summary, "sections": sections,
+        "summary": summary, "sections": sections, "worse_than_rest": _worse_than_rest(report),
         "show_gap_ci": any(r.get("gap_ci") for r in summary), "show_p": any(r.get("p_value") for r in summary),
         "show_heldout": any(r.get("heldout") for r in summary),
         "level": next((r["level"] for r in summary if r.get("gap_ci")), fmt_level(None)),

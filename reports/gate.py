@@ -177,6 +177,9 @@ def evaluate(report: dict, cfg: GateConfig, baseline: dict | None = None) -> lis
         raise UserInputError("no gate thresholds given",
                              hint="pass --max-gap-pct/--max-bottom-wer/--max-overall-wer/--max-gap-increase-pct/"
                                   "--max-adjusted-ratio or set them in [tool.fairaudit.gate] of pyproject.toml")
+    if cfg.max_adjusted_ratio is not None and not cfg.max_adjusted_ratio > 0:
+        raise UserInputError(f"--max-adjusted-ratio {cfg.max_adjusted_ratio:g} is not a rate ratio",
+                             hint="give a ratio above 0 (1.25 = 25 % more errors per word than the rest)")
     checks: list[Check] = []
     # The rate the report measures (WER, CER or MER) names every check.
     rate = rate_name(report_unit(report))
@@ -195,6 +198,8 @@ def evaluate(report: dict, cfg: GateConfig, baseline: dict | None = None) -> lis
             if cfg.max_gap_increase_pct is not None:
                 base = base_systems.get(system) if baseline else None
                 checks.append(_increase_check(key, d, base, cfg, system, tag))
+    if cfg.max_adjusted_ratio is not None and not any(ch.name.endswith("adjusted rate ratio") for ch in checks):
+        checks.append(_adjusted_empty(report, cfg))
     return checks
 
 
@@ -240,24 +245,22 @@ def _discoverer_checks(key: str, d: dict, cfg: GateConfig, system, tag: str, rat
                          f"{_fmt_wer(bottom['wer'])} {'≤' if ok else '>'} {_fmt_wer(cfg.max_bottom_wer)} "
                          f"({bottom['label']})", key, system))
     if cfg.max_adjusted_ratio is not None:
-        out.append(_adjusted_check(key, d, cfg, system, tag))
+        adjusted = _adjusted_check(key, d, cfg, system, tag)
+        if adjusted is not None:
+            out.append(adjusted)
     return out
 
 
-def _adjusted_check(key: str, d: dict, cfg: GateConfig, system, tag: str) -> Check:
+def _adjusted_check(key: str, d: dict, cfg: GateConfig, system, tag: str) -> Check | None:
     """The largest adjusted rate ratio vs the rest among the discoverer's cohorts with an
-    interval (enough speakers, an honest estimate) against ``max_adjusted_ratio``."""
-    name = f"{tag}{key} adjusted rate ratio"
+    interval (enough speakers, an honest estimate) against ``max_adjusted_ratio``.
+
+    None when none of its cohorts has an adjusted interval: :func:`_adjusted_empty` then
+    decides, over the whole report, whether the gate checked nothing."""
     cohorts = d.get("cohorts", [])
-    if not any("adjusted" in c for c in cohorts):
-        return Check(name, False, "no adjusted rate ratios in the report: run the audit with --adjust COLS", key,
-                     system)
     rated = [c for c in cohorts if (c.get("adjusted") or {}).get("rate_ratio_ci")]
     if not rated:
-        notes = [c["adjusted"]["note"] for c in cohorts if c["adjusted"].get("note")]
-        first = f" (e.g. {notes[0]})" if notes else ""
-        return Check(name, True, f"nothing to check: none of its {len(cohorts)} cohorts has an adjusted "
-                                 f"interval{first}", key, system)
+        return None
     worst = max(rated, key=lambda c: c["adjusted"]["rate_ratio"])
     block = worst["adjusted"]
     ok = block["rate_ratio"] <= cfg.max_adjusted_ratio
@@ -270,9 +273,32 @@ def _adjusted_check(key: str, d: dict, cfg: GateConfig, system, tag: str) -> Che
         else:
             note = f" (Holm p = {num.p_value(p)})"
     covs = ", ".join(block.get("covariates") or [])
-    return Check(name, ok, f"{num.rate_ratio_block(block)} {'≤' if ok and not note else '>'} "
-                           f"{cfg.max_adjusted_ratio:g} (worst: {worst['label']}, adjusted for {covs}){note}", key,
-                 system, {"rate_ratio": block["rate_ratio"], "p_holm": block.get("p_holm")})
+    unrated = len(cohorts) - len(rated)
+    left = f"; {unrated} of {len(cohorts)} cohorts without an interval not checked" if unrated else ""
+    return Check(f"{tag}{key} adjusted rate ratio", ok,
+                 f"{num.rate_ratio_block(block)} {'≤' if ok and not note else '>'} {cfg.max_adjusted_ratio:g} "
+                 f"(worst: {worst['label']}, adjusted for {covs}{left}){note}", key, system,
+                 {"rate_ratio": block["rate_ratio"], "p_holm": block.get("p_holm")})
+
+
+def _why_no_adjusted(report: dict) -> str:
+    """Why a report has no adjusted rate ratio to check (one phrase)."""
+    entries = [d for _, rep in _systems(report) for d in rep["discoverers"].values() if not d.get("skipped")]
+    blocks = [c["adjusted"] for d in entries for c in d.get("cohorts", []) if "adjusted" in c]
+    if not blocks:
+        return "the report has no adjusted rate ratios (run the audit with --adjust COLS)"
+    notes = [b["note"] for b in blocks if b.get("note")]
+    return (f"none of the {len(blocks)} cohorts with an adjusted rate ratio has an interval"
+            + (f" (e.g. {notes[0]})" if notes else ""))
+
+
+def _adjusted_empty(report: dict, cfg: GateConfig) -> Check:
+    """The verdict when --max-adjusted-ratio found nothing to check: a gate that checked
+    nothing has not passed, unless --allow-empty."""
+    why = _why_no_adjusted(report)
+    if cfg.allow_empty:
+        return Check("adjusted rate ratio", True, f"nothing checked: {why}; allowed by --allow-empty")
+    return Check("adjusted rate ratio", False, f"nothing checked: {why}; pass --allow-empty to accept that")
 
 
 def _increase_check(key: str, d: dict, base: dict | None, cfg: GateConfig, system, tag: str) -> Check:

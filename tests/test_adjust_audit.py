@@ -251,8 +251,22 @@ def test_gate_max_adjusted_ratio(cli_report):
         del c["adjusted"]
     plain = out / "plain.json"
     plain.write_text(json.dumps(rep), encoding="utf-8")
+    # a gate that checked nothing has not passed, alone or beside another threshold
+    for extra in ([], ["--max-gap-pct", "500"]):
+        r = runner.invoke(app, ["gate", str(plain), "--max-adjusted-ratio", "1.3", *extra])
+        assert r.exit_code == 1 and "FAIL adjusted rate ratio: nothing checked" in r.output, r.output
+        assert "run the audit with --adjust" in r.output
+    r = runner.invoke(app, ["gate", str(plain), "--max-adjusted-ratio", "1.3", "--allow-empty"])
+    assert r.exit_code == 0 and "allowed by --allow-empty" in r.output, r.output
+    # adjusted blocks without an interval are nothing checked either
+    for c in rep["discoverers"]["attribute:gender"]["cohorts"]:
+        c["adjusted"] = {"rate_ratio": 1.5, "rate_ratio_ci": None, "p_value": None, "covariates": ["device"],
+                         "method": "m", "note": "fewer than 20 speakers in the cohort: no interval"}
+    plain.write_text(json.dumps(rep), encoding="utf-8")
     r = runner.invoke(app, ["gate", str(plain), "--max-adjusted-ratio", "1.3"])
-    assert r.exit_code == 1 and "run the audit with --adjust" in r.output, r.output
+    assert r.exit_code == 1 and "fewer than 20 speakers" in r.output, r.output
+    r = runner.invoke(app, ["gate", report, "--max-adjusted-ratio", "0"])
+    assert r.exit_code == 2 and "is not a rate ratio" in r.output, r.output
 
 
 def test_bad_adjust_options_are_one_line_errors(tmp_path):

@@ -50,7 +50,7 @@ def _label(entry: dict, label: str) -> dict:
 @pytest.fixture(scope="module")
 def confounded():
     utts = _utterances()
-    res = audit(utts, by=["gender"], discoverers=[], adjust=["device"], n_boot=0, n_perm=0, honest=False)
+    res = audit(utts, by=["gender"], discoverers=[], adjust=["device"], n_boot=0, n_perm=200, honest=False)
     return utts, res
 
 
@@ -60,7 +60,10 @@ def test_gender_gap_from_the_device_is_explained_away_in_the_report(confounded):
     assert res.report["schema_version"] == SCHEMA_VERSION   # unchanged: the lead assigns it at merge
     entry = res.discoverers["attribute:gender"]
     f = _label(entry, "gender=f")
+    # the example: the raw audit blames gender (gap significant by its permutation test) ...
+    assert entry["bottom"] == f["id"] and entry["wer_gap_pct"] > 25 and entry["p_value"] < 0.05
     assert f["rate_ratio"]["rate_ratio"] > 1.25 and f["rate_ratio"]["p_holm"] < 0.01
+    # ... and at equal device there is nothing left
     assert f["rate_ratio"]["covariates"] == [] and f["adjusted"]["covariates"] == ["device"]
     lo, hi = f["adjusted"]["rate_ratio_ci"]
     assert lo <= 1.0 <= hi and f["adjusted"]["explained_away"] is True

@@ -176,12 +176,27 @@ def _g(x: float) -> str:
     return f"{x:.4g}"
 
 
+def check_covariates(names: Iterable[str], utterance_columns: Iterable[str], speaker_columns: Iterable[str] = ()
+                     ) -> None:
+    """Refuse (UserInputError, naming the column and the fix) a covariate that is the
+    outcome or the speaker itself, or a column of neither table; the audit calls it right
+    after scoring, before any discovery or resampling."""
+    utt, spk = set(utterance_columns), set(speaker_columns)
+    for name in names:
+        if name in _RESERVED:
+            raise UserInputError(f"{name!r} cannot be a covariate: it is the outcome or the speaker itself",
+                                 hint="adjust for columns that describe the recording or the speaker, e.g. device, "
+                                      "age (fix --adjust)")
+        if name not in utt and name not in spk:
+            raise UserInputError(f"covariate {name!r} is not a column of the utterance table or the speaker table",
+                                 hint="fix --adjust, or add the column (per utterance, or per speaker with "
+                                      "--speakers)")
+
+
 def _column(name: str, utterances: pd.DataFrame, speakers: pd.DataFrame | None,
             spk_codes: np.ndarray, speaker_ids: pd.Index) -> tuple[pd.Series, str]:
     """(the covariate's value per utterance, its unit) from the utterance or speaker table."""
-    if name in _RESERVED:
-        raise UserInputError(f"{name!r} cannot be a covariate: it is the outcome or the speaker itself",
-                             hint="adjust for columns that describe the recording or the speaker, e.g. device, age")
+    check_covariates([name], utterances.columns, () if speakers is None else speakers.columns)
     if name in utterances.columns:
         col = utterances[name].reset_index(drop=True)
         if name == "ref_words":
@@ -194,8 +209,7 @@ def _column(name: str, utterances: pd.DataFrame, speakers: pd.DataFrame | None,
         per_spk.index = per_spk.index.astype(str)
         values = per_spk.reindex(speaker_ids)
         return pd.Series(values.to_numpy()[spk_codes]), "speaker"
-    raise UserInputError(f"covariate {name!r} is not a column of the utterance table or the speaker table",
-                         hint="fix --adjust, or add the column (per utterance, or per speaker with --speakers)")
+    raise AssertionError("unreachable: check_covariates found the column")  # pragma: no cover
 
 
 def build_cells(utterances: pd.DataFrame, speakers: pd.DataFrame | None = None, covariates: Iterable[str] = (),

@@ -315,6 +315,11 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
                                  "keeps no per-utterance columns",
                                  hint="pass --engine default for utterance-level covariates, or put the column "
                                       "in --speakers FILE")
+    if adjust:   # a misspelt covariate is refused before discovery and resampling, not after
+        from .adjust import check_covariates
+
+        first = scored_sets[names[0]]
+        check_covariates(adjust, first.utterances.columns, first.speakers.columns)
 
     t = time.perf_counter()
     values = {} if isinstance(side_inputs, SideInputs) else side_values(census, embeddings, embedding_ids,

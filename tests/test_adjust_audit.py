@@ -320,3 +320,11 @@ def test_koenecke_audit_raw_and_adjusted_per_system(tmp_path):
         assert 0.95 * raw_ratio <= adj["rate_ratio"] <= raw_ratio
         assert adj["rate_ratio_ci"][0] > 1.3 and adj["p_holm"] < 1e-4 and not adj["explained_away"]
         assert [w["label"] for w in sub["rate_ratios"]["worse_than_rest"]] == ["black_flag=1"]
+    # the HTML's systems table: each system's raw and adjusted ratio of its bottom cohort
+    html = (tmp_path / "o" / "report.html").read_text(encoding="utf-8")
+    from fairaudit import numbers as num
+
+    for s in KOENECKE:
+        entry = rep["systems"][f"clean_{s}_wer"]["discoverers"]["attribute:black_flag"]
+        assert f'data-field="system-adjusted-ratio">{num.rate_ratio_block(entry["adjusted"])}<' in html
+        assert f'data-field="system-raw-ratio">{num.rate_ratio_block(entry["rate_ratio"])}<' in html

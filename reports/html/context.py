@@ -227,7 +227,10 @@ def _systems_table(report: dict) -> dict | None:
             bottom = next((c for c in entry.get("cohorts", []) if c["id"] == entry.get("bottom")), None)
             cells.append({"skipped": False, "label": bottom["label"] if bottom else "n/a",
                           "wer": fmt_wer(bottom["wer"]) if bottom else "n/a", "gap": fmt_gap(entry),
-                          "share": fmt_pct(entry.get("bottom_share_pct")), "p": fmt_p(entry.get("p_value"))})
+                          "share": fmt_pct(entry.get("bottom_share_pct")), "p": fmt_p(entry.get("p_value")),
+                          # the bottom cohort vs the rest (every-cohort tests; --adjust)
+                          "rr": num.rate_ratio_block(entry["rate_ratio"]) if entry.get("rate_ratio") else None,
+                          "adj": num.rate_ratio_block(entry["adjusted"]) if entry.get("adjusted") else None})
         rows.append({"key": key, "cells": cells})
     return {"names": names, "overall": overall, "rows": rows, "first": report.get("system") or names[0]}
 

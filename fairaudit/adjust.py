@@ -912,6 +912,14 @@ HELDOUT_TEXT = ("held-out speakers: the discoverer searched half of the audited 
                 "cohort of the audit takes the re-found cohort it shares most speakers with (overlap >= 0.5)")
 
 
+def _str_index(series: pd.Series) -> pd.Series:
+    """``series`` with its index (speaker ids) as str, vectorised (``rename(index=str)``
+    calls str once per id: 0.5 s per assignment at 100k speakers on Arrow strings)."""
+    out = series.copy(deep=False)
+    out.index = pd.Index(np.asarray(series.index.astype(str), dtype=object))
+    return out
+
+
 def split_speakers(ids: Sequence[str], seed: int, key: str) -> np.ndarray:
     """Boolean mask over ``ids``: True = discovery half, False = held-out half.
 
@@ -936,8 +944,11 @@ def _heldout_assignment(disc, speakers: pd.DataFrame, side, assignment: pd.Serie
     ids = assignment.index.astype(str)
     in_a = split_speakers(ids, seed, disc.key)
     sp = speakers.assign(speaker_id=speakers["speaker_id"].astype(str))
-    half_a = sp.loc[sp["speaker_id"].isin(ids[in_a])].reset_index(drop=True)
-    half_b = sp.loc[sp["speaker_id"].isin(ids[~in_a])].reset_index(drop=True)
+    # hash look-ups on plain object arrays: Series.isin on Arrow strings loops in Python
+    # (0.7 s at 100k speakers)
+    sp_ids = np.asarray(sp["speaker_id"], dtype=object)
+    half_a = sp.loc[pd.Index(np.asarray(ids[in_a], dtype=object)).get_indexer(sp_ids) >= 0].reset_index(drop=True)
+    half_b = sp.loc[pd.Index(np.asarray(ids[~in_a], dtype=object)).get_indexer(sp_ids) >= 0].reset_index(drop=True)
     facts: dict[str, Any] = {"discovery_speakers": int(in_a.sum()), "heldout_speakers": int((~in_a).sum()),
                              "min_overlap": MIN_OVERLAP}
     fresh = disc.clone()
@@ -953,7 +964,7 @@ def _heldout_assignment(disc, speakers: pd.DataFrame, side, assignment: pd.Serie
     placed = placed.copy()
     placed.index = placed.index.astype(str)
     facts["heldout_placed"] = int(len(placed))
-    return placed, match_cohorts(assignment.rename(index=str), found.assignment.rename(index=str)), facts
+    return placed, match_cohorts(_str_index(assignment), _str_index(found.assignment)), facts
 
 
 def audit_rate_ratios(items: Sequence[tuple[Any, dict, pd.Series]], utterances: pd.DataFrame,
@@ -981,7 +992,7 @@ def audit_rate_ratios(items: Sequence[tuple[Any, dict, pd.Series]], utterances: 
     dropped: dict[str, set] = {}
     for disc, entry, assignment in items:
         ids = [c["id"] for c in entry.get("cohorts", [])]
-        a = assignment.rename(index=str)
+        a = _str_index(assignment)
         if getattr(disc, "fixed_cohorts", False):
             placed, matching, fitted_on = a, {i: (i, 1.0) for i in ids}, "all audited speakers"
         else:

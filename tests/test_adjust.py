@@ -190,12 +190,15 @@ def test_real_cohort_effect_with_confounder_is_recovered_unbiased():
     assert np.exp(np.mean(raw_logs)) > 2.4                        # the raw ratio blames gender for the device
 
 
+WALD_REPS = 100
+
+
 def test_holm_controls_family_wise_error_on_null_data_with_30_cohorts():
     """600 speakers in 30 cohorts of 20, no effect anywhere (a device effect, unrelated)."""
     rng = np.random.default_rng(20263)
     reps = 300
     false_worse = any_direction = unadjusted = plain_wald = 0
-    for _ in range(reps):
+    for rep in range(reps):
         rate, spk, words, ids = _speakers(rng, 600)
         far = rng.random(len(spk)) < 0.4
         utts = pd.DataFrame({"speaker_id": ids[spk], "ref_words": words,
@@ -208,16 +211,17 @@ def test_holm_controls_family_wise_error_on_null_data_with_30_cohorts():
         false_worse += (sig & (res["rate_ratio"].to_numpy() > 1)).any()
         any_direction += sig.any()
         unadjusted += (res["p_value"] < 0.05).any()
-        wald = rate_ratios(table, cohorts, adjust=False, variance="robust")
-        plain_wald += (np.array(holm_bh(wald["p_value"].tolist())[0]) < 0.05).any()
+        if rep < WALD_REPS:   # the comparison needs fewer replicates: it is far off
+            wald = rate_ratios(table, cohorts, adjust=False, variance="robust")
+            plain_wald += (np.array(holm_bh(wald["p_value"].tolist())[0]) < 0.05).any()
     # measured with this seed: false "worse" 0.017, any direction 0.04 (over 1000
     # replicates 0.05-0.07: the better-side tail of 20-speaker cohorts stays a little
     # heavy, see fairaudit.adjust), no correction 0.79, Holm on plain Wald-z sandwich
-    # p-values 0.20
+    # p-values 0.22 (first 100 replicates)
     assert false_worse / reps <= 0.05
     assert any_direction / reps <= 0.08
     assert unadjusted / reps >= 0.5
-    assert plain_wald / reps >= 0.12
+    assert plain_wald / WALD_REPS >= 0.12
 
 
 def test_holm_and_bh_equal_statsmodels_and_skip_missing_tests():

@@ -1006,6 +1006,11 @@ def audit_rate_ratios(items: Sequence[tuple[Any, dict, pd.Series]], utterances: 
     covariates, else raw).
     """
     adjust = list(dict.fromkeys(c.strip() for c in adjust if c and c.strip()))
+    if not len(utterances) or not items:
+        # 0 scored rows, or every discoverer skipped: nothing to test (and the gate says so)
+        return _summary(model, [], level, 0, 0, {}, "adjusted" if adjust else "rate_ratio", [],
+                        requested_covariates=adjust,
+                        note="no scored utterances" if not len(utterances) else "no discoverer ran")
     raw_table = build_cells(utterances)
     adj_table = build_cells(utterances, speakers, adjust, bins=bins) if adjust else None
     method = method_text("bias_reduced", model)
@@ -1072,8 +1077,16 @@ def audit_rate_ratios(items: Sequence[tuple[Any, dict, pd.Series]], utterances: 
     def n_tests(blocks, keys):
         return len({k for k, b in zip(keys, blocks) if b["p_value"] is not None})
 
-    return {"method": method, "model": model, "covariates": [c.to_dict() for c in adj_table.covariates]
-            if adj_table is not None else [], "level": level, "alpha": ALPHA,
-            "family": {"raw_tests": n_tests(raw_blocks, raw_keys), "adjusted_tests": n_tests(adj_blocks, adj_keys),
-                       "scope": "every cohort of every discoverer of this system's audit"},
-            "dropped_levels": {k: sorted(v) for k, v in dropped.items()}, "basis": basis, "rule": WORSE_RULE, "worse_than_rest": worse}
+    return _summary(model, [c.to_dict() for c in adj_table.covariates] if adj_table is not None else [], level,
+                    n_tests(raw_blocks, raw_keys), n_tests(adj_blocks, adj_keys),
+                    {k: sorted(v) for k, v in dropped.items()}, basis, worse)
+
+
+def _summary(model: str, covariates: list[dict], level: float, raw_tests: int, adjusted_tests: int,
+             dropped: dict, basis: str, worse: list[dict], **extra) -> dict:
+    """The audit-level ``rate_ratios`` section (see the schema): method, the family of
+    tests (counts), the worse-than-rest list and how it was chosen."""
+    return {"method": method_text("bias_reduced", model), "model": model, "covariates": covariates, "level": level,
+            "alpha": ALPHA, "family": {"raw_tests": raw_tests, "adjusted_tests": adjusted_tests,
+                                       "scope": "every cohort of every discoverer of this system's audit"},
+            "dropped_levels": dropped, "basis": basis, "rule": WORSE_RULE, "worse_than_rest": worse, **extra}

@@ -52,6 +52,8 @@ def cohort_test_lines(result: AuditResult) -> list[Text]:
     rr = result.report.get("rate_ratios")
     if not rr:
         return []
+    if rr.get("note"):
+        return [Text(f"every cohort against the rest: nothing tested ({rr['note']})", style="dim")]
     basis = "adjusted" if rr.get("covariates") else "raw"
     covs = ", ".join(c["name"] for c in rr.get("covariates", []))
     tests = rr["family"]["adjusted_tests" if basis == "adjusted" else "raw_tests"]

@@ -286,7 +286,9 @@ def _why_no_adjusted(report: dict) -> str:
     entries = [d for _, rep in _systems(report) for d in rep["discoverers"].values() if not d.get("skipped")]
     blocks = [c["adjusted"] for d in entries for c in d.get("cohorts", []) if "adjusted" in c]
     if not blocks:
-        return "the report has no adjusted rate ratios (run the audit with --adjust COLS)"
+        notes = [rep["rate_ratios"]["note"] for _, rep in _systems(report) if (rep.get("rate_ratios") or {}).get("note")]
+        return ("the report has no adjusted rate ratios (" + (notes[0] if notes else "run the audit with --adjust COLS")
+                + ")")
     notes = [b["note"] for b in blocks if b.get("note")]
     return (f"none of the {len(blocks)} cohorts with an adjusted rate ratio has an interval"
             + (f" (e.g. {notes[0]})" if notes else ""))

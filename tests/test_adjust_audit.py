@@ -328,3 +328,18 @@ def test_koenecke_audit_raw_and_adjusted_per_system(tmp_path):
         entry = rep["systems"][f"clean_{s}_wer"]["discoverers"]["attribute:black_flag"]
         assert f'data-field="system-adjusted-ratio">{num.rate_ratio_block(entry["adjusted"])}<' in html
         assert f'data-field="system-raw-ratio">{num.rate_ratio_block(entry["rate_ratio"])}<' in html
+
+
+def test_nothing_scored_means_nothing_tested_and_a_failed_adjusted_gate(tmp_path):
+    path = tmp_path / "u.csv"
+    path.write_text("utt_id,speaker_id,reference,hypothesis\nu1,s1,,x\nu2,s2,,y\n", encoding="utf-8")
+    out = tmp_path / "o"
+    r = runner.invoke(app, ["audit", str(path), "--adjust", "ref_words", "--bootstrap", "0", "--permutations", "0",
+                            "--no-html", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "every cohort against the rest: nothing tested (no scored utterances)" in r.output
+    rep = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    validate(rep)
+    assert rep["rate_ratios"]["family"]["adjusted_tests"] == 0 and rep["rate_ratios"]["worse_than_rest"] == []
+    r = runner.invoke(app, ["gate", str(out / "report.json"), "--max-adjusted-ratio", "1.2"])
+    assert r.exit_code == 1 and "no adjusted rate ratios (no scored utterances)" in r.output, r.output

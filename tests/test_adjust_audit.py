@@ -197,6 +197,11 @@ def test_geographic_audit_fits_on_held_out_speakers_and_validates():
     validate(res.report)
     entry = res.discoverers["geographic"]
     assert entry["rate_ratio_heldout"]["heldout_speakers"] == 150
+    # the HTML says where the figures come from
+    from fairaudit.reports.html.render import render_html
+
+    html = render_html(res)
+    assert 'data-field="heldout-note"' in html and "fitted on held-out speakers" in html
     for c in entry["cohorts"]:
         assert c["adjusted"]["fitted_on"].startswith("held-out speakers")
         assert c["adjusted"]["rate_ratio"] is not None or "no honest estimate" in c["adjusted"]["note"] \

@@ -192,9 +192,15 @@ def test_geographic_audit_fits_on_held_out_speakers_and_validates():
     rng = np.random.default_rng(5)
     spk = utts["speaker_id"].unique()
     geo = pd.DataFrame({"speaker_id": spk, "lat": rng.normal(40, 3, len(spk)).round(3),
-                        "lon": rng.normal(-95, 8, len(spk)).round(3)})
-    res = audit(utts, speakers=geo, discoverers=["geographic"], adjust=["device"], n_boot=0, n_perm=0, honest=False)
+                        "lon": rng.normal(-95, 8, len(spk)).round(3), "age": rng.integers(18, 80, len(spk))})
+    res = audit(utts, speakers=geo, discoverers=["geographic"], adjust=["device", "age"], n_boot=0, n_perm=0,
+                honest=False)
     validate(res.report)
+    # an utterance column and a numeric column of the speaker table (quantile bins over speakers)
+    covs = res.report["rate_ratios"]["covariates"]
+    assert [(c["name"], c["unit"], c["kind"]) for c in covs] == [("device", "utterance", "categorical"),
+                                                                 ("age", "speaker", "binned")]
+    assert len(covs[1]["levels"]) == 5
     entry = res.discoverers["geographic"]
     assert entry["rate_ratio_heldout"]["heldout_speakers"] == 150
     # the HTML says where the figures come from

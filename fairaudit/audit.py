@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 
+from . import drilldown
 from .alignment import worst_utterances
 from .discover import REGISTRY, Discoverer, SideInputs
 from .discover.base import NotEnoughData
@@ -217,6 +218,8 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
         entries, parts = discover_all(discs, sset, side, seed=seed, normalization=normalization, worst_n=worst_n,
                                       redact_text=redact_text, timings=timings, n_boot=n_boot, n_perm=n_perm,
                                       ci_level=ci_level, honest=honest, workers=workers)
+        if name == names[0]:  # the report's sections show the first system: its cohorts get drill-downs
+            drilldown.add_drilldown(entries, parts, sset, normalization=normalization, redact_text=redact_text)
         overall = {**sset.overall, "wer_ci": overall_ci(sset.speakers, n_boot, seed, ci_level)}
         per_system[name] = {"overall": overall, "accounting": sset.accounting.to_dict(), "discoverers": entries}
         for part in parts:
@@ -247,8 +250,14 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
         "system": names[0],
         **per_system[names[0]],
     }
+    report["speaker_table"] = drilldown.speaker_table(scored.speakers, ci_level)
     if len(names) > 1:
-        report["systems"] = per_system
+        drilldown.add_system_comparison(per_system, assignment_parts,
+                                        {n: s.speakers for n, s in scored_sets.items()})
+        # the first system stands at the top level with its drill-downs: not twice
+        first = per_system[names[0]]
+        report["systems"] = {**per_system, names[0]: {**first, "discoverers": {
+            k: {f: v for f, v in e.items() if f != "drilldown"} for k, e in first["discoverers"].items()}}}
     assignments = (pd.concat(assignment_parts, ignore_index=True) if assignment_parts
                    else pd.DataFrame(columns=["speaker_id", "discoverer", "cohort_id"]))
     result = AuditResult(report=report, assignments=assignments, speakers=scored.speakers,

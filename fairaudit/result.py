@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 COHORT_FIELDS = ["id", "rank", "label", "speakers", "utterances", "ref_words", "substitutions", "deletions",
                  "insertions", "errors", "wer", "share_pct", "utterance_share_pct", "too_few_speakers"]
@@ -94,6 +95,29 @@ def _clean(obj):
     return obj
 
 
+_FLAT_TOKEN = re.compile(r'"\\u0000flat:(\d+)\\u0000"')
+#: lists longer than this, of scalars only, are written on one line
+_FLAT_MIN = 8
+
+
+def _stash_flat_lists(obj, store: list[list]):
+    """``obj`` with each long list of scalars replaced by a placeholder string (kept in ``store``)."""
+    if isinstance(obj, dict):
+        return {k: _stash_flat_lists(v, store) for k, v in obj.items()}
+    if isinstance(obj, list):
+        if len(obj) > _FLAT_MIN and not any(isinstance(v, (dict, list)) for v in obj):
+            store.append(obj)
+            return f"\u0000flat:{len(store) - 1}\u0000"
+        return [_stash_flat_lists(v, store) for v in obj]
+    if isinstance(obj, str) and "\u0000flat:" in obj:
+        raise _Unflattenable  # a report string that looks like a placeholder: write plainly
+    return obj
+
+
+class _Unflattenable(Exception):
+    pass
+
+
 def frame_records(frame: pd.DataFrame) -> list[dict]:
     return _clean(frame.astype(object).where(frame.notna(), None).to_dict(orient="records"))
 
@@ -146,7 +170,9 @@ class AuditResult:
             if discoverer and key != discoverer:
                 continue
             for c in d.get("cohorts", []):
-                rows.append({"discoverer": key, **c})
+                # JSON-clean (lists, not tuples; Python, not numpy, scalars): cohorts.csv then has
+                # the same cell text whether written from this result or from its report.json
+                rows.append({"discoverer": key, **_clean(c)})
         return pd.DataFrame(rows)
 
     def summary(self) -> pd.DataFrame:
@@ -166,8 +192,25 @@ class AuditResult:
 
     # ------------------------------------------------------------- persistence
     def to_json(self, indent: int | None = 2) -> str:
-        """The report document as JSON text (valid against the report schema)."""
-        return json.dumps(_clean(self.report), indent=indent, ensure_ascii=False, allow_nan=False)
+        """The report document as JSON text (valid against the report schema).
+
+        Indented, except that long lists of numbers or strings (per-speaker columns,
+        map points) stay on one line: one line per item would make a 100k-speaker report
+        several times larger and no easier to read.
+        """
+        doc = _clean(self.report)
+        if indent is None:
+            return json.dumps(doc, ensure_ascii=False, allow_nan=False)
+        flat: list[list] = []
+        try:
+            doc = _stash_flat_lists(doc, flat)
+        except _Unflattenable:
+            flat = []
+        text = json.dumps(doc, indent=indent, ensure_ascii=False, allow_nan=False)
+        if not flat:
+            return text
+        # the placeholders are strings no report text can hold (a NUL inside markers)
+        return _FLAT_TOKEN.sub(lambda m: json.dumps(flat[int(m.group(1))], ensure_ascii=False, allow_nan=False), text)
 
     def save(self, out_dir: str) -> dict[str, str]:
         """Write report.json, cohorts.csv and assignments.csv into ``out_dir``; returns the paths."""

@@ -27,6 +27,8 @@ import numpy as np
 
 from fairaudit.result import AuditResult
 
+from . import explore, figure_layers
+
 #: lon_min, lon_max, lat_min, lat_max of the main US map (continental states)
 CONTINENTAL = (-125.0, -66.0, 24.0, 50.0)
 #: resolution of the embedded figures: modest, so the sample report stays well under 3 MB
@@ -284,7 +286,7 @@ def state_outlines(continental: bool = True) -> tuple[tuple[np.ndarray, ...], st
 def _geo_map(entry: dict) -> dict | None:
     """Regions as WER-coloured rectangles over US state boundaries, speakers as dots."""
     import matplotlib
-    from matplotlib import cm, colors as mcolors, patheffects
+    from matplotlib import cm, colors as mcolors
     from matplotlib.collections import PolyCollection
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch, Rectangle
@@ -314,28 +316,28 @@ def _geo_map(entry: dict) -> dict | None:
     wers = [c["wer"] for c in cohorts if c.get("wer") is not None]
     norm = mcolors.Normalize(vmin=min(wers) if wers else 0, vmax=max(wers) if wers and max(wers) > min(wers) else (max(wers or [0]) + 1e-9))
     cmap = matplotlib.colormaps["YlOrRd"]
-    bottom_cell = None
+    bottom_cell = top_cell = None
+    position = {c["id"]: i for i, c in enumerate(entry.get("cohorts", []))}
+    boxes = []
     for c in cohorts:
         la0, la1, lo0, lo1 = (float(v) for v in c["details"]["cell"][:4])
         few = c.get("too_few_speakers")
         face = FEW_COLOR if few or c.get("wer") is None else cmap(norm(c["wer"]))
         ax.add_patch(Rectangle((lo0, la0), lo1 - lo0, la1 - la0, facecolor=face, alpha=0.55, edgecolor="#555555",
                                linewidth=0.6, hatch="..." if few else None, zorder=2))
+        boxes.append((lo0, la0, lo1, la1, position[c["id"]]))
         if c["id"] == entry.get("bottom"):
             bottom_cell = (lo0, la0, lo1 - lo0, la1 - la0)
+        elif c["id"] == entry.get("top"):
+            top_cell = (lo0, la0, lo1 - lo0, la1 - la0)
     if len(lat):
         ax.scatter(lon, lat, s=4, c="#1a1a1a", alpha=0.6, linewidths=0, zorder=4)
+    if top_cell is not None:
+        ax.add_patch(Rectangle(top_cell[:2], *top_cell[2:], fill=False, edgecolor=TOP_COLOR, linewidth=2.2, zorder=5))
     if bottom_cell is not None:
         ax.add_patch(Rectangle(bottom_cell[:2], *bottom_cell[2:], fill=False, edgecolor="black", linewidth=2.8, zorder=5))
         ax.add_patch(Rectangle(bottom_cell[:2], *bottom_cell[2:], fill=False, edgecolor=BOTTOM_COLOR, linewidth=1.2,
                                linestyle="--", zorder=6))
-    if len(cohorts) <= 40:
-        halo = [patheffects.withStroke(linewidth=2.2, foreground="white")]
-        for c in cohorts:
-            center = c["details"].get("center")
-            if center and frame[2] <= center[0] <= frame[3] and frame[0] <= center[1] <= frame[1]:
-                ax.text(center[1], center[0], _short(c["id"], 12), fontsize=7.5, ha="center", va="center",
-                        weight="bold" if c["id"] == entry.get("bottom") else "normal", path_effects=halo, zorder=7)
     sm = cm.ScalarMappable(norm=norm, cmap=cmap)
     bar = fig.colorbar(sm, ax=ax, shrink=0.75, pad=0.01)
     bar.set_label("region WER (%)")
@@ -345,11 +347,25 @@ def _geo_map(entry: dict) -> dict | None:
     ax.set_aspect(1 / math.cos(math.radians(mid_lat)))
     ax.set_xlabel("longitude (°)")
     ax.set_ylabel("latitude (°)")
-    handles = [Line2D([], [], color="black", linewidth=2.8, label="bottom region"),
-               Line2D([], [], color="#1a1a1a", marker="o", markersize=3, linestyle="none", label="speaker")]
+    handles = [Line2D([], [], color="black", linewidth=2.8, label="bottom region")]
+    if top_cell is not None:
+        handles.append(Line2D([], [], color=TOP_COLOR, linewidth=2.2, label="top region"))
+    handles.append(Line2D([], [], color="#1a1a1a", marker="o", markersize=3, linestyle="none", label="speaker"))
     if any(c.get("too_few_speakers") for c in cohorts):
         handles.append(Patch(facecolor=FEW_COLOR, hatch="...", edgecolor="#555555", label="too few speakers"))
-    ax.legend(handles=handles, loc="lower left", fontsize=8, framealpha=0.92)
+    legend = ax.legend(handles=handles, loc="lower left", fontsize=8, framealpha=0.92)
+    # Labels go on once the layout is final, each where it overlaps nothing (or not at all).
+    rend = figure_layers.renderer(fig)
+    order = sorted(cohorts, key=lambda c: (c["id"] != entry.get("bottom"), c["id"] != entry.get("top"),
+                                           -(c.get("speakers") or 0), c["rank"]))
+    items = [{"x": c["details"]["center"][1], "y": c["details"]["center"][0], "text": _short(c["id"], 12),
+              "bold": c["id"] in (entry.get("bottom"), entry.get("top")),
+              "box": (max(c["details"]["cell"][2], frame[0]), max(c["details"]["cell"][0], frame[2]),
+                      min(c["details"]["cell"][3], frame[1]), min(c["details"]["cell"][1], frame[3]))}
+             for c in order if c["details"].get("center")
+             and frame[2] <= c["details"]["center"][0] <= frame[3] and frame[0] <= c["details"]["center"][1] <= frame[1]]
+    unlabelled = figure_layers.place_labels(ax, rend, items, [legend.get_window_extent(rend)])
+    layer = {"rects": figure_layers.region_rects(fig, ax, boxes)}
     n_pts = len(lat)
     # the points are a sample when fewer than the speakers this discoverer audited
     sampled = n_pts < (entry.get("audited_speakers") or 0)
@@ -361,8 +377,13 @@ def _geo_map(entry: dict) -> dict | None:
         caption += f" State boundaries are not drawn: {missing}."
     if continental and n_pts and (~inside).sum():
         caption += f" {int((~inside).sum()):,} of {n_pts:,} speakers lie outside the continental US and are not shown."
-    return {"src": _png(fig), "alt": "map of the regions coloured by WER", "caption": caption,
-            "width": int(width * DPI)}
+    if unlabelled:
+        caption += (f" {len(unlabelled):,} region label(s) had no free place and are left out"
+                    f" ({', '.join(unlabelled[:12])}{', …' if len(unlabelled) > 12 else ''}): the table lists every region.")
+    src = _png(fig)
+    layer["w"], layer["h"] = explore.png_size(src)
+    return {"src": src, "alt": "map of the regions coloured by WER", "caption": caption,
+            "width": int(width * DPI), "layer": layer}
 
 
 def _projection_scatter(entry: dict) -> dict | None:
@@ -379,16 +400,23 @@ def _projection_scatter(entry: dict) -> dict | None:
     ids = [c["id"] for c in sorted(entry.get("cohorts", []), key=lambda c: c["rank"])]
     ids += sorted(set(cohort) - set(ids))
     cmap = matplotlib.colormaps["tab20" if len(ids) > 10 else "tab10"]
-    bottom = entry.get("bottom")
+    bottom, top = entry.get("bottom"), entry.get("top")
     fig = _figure(9.0, 5.6)
     ax = fig.add_subplot()
     for i, cid in enumerate(ids):
         m = cohort == cid
-        if not m.any() or cid == bottom:
+        if not m.any() or cid in (bottom, top):
             continue
         c = by_id.get(cid, {})
         ax.scatter(x[m], yv[m], s=14, color=cmap(i % cmap.N), alpha=0.6, linewidths=0,
                    label=_short(f"{cid}  WER {fmt_wer(c.get('wer'))} %", 30))
+    for i, cid in enumerate(ids):  # the top cluster keeps its colour, outlined in the top colour
+        m = cohort == cid
+        if cid != top or not m.any():
+            continue
+        c = by_id.get(cid, {})
+        ax.scatter(x[m], yv[m], s=22, marker="s", color=cmap(i % cmap.N), edgecolors=TOP_COLOR, linewidths=1.0,
+                   zorder=4, label=_short(f"{cid}  WER {fmt_wer(c.get('wer'))} % (top)", 34))
     m = cohort == bottom
     if bottom is not None and m.any():
         ax.scatter(x[m], yv[m], s=30, marker="D", color=BOTTOM_COLOR, edgecolors="black", linewidths=0.7, zorder=5,
@@ -400,10 +428,18 @@ def _projection_scatter(entry: dict) -> dict | None:
     ax.set_axisbelow(True)
     if len(ids) <= 24:
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
-    return {"src": _png(fig), "alt": "scatter plot of the speaker embeddings projected on two principal components",
+    figure_layers.renderer(fig)
+    position = {c["id"]: i for i, c in enumerate(entry.get("cohorts", []))}
+    index = np.array([position.get(c, -1) for c in cohort])
+    known = index >= 0
+    layer = {"points": figure_layers.points(fig, ax, x[known], yv[known], index[known])}
+    src = _png(fig)
+    layer["w"], layer["h"] = explore.png_size(src)
+    return {"src": src, "alt": "scatter plot of the speaker embeddings projected on two principal components",
             "caption": "Speaker embeddings projected on their first two principal components, coloured by k-means "
-                       "cluster; the bottom cluster is drawn as red diamonds. Clusters that overlap here can still be "
-                       "apart in the full embedding space.", "width": int(9.0 * DPI)}
+                       "cluster; the bottom cluster is drawn as red diamonds, the top cluster as squares outlined in "
+                       "green. Clusters that overlap here can still be apart in the full embedding space.",
+            "width": int(9.0 * DPI), "layer": layer}
 
 
 def _power(report: dict) -> dict | None:
@@ -534,9 +570,13 @@ def _geodemographic(entry: dict) -> dict | None:
         return None
     by_id = {c["id"]: c for c in entry.get("cohorts", [])}
     cands = sorted(d.get("candidates") or [], key=lambda c: -(c.get("gap_pct") if c.get("gap_pct") is not None else -math.inf))
-    extra = {k: _plain(v) for k, v in d.items() if k not in ("rule", "candidates", "candidates_evaluated")}
+    # rules that split the speakers identically (a rule and its complement, a conjunction
+    # whose extra condition excludes nobody) are one row, the others named in it
+    collapsed = explore.collapse_candidates(cands, d.get("rule"))
+    extra = explore.fact_rows(d, exclude=("rule", "candidates", "candidates_evaluated"))
     return {"rule": d.get("rule"), "in_rule": by_id.get("A"), "rest": by_id.get("B"),
-            "candidates": cands[:MAX_CANDIDATES], "candidates_total": len(cands),
+            "candidates": collapsed[:MAX_CANDIDATES], "candidates_total": len(cands),
+            "candidates_distinct": len(collapsed),
             "candidates_evaluated": d.get("candidates_evaluated"), "extra": extra}
 
 
@@ -610,7 +650,7 @@ def build_context(report: dict) -> dict:
                     "has_ci": any(c.get("wer_ci_low") is not None for c in entry.get("cohorts", [])),
                     "not_audited": list((entry.get("not_audited") or {}).items()),
                     "approximate_coordinates": entry.get("approximate_coordinates"),
-                    "params": [(k, _plain(v)) for k, v in (entry.get("params") or {}).items()],
+                    "params": explore.fact_rows(entry.get("params")),
                     "bars": _bar_chart(entry, overall.get("wer")),
                     "map": _geo_map(entry) if kind == "geographic" else None,
                     "scatter": _projection_scatter(entry) if kind == "automatic" else None,
@@ -624,6 +664,7 @@ def build_context(report: dict) -> dict:
             sections.append(sec)
         power = _power(report)
     acc = report.get("accounting") or {}
+    page = explore.page_context(report, sections, summary)
     return {
         "report": report, "overall": overall, "accounting": acc,
         "dropped": [(k, v) for k, v in (acc.get("dropped") or {}).items()],
@@ -634,9 +675,9 @@ def build_context(report: dict) -> dict:
         "level": next((r["level"] for r in summary if r.get("gap_ci")), fmt_level(None)),
         "overall_ci": fmt_ci(*_interval(overall.get("wer_ci"))),
         "files": inputs.get("files") or [], "normalization": inputs.get("normalization") or {},
-        "options": [(k, _plain(v)) for k, v in options.items()], "mode": inputs.get("mode"),
+        "options": explore.fact_rows(options), "mode": inputs.get("mode"),
         "tool": report.get("tool") or {}, "schema_version": report.get("schema_version"),
-        "redacted": redacted, "power": power, "systems": _systems_table(report),
+        "redacted": redacted, "power": power, "systems": _systems_table(report), "explore": page,
         "fmt_wer": fmt_wer, "fmt_pct": fmt_pct, "fmt_level": fmt_level, "fmt_pp": fmt_pp, "fmt_count": fmt_count, "plain": _plain,
     }
 
@@ -697,8 +738,8 @@ def _honest_facts(entry: dict) -> list[tuple[str, str]]:
 def _automatic_facts(entry: dict) -> list[tuple[str, str]]:
     d = entry.get("details") or {}
     params = entry.get("params") or {}
-    facts = [(k.replace("_", " "), _plain(v)) for k, v in d.items()
-             if k not in ("projection", "explained_variance_ratio") and not (k in params and params[k] == v)]
+    facts = explore.fact_rows({k: v for k, v in d.items() if not (k in params and params[k] == v)},
+                              exclude=("projection", "explained_variance_ratio"))
     evr = d.get("explained_variance_ratio")
     if evr:
         facts.append(("variance shown in the projection", f"{100 * sum(v or 0 for v in evr[:2]):.1f} %"))

@@ -92,6 +92,32 @@ def hostile_out(tmp_path_factory):
     return {"path": path, "html": path.read_text(encoding="utf-8"), "report": json.loads(result.to_json())}
 
 
+SCRIPT_RE = re.compile(r"<script\b([^>]*)>(.*?)</script>", re.S | re.I)
+
+
+def split_scripts(text):
+    """(the page without its script elements, [(attributes, content)] of each script element).
+
+    A regex is exact here only because the page guarantees it: no script content holds
+    '</script' (JSON blocks escape '<'; the code is checked for it when loaded).
+    """
+    scripts = [(attrs, body) for attrs, body in SCRIPT_RE.findall(text)]
+    return SCRIPT_RE.sub("", text), scripts
+
+
+def check_scripts(scripts):
+    """The page's scripts are JSON data blocks and the one constant, hashed script."""
+    from fairaudit.reports import explore
+
+    code = [body for attrs, body in scripts if "application/json" not in attrs]
+    assert code == [explore.script_source()], "a script other than _explore.js"
+    for attrs, body in scripts:
+        if "application/json" in attrs:
+            assert re.fullmatch(r' type="application/json" id="fa-[\w-]+"( data-encoding="deflate-base64" data-bytes="\d+")?',
+                                attrs), attrs
+            assert "<" not in body and ">" not in body and "\u2028" not in body and "\u2029" not in body
+
+
 class _Tags(html.parser.HTMLParser):
     def __init__(self):
         super().__init__()
@@ -110,7 +136,8 @@ def parse_tags(text):
 # --------------------------------------------------------------------------- unit tests
 
 def test_hostile_strings_are_escaped(hostile_out):
-    text = hostile_out["html"]
+    text, scripts = split_scripts(hostile_out["html"])
+    check_scripts(scripts)
     assert "<script" not in text.lower()
     assert "<img src=x" not in text and "<img src=y" not in text
     # outside quoted attribute values (where escaped text may say "onerror=") no tag has a handler
@@ -120,7 +147,8 @@ def test_hostile_strings_are_escaped(hostile_out):
     assert not [t for t, _ in tags if t in ("script", "iframe", "object", "embed", "link", "base", "form")]
     for tag, attrs in tags:
         assert not [a for a in attrs if a.startswith("on")], (tag, attrs)
-        assert "http-equiv" not in attrs
+        if "http-equiv" in attrs:  # only the Content-Security-Policy
+            assert attrs["http-equiv"] == "Content-Security-Policy" and tag == "meta"
         if tag == "img":
             assert attrs["src"].startswith("data:image/png;base64,"), attrs["src"][:80]
     # the hostile text is shown, as text, wherever it came from
@@ -145,9 +173,12 @@ def test_sample_report_size_and_content(sample_out):
     path = sample_out / "report.html"
     size = path.stat().st_size
     assert size <= 3 * 1024 * 1024, f"report.html is {size / 1e6:.2f} MB"
-    text = path.read_text(encoding="utf-8")
+    text, scripts = split_scripts(path.read_text(encoding="utf-8"))
+    check_scripts(scripts)
     report = json.loads((sample_out / "report.json").read_text(encoding="utf-8"))
     assert "<script" not in text.lower() and "http://" not in text and "https://" not in text
+    # the script names the SVG namespace (an identifier, never fetched) and no other URL
+    assert re.findall(r"https?://[^\s\"']*", "".join(b for _, b in scripts)) == ["http://www.w3.org/2000/svg"]
     assert f'id="overall-wer" data-field="overall-wer">{100 * report["overall"]["wer"]:.2f}<' in text
     for key, entry in report["discoverers"].items():
         assert f'data-discoverer="{key}"' in text
@@ -275,7 +306,10 @@ def assert_clean(page, log):
     assert log["failed"] == []
     # the page itself is the only request; embedded images are data: URIs
     assert [u for u in log["requests"] if u != log["url"] and not u.startswith("data:")] == []
-    assert page.evaluate("document.scripts.length") == 0
+    # the scripts are the JSON data blocks and the one inline script the CSP allows
+    kinds = page.evaluate("Array.from(document.scripts).map(s => s.type || 'code')")
+    assert kinds.count("code") == 1 and set(kinds) == {"code", "application/json"}
+    assert page.evaluate("document.documentElement.classList.contains('fa-js')"), "the script did not run"
     images = page.evaluate("Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.src.slice(0, 22)])")
     assert images, "no figures"
     for complete, width, src in images:

@@ -75,11 +75,16 @@ def cohort_statistics(speakers: pd.DataFrame, assignment: pd.Series, labels: dic
     return table, summary
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def _clean(obj):
     """JSON-safe: NaN/inf -> None, numpy scalars -> Python."""
     if isinstance(obj, dict):
         return {str(k): _clean(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
+        if all(type(v) in _PLAIN for v in obj):  # per-speaker columns: one quick pass, no recursion
+            return [None if type(v) is float and not math.isfinite(v) else v for v in obj]
         return [_clean(v) for v in obj]
     if isinstance(obj, (np.integer,)):
         return int(obj)
@@ -96,16 +101,16 @@ def _clean(obj):
 
 
 _FLAT_TOKEN = re.compile(r'"\\u0000flat:(\d+)\\u0000"')
-#: lists longer than this, of scalars only, are written on one line
-_FLAT_MIN = 8
 
 
 def _stash_flat_lists(obj, store: list[list]):
-    """``obj`` with each long list of scalars replaced by a placeholder string (kept in ``store``)."""
+    """``obj`` with each list of scalars (or of lists of scalars) replaced by a placeholder
+    string (the list kept in ``store``)."""
     if isinstance(obj, dict):
         return {k: _stash_flat_lists(v, store) for k, v in obj.items()}
     if isinstance(obj, list):
-        if len(obj) > _FLAT_MIN and not any(isinstance(v, (dict, list)) for v in obj):
+        if obj and all(not isinstance(v, (dict, list)) or
+                       (isinstance(v, list) and not any(isinstance(x, (dict, list)) for x in v)) for v in obj):
             store.append(obj)
             return f"\u0000flat:{len(store) - 1}\u0000"
         return [_stash_flat_lists(v, store) for v in obj]
@@ -194,9 +199,9 @@ class AuditResult:
     def to_json(self, indent: int | None = 2) -> str:
         """The report document as JSON text (valid against the report schema).
 
-        Indented, except that long lists of numbers or strings (per-speaker columns,
-        map points) stay on one line: one line per item would make a 100k-speaker report
-        several times larger and no easier to read.
+        Indented, except that lists of numbers or strings (per-speaker columns, map
+        points, aligned words) stay on one line: one line per item would make a 100k-speaker
+        report several times larger and no easier to read.
         """
         doc = _clean(self.report)
         if indent is None:

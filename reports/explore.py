@@ -135,7 +135,7 @@ def readable(value: Any) -> str:
     if isinstance(value, dict):
         if not value:
             return "none"
-        return "; ".join(f"{_words(k)}: {readable(v)}" for k, v in value.items())
+        return "; ".join(f"{k}: {readable(v)}" for k, v in value.items())  # keys may be column names: as is
     return str(value)
 
 

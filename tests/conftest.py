@@ -23,3 +23,29 @@ def realdata_dir():
     if not REALDATA.is_dir():
         pytest.skip(f"real data folder {REALDATA} is absent (it sits beside the repository in CI when shared)")
     return REALDATA
+
+
+# ----------------------------------------------------------------- HTML report pages (one per worker)
+
+@pytest.fixture(scope="session")
+def sample_out(tmp_path_factory):
+    """The sample audit written by the CLI: report.json, cohorts.csv, report.html, ..."""
+    from reportpages import write_sample
+
+    return write_sample(tmp_path_factory.mktemp("sample"))
+
+
+@pytest.fixture(scope="session")
+def hostile_out(tmp_path_factory):
+    """An audit whose ids, labels, file names, transcripts and warnings are hostile strings."""
+    from reportpages import write_hostile
+
+    return write_hostile(tmp_path_factory.mktemp("hostile"))
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Debian Chromium driven by Playwright (skips when either is missing)."""
+    from reportpages import launch_browser
+
+    yield from launch_browser()

@@ -543,3 +543,10 @@ def page_context(report: dict, sections: list[dict], summary: list[dict]) -> dic
     blocks.insert(0, data_block("fa-meta", meta))
     return {"blocks": Markup("").join(blocks), "csp_meta": csp_meta(), "script": script_tag(),
             "speakers": meta["speakers"]}
+
+
+def plain_page() -> dict:
+    """The layer for a page without drill-downs (``fairaudit compare``): its tables become
+    sortable, filterable and downloadable from their own cells."""
+    meta = {"sections": [], "speakers": 0, "systems": []}
+    return {"blocks": data_block("fa-meta", meta), "csp_meta": csp_meta(), "script": script_tag(), "speakers": 0}

@@ -71,34 +71,46 @@ def place_labels(ax, rend, items: list[dict], obstacles: Iterable = ()) -> list[
     one hidden under another).
     """
     from matplotlib import patheffects
+    from matplotlib.transforms import Bbox
 
     halo = [patheffects.withStroke(linewidth=2.2, foreground="white")]
     frame = ax.get_window_extent(rend)
     taken = [b.padded(1) for b in obstacles]
+    px_per_pt = ax.figure.dpi / 72.0
     left_out = []
     for item in items:
-        placed = False
+        style = {"ha": "center", "va": "center", "fontsize": 7.5, "weight": "bold" if item.get("bold") else "normal"}
+        # a label's size does not depend on where it goes: measure once, then try places arithmetically
+        probe = ax.text(item["x"], item["y"], item["text"], **style)
+        size = probe.get_window_extent(rend)
+        probe.remove()
+        w, h = size.width + 3, size.height + 3
         tries = [((item["x"], item["y"]), off) for off in _OFFSETS]
         if item.get("box"):
             x0, y0, x1, y1 = item["box"]
-            grid = [(x0 + (x1 - x0) * fx, y0 + (y1 - y0) * fy) for fy in (0.5, 0.3, 0.7, 0.15, 0.85)
-                    for fx in (0.5, 0.3, 0.7, 0.15, 0.85)]
-            tries += [(xy, (0, 0)) for xy in grid]
+            tries += [((x0 + (x1 - x0) * fx, y0 + (y1 - y0) * fy), (0, 0)) for fy in (0.5, 0.3, 0.7, 0.15, 0.85)
+                      for fx in (0.5, 0.3, 0.7, 0.15, 0.85)]
+        chosen = None
         for anchor, (dx, dy) in tries:
-            moved = (dx, dy) != (0, 0)
-            ann = ax.annotate(item["text"], anchor, xytext=(dx, dy), textcoords="offset points",
-                              ha="center", va="center", fontsize=7.5, weight="bold" if item.get("bold") else "normal",
-                              path_effects=halo, zorder=7, annotation_clip=False,
-                              arrowprops={"arrowstyle": "-", "color": "#333333", "linewidth": 0.6,
-                                          "shrinkA": 0, "shrinkB": 0} if moved else None)
-            ann.set_in_layout(False)  # labels must not move the axes the geometry was read from
-            box = ann.get_window_extent(rend).padded(1.5)
-            inside = (box.x0 >= frame.x0 and box.x1 <= frame.x1 and box.y0 >= frame.y0 and box.y1 <= frame.y1)
-            if inside and not any(box.overlaps(t) for t in taken):
-                taken.append(box)
-                placed = True
+            ax0, ay0 = ax.transData.transform(anchor)
+            cx, cy = ax0 + dx * px_per_pt, ay0 + dy * px_per_pt
+            box = Bbox.from_bounds(cx - w / 2, cy - h / 2, w, h)
+            inside = box.x0 >= frame.x0 and box.x1 <= frame.x1 and box.y0 >= frame.y0 and box.y1 <= frame.y1
+            # a leader line (label moved off its anchor) must not cross another label either
+            lead = (Bbox.from_extents(min(ax0, cx), min(ay0, cy), max(ax0, cx), max(ay0, cy)).padded(1)
+                    if (dx, dy) != (0, 0) else None)
+            if inside and not any(box.overlaps(t) or (lead is not None and lead.overlaps(t)) for t in taken):
+                chosen = (anchor, (dx, dy))
+                taken += [box] if lead is None else [box, lead]
                 break
-            ann.remove()
-        if not placed:
+        if chosen is None:
             left_out.append(item["text"])
+            continue
+        anchor, off = chosen
+        moved = off != (0, 0)
+        ann = ax.annotate(item["text"], (item["x"], item["y"]) if moved else anchor, xytext=off,
+                          textcoords="offset points", path_effects=halo, zorder=7, annotation_clip=False,
+                          arrowprops={"arrowstyle": "-", "color": "#333333", "linewidth": 0.6,
+                                      "shrinkA": 0, "shrinkB": 0} if moved else None, **style)
+        ann.set_in_layout(False)  # labels must not move the axes the geometry was read from
     return left_out

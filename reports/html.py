@@ -2,8 +2,10 @@
 
 Everything comes from ``AuditResult.report`` (nothing is recomputed), so ``fairaudit
 report report.json`` re-renders byte for byte what ``fairaudit audit`` wrote.  The page has
-inline CSS, no JavaScript, no fonts or images fetched at view time: figures are PNGs drawn
-with matplotlib's Agg renderer and embedded as base64 data URIs.
+inline CSS, no fonts or images fetched at view time (figures are PNGs drawn with
+matplotlib's Agg renderer, embedded as base64 data URIs) and one inline script that makes
+it explorable (sortable, filterable, downloadable tables, cohort drill-downs, figure
+tooltips): see :mod:`fairaudit.reports.explore` for how its data and policy keep it safe.
 
 Every string taken from the report (cohort labels, speaker and utterance ids, transcripts,
 file names, drop reasons, warnings) is untrusted: the Jinja2 environment autoescapes, and
@@ -109,23 +111,6 @@ def fmt_p(p: float | None) -> str:
     if p is None:
         return ""
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def _rounded(value: Any) -> Any:
-    if isinstance(value, float):
-        return round(value, 4)
-    if isinstance(value, dict):
-        return {k: _rounded(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_rounded(v) for v in value]
-    return value
-
-
-def _plain(value: Any) -> str:
-    """A JSON-ish value as one line of text, floats to 4 decimals (the template escapes it)."""
-    if isinstance(value, str):
-        return value
-    return json.dumps(_rounded(value), ensure_ascii=False, sort_keys=True)
 
 
 def _short(text: Any, n: int = LABEL_CHARS) -> str:
@@ -678,7 +663,7 @@ def build_context(report: dict) -> dict:
         "options": explore.fact_rows(options), "mode": inputs.get("mode"),
         "tool": report.get("tool") or {}, "schema_version": report.get("schema_version"),
         "redacted": redacted, "power": power, "systems": _systems_table(report), "explore": page,
-        "fmt_wer": fmt_wer, "fmt_pct": fmt_pct, "fmt_level": fmt_level, "fmt_pp": fmt_pp, "fmt_count": fmt_count, "plain": _plain,
+        "fmt_wer": fmt_wer, "fmt_pct": fmt_pct, "fmt_level": fmt_level, "fmt_pp": fmt_pp, "fmt_count": fmt_count,
     }
 
 
@@ -815,7 +800,7 @@ def render_compare_html(result: AuditResult) -> str:
     ctx = {"tool": report["tool"], "base": base, "cand": cand, "overall": report["overall"],
            "options": report["inputs"]["options"], "normalization": report["inputs"]["normalization"],
            "sections": sections, "fmt_wer": fmt_wer, "fmt_pp": fmt_pp, "fmt_ci": fmt_ci, "fmt_p": fmt_p,
-           "fmt_count": fmt_count, "fmt_level": fmt_level}
+           "fmt_count": fmt_count, "fmt_level": fmt_level, "explore": explore.plain_page()}
     return _environment().get_template("compare.html.j2").render(**ctx)
 
 

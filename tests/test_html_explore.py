@@ -163,6 +163,7 @@ def test_facts_are_rows_not_json(sample_out):
 
 def test_map_labels_never_overlap():
     from matplotlib.figure import Figure
+    from matplotlib.text import Text
 
     from fairaudit.reports import figure_layers
 
@@ -175,11 +176,15 @@ def test_map_labels_never_overlap():
     items = [{"x": float(x), "y": float(y), "text": f"R{i:02d}"} for i, (x, y) in
              enumerate(rng.uniform(4, 6, size=(60, 2)))]
     left_out = figure_layers.place_labels(ax, rend, items)
-    boxes = [t.get_window_extent(rend) for t in ax.texts]
-    assert 0 < len(left_out) < 60 and len(boxes) + len(left_out) == 60
+    rend = figure_layers.renderer(fig)  # annotations know where they are once drawn
+    boxes = [Text.get_window_extent(t, rend) for t in ax.texts]  # the text alone
+    leaders = [(i, t.arrow_patch.get_window_extent(rend)) for i, t in enumerate(ax.texts) if t.arrow_patch]
+    assert 0 < len(left_out) < 60 and len(boxes) + len(left_out) == 60 and leaders
     for i, a in enumerate(boxes):
         for b in boxes[i + 1:]:
             assert not a.overlaps(b)
+        for j, line in leaders:  # a leader line crosses no other label
+            assert j == i or not a.overlaps(line)
 
 
 # --------------------------------------------------------------------------- browser: tables
@@ -409,6 +414,29 @@ def test_print_hides_the_interactive_chrome(browser, sample_out, tmp_path):
         page.close()
 
 
+def test_adjusted_ratio_in_the_drilldown(browser, sample_out, tmp_path):
+    report = json.loads((sample_out / "report.json").read_text(encoding="utf-8"))
+    geo = report["discoverers"]["geographic"]
+    bottom = next(c for c in geo["cohorts"] if c["id"] == geo["bottom"])
+    bottom["adjusted"] = {"rate_ratio": 1.5234, "rate_ratio_ci": [1.1012, 2.0456], "p_value": 0.0123,
+                          "covariates": ["device", "ref_words"], "method": "Poisson GEE, speaker clusters"}
+    out = tmp_path / "adjusted.html"
+    html_report.write_html(AuditResult(report=report), str(out))
+    page, log = open_report(browser, out)
+    try:
+        _open_drill(page, "#d1 table.cohorts tr.bottom button.fa-link")
+        text = page.locator(".fa-dialog").inner_text()
+        assert "Adjusted for covariates" in text
+        assert "adjusted rate ratio vs the rest\n1.52 [1.10, 2.05], p = 0.012" in text
+        assert "covariates\ndevice, ref_words" in text and "Poisson GEE, speaker clusters" in text
+        page.keyboard.press("Escape")
+        _open_drill(page, "#d1 table.cohorts tr.top button.fa-link")  # a cohort without one: no section
+        assert "Adjusted for covariates" not in page.locator(".fa-dialog").inner_text()
+        assert_clean(page, log)
+    finally:
+        page.close()
+
+
 def test_systems_in_the_drilldown(browser, tmp_path):
     rng = np.random.default_rng(0)
     rows = []
@@ -439,6 +467,33 @@ def test_systems_in_the_drilldown(browser, tmp_path):
             same = next(c for c in alone["cohorts"] if c["label"] == bottom["label"])
             assert row[0] == name and row[1] == fmt_wer(same["wer"]) and row[3] == f"{same['errors']:,}"
         assert got[1][2] == f"{100 * (got and (float(got[1][1]) - float(got[0][1])) / 100):+.2f} pp"
+        assert_clean(page, log)
+    finally:
+        page.close()
+
+
+def test_compare_page_tables_sort_and_download(browser, tmp_path):
+    rows = []
+    for s in range(30):
+        grp = f"g{s % 3}"
+        rows += [{"utt_id": f"{s}-{u}", "speaker_id": f"s{s}", "reference": "a b c d e", "grp": grp,
+                  "sysA": "a b c" if grp == "g0" else "a b c d e", "sysB": "a b c d"} for u in range(2)]
+    path = tmp_path / "h.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    r = run("compare", path, "--hyp-col", "sysA", "--hyp-col", "sysB", "--by", "grp", "--discoverers", "",
+            "--min-speakers", "2", "--resamples", "200", "-q", "--out", tmp_path / "c")
+    assert r.exit_code == 0, r.output
+    page, log = open_report(browser, tmp_path / "c" / "compare.html")
+    try:
+        table = "#d0 table"
+        _click_header(page, table, "cohort")
+        assert [r[0] for r in _rows(page, table)] == ["grp=g0", "grp=g1", "grp=g2"]
+        _click_header(page, table, "cohort")
+        assert [r[0] for r in _rows(page, table)] == ["grp=g2", "grp=g1", "grp=g0"]
+        with page.expect_download() as dl:
+            page.locator("#d0 .fa-csv").click()
+        got = pd.read_csv(dl.value.path(), dtype=str, keep_default_na=False)
+        assert list(got["cohort"]) == ["grp=g2", "grp=g1", "grp=g0"]  # the order shown
         assert_clean(page, log)
     finally:
         page.close()

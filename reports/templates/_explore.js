@@ -210,7 +210,9 @@
     let timer = 0;
     filter.addEventListener("input", () => {
       clearTimeout(timer);
-      timer = setTimeout(() => applyFilter(filter.value), n > 5000 ? 200 : 0);
+      // small tables filter at once; long ones wait for a pause in the typing
+      if (n <= 5000) applyFilter(filter.value);
+      else timer = setTimeout(() => applyFilter(filter.value), 200);
     });
 
     function keys(c) {
@@ -515,6 +517,18 @@
         filename: "systems-" + c.id + ".csv",
       });
     }
+    add(body, el("h3", { text: "Worst utterances" }));
+    if (!c.worst || !c.worst.length) {
+      add(body, el("p", { class: "small muted", text: c.worst ? "No utterances." : "Not stored for this cohort (the "
+        + "report keeps worst utterances for the first 200 cohorts by rank)." }));
+    } else {
+      if (B.worst_note) add(body, el("p", { class: "note", text: B.worst_note }));
+      else add(body, el("div", { class: "legend" }, [
+        el("span", { class: "pair sub" }, [el("span", { class: "h", text: "S" }), " substitution"]),
+        el("span", { class: "pair del" }, [el("del", { text: "D" }), " deletion"]),
+        el("span", { class: "pair ins" }, [el("ins", { text: "I" }), " insertion"])]));
+      add(body, c.worst.map(utterance));
+    }
     const spk = el("div", { class: "fa-speakers" });
     add(body, [el("h3", { text: "Speakers" }), spk]);
     if (!B.members || !blockElement("fa-speakers")) {
@@ -534,14 +548,6 @@
         dataTable(spk, src);
         spk.dataset.ready = "1";
       });
-    }
-    add(body, el("h3", { text: "Worst utterances" }));
-    if (!c.worst || !c.worst.length) {
-      add(body, el("p", { class: "small muted", text: c.worst ? "No utterances." : "Not stored for this cohort (the "
-        + "report keeps worst utterances for the first 200 cohorts by rank)." }));
-    } else {
-      if (B.worst_note) add(body, el("p", { class: "note", text: B.worst_note }));
-      add(body, c.worst.map(utterance));
     }
     if (!dlg.open) dlg.showModal();
     body.scrollTop = 0;

@@ -26,7 +26,7 @@ def main(report: str) -> None:
         # sort the headline by gap, hover the bottom region on the map
         page.locator("#headline-table th", has_text="WER gap").locator("button").click()
         page.locator("#headline-table th", has_text="WER gap").locator("button").click()
-        bottom = page.locator("#d1 .fa-fig rect.fa-hit.fa-bottom")
+        bottom = page.locator("#d1 figure.map rect.fa-hit.fa-bottom")
         box = bottom.bounding_box()
         page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
         page.screenshot(path=str(DOCS / "report_screenshot.png"))

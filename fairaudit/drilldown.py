@@ -80,18 +80,32 @@ def members(table_ids: list[str], entry: dict, assignment: pd.Series) -> list[in
     return out.fillna(-1).astype(int).tolist()
 
 
-def _worst_candidates(utterances: pd.DataFrame, assignment: pd.Series, n: int) -> pd.DataFrame:
-    """The ``n`` worst utterances of every cohort (the order :func:`worst_utterances` uses)."""
-    cohort = utterances["speaker_id"].astype(str).map(pd.Series(assignment.astype(str).to_numpy(),
-                                                                index=assignment.index.astype(str)))
-    keep = cohort.notna().to_numpy()
-    utts = utterances.loc[keep]
-    cohort = cohort[keep]
-    # lexsort: last key first; errors and wer descending, utt_id ascending
-    order = np.lexsort((utts["utt_id"].astype(str).to_numpy(), -utts["wer"].to_numpy(dtype=float),
-                        -utts["errors"].to_numpy(dtype=float)))
-    ranked = utts.iloc[order].assign(_cohort=cohort.to_numpy()[order])
-    return ranked.groupby("_cohort", sort=False).head(n).drop(columns="_cohort")
+class _WorstIndex:
+    """The utterances ranked once (most errors, then highest WER, then utt_id: the order of
+    :func:`worst_utterances`), so each discoverer's worst ``n`` per cohort is a few array
+    operations, not a sort of every utterance."""
+
+    def __init__(self, utterances: pd.DataFrame):
+        self.utterances = utterances
+        uid_rank = pd.factorize(utterances["utt_id"].astype(str), sort=True)[0]
+        self.order = np.lexsort((uid_rank, -utterances["wer"].to_numpy(dtype=float),
+                                 -utterances["errors"].to_numpy(dtype=float)))
+        self.speaker_code, self.speakers = pd.factorize(utterances["speaker_id"].astype(str))
+
+    def candidates(self, assignment: pd.Series, n: int) -> pd.DataFrame:
+        """The ``n`` worst utterances of every cohort of ``assignment`` (cohort id per speaker_id)."""
+        codes, cohorts = pd.factorize(assignment.astype(str))
+        per_speaker = pd.Series(codes, index=assignment.index.astype(str)).reindex(self.speakers)
+        per_speaker = per_speaker.fillna(-1).to_numpy(dtype=np.int64)
+        cohort = per_speaker[self.speaker_code][self.order]  # cohort of each utterance, worst first
+        inside = np.flatnonzero(cohort >= 0)
+        regroup = inside[np.argsort(cohort[inside], kind="stable")]  # by cohort, worst first within
+        grouped = cohort[regroup]
+        starts = np.searchsorted(grouped, np.arange(len(cohorts)), side="left")
+        ends = np.searchsorted(grouped, np.arange(len(cohorts)), side="right")
+        take = np.concatenate([regroup[s:min(e, s + n)] for s, e in zip(starts, ends)]) if len(cohorts) else \
+            np.zeros(0, np.int64)
+        return self.utterances.iloc[np.sort(self.order[take])]
 
 
 def add_drilldown(entries: dict[str, dict], assignments: Iterable[pd.DataFrame], scored, *,
@@ -108,6 +122,7 @@ def add_drilldown(entries: dict[str, dict], assignments: Iterable[pd.DataFrame],
     utts = scored.utterances
     with_text = scored.mode == "text" and not redact_text
     picked: list[tuple[dict, pd.Series, pd.DataFrame]] = []
+    index = None
     for part in assignments:
         if part.empty:
             continue
@@ -120,7 +135,9 @@ def add_drilldown(entries: dict[str, dict], assignments: Iterable[pd.DataFrame],
                               "worst_per_cohort": per_cohort}
         ranked = [c["id"] for c in sorted(entry.get("cohorts") or [], key=lambda c: c["rank"])][:max_cohorts]
         chosen = assignment[assignment.isin(set(ranked))]
-        picked.append((entry, chosen, _worst_candidates(utts, chosen, per_cohort) if len(chosen) else utts.iloc[:0]))
+        if index is None:
+            index = _WorstIndex(utts)
+        picked.append((entry, chosen, index.candidates(chosen, per_cohort) if len(chosen) else utts.iloc[:0]))
     if with_text and "reference" not in utts.columns and scored.text_source is not None and picked:
         # chunked engines keep no transcripts: read back only the rows picked here
         rows = np.unique(np.concatenate([p.index.to_numpy() for _, _, p in picked]))

@@ -520,7 +520,7 @@ def page_context(report: dict, sections: list[dict], summary: list[dict]) -> dic
         if sec.get("geodem"):
             ids["candidates"] = f"fa-candidates-{anchor}"
             blocks.append(data_block(ids["candidates"], {"filename": f"candidate-rules-{_safe_name(key)}.csv"}))
-        for fig in ("map", "scatter"):
+        for fig in ("map", "scatter", "bars"):
             layer = (sec.get(fig) or {}).get("layer")
             if layer:
                 ids[fig] = f"fa-{fig}-{anchor}"

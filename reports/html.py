@@ -217,8 +217,15 @@ def _bar_chart(entry: dict, overall_wer: float | None) -> dict | None:
     caption = "Cohorts ranked by WER (micro-averaged over their utterances), highest first."
     if omitted:
         caption += f" {omitted:,} cohorts in the middle of the ranking are not drawn; the table lists all."
-    return {"src": _png(fig), "alt": f"bar chart of {len(entry.get('cohorts', []))} cohorts ranked by WER",
-            "caption": caption, "width": int(9.0 * DPI)}
+    # hover/click layer: each cohort's whole row of the chart
+    figure_layers.renderer(fig)
+    position = {c["id"]: i for i, c in enumerate(entry.get("cohorts", []))}
+    layer = {"rects": figure_layers.region_rects(fig, ax, [(0, yi - 0.5, xmax, yi + 0.5, position[c["id"]])
+                                                           for yi, c in enumerate(cohorts)])}
+    src = _png(fig)
+    layer["w"], layer["h"] = explore.png_size(src)
+    return {"src": src, "alt": f"bar chart of {len(entry.get('cohorts', []))} cohorts ranked by WER",
+            "caption": caption, "width": int(9.0 * DPI), "layer": layer}
 
 
 def _counties_shapefile() -> str | None:

@@ -17,6 +17,7 @@ from playwright.sync_api import expect
 
 import fairaudit
 from fairaudit import drilldown
+from fairaudit.alignment import worst_utterances
 from fairaudit.discover import REGISTRY, SideInputs
 from fairaudit.io.readers import InputSpec
 from fairaudit.reports import explore
@@ -119,6 +120,25 @@ def test_report_json_holds_drilldown_data(sample_out):
     # the speakers' interval holds their WER
     for e, w, lo, hi in zip(table["errors"], table["ref_words"], table["wer_ci_low"], table["wer_ci_high"]):
         assert lo - 1e-4 <= e / w <= hi + 1e-4
+
+
+def test_worst_utterances_per_cohort_equal_a_full_sort():
+    rng = np.random.default_rng(5)
+    rows, speakers = [], []
+    for s in range(60):
+        speakers.append({"speaker_id": f"s{s:02d}", "grp": f"g{s % 7}"})
+        for u in range(int(rng.integers(1, 6))):
+            words = ["a", "b", "c", "d"]
+            hyp = [w if rng.random() > 0.3 else "x" for w in words]  # many ties in errors and WER
+            rows.append({"utt_id": f"u{int(rng.integers(0, 10**6)):06d}-{s}-{u}", "speaker_id": f"s{s:02d}",
+                         "reference": " ".join(words), "hypothesis": " ".join(hyp)})
+    result = fairaudit.audit(pd.DataFrame(rows), speakers=pd.DataFrame(speakers), by=["grp"], discoverers=[],
+                             min_speakers=2, n_boot=0, n_perm=0, honest=False)
+    entry = result.report["discoverers"]["attribute:grp"]
+    a = result.assignments
+    for c in entry["cohorts"]:
+        members = a.loc[a["cohort_id"] == c["id"], "speaker_id"]
+        assert entry["drilldown"]["worst"][c["id"]] == worst_utterances(result.utterances, members, 3)
 
 
 def test_report_json_keeps_long_lists_on_one_line(sample_out):
@@ -360,7 +380,7 @@ def test_map_and_scatter_tooltips_and_clicks(browser, sample_out):
     try:
         geo = report["discoverers"]["geographic"]
         b = next(i for i, c in enumerate(geo["cohorts"]) if c["id"] == geo["bottom"])
-        rect = page.locator(f'#d1 .fa-fig rect.fa-hit[data-cohort="{b}"]')
+        rect = page.locator(f'#d1 figure.map rect.fa-hit[data-cohort="{b}"]')
         rect.scroll_into_view_if_needed()
         rect.hover()
         tip = page.locator(".fa-tip").inner_text()
@@ -372,14 +392,24 @@ def test_map_and_scatter_tooltips_and_clicks(browser, sample_out):
         page.keyboard.press("Escape")
         # the overlay lies on the PNG: the rectangles' pixels match the region cells' drawn size
         layer = json.loads(page.locator("#fa-map-d1").text_content())
-        img = page.locator("#d1 .fa-fig img").bounding_box()
-        box = page.locator("#d1 .fa-fig svg.fa-layer").bounding_box()
+        img = page.locator("#d1 figure.map .fa-fig img").bounding_box()
+        box = page.locator("#d1 figure.map svg.fa-layer").bounding_box()
         assert abs(img["width"] - box["width"]) < 1 and abs(img["height"] - box["height"]) < 1
-        assert layer["w"] == page.evaluate("document.querySelector('#d1 .fa-fig img').naturalWidth")
+        assert layer["w"] == page.evaluate("document.querySelector('#d1 figure.map .fa-fig img').naturalWidth")
+        # bar chart: each row of the chart is its cohort
+        bars = json.loads(page.locator("#fa-bars-d1").text_content())
+        assert sorted(r[4] for r in bars["rects"]) == list(range(len(geo["cohorts"])))
+        bar = page.locator(f'#d1 figure.bars rect.fa-hit[data-cohort="{b}"]')
+        bar.scroll_into_view_if_needed()
+        bar.hover()
+        assert f"WER {fmt_wer(c['wer'])} %" in page.locator(".fa-tip").inner_text()
+        bar.click()
+        assert page.locator("#fa-dialog-title").inner_text() == c["label"]
+        page.keyboard.press("Escape")
         # scatter: the point under the mouse names its cluster
         auto = report["discoverers"]["automatic"]
         pts = json.loads(page.locator("#fa-scatter-d3").text_content())
-        fig = page.locator("#d3 .fa-fig")
+        fig = page.locator("#d3 figure.scatter .fa-fig")
         fig.scroll_into_view_if_needed()
         bb = fig.bounding_box()
         x, y, idx = pts["points"][0]
@@ -404,7 +434,7 @@ def test_print_hides_the_interactive_chrome(browser, sample_out, tmp_path):
         page.emulate_media(media="print")
         assert not page.locator(".fa-tools").first.is_visible()
         assert not page.locator(".fa-layer").first.is_visible()
-        assert page.locator("#d1 .fa-fig img").is_visible()
+        assert page.locator("#d1 figure.map .fa-fig img").is_visible()
         assert page.evaluate("getComputedStyle(document.querySelector('th[aria-sort], th button.fa-sort'), '::after')"
                              ".content") in ("none", "normal")
         pdf = page.pdf(path=str(tmp_path / "report.pdf"))

@@ -9,18 +9,23 @@ import typer
 from fairaudit.errors import UserInputError
 from fairaudit.io.readers import InputSpec
 
+from fairaudit.outputs import shown
+
 from . import common as c
+from .guards import checked
 from .app import app
 
 
 @app.command("compare")
 @c.user_errors
+@checked()
 @c.with_input
 def compare(
     spec: InputSpec,
     candidate: Annotated[Optional[str], typer.Option("--candidate", help="Second utterance table (same utt_ids): the candidate system.")] = None,
     out: Annotated[str, typer.Option("--out", "-o", help="Output directory.")] = "fairaudit_compare",
-    speakers: c.Speakers = None, normalize: c.Normalize = "default",
+    speakers: c.Speakers = None, normalize: c.Normalize = "default", unit: c.Unit = "word", align: c.Align = "jiwer",
+    allow_normalizer_change: c.AllowNormalizerChange = False,
     census: c.Census = None, embeddings: c.Embeddings = None, embedding_ids: c.EmbeddingIds = None,
     cohorts: Annotated[Optional[str], typer.Option("--cohorts", help="Reuse the cohorts of a saved assignments.csv instead of discovering them.")] = None,
     by: c.By = None,
@@ -42,7 +47,8 @@ def compare(
                          embedding_ids=embedding_ids, cohorts=cohorts, by=by or [], discoverers=names,
                          normalization=normalize, min_speakers=min_speakers, seed=seed,
                          params=params,
-                         resamples=resamples, workers=workers)
+                         resamples=resamples, workers=workers, unit=unit, alignment=align,
+                         allow_normalizer_change=allow_normalizer_change)
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "compare.json")
     with open(path, "w", encoding="utf-8") as fh:
@@ -56,4 +62,4 @@ def compare(
     if not quiet:
         for table in comparison_table(result):
             c.out_console.print(table)
-        c.out_console.print(f"wrote {out}/: {', '.join(written)}")
+        c.out_console.print(f"wrote {shown(out)}/: {', '.join(written)}")

@@ -11,7 +11,10 @@ from rich.table import Table
 from fairaudit.errors import UserInputError
 from fairaudit.io.readers import InputSpec
 
+from fairaudit.outputs import final, shown
+
 from . import common as c
+from .guards import checked
 from .app import app
 
 Alpha = Annotated[float, typer.Option("--alpha", help="Significance level of the permutation test.")]
@@ -30,7 +33,8 @@ def _percent_list(text: str, flag: str) -> list[float]:
 
 
 def _load(spec, speakers, normalize, census, embeddings, embedding_ids, by, discoverers,
-          min_speakers, k, geo_max_regions, geo_max_depth, max_depth, seed, workers, quiet):
+          min_speakers, k, geo_max_regions, geo_max_depth, max_depth, seed, workers, quiet, unit="word",
+          align="jiwer"):
     """(per-speaker table, side inputs, discoverers), scored exactly as `fairaudit audit` scores."""
     from fairaudit.audit import audit as run_audit
     from fairaudit.audit import build_discoverers
@@ -40,9 +44,21 @@ def _load(spec, speakers, normalize, census, embeddings, embedding_ids, by, disc
         result = run_audit(spec, speakers=speakers, census=census, embeddings=embeddings, embedding_ids=embedding_ids,
                            by=by or [], discoverers=names, normalization=normalize, min_speakers=min_speakers,
                            seed=seed, params=params, workers=workers, progress=progress, n_boot=0, n_perm=0,
-                           honest=False, worst_n=0)
+                           honest=False, worst_n=0, unit=unit, alignment=align)
     discs = build_discoverers(names, by or [], min_speakers=min_speakers, seed=seed, params=params)
     return result.speakers, result.side, discs
+
+
+def check_same_inputs(report_path, spec, speakers, census, embeddings, embedding_ids, by, normalize, discoverers,
+                      min_speakers, k, geo_max_regions, geo_max_depth, max_depth, unit="word", align="jiwer") -> None:
+    """Refuse (exit 2) to add to a report.json computed from other inputs or options."""
+    from fairaudit import fingerprint as fp
+
+    names, params = c.discovery_params(discoverers, min_speakers, k, geo_max_regions, geo_max_depth, max_depth)
+    files = fp.input_files(spec, speakers=speakers, census=census, embeddings=embeddings, embedding_ids=embedding_ids)
+    options = fp.run_options(spec, normalization=normalize, min_speakers=min_speakers, discoverers=names,
+                             by=by or [], params=params, unit=unit, alignment=align)
+    fp.check_same(report_path, fp.fingerprint(files, options))
 
 
 def power_table(res: dict) -> Table:
@@ -69,11 +85,12 @@ def power_table(res: dict) -> Table:
 
 @app.command("power")
 @c.user_errors
+@checked()
 @c.with_input
 def power(
     spec: InputSpec,
     out: Annotated[str, typer.Option("--out", "-o", help="Output directory (power.json; adds a 'power' section to its report.json if present).")] = "fairaudit_out",
-    speakers: c.Speakers = None, normalize: c.Normalize = "default",
+    speakers: c.Speakers = None, normalize: c.Normalize = "default", unit: c.Unit = "word", align: c.Align = "jiwer",
     census: c.Census = None, embeddings: c.Embeddings = None, embedding_ids: c.EmbeddingIds = None, by: c.By = None,
     discoverers: c.Discoverers = "geographic,geodemographic,automatic", min_speakers: c.MinSpeakers = 20,
     k: c.K = "10", geo_max_regions: c.GeoMaxRegions = 16, geo_max_depth: c.GeoMaxDepth = 8, max_depth: c.MaxDepth = 2,
@@ -97,9 +114,15 @@ def power(
                              hint="e.g. --gaps 10,50,100 (%)") from None
     if simulations < 1 or permutations < 1:
         raise UserInputError("--simulations and --permutations must be at least 1")
+    # The power section joins DIR/report.json only if that report is of these inputs:
+    # checked before any work.
+    report_path = os.path.join(final(out), "report.json")
+    if os.path.isfile(report_path):
+        check_same_inputs(report_path, spec, speakers, census, embeddings, embedding_ids, by, normalize,
+                          discoverers, min_speakers, k, geo_max_regions, geo_max_depth, max_depth, unit, align)
     table, side, discs = _load(spec, speakers, normalize, census, embeddings,
                                embedding_ids, by, discoverers, min_speakers, k, geo_max_regions, geo_max_depth,
-                               max_depth, seed, workers, quiet)
+                               max_depth, seed, workers, quiet, unit, align)
     with c.progress_bar("simulating", None, not quiet) as progress:
         res = estimate_power(table, side, discs, cohort_shares=share_list, n_sim=simulations, n_perm=permutations,
                              alpha=alpha, power=target_power, seed=seed, workers=workers, gaps=gap_list,
@@ -109,37 +132,37 @@ def power(
     with open(os.path.join(out, "power.json"), "w", encoding="utf-8") as fh:
         fh.write(text + "\n")
     written = ["power.json"]
-    report_path = os.path.join(out, "report.json")
     if os.path.isfile(report_path):
-        with open(report_path, encoding="utf-8") as fh:
-            report = json.load(fh)
-        report["power"] = res
-        with open(report_path, "w", encoding="utf-8") as fh:
-            fh.write(json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False))
+        from fairaudit.result import AuditResult
+
+        # Read from the folder, written to the staging folder that replaces its files.
+        audited = AuditResult.load(report_path)
+        audited.report["power"] = res
+        with open(os.path.join(out, "report.json"), "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(audited.report, indent=2, ensure_ascii=False, allow_nan=False))
         written.append("report.json (power section)")
-        html_path = os.path.join(out, "report.html")
-        if os.path.isfile(html_path):
+        if os.path.isfile(os.path.join(final(out), "report.html")):
             # The HTML is a view of report.json: bring it up to date with the new section.
             from fairaudit.reports.html import write_html
-            from fairaudit.result import AuditResult
 
-            write_html(AuditResult.load(report_path), html_path)
+            write_html(audited, os.path.join(out, "report.html"))
             written.append("report.html")
     if not quiet:
         c.out_console.print(power_table(res))
         for d in res["discoverers"].values():
             for row in d.get("shares", []):
                 c.out_console.print(row["reading"], markup=False)
-        c.out_console.print(f"wrote {out}/: {', '.join(written)}")
+        c.out_console.print(f"wrote {shown(out)}/: {', '.join(written)}")
 
 
 @app.command("selftest")
 @c.user_errors
+@checked()
 @c.with_input
 def selftest(
     spec: InputSpec,
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Also write selftest.json to this directory.")] = None,
-    speakers: c.Speakers = None, normalize: c.Normalize = "default",
+    speakers: c.Speakers = None, normalize: c.Normalize = "default", unit: c.Unit = "word", align: c.Align = "jiwer",
     census: c.Census = None, embeddings: c.Embeddings = None, embedding_ids: c.EmbeddingIds = None, by: c.By = None,
     discoverers: c.Discoverers = "geographic,geodemographic,automatic", min_speakers: c.MinSpeakers = 20,
     k: c.K = "10", geo_max_regions: c.GeoMaxRegions = 16, geo_max_depth: c.GeoMaxDepth = 8, max_depth: c.MaxDepth = 2,
@@ -150,7 +173,8 @@ def selftest(
     alpha: Alpha = 0.05,
     workers: c.Workers = None, quiet: c.Quiet = False,
 ):
-    """Plant one disparity per discoverer in this data and report whether the audit recovers it (exit 0 either way)."""
+    """Plant one disparity per discoverer in this data and report whether the audit recovers it: exit 0 when
+    every tested discoverer recovered its plant, 1 when one did not or none could be tested."""
     from fairaudit.power import selftest as run_selftest
 
     if effect < 0:
@@ -159,15 +183,17 @@ def selftest(
         raise UserInputError(f"--share {share:g} must be a percentage between 0 and 100", hint="e.g. --share 10")
     table, side, discs = _load(spec, speakers, normalize, census, embeddings,
                                embedding_ids, by, discoverers, min_speakers, k, geo_max_regions, geo_max_depth,
-                               max_depth, seed, workers, quiet)
+                               max_depth, seed, workers, quiet, unit, align)
     res = run_selftest(table, side, discs, effect=effect / 100.0, share=share / 100.0, seed=seed,
                        n_perm=permutations, alpha=alpha, workers=workers)
     if out:
         os.makedirs(out, exist_ok=True)
         with open(os.path.join(out, "selftest.json"), "w", encoding="utf-8") as fh:
             fh.write(json.dumps(res, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    code, verdict = selftest_verdict(res)
     if quiet:
-        return
+        c.out_console.print(verdict, markup=False)
+        raise typer.Exit(code)
     t = Table(title=f"Self-test: +{effect:g} % errors planted in a {share:g} % cohort per discoverer")
     for col, just in (("Discoverer", "left"), ("Planted", "left"), ("Speakers", "right"), ("Bottom cohort", "left"),
                       ("Precision", "right"), ("Recall", "right"), ("Gap %", "right"), ("p", "right"),
@@ -183,4 +209,21 @@ def selftest(
                   "" if r["p_value"] is None else f"{r['p_value']:.3f}", "yes" if r["recovered"] else "NO")
     c.out_console.print(t)
     if out:
-        c.out_console.print(f"wrote {out}/selftest.json")
+        c.out_console.print(f"wrote {shown(out)}/selftest.json")
+    c.out_console.print(verdict, markup=False)
+    raise typer.Exit(code)
+
+
+def selftest_verdict(res: dict) -> tuple[int, str]:
+    """(exit code, verdict line) of a self-test: a plant not recovered, or no discoverer
+    tested at all, is a failure (exit 1), never a pass."""
+    runs = res["discoverers"]
+    tested = {k: r for k, r in runs.items() if not r.get("skipped")}
+    if not tested:
+        why = "; ".join(f"{k}: {r['skipped']}" for k, r in runs.items()) or "no discoverer was given"
+        return 1, f"selftest: FAILED: no discoverer could be tested ({why})"
+    missed = [k for k, r in tested.items() if not r["recovered"]]
+    if missed:
+        return 1, (f"selftest: FAILED: the planted disparity was not recovered by {', '.join(missed)} "
+                   f"({len(tested) - len(missed)} of {len(tested)} recovered)")
+    return 0, f"selftest: passed: {len(tested)} of {len(tested)} planted disparities recovered"

@@ -1,7 +1,6 @@
 """Orchestration: inputs -> scored set -> discoverers -> audit result (computed once)."""
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from typing import Any, Callable, Iterable
@@ -10,18 +9,21 @@ import numpy as np
 import pandas as pd
 
 
-from . import drilldown
+from . import drilldown, fingerprint, limits
+from .align_sclite import check_alignment
 from .alignment import worst_utterances
 from .discover import REGISTRY, Discoverer, SideInputs
 from .discover.base import NotEnoughData
 from .engines import resolve_engine, score_with_engine
 from .errors import UserInputError
+from .fingerprint import normalizer_fingerprint
 from .io.readers import InputSpec, RawUtterances, read_utterances
 from .io.speakers import read_speakers
 from .normalize import DESCRIPTIONS
 from .result import SCHEMA_VERSION, AuditResult, cohort_statistics, frame_records
 from .speakers import ScoredSet, score
 from .stats import add_statistics, overall_ci
+from .units import RATE_NAMES, check_unit
 
 #: the discovered-cohort discoverers run by default, in report order
 DEFAULT_DISCOVERERS = ("geographic", "geodemographic", "automatic")
@@ -30,32 +32,34 @@ DEFAULT_DISCOVERERS = ("geographic", "geodemographic", "automatic")
 def score_input(spec: InputSpec, normalization: str = "default", speakers_path: str | None = None,
                 required_attributes: tuple[str, ...] | list[str] = (), *, workers: int | None = None,
                 progress=None, engine: str = "auto", chunk_rows: int | None = None,
-                scheduler: str | None = None) -> ScoredSet:
+                scheduler: str | None = None, unit: str = "word", alignment: str = "jiwer") -> ScoredSet:
     """Read ``spec`` (and the speaker table), score every utterance, build the speaker table.
 
     ``engine``: ``default`` (in memory), ``streaming`` (chunks of ``chunk_rows`` rows,
     bounded memory), ``dask`` (on the dask.distributed ``scheduler``, or a local cluster)
     or ``auto`` (streaming above 500 MB of input); see :mod:`fairaudit.engines`.
+    ``unit``: ``word`` (WER), ``char`` (CER) or ``mixed`` (MER); ``alignment``: ``jiwer``
+    or ``sclite`` (see :func:`fairaudit.scoring.count_errors`).
     """
+    check_unit(unit)
+    check_alignment(alignment)
     engine = resolve_engine(engine, spec)
     if engine != "default":
         speaker_table = read_speakers(speakers_path) if speakers_path else None
         return score_with_engine(engine, spec, normalization, speaker_table, required_attributes, workers=workers,
-                                 progress=progress, chunk_rows=chunk_rows, scheduler=scheduler)
+                                 progress=progress, chunk_rows=chunk_rows, scheduler=scheduler, unit=unit,
+                                 alignment=alignment)
     raw = read_utterances(spec)
     if len(raw.systems) > 1:
         raise UserInputError("`score` takes one system", path=spec.path,
                              hint="give one --hyp-col/--wer-col/--hyp, or use `fairaudit audit` for several side by side")
     speaker_table = read_speakers(speakers_path) if speakers_path else None
-    return score(raw, normalization, speaker_table, required_attributes, workers=workers, progress=progress)
+    return score(raw, normalization, speaker_table, required_attributes, workers=workers, progress=progress,
+                 unit=unit, alignment=alignment)
 
 
 def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return fingerprint.sha256_file(path)
 
 
 def _frame_to_raw(frame: pd.DataFrame, spec: InputSpec) -> RawUtterances:
@@ -143,7 +147,7 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
           progress: Callable[[int], None] | None = None, options: dict[str, Any] | None = None,
           worst_n: int = 5, redact_text: bool = False, n_boot: int = 1000, n_perm: int = 200,
           ci_level: float = 0.95, honest: bool = True, engine: str = "auto", chunk_rows: int | None = None,
-          scheduler: str | None = None) -> AuditResult:
+          scheduler: str | None = None, unit: str = "word", alignment: str = "jiwer") -> AuditResult:
     """Score a decoded test set and run every discoverer whose inputs are present.
 
     ``utterances``: a file path, an :class:`InputSpec` (column mapping, Kaldi/trn...) or a
@@ -161,11 +165,20 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
     gap on held-out utterances.
     ``engine``/``chunk_rows``/``scheduler``: how the utterances are read and scored (see
     :func:`score_input`); every engine gives the same report.
+    ``unit``: ``word`` (WER), ``char`` (CER) or ``mixed`` (MER): what a token is; the
+    report's count columns keep their names (``ref_words``, ``wer``) and
+    ``inputs.unit`` says which rate they are.  ``alignment``: ``jiwer`` or ``sclite``.
 
     Returns an :class:`AuditResult` (report dict + pandas views + ``to_json()``).
     """
+    check_unit(unit)
+    check_alignment(alignment)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
+    # Numbers out of range are refused before any input is read; too few resamples warn.
+    seed = limits.check_seed(seed)
+    warnings = limits.permutation_warnings(limits.check_count(n_perm, "--permutations", limits.MAX_PERMUTATIONS))
+    n_boot_used = limits.usable_bootstrap(limits.check_count(n_boot, "--bootstrap", limits.MAX_BOOTSTRAP), warnings)
     by = list(by)
     by_cols = sorted({c.strip() for b in by for c in (b.split(",") if isinstance(b, str) else b) if c.strip()})
     spec = utterances if isinstance(utterances, InputSpec) else (
@@ -188,14 +201,14 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
         names = spec.system_names
         scored_sets[names[0]] = score_with_engine(engine, spec, normalization, speaker_table, by_cols,
                                                   workers=workers, progress=progress, chunk_rows=chunk_rows,
-                                                  scheduler=scheduler)
+                                                  scheduler=scheduler, unit=unit, alignment=alignment)
         timings["score"] = time.perf_counter() - t
     else:
         names = list(raw.systems) or ["hypothesis"]
     for name in (names if engine == "default" else ()):
         t = time.perf_counter()
         scored_sets[name] = score(raw.for_system(name) if len(names) > 1 else raw, normalization, speaker_table,
-                                  by_cols, workers=workers, progress=progress)
+                                  by_cols, workers=workers, progress=progress, unit=unit, alignment=alignment)
         timings[f"score:{name}" if len(names) > 1 else "score"] = time.perf_counter() - t
     scored = scored_sets[names[0]]
     # Speakers with a zip but no coordinates are placed at the zip's centroid (offline
@@ -216,36 +229,38 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
     for name, sset in scored_sets.items():
         discs = build_discoverers(discoverers, by, min_speakers=min_speakers, seed=seed, params=params)
         entries, parts = discover_all(discs, sset, side, seed=seed, normalization=normalization, worst_n=worst_n,
-                                      redact_text=redact_text, timings=timings, n_boot=n_boot, n_perm=n_perm,
+                                      redact_text=redact_text, timings=timings, n_boot=n_boot_used, n_perm=n_perm,
                                       ci_level=ci_level, honest=honest, workers=workers)
         if name == names[0]:  # the report's sections show the first system: its cohorts get drill-downs
             drilldown.add_drilldown(entries, parts, sset, normalization=normalization, redact_text=redact_text)
-        overall = {**sset.overall, "wer_ci": overall_ci(sset.speakers, n_boot, seed, ci_level)}
+        overall = {**sset.overall, "wer_ci": overall_ci(sset.speakers, n_boot_used, seed, ci_level)}
         per_system[name] = {"overall": overall, "accounting": sset.accounting.to_dict(), "discoverers": entries}
         for part in parts:
             if len(names) > 1:
                 part.insert(0, "system", name)
             assignment_parts.append(part)
 
-    paths = []
-    hyp_files = [spec.hyp_path, *spec.more_hyp_paths] if spec else []
-    for role, p in (("utterances", spec.path if spec else None), *(("hypotheses", h) for h in hyp_files),
-                    ("utt2spk", spec.utt2spk if spec else None), ("speakers", speakers), ("census", census),
-                    ("embeddings", embeddings), ("embedding_ids", embedding_ids)):
-        if isinstance(p, (str, os.PathLike)) and os.path.isfile(p):
-            paths.append({"role": role, "path": str(p), "sha256": _sha256(str(p))})
+    paths = fingerprint.input_files(spec, speakers=speakers, census=census, embeddings=embeddings,
+                                    embedding_ids=embedding_ids)
     report = {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "fairaudit", "version": _tool_version()},
         "inputs": {
             "files": paths,
+            "fingerprint": fingerprint.fingerprint(paths, fingerprint.run_options(
+                spec, normalization=normalization, min_speakers=min_speakers, discoverers=discoverers, by=by,
+                params=params, unit=unit, alignment=alignment)),
             "mode": scored.mode,
-            "normalization": {"mode": normalization, "description": DESCRIPTIONS.get(normalization, "")},
+            "normalization": {"mode": normalization, "description": DESCRIPTIONS.get(normalization, ""),
+                              "fingerprint": normalizer_fingerprint(normalization, unit, alignment)},
+            "unit": unit, "rate": RATE_NAMES[unit], "alignment": alignment,
             "options": {"seed": seed, "min_speakers": min_speakers, "by": [",".join(b) if not isinstance(b, str) else b for b in by],
                         "discoverers": list(discoverers), "params": params or {}, "redact_text": redact_text,
                         "bootstrap": n_boot, "permutations": n_perm, "ci_level": ci_level, "honest_gap": honest,
                         **(options or {})},
         },
+        # Warnings about the statistics (too few resamples), beside the accounting's about rows.
+        "warnings": warnings,
         # The first system's audit stands at the top level, so one-system views read it as is.
         "system": names[0],
         **per_system[names[0]],
@@ -302,7 +317,8 @@ def discover_all(discs: list[Discoverer], scored: ScoredSet, side: SideInputs, *
                 pending_worst.append((entry, members))
             else:
                 entry["worst_utterances"] = worst_utterances(scored.utterances, members, worst_n, normalization,
-                                                             redact_text or scored.mode != "text")
+                                                             redact_text or scored.mode != "text", scored.unit,
+                                                             scored.alignment)
         if disc.name == "geographic":
             entry["details"]["speaker_points"] = _speaker_points(scored.speakers, assignment, seed)
             if "coords_approx" in scored.speakers.columns:
@@ -327,7 +343,8 @@ def _worst_with_text(pending: list[tuple[dict, pd.Index]], scored: ScoredSet, wo
     texts = scored.text_source(rows)
     for (entry, members), pick in zip(pending, picks):
         sub = utts.loc[pick].join(texts)
-        entry["worst_utterances"] = worst_utterances(sub, members, worst_n, normalization, False)
+        entry["worst_utterances"] = worst_utterances(sub, members, worst_n, normalization, False, scored.unit,
+                                                     scored.alignment)
 
 
 MAX_POINTS = 5000

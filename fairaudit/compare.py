@@ -13,14 +13,17 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from .align_sclite import check_alignment
 from .audit import (DEFAULT_DISCOVERERS, _frame_to_raw, _sha256, _tool_version, build_discoverers,
                     load_side_inputs, run_discoverer)
 from .errors import UserInputError
+from .fingerprint import check_comparable, normalizer_fingerprint
 from .io.readers import InputSpec, RawUtterances, read_utterances, SYSTEM_PREFIX
 from .io.speakers import read_speakers
 from .normalize import DESCRIPTIONS
 from .result import SCHEMA_VERSION, AuditResult, cohort_statistics
 from .speakers import score
+from .units import RATE_NAMES, check_unit
 
 
 def _with_candidate_file(raw: RawUtterances, spec: InputSpec, candidate: str) -> RawUtterances:
@@ -84,6 +87,17 @@ def _read_cohorts(path: str) -> tuple[dict[str, pd.Series], dict[str, dict[str, 
     return out, labels
 
 
+def _check_cohorts_report(cohorts: str, unit: str, fingerprint: dict, allow: bool) -> None:
+    """Cohorts saved by an earlier audit are reused only under the same unit and
+    normaliser (its report.json sits beside assignments.csv)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(cohorts)), "report.json")
+    if not os.path.isfile(path):
+        return
+    saved = AuditResult.load(path).report
+    check_comparable({"inputs": {"unit": unit, "normalization": {"fingerprint": fingerprint}}}, saved,
+                     allow_normalizer_change=allow, path=path, against="the audit that saved these cohorts")
+
+
 def _gap_block(cohorts: pd.DataFrame, summary: dict) -> dict:
     return {k: summary.get(k) for k in ("bottom", "top", "wer_gap_pct", "wer_gap_abs", "bottom_share_pct")}
 
@@ -93,17 +107,26 @@ def compare(utterances: str | InputSpec | pd.DataFrame, *, candidate: str | None
             embedding_ids: str | None = None, cohorts: str | None = None, by: Iterable[str] = (),
             discoverers: Iterable[str] = DEFAULT_DISCOVERERS, normalization: str = "default", min_speakers: int = 20,
             seed: int = 0, params: dict[str, dict[str, Any]] | None = None, resamples: int = 10000,
-            workers: int | None = None) -> AuditResult:
+            workers: int | None = None, unit: str = "word", alignment: str = "jiwer",
+            allow_normalizer_change: bool = False) -> AuditResult:
     """Compare a baseline and a candidate system on the same cohorts; returns a comparison result.
 
     The systems are the first two of ``utterances`` (two hypothesis/WER columns, or two
     Kaldi/trn hypothesis files), or ``utterances`` (baseline) and ``candidate`` (a second
     utterance table with the same utt_ids).  ``cohorts``: a saved assignments.csv to reuse
     instead of discovering on the baseline.  ``resamples``: paired bootstrap/permutation
-    resamples per cohort for ΔWER (count).
+    resamples per cohort for ΔWER (count).  ``unit``/``alignment``: as for
+    :func:`fairaudit.audit.audit`.  With ``cohorts``, the report.json beside that file (when
+    present) must have the same unit and normaliser fingerprint as this run, unless
+    ``allow_normalizer_change`` (the unit must match regardless).
     """
     from .stats import paired_delta
 
+    check_unit(unit)
+    check_alignment(alignment)
+    fingerprint = normalizer_fingerprint(normalization, unit, alignment)
+    if cohorts:
+        _check_cohorts_report(cohorts, unit, fingerprint, allow_normalizer_change)
     spec = utterances if isinstance(utterances, InputSpec) else (
         InputSpec(path=str(utterances)) if isinstance(utterances, (str, os.PathLike)) else None)
     raw = read_utterances(spec) if spec else _frame_to_raw(utterances, InputSpec(path="<DataFrame>"))
@@ -117,8 +140,10 @@ def compare(utterances: str | InputSpec | pd.DataFrame, *, candidate: str | None
     speaker_table = read_speakers(speakers) if speakers else None
     by = list(by)
     by_cols = sorted({c.strip() for b in by for c in b.split(",") if c.strip()})
-    sb = score(raw.for_system(base), normalization, speaker_table, by_cols, workers=workers)
-    sc = score(raw.for_system(cand), normalization, speaker_table, by_cols, workers=workers)
+    sb = score(raw.for_system(base), normalization, speaker_table, by_cols, workers=workers, unit=unit,
+               alignment=alignment)
+    sc = score(raw.for_system(cand), normalization, speaker_table, by_cols, workers=workers, unit=unit,
+               alignment=alignment)
     spk_b = sb.speakers.set_index("speaker_id")
     spk_c = sc.speakers.set_index("speaker_id").reindex(spk_b.index)
 
@@ -169,7 +194,9 @@ def compare(utterances: str | InputSpec | pd.DataFrame, *, candidate: str | None
         "schema_version": SCHEMA_VERSION, "kind": "comparison",
         "tool": {"name": "fairaudit", "version": _tool_version()},
         "inputs": {"files": files, "mode": sb.mode,
-                   "normalization": {"mode": normalization, "description": DESCRIPTIONS.get(normalization, "")},
+                   "normalization": {"mode": normalization, "description": DESCRIPTIONS.get(normalization, ""),
+                                     "fingerprint": fingerprint},
+                   "unit": unit, "rate": RATE_NAMES[unit], "alignment": alignment,
                    "options": {"seed": seed, "min_speakers": min_speakers, "resamples": resamples,
                                "cohorts_from": cohorts or f"discovered on {base}"}},
         "baseline": base, "candidate": cand,

@@ -71,7 +71,9 @@ def _check_level(level: Any) -> float:
 
 
 def _check_seed(seed: Any) -> int:
-    return _check_count(seed, "seed", 0)
+    from .limits import check_seed  # 0 .. 2**32 - 1: what scikit-learn's random_state takes
+
+    return check_seed(_check_count(seed, "seed", 0))
 
 
 def _as_counts(x: Any, name: str) -> np.ndarray:

@@ -7,6 +7,7 @@ from rich.table import Table
 from rich.text import Text
 
 from fairaudit.result import AuditResult
+from fairaudit.units import rate_name, report_unit
 
 
 def _pct(x, digits=1) -> str:
@@ -27,13 +28,14 @@ def _wer(x) -> str:
 def summary_table(result: AuditResult, system: str | None = None) -> Table:
     """A rich Table with one row per discoverer (skipped ones say why)."""
     o = result.overall
+    rate = rate_name(report_unit(result.report))
     name = f" \\[{escape(system)}]" if system else ""
-    table = Table(title=f"fairaudit{name}: overall WER {_wer(o['wer'])} %, {o['speakers']:,} speakers, "
+    table = Table(title=f"fairaudit{name}: overall {rate} {_wer(o['wer'])} %, {o['speakers']:,} speakers, "
                         f"{o['utterances']:,} utterances", title_justify="left")
     table.add_column("Discoverer", no_wrap=True)
     table.add_column("Bottom cohort", overflow="fold", min_width=34, max_width=60)
-    for name in ("Bottom WER %", "Top WER %", "WER gap %", "Gap 95% CI", "Null p95 %", "p", "Bottom share %",
-                 "Cohorts", "Speakers"):
+    for name in (f"Bottom {rate} %", f"Top {rate} %", f"{rate} gap %", "Gap 95% CI", "Null p95 %", "p",
+                 "Bottom share %", "Cohorts", "Speakers"):
         table.add_column(name, justify="right", no_wrap=True)
     for key, d in result.discoverers.items():
         if d.get("skipped"):
@@ -68,19 +70,21 @@ def print_report(result: AuditResult, console: Console | None = None) -> None:
     acc = result.report["accounting"]
     console.print(Text(f"rows read {acc['rows_read']:,} = scored {acc['rows_scored']:,} + dropped {acc['rows_dropped']:,}"))
     for reason, d in acc["dropped"].items():
-        console.print(Text(f"  dropped {d['rows']:,}: {reason} ({d['reason']})", style="dim"))
-    for w in acc.get("warnings", []):
+        example = f", e.g. {d['examples'][0]}" if d.get("examples") else ""
+        console.print(Text(f"  dropped {d['rows']:,}: {reason} ({d['reason']}{example})", style="dim"))
+    for w in [*acc.get("warnings", []), *result.report.get("warnings", [])]:
         console.print(Text(f"  warning: {w}", style="yellow"))
 
 
 def side_by_side_table(result: AuditResult) -> Table:
     """Systems side by side: per discoverer, each system's WER gap % and bottom-cohort share %."""
     systems = result.system_names
-    table = Table(title="systems side by side: WER gap % (bottom-cohort share %)", title_justify="left")
+    rate = rate_name(report_unit(result.report))
+    table = Table(title=f"systems side by side: {rate} gap % (bottom-cohort share %)", title_justify="left")
     table.add_column("Discoverer", no_wrap=True)
     for name in systems:
         table.add_column(Text(name), justify="right", no_wrap=True)
-    overall = [f"{_wer(result.for_system(n).overall['wer'])} % WER" for n in systems]
+    overall = [f"{_wer(result.for_system(n).overall['wer'])} % {rate}" for n in systems]
     table.add_row("overall", *overall)
     for key in result.discoverers:
         cells = []
@@ -96,9 +100,10 @@ def comparison_table(result: AuditResult) -> list[Table]:
     """Tables of a `fairaudit compare` result: overall ΔWER, then per discoverer each cohort."""
     rep = result.report
     base, cand = rep["baseline"], rep["candidate"]
+    rate = rate_name(report_unit(rep))
     o = rep["overall"]
     head = Table(title=f"compare: {base} (baseline) vs {cand} (candidate) on the same cohorts", title_justify="left")
-    for col in ("", f"WER {base} %", f"WER {cand} %", "ΔWER points", "95% CI", "p"):
+    for col in ("", f"{rate} {base} %", f"{rate} {cand} %", f"Δ{rate} points", "95% CI", "p"):
         head.add_column(Text(col), justify="right" if col else "left", no_wrap=True)
     head.add_row("overall", _wer(o[base]["wer"]), _wer(o[cand]["wer"]), _delta(o["delta_wer"]),
                  _ci(o.get("ci_low"), o.get("ci_high")), _p(o.get("p_value")))
@@ -109,9 +114,9 @@ def comparison_table(result: AuditResult) -> list[Table]:
             tables.append(t)
             continue
         gb, gc = d["gap"][base], d["gap"][cand]
-        t = Table(title=f"{key}: WER gap {_gap(gb)} % ({base}) -> {_gap(gc)} % ({cand})",
+        t = Table(title=f"{key}: {rate} gap {_gap(gb)} % ({base}) -> {_gap(gc)} % ({cand})",
                   title_justify="left")
-        for col in ("Cohort", "Speakers", f"WER {base} %", f"WER {cand} %", "ΔWER points", "95% CI", "p"):
+        for col in ("Cohort", "Speakers", f"{rate} {base} %", f"{rate} {cand} %", f"Δ{rate} points", "95% CI", "p"):
             t.add_column(Text(col), justify="left" if col == "Cohort" else "right", no_wrap=col != "Cohort",
                          overflow="fold", max_width=60 if col == "Cohort" else None)
         for c in d["cohorts"]:

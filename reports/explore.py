@@ -329,6 +329,14 @@ def cohort_csv(report: dict) -> dict[str, dict]:
 
 # --------------------------------------------------------------------------- drill-down data
 
+def _names(report: dict) -> tuple[str, str]:
+    """What the report's rate is called (WER, CER, MER) and what its tokens are (words, ...)."""
+    from fairaudit.units import TOKEN_NAMES, rate_name, report_unit
+
+    unit = report_unit(report)
+    return rate_name(unit), TOKEN_NAMES[unit]
+
+
 def _fmt():
     from . import html  # the formatting helpers live with the view (imported late: html imports us)
 
@@ -378,6 +386,7 @@ def drill_block(key: str, anchor: str, kind: str, title: str, entry: dict, repor
                 worst_note: str | None) -> dict:
     """What the drill-down panel of each cohort of one discoverer shows (display strings)."""
     f = _fmt()
+    rate, tokens = _names(report)
     level = f.fmt_level(entry.get("ci_level"))
     drill = entry.get("drilldown") or {}
     worst = drill.get("worst") or {}
@@ -390,16 +399,16 @@ def drill_block(key: str, anchor: str, kind: str, title: str, entry: dict, repor
         role = "bottom" if cid == entry.get("bottom") else "top" if cid == entry.get("top") else ""
         ci = f.fmt_ci(c.get("wer_ci_low"), c.get("wer_ci_high"))
         facts = [
-            ["rank", "rank", f"{c.get('rank')} of {n} (1 = highest WER)"],
-            ["wer", "WER %", f.fmt_wer(c.get("wer"))],
+            ["rank", "rank", f"{c.get('rank')} of {n} (1 = highest {rate})"],
+            ["wer", f"{rate} %", f.fmt_wer(c.get("wer"))],
         ]
         if ci:
-            facts.append(["ci", f"WER {level} CI", ci + " (speaker bootstrap, cohorts held fixed)"])
+            facts.append(["ci", f"{rate} {level} CI", ci + " (speaker bootstrap, cohorts held fixed)"])
         facts += [
             ["speakers", "speakers", f"{f.fmt_count(c.get('speakers'))} ({f.fmt_pct(c.get('share_pct'))} % of audited)"],
             ["utterances", "utterances", f"{f.fmt_count(c.get('utterances'))} ({f.fmt_pct(c.get('utterance_share_pct'))} %)"],
-            ["ref_words", "reference words", f.fmt_count(c.get("ref_words"))],
-            ["errors", "word errors", f"{f.fmt_count(c.get('errors'))} (S {f.fmt_count(c.get('substitutions'))}, "
+            ["ref_words", f"reference {tokens}", f.fmt_count(c.get("ref_words"))],
+            ["errors", "errors", f"{f.fmt_count(c.get('errors'))} (S {f.fmt_count(c.get('substitutions'))}, "
                                       f"D {f.fmt_count(c.get('deletions'))}, I {f.fmt_count(c.get('insertions'))})"],
         ]
         if c.get("too_few_speakers"):
@@ -425,7 +434,8 @@ def drill_block(key: str, anchor: str, kind: str, title: str, entry: dict, repor
             "worst": _worst_rows(utts) if utts is not None else None,
             "speakers": f.fmt_count(c.get("speakers")), "wer": f.fmt_wer(c.get("wer")), "ci": ci,
         })
-    return {"key": key, "anchor": anchor, "title": title, "level": level, "cohorts": cohorts,
+    return {"key": key, "anchor": anchor, "title": title, "level": level, "rate": rate, "tokens": tokens,
+            "cohorts": cohorts,
             "first_system": first_system, "members": "members" in drill,
             "worst_per_cohort": drill.get("worst_per_cohort"), "worst_note": worst_note}
 
@@ -443,6 +453,7 @@ def speakers_block(report: dict, anchors: dict[str, str]) -> dict | None:
     return {"id": t["speaker_id"], "utterances": t.get("utterances"), "ref_words": t.get("ref_words"),
             "errors": t.get("errors"), "ci_low": t.get("wer_ci_low"), "ci_high": t.get("wer_ci_high"),
             "level": _fmt().fmt_level(t.get("ci_level")), "ci_method": t.get("ci_method") or "",
+            "rate": _names(report)[0], "tokens": _names(report)[1],
             "members": members}
 
 

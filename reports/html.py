@@ -28,6 +28,7 @@ import jinja2
 import numpy as np
 
 from fairaudit.result import AuditResult
+from fairaudit.units import RATE_TITLES, TOKEN_NAMES, rate_name, report_unit
 
 from . import explore, figure_layers
 
@@ -142,8 +143,9 @@ def _mpl_context():
                                   "hatch.linewidth": 0.6})
 
 
-def _bar_chart(entry: dict, overall_wer: float | None) -> dict | None:
-    """Cohorts ranked by WER as horizontal bars: bottom highlighted, small cohorts greyed."""
+def _bar_chart(entry: dict, overall_wer: float | None, rate: str = "WER") -> dict | None:
+    """Cohorts ranked by WER (or the report's rate: CER, MER) as horizontal bars: bottom
+    highlighted, small cohorts greyed."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
@@ -201,20 +203,20 @@ def _bar_chart(entry: dict, overall_wer: float | None) -> dict | None:
         handles.append(Patch(facecolor=FEW_COLOR, hatch="...", edgecolor="#333333", label="too few speakers"))
     if overall_wer is not None:
         ax.axvline(100 * overall_wer, color="black", linestyle="--", linewidth=1.1)
-        handles.append(Line2D([], [], color="black", linestyle="--", label=f"overall WER {fmt_wer(overall_wer)} %"))
+        handles.append(Line2D([], [], color="black", linestyle="--", label=f"overall {rate} {fmt_wer(overall_wer)} %"))
     if has_ci:
         handles.append(Line2D([], [], color="#222222", marker="|", linestyle="-",
                               label=f"{fmt_level(entry.get('ci_level'))} CI (speaker bootstrap)"))
     ax.set_yticks(y, labels)
     ax.set_xlim(0, xmax)
     ax.set_ylim(n - 0.5, -0.5)
-    ax.set_xlabel("WER (%)")
+    ax.set_xlabel(f"{rate} (%)")
     ax.grid(axis="x", color="#e5e5e5", linewidth=0.6)
     ax.set_axisbelow(True)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8, frameon=False)
-    caption = "Cohorts ranked by WER (micro-averaged over their utterances), highest first."
+    caption = f"Cohorts ranked by {rate} (micro-averaged over their utterances), highest first."
     if omitted:
         caption += f" {omitted:,} cohorts in the middle of the ranking are not drawn; the table lists all."
     # hover/click layer: each cohort's whole row of the chart
@@ -224,7 +226,7 @@ def _bar_chart(entry: dict, overall_wer: float | None) -> dict | None:
                                                            for yi, c in enumerate(cohorts)])}
     src = _png(fig)
     layer["w"], layer["h"] = explore.png_size(src)
-    return {"src": src, "alt": f"bar chart of {len(entry.get('cohorts', []))} cohorts ranked by WER",
+    return {"src": src, "alt": f"bar chart of {len(entry.get('cohorts', []))} cohorts ranked by {rate}",
             "caption": caption, "width": int(9.0 * DPI), "layer": layer}
 
 
@@ -625,6 +627,7 @@ def build_context(report: dict) -> dict:
     options = inputs.get("options") or {}
     redacted = bool(options.get("redact_text"))
     counts_mode = inputs.get("mode") == "counts"
+    rate = rate_name(report_unit(report))
     sections, summary = [], []
     with warnings.catch_warnings(), _mpl_context():
         # Glyphs missing from the bundled font (CJK, emoji) are drawn as boxes: not an error.
@@ -643,7 +646,7 @@ def build_context(report: dict) -> dict:
                     "not_audited": list((entry.get("not_audited") or {}).items()),
                     "approximate_coordinates": entry.get("approximate_coordinates"),
                     "params": explore.fact_rows(entry.get("params")),
-                    "bars": _bar_chart(entry, overall.get("wer")),
+                    "bars": _bar_chart(entry, overall.get("wer"), rate),
                     "map": _geo_map(entry) if kind == "geographic" else None,
                     "scatter": _projection_scatter(entry) if kind == "automatic" else None,
                     "mix": _attribute_mix(entry) if kind == "automatic" else None,
@@ -671,7 +674,16 @@ def build_context(report: dict) -> dict:
         "tool": report.get("tool") or {}, "schema_version": report.get("schema_version"),
         "redacted": redacted, "power": power, "systems": _systems_table(report), "explore": page,
         "fmt_wer": fmt_wer, "fmt_pct": fmt_pct, "fmt_level": fmt_level, "fmt_pp": fmt_pp, "fmt_count": fmt_count,
+        **_unit_context(report),
     }
+
+
+def _unit_context(report: dict) -> dict:
+    """What the report's rate is called (WER, CER, MER) and what its tokens are, for every
+    header; the numbers keep their field names (``wer``, ``ref_words``)."""
+    unit = report_unit(report)
+    return {"rate": rate_name(unit), "rate_title": RATE_TITLES[unit], "tokens": TOKEN_NAMES[unit], "unit": unit,
+            "alignment": (report.get("inputs") or {}).get("alignment") or "jiwer"}
 
 
 def _systems_table(report: dict) -> dict | None:
@@ -770,7 +782,7 @@ def write_html(result: AuditResult, path: str) -> str:
 
 # ---------------------------------------------------------------- comparison (fairaudit compare)
 
-def _dumbbell(entry: dict, base: str, cand: str) -> dict | None:
+def _dumbbell(entry: dict, base: str, cand: str, rate: str = "WER") -> dict | None:
     """Per cohort, the two systems' WER joined by a line (same cohorts, two recognisers)."""
     cohorts = entry.get("cohorts") or []
     if not cohorts:
@@ -786,15 +798,16 @@ def _dumbbell(entry: dict, base: str, cand: str) -> dict | None:
         ax.scatter(wb, y, marker="o", color="#1f5fa8", label=f"{_short(base, 30)} (baseline)", zorder=2)
         ax.scatter(wc, y, marker="D", color="#c0392b", label=f"{_short(cand, 30)} (candidate)", zorder=3)
         ax.set_yticks(y, [_short(c["label"]) for c in cohorts])
-        ax.set_xlabel("WER (%)")
+        ax.set_xlabel(f"{rate} (%)")
         ax.legend(loc="lower right", fontsize=8)
-        return {"src": _png(fig), "alt": f"WER of {len(cohorts)} cohorts for both systems"}
+        return {"src": _png(fig), "alt": f"{rate} of {len(cohorts)} cohorts for both systems"}
 
 
 def render_compare_html(result: AuditResult) -> str:
     """A `fairaudit compare` result as one self-contained HTML page (str)."""
     report = json.loads(result.to_json(indent=None))
     base, cand = report["baseline"], report["candidate"]
+    rate = rate_name(report_unit(report))
     sections = []
     for i, (key, entry) in enumerate(report["discoverers"].items()):
         s = {"key": key, "anchor": f"d{i}", "skipped": entry.get("skipped")}
@@ -802,12 +815,13 @@ def render_compare_html(result: AuditResult) -> str:
             gaps = [fmt_gap(entry["gap"][name]) for name in (base, cand)]
             gaps = [g if g in ("undefined", "n/a") else f"{g} %" for g in gaps]
             s.update(cohorts=entry["cohorts"], gap_base=gaps[0], gap_cand=gaps[1],
-                     figure=_dumbbell(entry, base, cand))
+                     figure=_dumbbell(entry, base, cand, rate))
         sections.append(s)
     ctx = {"tool": report["tool"], "base": base, "cand": cand, "overall": report["overall"],
            "options": report["inputs"]["options"], "normalization": report["inputs"]["normalization"],
            "sections": sections, "fmt_wer": fmt_wer, "fmt_pp": fmt_pp, "fmt_ci": fmt_ci, "fmt_p": fmt_p,
-           "fmt_count": fmt_count, "fmt_level": fmt_level, "explore": explore.plain_page()}
+           "fmt_count": fmt_count, "fmt_level": fmt_level, "explore": explore.plain_page(),
+           **_unit_context(report)}
     return _environment().get_template("compare.html.j2").render(**ctx)
 
 

@@ -700,3 +700,13 @@ def test_100k_speakers_open_and_sort_within_seconds(browser, tmp_path):
         assert_clean(page, log)
     finally:
         page.close()
+
+
+def test_drilldown_names_the_report_rate(sample_out):
+    report = json.loads((sample_out / "report.json").read_text(encoding="utf-8"))
+    report["inputs"]["unit"] = "char"
+    got = blocks(html_report.render_html(AuditResult(report=report)))
+    drill = got["fa-drill-d1"]
+    assert drill["rate"] == "CER" and drill["tokens"] == "characters"
+    assert [f[1] for f in drill["cohorts"][0]["facts"]][:2] == ["rank", "CER %"]
+    assert got["fa-speakers"]["rate"] == "CER"

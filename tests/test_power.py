@@ -210,11 +210,11 @@ def test_power_cli_without_report_and_selftest_exit_codes(tmp_path):
                             "--shares", "25", "--gaps", "100", "--discoverers", "geodemographic", "-q"])
     assert r.exit_code == 0, r.output
     assert (out / "power.json").is_file() and not (out / "report.json").exists()
-    # a weak plant is not recovered: still exit 0 (a diagnostic)
+    # a weak plant is not recovered: exit 1, the table still printed and selftest.json written
     r = runner.invoke(app, ["selftest", *args, "--effect", "5", "--permutations", "20", "--out", str(out),
                             "--discoverers", "geodemographic"])
-    assert r.exit_code == 0, r.output
-    assert "NO" in r.output
+    assert r.exit_code == 1, r.output
+    assert "NO" in r.output and "selftest: FAILED: the planted disparity was not recovered by geodemographic" in r.output
     assert json.loads((out / "selftest.json").read_text())["discoverers"]["geodemographic"]["recovered"] is False
 
 

@@ -387,9 +387,9 @@
     const base = [
       { label: "Speaker", cls: "mono id", get: (i) => S.id[i], show: (i) => el("bdi", { text: S.id[i] }) },
       { label: "Utterances", num: true, get: (i) => S.utterances[i], show: (i) => fmtCount(S.utterances[i]) },
-      { label: "Ref. words", num: true, get: (i) => S.ref_words[i], show: (i) => fmtCount(S.ref_words[i]) },
+      { label: "Ref. " + (S.tokens || "words"), num: true, get: (i) => S.ref_words[i], show: (i) => fmtCount(S.ref_words[i]) },
       { label: "Errors", num: true, get: (i) => S.errors[i], show: (i) => fmtCount(S.errors[i]) },
-      { label: "WER %", num: true, get: wer, show: (i) => fmtWer(wer(i)) },
+      { label: (S.rate || "WER") + " %", num: true, get: wer, show: (i) => fmtWer(wer(i)) },
       { label: S.level + " CI", num: true, title: S.ci_method, get: (i) => (S.ci_low ? S.ci_low[i] : null),
         show: (i) => (S.ci_low ? fmtCi(S.ci_low[i], S.ci_high[i]) : "") },
     ];
@@ -468,10 +468,10 @@
       [el("span", { class: "r" }, r), el("span", { class: "h" }, h), el("span", { class: "m", text: m })]);
   }
 
-  function utterance(u) {
+  function utterance(u, B) {
     const head = el("div", { class: "head" }, [el("bdi", { class: "mono", text: u.utt_id }), " · speaker ",
       el("bdi", { class: "mono", text: u.speaker_id }),
-      ` · ${u.errors} errors in ${u.ref_words} reference words (WER ${u.wer} %)`,
+      ` · ${u.errors} errors in ${u.ref_words} reference ${B.tokens || "words"} (${B.rate || "WER"} ${u.wer} %)`,
       u.alignment ? ` · S ${u.ops[0]}, D ${u.ops[1]}, I ${u.ops[2]}` : ""]);
     const box = el("div", { class: "utt" }, head);
     if (u.alignment) {
@@ -507,7 +507,7 @@
     if (c.systems) {
       const host = el("div", { class: "fa-systems" });
       add(body, [el("h3", { text: "The same speakers under each system" }), host]);
-      const cols = ["System", "WER %", "Δ vs " + B.first_system, "Errors", "Ref. words", "Speakers"];
+      const cols = ["System", (B.rate || "WER") + " %", "Δ vs " + B.first_system, "Errors", "Ref. " + (B.tokens || "words"), "Speakers"];
       dataTable(host, {
         n: c.systems.length,
         columns: cols.map((label, j) => ({ label, num: j > 0 })),
@@ -527,13 +527,13 @@
         el("span", { class: "pair sub" }, [el("span", { class: "h", text: "S" }), " substitution"]),
         el("span", { class: "pair del" }, [el("del", { text: "D" }), " deletion"]),
         el("span", { class: "pair ins" }, [el("ins", { text: "I" }), " insertion"])]));
-      add(body, c.worst.map(utterance));
+      add(body, c.worst.map((u) => utterance(u, B)));
     }
     const spk = el("div", { class: "fa-speakers" });
     add(body, [el("h3", { text: "Speakers" }), spk]);
     if (!B.members || !blockElement("fa-speakers")) {
       spk.append(el("p", { class: "small muted", text: "This report holds no per-speaker table (a report.json "
-        + "written before schema 1.1): re-run the audit to list the speakers here." }));
+        + "written before schema 1.2): re-run the audit to list the speakers here." }));
     } else {
       spk.append(el("p", { class: "small muted", text: "Loading…" }));
       loadBlock("fa-speakers").then((S) => {
@@ -572,7 +572,7 @@
   function hideTip() { if (tip) tip.hidden = true; }
 
   function tipLines(B, c) {
-    return [c.id + " · " + c.label, "WER " + c.wer + " %" + (c.ci ? " (" + B.level + " CI " + c.ci + ")" : ""),
+    return [c.id + " · " + c.label, (B.rate || "WER") + " " + c.wer + " %" + (c.ci ? " (" + B.level + " CI " + c.ci + ")" : ""),
             c.speakers + " speakers" + (c.role ? " · " + c.role + " cohort" : "") + (c.few ? " · too few speakers" : ""),
             "click for details"];
   }

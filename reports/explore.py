@@ -18,15 +18,17 @@ import base64
 import csv
 import functools
 import hashlib
-import io
 import json
-import math
 import re
 import zlib
 from importlib import resources
-from typing import Any, Iterable
+from typing import Any
 
 from markupsafe import Markup
+
+from fairaudit import numbers as num
+
+from .sections import fact_rows, plain
 
 #: JSON blocks larger than this (bytes) are deflated and base64-encoded
 COMPRESS_MIN_BYTES = 256 * 1024
@@ -109,69 +111,9 @@ def script_tag() -> Markup:
 
 # --------------------------------------------------------------------------- readable facts
 
-def readable(value: Any) -> str:
-    """A value from report.json as words and numbers, never as JSON.
-
-    Floats to 4 significant digits (whole numbers with thousands separators), booleans as
-    yes/no, lists joined by commas, dicts as "key: value" pairs.
-    """
-    if value is None:
-        return "none"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}" if abs(value) >= 10_000 else str(value)
-    if isinstance(value, float):
-        if math.isfinite(value) and value.is_integer() and abs(value) < 1e15:
-            return readable(int(value))
-        return f"{value:.4g}"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (list, tuple)):
-        if not value:
-            return "none"
-        sep = ", " if all(not isinstance(v, (list, tuple, dict)) for v in value) else "; "
-        return sep.join(readable(v) for v in value)
-    if isinstance(value, dict):
-        if not value:
-            return "none"
-        return "; ".join(f"{k}: {readable(v)}" for k, v in value.items())  # keys may be column names: as is
-    return str(value)
-
-
-def _words(key: Any) -> str:
-    return str(key).replace("_", " ")
-
-
-def fact_rows(d: dict | None, exclude: Iterable[str] = (), max_items: int = 12) -> list[tuple[str, str]]:
-    """Rows (label, text) for a dict of parameters or details.
-
-    A nested dict becomes one row per entry ("outer › inner"); a list of dicts longer than
-    ``max_items`` becomes a count (the entries stay in report.json).
-    """
-    rows: list[tuple[str, str]] = []
-    skip = set(exclude)
-
-    def walk(obj: dict, prefix: str) -> None:
-        for k, v in obj.items():
-            if not prefix and k in skip:
-                continue
-            label = f"{prefix} › {_words(k)}" if prefix else _words(k)
-            if isinstance(v, dict) and v and any(isinstance(x, (dict, list)) for x in v.values()):
-                walk(v, label)
-            elif isinstance(v, dict) and len(v) > 6:
-                walk(v, label)
-            elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
-                if len(v) > max_items:
-                    rows.append((label, f"{len(v):,} entries (listed in report.json)"))
-                else:
-                    for i, x in enumerate(v, 1):
-                        rows.append((f"{label} {i}", readable(x)))
-            else:
-                rows.append((label, readable(v)))
-
-    walk(d or {}, "")
-    return rows
+# Facts are rows of words: the helpers (plain, fact_rows) live with the section model the
+# discoverers use (fairaudit.reports.sections).
+readable = plain
 
 
 # --------------------------------------------------------------------------- candidate rules
@@ -206,29 +148,31 @@ def _round(x: Any) -> Any:
 
 # --------------------------------------------------------------------------- cohorts in words
 
-def _lat(v: float) -> str:
+def lat_text(v: float) -> str:
+    """A latitude in words: 33.75 -> '33.75°N'."""
     return f"{abs(v):.2f}°{'N' if v >= 0 else 'S'}"
 
 
-def _lon(v: float) -> str:
+def lon_text(v: float) -> str:
+    """A longitude in words: -84.49 -> '84.49°W'."""
     return f"{abs(v):.2f}°{'E' if v >= 0 else 'W'}"
 
 
-def _box(b: list) -> str:
+def box_text(b: list) -> str:
+    """A [lat0, lat1, lon0, lon1] box in words."""
     la0, la1, lo0, lo1 = (float(x) for x in b[:4])
-    return f"{_lat(la0)} to {_lat(la1)}, {_lon(lo0)} to {_lon(lo1)}"
+    return f"{lat_text(la0)} to {lat_text(la1)}, {lon_text(lo0)} to {lon_text(lo1)}"
 
 
-def _attribute_values(label: str, columns: list[str]) -> list[tuple[str, str]] | None:
-    """(column, value) pairs of an attribute cohort label 'a=x, b=y' (columns known)."""
+def attribute_values(label: str, columns: list[str]) -> list[tuple[str, str]] | None:
+    """(column, value) pairs of an attribute cohort label 'a=x, b=y' (columns known), or None."""
     pairs, rest = [], label
     for i, col in enumerate(columns):
         if not rest.startswith(f"{col}="):
             return None
         rest = rest[len(col) + 1:]
         if i + 1 < len(columns):
-            sep = f", {columns[i + 1]}="
-            cut = rest.find(sep)
+            cut = rest.find(f", {columns[i + 1]}=")
             if cut < 0:
                 return None
             pairs.append((col, rest[:cut]))
@@ -236,52 +180,6 @@ def _attribute_values(label: str, columns: list[str]) -> list[tuple[str, str]] |
         else:
             pairs.append((col, rest))
     return pairs
-
-
-def definition(kind: str, entry: dict, cohort: dict) -> list[str]:
-    """A cohort's definition in sentences (plain text; the page shows it as text)."""
-    d = cohort.get("details") or {}
-    label = str(cohort.get("label", cohort.get("id")))
-    if kind == "geographic" and d.get("cell"):
-        lines = [f"Speakers whose coordinates fall in the map cell {_box(d['cell'])}"
-                 + (f" (leaf {d['node']} of the clustering tree, depth {d['depth']})." if d.get("node") is not None
-                    and d.get("depth") is not None else ".")]
-        if d.get("members_box"):
-            lines.append(f"Its speakers lie within {_box(d['members_box'])}"
-                         + (f", around {d['place']}." if d.get("place") else "."))
-        return lines
-    if kind == "geodemographic" and d.get("rule"):
-        rule = str(d["rule"])
-        inner = re.fullmatch(r"NOT \((.*)\)", rule, re.S)
-        if inner:
-            return [f"Speakers whose zip code's census row does not satisfy {inner.group(1)}: "
-                    "every other speaker with a census row."]
-        return [f"Speakers whose zip code's census row satisfies {rule}."]
-    if kind == "automatic":
-        params = entry.get("params") or {}
-        k = (entry.get("details") or {}).get("clusters_found") or params.get("k")
-        text = f"Speakers whose embedding lies nearest to centroid {cohort.get('id')} of k-means"
-        text += f" with {k} clusters" if k is not None else ""
-        text += " on speaker-identification embeddings"
-        text += " (L2-normalised)." if params.get("l2_normalize") else "."
-        lines = [text, "The clusters were found without labels: the attributes below describe, they did not define."]
-        mix = d.get("attribute_mix")
-        if isinstance(mix, dict) and mix:
-            parts = [f"{col}: " + ", ".join(f"{v} {100 * (s or 0):.0f} %" for v, s in vals.items())
-                     for col, vals in mix.items() if isinstance(vals, dict)]
-            lines.append("What it holds: " + "; ".join(parts) + ".")
-        if d.get("main_region"):
-            share = d.get("main_region_share")
-            lines.append(f"Most often from {d['main_region']}"
-                         + (f" ({100 * share:.0f} % of its speakers)." if isinstance(share, (int, float)) else "."))
-        return lines
-    if kind == "attribute":
-        cols = [str(c) for c in ((entry.get("params") or {}).get("columns") or [])]
-        pairs = _attribute_values(label, cols) if cols else None
-        if pairs:
-            return ["Speakers whose " + " and ".join(f"{c} is {v}" for c, v in pairs) + "."]
-    # any other discoverer (plugins): its label, and its details as rows elsewhere
-    return [label]
 
 
 # --------------------------------------------------------------------------- CSV of cohorts.csv
@@ -337,36 +235,28 @@ def _names(report: dict) -> tuple[str, str]:
     return rate_name(unit), TOKEN_NAMES[unit]
 
 
-def _fmt():
-    from . import html  # the formatting helpers live with the view (imported late: html imports us)
-
-    return html
-
-
 def _adjusted_rows(adj: Any) -> list[list[str]] | None:
     """The adjusted rate ratio of a cohort vs the rest (issue 16), as rows."""
     if not isinstance(adj, dict) or not adj:
         return None
-    f = _fmt()
     rows = []
     rr = adj.get("rate_ratio")
     if rr is not None:
         text = f"{rr:.2f}"
-        lo, hi = f._interval(adj.get("rate_ratio_ci"))
-        if lo is not None and hi is not None:
-            text += f" [{lo:.2f}, {hi:.2f}]"
+        ci = adj.get("rate_ratio_ci")
+        if isinstance(ci, (list, tuple)) and len(ci) == 2 and None not in ci:
+            text += f" [{ci[0]:.2f}, {ci[1]:.2f}]"
         if adj.get("p_value") is not None:
-            text += f", p = {f.fmt_p(adj['p_value'])}"
+            text += f", p = {num.p_value(adj['p_value'])}"
         rows.append(["adjusted rate ratio vs the rest", text])
     for k, v in adj.items():
         if k in ("rate_ratio", "rate_ratio_ci", "p_value"):
             continue
-        rows.append([_words(k), readable(v)])
+        rows.append([str(k).replace("_", " "), readable(v)])
     return rows
 
 
 def _worst_rows(utts: list[dict]) -> list[dict]:
-    f = _fmt()
     out = []
     for u in utts or []:
         ops = {"sub": 0, "del": 0, "ins": 0}
@@ -374,20 +264,25 @@ def _worst_rows(utts: list[dict]) -> list[dict]:
             if item and item[0] in ops:
                 ops[item[0]] += 1
         row = {"utt_id": str(u.get("utt_id")), "speaker_id": str(u.get("speaker_id")),
-               "errors": f.fmt_count(u.get("errors")), "ref_words": f.fmt_count(u.get("ref_words")),
-               "wer": f.fmt_wer(u.get("wer")), "ops": [ops["sub"], ops["del"], ops["ins"]]}
+               "errors": num.count(u.get("errors")), "ref_words": num.count(u.get("ref_words")),
+               "wer": num.wer(u.get("wer")), "ops": [ops["sub"], ops["del"], ops["ins"]]}
         if u.get("alignment"):
             row["alignment"] = [[a[0], a[1], a[2]] for a in u["alignment"]]
         out.append(row)
     return out
 
 
-def drill_block(key: str, anchor: str, kind: str, title: str, entry: dict, report: dict,
-                worst_note: str | None) -> dict:
-    """What the drill-down panel of each cohort of one discoverer shows (display strings)."""
-    f = _fmt()
+def drill_block(key: str, anchor: str, title: str, entry: dict, report: dict,
+                definitions: dict[str, list[str]] | None = None, worst_note: str | None = None) -> dict:
+    """What the drill-down panel of each cohort of one discoverer shows (display strings).
+
+    ``definitions``: the discoverer's sentences per cohort id (its report section's
+    ``cohort_definitions``); a cohort without one is defined by its label, and its
+    ``details`` are listed as rows instead.
+    """
+    definitions = definitions or {}
     rate, tokens = _names(report)
-    level = f.fmt_level(entry.get("ci_level"))
+    level = num.level(entry.get("ci_level"))
     drill = entry.get("drilldown") or {}
     worst = drill.get("worst") or {}
     systems = drill.get("systems") or {}
@@ -397,24 +292,24 @@ def drill_block(key: str, anchor: str, kind: str, title: str, entry: dict, repor
     for c in entry.get("cohorts") or []:
         cid = c["id"]
         role = "bottom" if cid == entry.get("bottom") else "top" if cid == entry.get("top") else ""
-        ci = f.fmt_ci(c.get("wer_ci_low"), c.get("wer_ci_high"))
+        ci = num.interval(c.get("wer_ci_low"), c.get("wer_ci_high"))
         facts = [
             ["rank", "rank", f"{c.get('rank')} of {n} (1 = highest {rate})"],
-            ["wer", f"{rate} %", f.fmt_wer(c.get("wer"))],
+            ["wer", f"{rate} %", num.wer(c.get("wer"))],
         ]
         if ci:
             facts.append(["ci", f"{rate} {level} CI", ci + " (speaker bootstrap, cohorts held fixed)"])
         facts += [
-            ["speakers", "speakers", f"{f.fmt_count(c.get('speakers'))} ({f.fmt_pct(c.get('share_pct'))} % of audited)"],
-            ["utterances", "utterances", f"{f.fmt_count(c.get('utterances'))} ({f.fmt_pct(c.get('utterance_share_pct'))} %)"],
-            ["ref_words", f"reference {tokens}", f.fmt_count(c.get("ref_words"))],
-            ["errors", "errors", f"{f.fmt_count(c.get('errors'))} (S {f.fmt_count(c.get('substitutions'))}, "
-                                      f"D {f.fmt_count(c.get('deletions'))}, I {f.fmt_count(c.get('insertions'))})"],
+            ["speakers", "speakers", f"{num.count(c.get('speakers'))} ({num.pct(c.get('share_pct'))} % of audited)"],
+            ["utterances", "utterances", f"{num.count(c.get('utterances'))} ({num.pct(c.get('utterance_share_pct'))} %)"],
+            ["ref_words", f"reference {tokens}", num.count(c.get("ref_words"))],
+            ["errors", "errors", f"{num.count(c.get('errors'))} (S {num.count(c.get('substitutions'))}, "
+                                      f"D {num.count(c.get('deletions'))}, I {num.count(c.get('insertions'))})"],
         ]
         if c.get("too_few_speakers"):
             facts.append(["eligible", "eligible", "no: fewer speakers than the minimum, cannot be bottom or top"])
-        details = fact_rows({k: v for k, v in (c.get("details") or {}).items()
-                             if k not in ("attribute_mix",)}) if kind not in ("geographic",) else []
+        defined = definitions.get(cid)
+        details = [] if defined else fact_rows(c.get("details") or {})
         sys_rows = None
         if cid in systems:
             base = (systems[cid].get(first_system) or {}).get("wer")
@@ -422,17 +317,18 @@ def drill_block(key: str, anchor: str, kind: str, title: str, entry: dict, repor
             for name, s in systems[cid].items():
                 delta = "" if name == first_system or base is None or s.get("wer") is None else \
                     f"{100 * (s['wer'] - base):+.2f} pp"
-                sys_rows.append([name, f.fmt_wer(s.get("wer")), delta, f.fmt_count(s.get("errors")),
-                                 f.fmt_count(s.get("ref_words")), f.fmt_count(s.get("speakers"))])
+                sys_rows.append([name, num.wer(s.get("wer")), delta, num.count(s.get("errors")),
+                                 num.count(s.get("ref_words")), num.count(s.get("speakers"))])
         utts = worst.get(cid)
         if role == "bottom" and len(entry.get("worst_utterances") or []) > len(utts or []):
             utts = entry["worst_utterances"]
         cohorts.append({
             "id": cid, "label": str(c.get("label", cid)), "role": role, "few": bool(c.get("too_few_speakers")),
-            "definition": definition(kind, entry, c), "facts": facts, "details": details,
+            "definition": list(defined) if defined else [str(c.get("label", cid))], "facts": facts,
+            "details": details,
             "adjusted": _adjusted_rows(c.get("adjusted")), "systems": sys_rows,
             "worst": _worst_rows(utts) if utts is not None else None,
-            "speakers": f.fmt_count(c.get("speakers")), "wer": f.fmt_wer(c.get("wer")), "ci": ci,
+            "speakers": num.count(c.get("speakers")), "wer": num.wer(c.get("wer")), "ci": ci,
         })
     return {"key": key, "anchor": anchor, "title": title, "level": level, "rate": rate, "tokens": tokens,
             "cohorts": cohorts,
@@ -452,7 +348,7 @@ def speakers_block(report: dict, anchors: dict[str, str]) -> dict | None:
             members[anchor] = m
     return {"id": t["speaker_id"], "utterances": t.get("utterances"), "ref_words": t.get("ref_words"),
             "errors": t.get("errors"), "ci_low": t.get("wer_ci_low"), "ci_high": t.get("wer_ci_high"),
-            "level": _fmt().fmt_level(t.get("ci_level")), "ci_method": t.get("ci_method") or "",
+            "level": num.level(t.get("ci_level")), "ci_method": t.get("ci_method") or "",
             "rate": _names(report)[0], "tokens": _names(report)[1],
             "members": members}
 
@@ -478,28 +374,28 @@ def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "table"
 
 
-def rows_drill_block(ids: list[str], entry: dict, anchor: str, col: int, filename: str) -> dict:
-    """A table whose rows are cohorts (by id): drill-down targets of its rows."""
-    position = {c["id"]: i for i, c in enumerate(entry.get("cohorts") or [])}
-    return {"filename": filename,
-            "drill": {"col": col, "rows": [[f"fa-drill-{anchor}", position.get(i)] if i in position else None
-                                           for i in ids]}}
-
-
-def png_size(data_uri: str) -> tuple[int, int]:
-    """Width and height (pixels) of a base64 PNG data URI, from its IHDR chunk."""
-    raw = base64.b64decode(data_uri.split(",", 1)[1][:64])
-    return int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big")
-
-
 # --------------------------------------------------------------------------- the page
+
+def _table_block(table, entry: dict, anchor: str, key: str, name: str) -> dict:
+    """Drill-down targets and file name of a section's table (a :class:`~.sections.Table`)."""
+    block = {"filename": table.filename or f"{name}-{_safe_name(key)}.csv"}
+    if table.cohort_ids:
+        position = {c["id"]: i for i, c in enumerate(entry.get("cohorts") or [])}
+        block["drill"] = {"col": table.drill_col,
+                          "rows": [[f"fa-drill-{anchor}", position[i]] if i in position else None
+                                   for i in table.cohort_ids]}
+    return block
+
 
 def page_context(report: dict, sections: list[dict], summary: list[dict]) -> dict:
     """The data blocks of a report page and the ids the template puts on its tables and figures.
 
-    ``sections``/``summary``: the view model of :func:`fairaudit.reports.html.build_context`;
-    each non-skipped section gets ``explore`` (block ids for its cohort table, cluster
-    table, candidate table and figures).
+    ``sections``/``summary``: the view model of :func:`fairaudit.reports.html.build_context`
+    (each section holds its discoverer's ``intro``/``blocks`` (with tables), ``figures``
+    (with layers), ``bars`` and ``definitions``).  Each non-skipped section gets
+    ``explore``: the block ids of its cohort table, bar chart, and of each figure and block
+    table (None where there is nothing to add).  Every discoverer, a plugin's generic
+    section included, gets the same drill-downs.
     """
     inputs = report.get("inputs") or {}
     redacted = bool((inputs.get("options") or {}).get("redact_text"))
@@ -508,34 +404,43 @@ def page_context(report: dict, sections: list[dict], summary: list[dict]) -> dic
     blocks: list[Markup] = []
     anchors: dict[str, str] = {}
     meta_sections = []
+    note = None
+    if redacted:
+        note = "Transcripts were redacted (--redact-text): utterance ids and counts only."
+    elif counts_mode:
+        note = "The input held precomputed error counts, not transcripts: utterance ids and counts only."
     for sec in sections:
         if sec.get("skipped"):
             continue
         key, anchor, entry = sec["key"], sec["anchor"], sec["entry"]
-        kind = entry.get("name") or key
         anchors[key] = anchor
-        ids = {"drill": f"fa-drill-{anchor}", "cohorts": f"fa-cohorts-{anchor}"}
-        note = None
-        if redacted:
-            note = "Transcripts were redacted (--redact-text): utterance ids and counts only."
-        elif counts_mode:
-            note = "The input held precomputed error counts, not transcripts: utterance ids and counts only."
-        blocks.append(data_block(ids["drill"], drill_block(key, anchor, kind, sec.get("title", key), entry, report,
-                                                           note)))
+        ids: dict[str, Any] = {"drill": f"fa-drill-{anchor}", "cohorts": f"fa-cohorts-{anchor}"}
+        blocks.append(data_block(ids["drill"], drill_block(key, anchor, sec.get("title", key), entry, report,
+                                                           sec.get("definitions"), note)))
         blocks.append(data_block(ids["cohorts"], cohort_table_block(entry, sec.get("rows") or [], csvs.get(key),
                                                                      key, anchor)))
-        if sec.get("mix"):
-            ids["mix"] = f"fa-mix-{anchor}"
-            blocks.append(data_block(ids["mix"], rows_drill_block([m["id"] for m in sec["mix"]["rows"]], entry, anchor,
-                                                                  0, f"clusters-{_safe_name(key)}.csv")))
-        if sec.get("geodem"):
-            ids["candidates"] = f"fa-candidates-{anchor}"
-            blocks.append(data_block(ids["candidates"], {"filename": f"candidate-rules-{_safe_name(key)}.csv"}))
-        for fig in ("map", "scatter", "bars"):
-            layer = (sec.get(fig) or {}).get("layer")
-            if layer:
-                ids[fig] = f"fa-{fig}-{anchor}"
-                blocks.append(data_block(ids[fig], {**layer, "drill": ids["drill"]}))
+        for part in ("intro", "blocks"):
+            ids[part] = []
+            for j, blk in enumerate(sec.get(part) or []):
+                if getattr(blk, "table", None) is None:
+                    ids[part].append(None)
+                    continue
+                bid = f"fa-{part}{j + 1}-{anchor}"
+                name = _safe_name((blk.heading or "table").lower())
+                blocks.append(data_block(bid, _table_block(blk.table, entry, anchor, key, name)))
+                ids[part].append(bid)
+        ids["figures"] = []
+        for j, fig in enumerate(sec.get("figures") or []):
+            if not getattr(fig, "layer", None):
+                ids["figures"].append(None)
+                continue
+            fid = f"fa-fig{j + 1}-{anchor}"
+            blocks.append(data_block(fid, {**fig.layer, "drill": ids["drill"]}))
+            ids["figures"].append(fid)
+        layer = (sec.get("bars") or {}).get("layer")
+        if layer:
+            ids["bars"] = f"fa-bars-{anchor}"
+            blocks.append(data_block(ids["bars"], {**layer, "drill": ids["drill"]}))
         sec["explore"] = ids
         meta_sections.append({"anchor": anchor, "key": key, "title": sec.get("title", key), "drill": ids["drill"]})
     headline = []

@@ -7,6 +7,7 @@ matplotlib's transforms after the layout is final.
 """
 from __future__ import annotations
 
+import base64
 from typing import Iterable
 
 import numpy as np
@@ -14,6 +15,12 @@ import numpy as np
 #: candidate label offsets (points) around the anchor, tried in this order
 _OFFSETS = [(0, 0), (0, 9), (0, -9), (14, 0), (-14, 0), (12, 9), (-12, 9), (12, -9), (-12, -9),
             (0, 18), (0, -18), (26, 0), (-26, 0), (22, 16), (-22, 16), (22, -16), (-22, -16)]
+
+
+def png_size(data_uri: str) -> dict[str, int]:
+    """``{"w", "h"}``: width and height (pixels) of a base64 PNG data URI, from its IHDR chunk."""
+    raw = base64.b64decode(data_uri.split(",", 1)[1][:64])
+    return {"w": int.from_bytes(raw[16:20], "big"), "h": int.from_bytes(raw[20:24], "big")}
 
 
 def renderer(fig):

@@ -391,7 +391,7 @@ def test_map_and_scatter_tooltips_and_clicks(browser, sample_out):
         assert page.locator("#fa-dialog-title").inner_text() == c["label"]
         page.keyboard.press("Escape")
         # the overlay lies on the PNG: the rectangles' pixels match the region cells' drawn size
-        layer = json.loads(page.locator("#fa-map-d1").text_content())
+        layer = json.loads(page.locator("#fa-fig1-d1").text_content())
         img = page.locator("#d1 figure.map .fa-fig img").bounding_box()
         box = page.locator("#d1 figure.map svg.fa-layer").bounding_box()
         assert abs(img["width"] - box["width"]) < 1 and abs(img["height"] - box["height"]) < 1
@@ -408,7 +408,7 @@ def test_map_and_scatter_tooltips_and_clicks(browser, sample_out):
         page.keyboard.press("Escape")
         # scatter: the point under the mouse names its cluster
         auto = report["discoverers"]["automatic"]
-        pts = json.loads(page.locator("#fa-scatter-d3").text_content())
+        pts = json.loads(page.locator("#fa-fig1-d3").text_content())
         fig = page.locator("#d3 figure.scatter .fa-fig")
         fig.scroll_into_view_if_needed()
         bb = fig.bounding_box()

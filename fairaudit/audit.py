@@ -252,6 +252,8 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
             "normalization": {"mode": normalization, "description": DESCRIPTIONS.get(normalization, ""),
                               "fingerprint": normalizer_fingerprint(normalization, unit, alignment)},
             "unit": unit, "rate": RATE_NAMES[unit], "alignment": alignment,
+            # how the input was read: hypotheses matched per system, missing attribute markers
+            **scored.input_report,
             "options": {"seed": seed, "min_speakers": min_speakers, "by": [",".join(b) if not isinstance(b, str) else b for b in by],
                         "discoverers": list(discoverers), "params": params or {}, "redact_text": redact_text,
                         "bootstrap": n_boot, "permutations": n_perm, "ci_level": ci_level, "honest_gap": honest,

@@ -7,6 +7,7 @@ paired test over speakers; per discoverer: each system's gap and share on those 
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any, Iterable
 
@@ -26,8 +27,25 @@ from .speakers import score
 from .units import RATE_NAMES, check_unit
 
 
+def check_paired(sb, sc, base: str, cand: str) -> None:
+    """Refuse a comparison of two systems scored on different utterances (a hypothesis
+    file lacking some, dropped as ``no_hypothesis``): the paired deltas would compare
+    errors over different reference words."""
+    ids_b, ids_c = sb.utterances["utt_id"], sc.utterances["utt_id"]
+    if len(ids_b) == len(ids_c) and (ids_b.to_numpy() == ids_c.to_numpy()).all():
+        return
+    only = [(n, u) for n, a, b in ((base, ids_b, ids_c), (cand, ids_c, ids_b)) for u in a[~a.isin(b)].head(1)]
+    name, example = only[0] if only else (base, "?")
+    raise UserInputError(f"{base} and {cand} were scored on different utterances (e.g. {example!r} only for {name}): "
+                         f"a paired comparison needs the same ones",
+                         hint="pass --missing-hyp empty to score a missing hypothesis as empty output")
+
+
 def _with_candidate_file(raw: RawUtterances, spec: InputSpec, candidate: str) -> RawUtterances:
     """Add the hypotheses (or errors) of a second utterance table, matched by utt_id, as system 2."""
+    if spec is not None and spec.hyp_tables:
+        raise UserInputError("--candidate adds a second utterance table; with --hyp-table give both systems as "
+                             "--hyp-table NAME=FILE", path=candidate)
     other = read_utterances(InputSpec(**{**spec.__dict__, "path": candidate, "more_hyp_cols": (),
                                          "more_value_cols": (), "more_hyp_paths": ()}))
     if other.mode != raw.mode:
@@ -54,8 +72,8 @@ def _with_candidate_file(raw: RawUtterances, spec: InputSpec, candidate: str) ->
     base_name = next(iter(raw.systems)) if raw.systems else "baseline"
     if base_name == name:
         name = name + " (candidate)"
-    return RawUtterances(frame, raw.mode, raw.rows_read, raw.unparsable, raw.orphan_hypotheses, raw.warnings,
-                         raw.paths + [candidate], {base_name: raw.systems.get(base_name, col), name: SYSTEM_PREFIX + candidate})
+    return dataclasses.replace(raw, frame=frame, paths=raw.paths + [candidate],
+                               systems={base_name: raw.systems.get(base_name, col), name: SYSTEM_PREFIX + candidate})
 
 
 def _read_cohorts(path: str) -> tuple[dict[str, pd.Series], dict[str, dict[str, str]]]:
@@ -144,6 +162,7 @@ def compare(utterances: str | InputSpec | pd.DataFrame, *, candidate: str | None
                alignment=alignment)
     sc = score(raw.for_system(cand), normalization, speaker_table, by_cols, workers=workers, unit=unit,
                alignment=alignment)
+    check_paired(sb, sc, base, cand)
     spk_b = sb.speakers.set_index("speaker_id")
     spk_c = sc.speakers.set_index("speaker_id").reindex(spk_b.index)
 
@@ -196,7 +215,7 @@ def compare(utterances: str | InputSpec | pd.DataFrame, *, candidate: str | None
         "inputs": {"files": files, "mode": sb.mode,
                    "normalization": {"mode": normalization, "description": DESCRIPTIONS.get(normalization, ""),
                                      "fingerprint": fingerprint},
-                   "unit": unit, "rate": RATE_NAMES[unit], "alignment": alignment,
+                   "unit": unit, "rate": RATE_NAMES[unit], "alignment": alignment, **sb.input_report,
                    "options": {"seed": seed, "min_speakers": min_speakers, "resamples": resamples,
                                "cohorts_from": cohorts or f"discovered on {base}"}},
         "baseline": base, "candidate": cand,

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 
 COHORT_FIELDS = ["id", "rank", "label", "speakers", "utterances", "ref_words", "substitutions", "deletions",
                  "insertions", "errors", "wer", "share_pct", "utterance_share_pct", "too_few_speakers"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..errors import UserInputError
+from ..io.missing import REASON as MISSING_REASON
 from .base import Discoverer, Discovery, SideInputs, register
 
 
@@ -40,7 +41,7 @@ class AttributeDiscoverer(Discoverer):
         missing = values.isna().any(axis=1) | (values == "").any(axis=1)
         not_audited = {}
         if missing.any():
-            not_audited[f"missing {' or '.join(self.columns)}"] = int(missing.sum())
+            not_audited[f"{MISSING_REASON}: {' or '.join(self.columns)}"] = int(missing.sum())
         kept = values.loc[~missing]
         text = None
         for c in self.columns:  # vectorised string building: one pass per column

@@ -262,11 +262,11 @@ def _missing_hypotheses(raw: RawUtterances, frame: pd.DataFrame, utt: pd.Series,
 
 def attach_attributes(speakers: pd.DataFrame, extra: pd.DataFrame | None, spk: pd.Series, paths: list[str],
                       speaker_table: pd.DataFrame | None, required_attributes, acc: Accounting,
-                      missing: MissingValues | None = None) -> tuple[pd.DataFrame, list[str]]:
+                      missing_values: MissingValues | None = None) -> tuple[pd.DataFrame, list[str]]:
     """Speaker attributes from the utterance table (``extra``: its other columns for the
     scored rows, ``spk`` their cleaned speaker ids) and from ``speaker_table``.
 
-    ``missing``: which attribute cells mean "unknown" (:mod:`fairaudit.io.missing`; default
+    ``missing_values``: which attribute cells mean "unknown" (:mod:`fairaudit.io.missing`; default
     empty cells and NA, N/A, null, None, nan): they become ``pd.NA`` here, once for every
     discoverer, and the speakers per column are counted in ``acc.attribute_missing``.
     Shared by every engine, so in-memory and chunked scoring give the same speaker table.
@@ -275,7 +275,7 @@ def attach_attributes(speakers: pd.DataFrame, extra: pd.DataFrame | None, spk: p
     if extra is not None and len(extra.columns):
         attrs = _utterance_attributes(extra, spk, paths, required_attributes)
     if attrs is not None:
-        speakers = speakers.join(attrs, on="speaker_id")
+        speakers = _join(speakers, attrs)
     if speaker_table is not None:
         acc.warnings.extend(speaker_table.attrs.get("warnings", []))
         unknown = int((~speakers["speaker_id"].isin(speaker_table.index)).sum())
@@ -286,7 +286,7 @@ def attach_attributes(speakers: pd.DataFrame, extra: pd.DataFrame | None, spk: p
         if clash:
             acc.warnings.append(f"column(s) {', '.join(clash)} taken from the speaker table, not the utterance table")
             speakers = speakers.drop(columns=clash)
-        speakers = speakers.join(speaker_table, on="speaker_id")
+        speakers = _join(speakers, speaker_table)
     acc.warnings.extend(coordinate_warnings(speakers))
     missing = [c for c in required_attributes if c not in speakers.columns]
     if missing:
@@ -295,9 +295,21 @@ def attach_attributes(speakers: pd.DataFrame, extra: pd.DataFrame | None, spk: p
     attribute_columns = [c for c in speakers.columns if c not in SPEAKER_COLUMNS]
     # Coordinates are numbers already (an unreadable one is an error); the geographic
     # discoverer counts speakers without them itself.
-    speakers, acc.attribute_missing = (missing or MissingValues()).mark(
+    speakers, acc.attribute_missing = (missing_values or MissingValues()).mark(
         speakers, [c for c in attribute_columns if c not in ("lat", "lon")])
     return speakers, attribute_columns
+
+
+def _join(speakers: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """``speakers`` with the columns of ``table`` (indexed by speaker id) joined on
+    ``speaker_id``; with no speaker at all (every row dropped) the columns are added empty
+    (pandas cannot join empty pyarrow-backed keys)."""
+    if len(speakers) == 0 or len(table) == 0:
+        out = speakers.copy()
+        for col in table.columns:
+            out[col] = pd.Series(index=out.index, dtype=object if len(speakers) else table[col].dtype)
+        return out
+    return speakers.join(table, on="speaker_id")
 
 
 def _aggregate(utts: pd.DataFrame, codes: np.ndarray, names: pd.Index) -> pd.DataFrame:

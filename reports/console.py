@@ -81,18 +81,19 @@ def print_inputs(report: dict, console: Console) -> None:
     inputs = report.get("inputs") or {}
     for name, m in (inputs.get("matching") or {}).items():
         how = "by file stem" if m["match"] == "stem" else "exactly"
-        chosen = f", chosen by --match-keys {m['match_option']}" if m.get("match_option") == "auto" else ""
-        missing = "dropped" if m.get("missing_hyp", "drop") == "drop" else "scored as empty output"
+        chosen = f" (--match-keys {m['match_option']})" if m.get("match_option") == "auto" else ""
+        missing = "dropped" if m.get("missing_hyp", "drop") == "drop" else "scored as empty"
         console.print(Text(f"hypotheses {name}: {m['matched']:,} of {m['references']:,} reference rows matched "
-                           f"{how}{chosen}; {m['no_hypothesis']:,} without a hypothesis ({missing}), "
-                           f"{m['no_reference']:,} hypothesis row(s) without a reference, "
-                           f"{m['duplicate_keys']:,} repeated key(s)"))
+                           f"{how}{chosen}; {m['no_hypothesis']:,} without hypothesis ({missing}), "
+                           f"{m['no_reference']:,} without reference, {m['duplicate_keys']:,} repeated keys"),
+                      soft_wrap=True)
     unknown = (report.get("accounting") or {}).get("attribute_missing") or {}
     if unknown and inputs.get("missing_attribute", "unknown") == "unknown":
         markers = ", ".join(inputs.get("na_values") or []) or "none"
         counts = ", ".join(f"{col} {n:,}" for col, n in unknown.items())
         console.print(Text(f"attribute missing (speakers; empty or {markers}): {counts}; never a cohort, not audited "
-                           f"on that attribute (--missing-attribute cohort keeps the markers as values)", style="dim"))
+                           f"on that attribute (--missing-attribute cohort keeps the markers as values)", style="dim"),
+                      soft_wrap=True)
 
 
 def print_accounting(acc: dict, console: Console, system: str | None = None) -> None:

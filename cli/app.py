@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from fairaudit import __version__
+from fairaudit import numbers as num
 from fairaudit.audit import score_input
 from fairaudit.errors import UserInputError
 from fairaudit.io.readers import InputSpec
@@ -81,14 +82,12 @@ def score(
 @c.user_errors
 @checked()
 @c.with_input
+@c.with_discovery
 def audit(
     spec: InputSpec,
+    discovery: c.DiscoveryOptions,
     out: Annotated[str, typer.Option("--out", "-o", help="Output directory.")] = "fairaudit_out",
     speakers: c.Speakers = None, normalize: c.Normalize = "default", unit: c.Unit = "word", align: c.Align = "jiwer",
-    census: c.Census = None, embeddings: c.Embeddings = None, embedding_ids: c.EmbeddingIds = None, by: c.By = None,
-    discoverers: c.Discoverers = "geographic,geodemographic,automatic", min_speakers: c.MinSpeakers = 20,
-    k: c.K = "10", geo_max_regions: c.GeoMaxRegions = 16, geo_max_depth: c.GeoMaxDepth = 8,
-    geo_criterion: c.GeoCriterion = "difference", max_depth: c.MaxDepth = 2, seed: c.Seed = 0,
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples of speakers for confidence intervals (0: none).")] = 1000,
     permutations: Annotated[int, typer.Option("--permutations", help="Permutations for each discoverer's selection-corrected p-value (0: none).")] = 200,
     ci_level: Annotated[float, typer.Option("--ci-level", help="Confidence level of the intervals.")] = 0.95,
@@ -100,21 +99,16 @@ def audit(
     workers: c.Workers = None, quiet: c.Quiet = False,
     engine: Engine = "auto", scheduler: Scheduler = None, chunk_rows: ChunkRows = None,
 ):
-    """Score, discover cohorts, and write report.json, cohorts.csv, assignments.csv and report.html."""
+    """Score, discover cohorts, and write report.json, cohorts.csv, assignments.csv, speaker_scores.csv and report.html."""
     from fairaudit.audit import audit as run_audit
     from fairaudit.reports.console import print_report
 
-    names, params = c.discovery_params(discoverers, min_speakers, k, geo_max_regions, geo_max_depth, max_depth,
-                                       geo_criterion)
     with c.progress_bar("scoring", None, not quiet) as progress:
-        result = run_audit(spec, speakers=speakers, census=census, embeddings=embeddings,
-                           embedding_ids=embedding_ids, by=by or [], discoverers=names, normalization=normalize,
-                           min_speakers=min_speakers, seed=seed, params=params,
+        result = run_audit(spec, speakers=speakers, normalization=normalize, **discovery.audit_kwargs(),
                            workers=workers, progress=progress, redact_text=redact_text, n_boot=bootstrap,
                            n_perm=permutations, ci_level=ci_level, honest=honest_gap, engine=engine,
                            chunk_rows=chunk_rows, scheduler=scheduler, unit=unit, alignment=align)
     result.save(out)
-    write_table(result.speakers, os.path.join(out, "speaker_scores"), "csv")
     written = ["report.json", "cohorts.csv", "assignments.csv", "speaker_scores.csv"]
     if not no_html:
         from fairaudit.reports.html import write_html
@@ -137,7 +131,7 @@ def print_summary(scored, out: str | None = None) -> None:
     o = scored.overall
     acc = scored.accounting
     con = c.out_console
-    wer = "n/a" if o["wer"] is None else f"{100 * o['wer']:.2f} %"
+    wer = num.wer_pct(o["wer"])
     con.print(f"{rate_name(scored.unit)} {wer}  ({o['errors']:,} errors / {o['ref_words']:,} reference "
               f"{TOKEN_NAMES[scored.unit]})  speakers {o['speakers']:,}  utterances {o['utterances']:,}  "
               f"normalisation: {scored.normalization}, alignment: {scored.alignment}")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
+from fairaudit import numbers as num
 from fairaudit.errors import UserInputError
 from fairaudit.units import rate_name, report_unit
 
@@ -118,8 +119,7 @@ def _from_mapping(section: dict, where: str) -> GateConfig:
     return cfg
 
 
-def _fmt_wer(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.2f} %"
+_fmt_wer = num.wer_pct
 
 
 def _selected(report: dict, names: list[str] | None) -> list[str]:
@@ -204,8 +204,8 @@ def _significance_note(d: dict, cfg: GateConfig) -> tuple[bool, str]:
     if p is None:
         return False, " (no p-value in the report: run the audit with --permutations > 0)"
     if p >= 0.05:
-        return True, f" but not significant (permutation p = {p:.3f} >= 0.05): passed under --require-significant"
-    return False, f" (permutation p = {p:.3f})"
+        return True, f" but not significant (permutation p = {num.p_value(p)} >= 0.05): passed under --require-significant"
+    return False, f" (permutation p = {num.p_value(p)})"
 
 
 def _discoverer_checks(key: str, d: dict, cfg: GateConfig, system, tag: str, rate: str = "WER") -> list[Check]:
@@ -227,9 +227,9 @@ def _discoverer_checks(key: str, d: dict, cfg: GateConfig, system, tag: str, rat
             ok = gap <= cfg.max_gap_pct
             waived, note = (False, "") if ok else _significance_note(d, cfg)
             ci = d.get("wer_gap_ci_pct")
-            ci_txt = f" [CI {ci[0]:.1f}–{ci[1]:.1f}]" if ci and None not in ci else ""
+            ci_txt = f" [CI {num.pct(ci[0])}–{num.pct(ci[1])}]" if ci and None not in ci else ""
             out.append(Check(f"{tag}{key} {rate} gap", ok or waived,
-                             f"{gap:.1f} %{ci_txt} {'≤' if ok else '>'} {cfg.max_gap_pct:g} % "
+                             f"{num.pct(gap)} %{ci_txt} {'≤' if ok else '>'} {cfg.max_gap_pct:g} % "
                              f"(bottom: {bottom['label'] if bottom else '?'}){note}", key, system,
                              {"gap_pct": gap, "p_value": d.get("p_value")}))
     if cfg.max_bottom_wer is not None and bottom is not None:
@@ -252,7 +252,7 @@ def _increase_check(key: str, d: dict, base: dict | None, cfg: GateConfig, syste
         return Check(name, False, "candidate gap undefined (top WER 0)", key, system)
     inc = new - old
     ok = inc <= cfg.max_gap_increase_pct
-    return Check(name, ok, f"{old:.1f} % -> {new:.1f} % ({inc:+.1f} points) {'≤' if ok else '>'} "
+    return Check(name, ok, f"{num.pct(old)} % -> {num.pct(new)} % ({num.signed_pct(inc)} points) {'≤' if ok else '>'} "
                            f"+{cfg.max_gap_increase_pct:g} points", key, system, {"baseline_gap_pct": old, "gap_pct": new})
 
 
@@ -268,7 +268,7 @@ def _evaluate_comparison(report: dict, cfg: GateConfig) -> list[Check]:
         gb, gc = d["gap"][base].get("wer_gap_pct"), d["gap"][cand].get("wer_gap_pct")
         if cfg.max_gap_pct is not None:
             ok = gc is not None and gc <= cfg.max_gap_pct
-            checks.append(Check(f"{key} {rate} gap of {cand}", ok, f"{'undefined' if gc is None else f'{gc:.1f} %'} "
+            checks.append(Check(f"{key} {rate} gap of {cand}", ok, f"{'undefined' if gc is None else num.pct(gc) + ' %'} "
                                 f"{'≤' if ok else '>'} {cfg.max_gap_pct:g} % on the baseline's cohorts", key, cand))
         if cfg.max_gap_increase_pct is not None:
             if gb is None or gc is None:
@@ -277,7 +277,7 @@ def _evaluate_comparison(report: dict, cfg: GateConfig) -> list[Check]:
                 inc = gc - gb
                 ok = inc <= cfg.max_gap_increase_pct
                 checks.append(Check(f"{key} gap increase {base} -> {cand}", ok,
-                                    f"{gb:.1f} % -> {gc:.1f} % ({inc:+.1f} points) {'≤' if ok else '>'} "
+                                    f"{num.pct(gb)} % -> {num.pct(gc)} % ({num.signed_pct(inc)} points) {'≤' if ok else '>'} "
                                     f"+{cfg.max_gap_increase_pct:g} points on the same cohorts", key))
         if cfg.max_delta_wer is not None:
             for c in d["cohorts"]:
@@ -286,8 +286,8 @@ def _evaluate_comparison(report: dict, cfg: GateConfig) -> list[Check]:
                 if not ok and cfg.require_significant and (c.get("p_value") is not None and c["p_value"] >= 0.05):
                     ok = True
                 checks.append(Check(f"{key} cohort {c['id']} {rate} change", ok,
-                                    f"{100 * (delta or 0):+.2f} points {'≤' if ok else '>'} "
-                                    f"+{100 * cfg.max_delta_wer:.2f} ({c['label']})", key))
+                                    f"{num.delta(delta or 0)} points {'≤' if ok else '>'} "
+                                    f"{num.delta(cfg.max_delta_wer)} ({c['label']})", key))
     return checks
 
 

@@ -55,7 +55,7 @@ def score_input(spec: InputSpec, normalization: str = "default", speakers_path: 
     raw = read_utterances(spec)
     if len(raw.systems) > 1:
         raise UserInputError("`score` takes one system", path=spec.path,
-                             hint="give one --hyp-col/--wer-col/--hyp, or use `fairaudit audit` for several side by side")
+                             hint="give one --hyp-col/--wer-col/--hyp/--hyp-table, or use `fairaudit audit` for several side by side")
     speaker_table = read_speakers(speakers_path) if speakers_path else None
     return score(raw, normalization, speaker_table, required_attributes, workers=workers, progress=progress,
                  unit=unit, alignment=alignment)

@@ -202,7 +202,7 @@ def compare(utterances: str | InputSpec | pd.DataFrame, *, candidate: str | None
     names = list(raw.systems)
     if len(names) != 2:
         raise UserInputError(f"compare needs exactly two systems, got {len(names)}",
-                             hint="give two --hyp-col/--wer-col/--hyp, or --candidate FILE")
+                             hint="give two --hyp-col/--wer-col/--hyp/--hyp-table, or --candidate FILE")
     base, cand = names
     speaker_table = read_speaker_table(speakers)
     required = sorted({c for d in discs or [] for c in d.required_columns()})

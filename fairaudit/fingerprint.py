@@ -57,7 +57,8 @@ def sha256_file(path: str) -> str:
 
 def input_files(spec=None, **side: Any) -> list[dict]:
     """``[{"role", "path", "sha256"}]`` of the run's input files that exist: the utterance
-    input of ``spec`` (an InputSpec), its hypothesis and utt2spk files, then each
+    input of ``spec`` (an InputSpec), its hypothesis files (role ``hypotheses``; a
+    hypothesis table ``hypotheses:NAME``) and utt2spk file, then each
     ``side`` path by role (speakers=..., census=..., embeddings=..., embedding_ids=...)."""
     roles: list[tuple[str, Any]] = []
     if spec is not None:

@@ -421,3 +421,31 @@ def test_missing_values_mask_unit():
     assert MissingValues(mode="cohort").unknown(col).tolist() == [False, False, False, True, False, False]
     with pytest.raises(Exception, match="--missing-attribute"):
         MissingValues(mode="drop")
+
+
+@pytest.mark.parametrize("mode", ["unknown", "cohort"])
+def test_streaming_engine_reads_missing_attributes_the_same_way(write, tmp_path, mode):
+    utt, spk = _attribute_world(write)
+    labels = {}
+    for engine in ("default", "streaming"):
+        ok(quick_audit(utt, "--speakers", spk, "--by", "gender,accent", "--min-speakers", 1, "--discoverers", "",
+                       "--missing-attribute", mode, "--engine", engine, "--out", tmp_path / engine))
+        rep = report(tmp_path / engine)
+        d = rep["discoverers"]["attribute:gender,accent"]
+        labels[engine] = ({c["label"] for c in d["cohorts"]}, d["not_audited"], rep["accounting"].get("attribute_missing"))
+    assert labels["default"] == labels["streaming"]
+    assert any("NA" in lab for lab in labels["default"][0]) == (mode == "cohort")
+
+
+def test_html_shows_matching_and_unknown_attributes_escaped(files, tmp_path):
+    ref, wav, mp3 = files
+    ok(run("audit", ref, "--hyp-table", f"<b>wav</b>={wav}", "--hyp-table", f"mp3={mp3}", *COLS, "--by", "gender",
+           "--min-speakers", 1, "--bootstrap", 0, "--permutations", 0, "--no-honest-gap", "--out", tmp_path / "o",
+           "-q"))
+    html = (tmp_path / "o" / "report.html").read_text()
+    table = html[html.index('id="matching"'):html.index("</table>", html.index('id="matching"'))]
+    assert "&lt;b&gt;wav&lt;/b&gt;" in table and "<b>wav</b>" not in html
+    assert "by file stem (auto)" in table and "3 of 4" in table and "6 = 3 + 3" in table
+    assert "exactly (auto)" in table and "4 = 4 + 0" in table
+    line = html[html.index('id="attribute-missing"'):]
+    assert "<bdi>gender</bdi> 1 speaker(s)" in line[:line.index("</p>")]

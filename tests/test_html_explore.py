@@ -455,7 +455,9 @@ def test_print_hides_the_interactive_chrome(browser, sample_out, tmp_path):
 
 def test_adjusted_ratio_in_the_drilldown(browser, sample_out, tmp_path):
     report = json.loads((sample_out / "report.json").read_text(encoding="utf-8"))
-    geo = report["discoverers"]["geographic"]
+    # one discoverer (no map or scatter to draw): the page renders in a fraction of the time
+    report["discoverers"] = {k: e for k, e in report["discoverers"].items() if k == "attribute:gender,age_band"}
+    geo = report["discoverers"]["attribute:gender,age_band"]
     bottom = next(c for c in geo["cohorts"] if c["id"] == geo["bottom"])
     bottom["adjusted"] = {"rate_ratio": 1.5234, "rate_ratio_ci": [1.1012, 2.0456], "p_value": 0.0123,
                           "covariates": ["device", "ref_words"], "method": "Poisson GEE, speaker clusters"}
@@ -658,6 +660,7 @@ def test_large_report_opens_sorts_filters_and_drills_down(browser, tmp_path):
 def test_drilldown_names_the_report_rate(sample_out):
     report = json.loads((sample_out / "report.json").read_text(encoding="utf-8"))
     report["inputs"]["unit"] = "char"
+    report["discoverers"] = {k: e for k, e in report["discoverers"].items() if k == "attribute:gender"}  # no map to draw
     got = blocks(html_report.render_html(AuditResult(report=report)))
     drill = got["fa-drill-d1"]
     assert drill["rate"] == "CER" and drill["tokens"] == "characters"

@@ -79,7 +79,7 @@ def audit(
     out: Annotated[str, typer.Option("--out", "-o", help="Output directory.")] = "fairaudit_out",
     speakers: c.Speakers = None, normalize: c.Normalize = "default",
     census: c.Census = None, embeddings: c.Embeddings = None, embedding_ids: c.EmbeddingIds = None, by: c.By = None,
-    discoverers: c.Discoverers = "geographic,geodemographic,automatic", min_speakers: c.MinSpeakers = 20,
+    discoverers: c.Discoverers = "geographic,geodemographic,automatic,metadata", min_speakers: c.MinSpeakers = 20,
     k: c.K = "10", geo_max_regions: c.GeoMaxRegions = 16, geo_max_depth: c.GeoMaxDepth = 8,
     geo_criterion: c.GeoCriterion = "difference", max_depth: c.MaxDepth = 2, seed: c.Seed = 0,
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples of speakers for confidence intervals (0: none).")] = 1000,

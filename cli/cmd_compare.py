@@ -24,7 +24,7 @@ def compare(
     census: c.Census = None, embeddings: c.Embeddings = None, embedding_ids: c.EmbeddingIds = None,
     cohorts: Annotated[Optional[str], typer.Option("--cohorts", help="Reuse the cohorts of a saved assignments.csv instead of discovering them.")] = None,
     by: c.By = None,
-    discoverers: Annotated[str, typer.Option("--discoverers", help="Comma-separated discoverers to run on the baseline.")] = "geographic,geodemographic,automatic",
+    discoverers: Annotated[str, typer.Option("--discoverers", help="Comma-separated discoverers to run on the baseline.")] = "geographic,geodemographic,automatic,metadata",
     min_speakers: c.MinSpeakers = 20, k: c.K = "10",
     resamples: Annotated[int, typer.Option("--resamples", help="Paired bootstrap/permutation resamples per cohort.")] = 10000,
     seed: c.Seed = 0,

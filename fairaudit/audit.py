@@ -23,7 +23,7 @@ from .speakers import ScoredSet, score
 from .stats import add_statistics, overall_ci
 
 #: the discovered-cohort discoverers run by default, in report order
-DEFAULT_DISCOVERERS = ("geographic", "geodemographic", "automatic")
+DEFAULT_DISCOVERERS = ("geographic", "geodemographic", "automatic", "metadata")
 
 
 def score_input(spec: InputSpec, normalization: str = "default", speakers_path: str | None = None,

@@ -52,11 +52,12 @@ Growth
     of the permutation test with the bottom-vs-rest statistic were 0.88 / 0.91 / 0.90 for
     speaker_z, 0.94 / 0.85 / 0.90 for z and lr, 0.25 / 0.98 / 0.63 for the difference
     (which splits off the noisiest ``min_speakers`` speakers).  With a long tail of
-    utterances per speaker (log-normal counts, 800 speakers) power fell to 0.60 for both speaker_z and
-    z, recall 0.89 vs 0.77, precision 0.66 vs 0.73.  speaker_z is the default because it
-    is the only criterion on a calibrated scale under speaker heterogeneity (the best
-    null split's binomial z is 2.6 times its speaker-level z on these data), so ``min_score`` means the same on any data, and
-    it is the scale of the test statistic.
+    utterances per speaker (log-normal counts, 800 speakers) power fell to 0.60 for both
+    speaker_z and z, recall 0.89 vs 0.77, precision 0.66 vs 0.73.  speaker_z is the
+    default because it is the only criterion on a calibrated scale under speaker
+    heterogeneity (the best null split's binomial z is 2.6 times its speaker-level z on
+    these data), so ``min_score`` means the same on any data, and it is the scale of the
+    test statistic.
 
 Speed
     Every column is coded once per fit (categorical levels or numeric bins, unknown = one

@@ -10,7 +10,9 @@ import fairaudit
 from fairaudit.discover import REGISTRY
 from fairaudit.discover.attribute import AttributeDiscoverer
 from fairaudit.discover.base import NotEnoughData, SideInputs, wer_of
-from fairaudit.discover.metadata import MetadataDiscoverer, bottom_vs_rest_z, readable_thresholds
+from fairaudit.discover.metadata import (STATISTIC_NAME, IntersectionPlanter, MetadataDiscoverer,
+                                         bottom_vs_rest_z, readable_thresholds)
+from fairaudit.discover.planting import CohortPlanter
 from fairaudit.errors import UserInputError
 from fairaudit.io.readers import InputSpec
 from fairaudit.stats import permutation_null
@@ -101,15 +103,21 @@ def test_planted_intersection_label_is_the_conjunction(planted_runs):
     assert hits >= 4
 
 
+def own_p_value(disc, speakers, found, n_perm, seed):
+    """The audit's permutation p-value: the tree's own statistic, re-fitted per permutation."""
+    null = permutation_null(disc, speakers, SideInputs(), None, n_perm=n_perm, seed=seed, workers=1,
+                            assignment=found.assignment, observed_statistic=found.statistic,
+                            statistic_name=found.statistic_name)
+    assert null["statistic"] == STATISTIC_NAME
+    return null
+
+
 def test_planted_intersection_is_significant(planted_runs):
-    p_values = []
     for seed, (speakers, planted, found, bottom, members, gap) in enumerate(planted_runs[:3]):
-        disc = MetadataDiscoverer()
-        null = permutation_null(disc, speakers, SideInputs(), gap, n_perm=100, seed=seed, workers=1)
-        p_values.append(null["p_value"])
-        assert null["null_gap_median_pct"] < gap
-    # gap statistic, 1,000 speakers: power 0.93 over 30 seeds
-    assert sum(p < 0.05 for p in p_values) >= 2
+        null = own_p_value(MetadataDiscoverer(), speakers, found, 100, seed)
+        # 1,000 speakers: power 1.00 over 30 seeds (the bottom-vs-top gap as statistic: 0.87)
+        assert null["p_value"] < 0.05
+        assert null["null_statistic_p95"] < found.statistic
 
 
 def test_single_attributes_do_not_show_it(planted_runs):
@@ -153,11 +161,9 @@ def test_null_rejection_rate():
         speakers, _ = make_speakers(n=300, seed=100 + seed, planted=False)
         disc = MetadataDiscoverer()
         found = disc.fit(speakers, SideInputs())
-        gap = bottom_of(speakers, found)[2]
-        null = permutation_null(disc, speakers, SideInputs(), gap, n_perm=40, seed=seed, workers=1)
-        rejected += null["p_value"] < 0.05
-    # nominal 2/41 = 4.9 %; measured 1/30 here (40 replicates x 100 permutations at 600
-    # speakers: 5 %)
+        rejected += own_p_value(disc, speakers, found, 40, seed)["p_value"] < 0.05
+    # nominal 2/41 = 4.9 %; measured 2/30 here (30 replicates x 100 permutations at 600
+    # speakers: 0/30, 1,000 speakers: 0/30)
     assert rejected <= 3
 
 
@@ -245,19 +251,23 @@ def test_assign_reproduces_fit_and_places_new_speakers():
     for cid, label in found.labels.items():
         who = new.loc[placed.index[placed.to_numpy() == cid]]
         for cond in label.split(" AND "):
-            cond = cond.strip("()").replace(" or unknown", "")
-            if m := re.fullmatch(r"(\w+)=(.+)", cond):
-                assert (who[m[1]].astype(str) == m[2]).all(), cond
-            elif m := re.fullmatch(r"(\w+) in \{(.+)\}", cond):
-                assert who[m[1]].astype(str).isin(m[2].split(", ")).all(), cond
-            elif m := re.fullmatch(r"(\w+) >= ([\d.]+)", cond):
-                assert (who[m[1]] >= float(m[2])).all(), cond
-            elif m := re.fullmatch(r"(\w+) < ([\d.]+)", cond):
-                assert (who[m[1]] < float(m[2])).all(), cond
-            elif m := re.fullmatch(r"([\d.]+) <= (\w+) < ([\d.]+)", cond):
-                assert ((who[m[2]] >= float(m[1])) & (who[m[2]] < float(m[3]))).all(), cond
-            else:
-                pytest.fail(f"unexpected condition {cond!r}")
+            assert condition_mask(who, cond.strip("()").replace(" or unknown", "")).all(), cond
+
+
+def condition_mask(frame, cond):
+    """Which rows of ``frame`` satisfy one condition of a label ('a=x', 'a in {x, y}',
+    'a >= 1', 'a < 2', '1 <= a < 2')."""
+    if m := re.fullmatch(r"(\w+)=(.+)", cond):
+        return (frame[m[1]].astype(str) == m[2]).to_numpy()
+    if m := re.fullmatch(r"(\w+) in \{(.+)\}", cond):
+        return frame[m[1]].astype(str).isin(m[2].split(", ")).to_numpy()
+    if m := re.fullmatch(r"(\w+) >= ([\d.]+)", cond):
+        return (frame[m[1]] >= float(m[2])).to_numpy()
+    if m := re.fullmatch(r"(\w+) < ([\d.]+)", cond):
+        return (frame[m[1]] < float(m[2])).to_numpy()
+    if m := re.fullmatch(r"([\d.]+) <= (\w+) < ([\d.]+)", cond):
+        return ((frame[m[2]] >= float(m[1])) & (frame[m[2]] < float(m[3]))).to_numpy()
+    pytest.fail(f"unexpected condition {cond!r}")
 
 
 def test_assign_routes_unseen_values_like_unknowns_and_skips_absent_columns():
@@ -304,7 +314,7 @@ def test_columns_are_chosen_and_skipped():
     assert set(found.details["columns"]) == set(COLUMNS)
     assert set(found.details["columns_skipped"]) == {"free_text", "constant"}
     assert found.params["columns"] == [c for c in sp.columns if c in COLUMNS]
-    only = fit(sp, columns="gender, accent")
+    only = fit(sp, columns=["gender", " accent"])
     assert set(only.details["columns"]) == {"gender", "accent"}
 
 
@@ -320,7 +330,8 @@ def test_readable_thresholds():
 
 @pytest.mark.parametrize("kw", [{"max_leaves": 1}, {"max_depth": 0}, {"n_thresholds": 0}, {"max_levels": 1},
                                 {"min_speakers": 0}, {"max_leaves": 2.5}, {"max_depth": True}, {"seed": -1},
-                                {"criterion": "gini"}, {"min_score": -1}, {"min_score": "2"}, {"columns": []}, {"columns": 5}, {"columns": "a,,b"}])
+                                {"criterion": "gini"}, {"min_score": -1}, {"min_score": "2"}, {"columns": None}, {"columns": 5}, {"columns": "a,b"},
+                                {"columns": ["a", ""]}])
 def test_parameter_errors_are_one_line(kw):
     speakers, _ = make_speakers(n=100, seed=0)
     with pytest.raises(UserInputError) as err:
@@ -338,7 +349,46 @@ def test_missing_inputs_and_no_usable_column():
         fit(bare.assign(gender="female"))
 
 
+# ------------------------------------------------------------------ planter and report section
+
+def test_planter_plants_on_an_intersection_of_two_values():
+    speakers, _ = make_speakers(n=600, seed=13)
+    disc = MetadataDiscoverer()
+    found = disc.fit(speakers, SideInputs())
+    planter = disc.planter(speakers, SideInputs(), found)
+    assert isinstance(planter, IntersectionPlanter) and planter.n == len(found.assignment)
+    table = speakers.set_index("speaker_id").loc[found.assignment.index]
+    for row in planter.rows([0.05, 0.1, 0.25]):
+        for draw in range(3):
+            idx, text = planter.draw(np.random.default_rng(draw), row)
+            m = re.fullmatch(r"the (\d+) speakers with (.+) AND (.+)", text)
+            assert m and int(m[1]) == len(idx), text
+            assert m[2].split("=")[0].split(" ")[0] != m[3].split("=")[0].split(" ")[0]   # two columns
+            both = condition_mask(table, m[2]) & condition_mask(table, m[3])
+            assert np.array_equal(np.flatnonzero(both), idx), text
+            assert row.size / 1.5 <= len(idx) <= row.size * 1.5, (row.size, len(idx))
+    one = MetadataDiscoverer(columns=["accent"])
+    assert isinstance(one.planter(speakers, SideInputs(), one.fit(speakers, SideInputs())), CohortPlanter)
+
+
+def test_report_section_shows_the_tree_and_escapes_labels():
+    from fairaudit.reports.html import render_html
+
+    speakers, _ = make_speakers(n=300, seed=14)
+    speakers["accent"] = speakers["accent"].replace("southern", "<b>southern</b>")
+    result = fairaudit.audit(_utterance_frame(speakers, ("age_band", "accent")), discoverers=["metadata"],
+                             n_boot=0, n_perm=5, honest=False)
+    entry = result.report["discoverers"]["metadata"]
+    section = MetadataDiscoverer().report_section(entry, result.report)
+    assert section.title == "Speaker-attribute tree"
+    assert len(section.blocks[0].table.rows) == len(entry["details"]["splits"]) >= 1
+    assert ("columns searched", "age_band (categorical), accent (categorical)") in section.facts
+    html = render_html(result)
+    assert "Speaker-attribute tree" in html and "<b>southern" not in html and "&lt;b&gt;southern" in html
+
+
 # ------------------------------------------------------------------ through audit()
+
 
 def _utterance_frame(speakers, per_speaker_cols=()):
     """One utterance per speaker with ``errors`` substitutions in a ``ref_words``-word reference."""
@@ -360,7 +410,29 @@ def test_audit_runs_metadata_by_default_on_utterance_attributes():
     # path has a value per speaker (each speaker has one clip): an id, not an attribute
     assert set(entry["details"]["columns"]) == {"age_band", "gender", "accent"}
     assert entry["audited_speakers"] == 400 and entry["p_value"] is not None
+    assert entry["permutation"]["statistic"] == STATISTIC_NAME == entry["statistic"]["name"]
     assert "age_band" in result.speakers.columns and "path" not in result.speakers.columns
+
+
+def test_cli_metadata_flags(tmp_path):
+    from typer.testing import CliRunner
+
+    from fairaudit.cli.app import app
+
+    speakers, _ = make_speakers(n=200, seed=15)
+    frame = _utterance_frame(speakers)
+    frame.to_csv(tmp_path / "utt.csv", index=False)
+    speakers[["speaker_id", "age_band", "gender", "accent", "age"]].to_csv(tmp_path / "spk.csv", index=False)
+    base = ["audit", str(tmp_path / "utt.csv"), "--speakers", str(tmp_path / "spk.csv"), "--discoverers", "metadata",
+            "--bootstrap", "0", "--permutations", "5", "--no-html", "-q"]
+    run = CliRunner().invoke(app, base + ["-o", str(tmp_path / "out"), "--metadata-columns", "gender,accent",
+                                          "--metadata-max-leaves", "3"])
+    assert run.exit_code == 0, run.output
+    entry = fairaudit.AuditResult.load(str(tmp_path / "out")).report["discoverers"]["metadata"]
+    assert set(entry["details"]["columns"]) == {"gender", "accent"} and entry["cohort_count"] <= 3
+    bad = CliRunner().invoke(app, base + ["-o", str(tmp_path / "bad"), "--metadata-max-leaves", "1"])
+    assert bad.exit_code == 2 and "max_leaves" in bad.output and "--metadata-max-leaves" in bad.output
+    assert "Traceback" not in bad.output
 
 
 def test_audit_lists_metadata_as_skipped_without_attributes():

@@ -77,7 +77,9 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserInputError
-from .base import Discoverer, Discovery, NotEnoughData, SideInputs, check_int, register
+from .base import Discoverer, Discovery, NotEnoughData, SideInputs, non_attribute_columns, register
+from .params import Interval, Options
+from .planting import CohortPlanter, Planter, PlantRow, pool_near
 
 #: split criteria, see the module docstring
 CRITERIA = ("speaker_z", "z", "lr", "difference")
@@ -85,11 +87,9 @@ CRITERIA = ("speaker_z", "z", "lr", "difference")
 #: cell values that mean "unknown" (compared stripped and lower-cased)
 MISSING_TOKENS = ("", "na", "n/a", "null", "none", "nan")
 
-#: speaker-table columns that are never attributes: ids, coordinates, zip, counts and
-#: what is derived from them
-NOT_ATTRIBUTES = frozenset({"speaker_id", "utterances", "ref_words", "hits", "substitutions", "deletions",
-                            "insertions", "errors", "wer", "lat", "lon", "zip", "coords_approx", "cohort",
-                            "cohort_id", "system"})
+#: columns that are never attributes beyond what the registry declares
+#: (:func:`~fairaudit.discover.base.non_attribute_columns`: ids, counts, coordinates, zip)
+NOT_ATTRIBUTES = frozenset({"cohort", "cohort_id", "system"})
 
 NO_KNOWN_VALUE = "no known value in any attribute column"
 
@@ -101,9 +101,12 @@ _CATEGORICAL = "categorical"
 
 
 def is_attribute_column(name: Any) -> bool:
-    """True if a speaker-table column may be a speaker attribute (by its name)."""
+    """True if a speaker-table column may be a speaker attribute (by its name): not an id,
+    count, coordinate or other discoverer input (what the registered discoverers and side
+    inputs declare as ``non_attribute_columns``), not ``*_id`` nor ``_*``."""
     name = str(name)
-    return name not in NOT_ATTRIBUTES and not name.endswith("_id") and not name.startswith("_")
+    return (name not in NOT_ATTRIBUTES and name not in non_attribute_columns() and not name.endswith("_id")
+            and not name.startswith("_"))
 
 
 def readable_thresholds(values: np.ndarray, n: int) -> list[float]:
@@ -361,22 +364,6 @@ def _condition_text(name: str, cond: tuple, with_unknown: bool) -> str:
     return f"({text} or unknown)" if with_unknown else text
 
 
-def _params_list(columns: Any) -> list[str] | None:
-    """``columns`` as a list of names (a comma-separated string is split), or None."""
-    if columns is None:
-        return None
-    if isinstance(columns, str):
-        columns = columns.split(",")
-    if not isinstance(columns, Iterable):
-        raise UserInputError(f"metadata discoverer: columns must be a list of column names, not {columns!r}",
-                             hint="pass --metadata-columns COLUMN[,COLUMN]")
-    out = [str(c).strip() for c in columns]
-    if not out or any(not c for c in out):
-        raise UserInputError(f"metadata discoverer: columns must name at least one column, not {columns!r}",
-                             hint="pass --metadata-columns COLUMN[,COLUMN]")
-    return list(dict.fromkeys(out))
-
-
 @register
 class MetadataDiscoverer(Discoverer):
     """Intersectional cohorts from a best-first tree over known speaker attributes.
@@ -392,9 +379,9 @@ class MetadataDiscoverer(Discoverer):
     max_depth : int, default 3
         A leaf at this depth (root = 0) is not split: labels are conjunctions of at most
         this many conditions.
-    columns : list of str or None, default None
-        Attribute columns to search; None = every attribute column of the speaker table
-        (see the module docstring).  A comma-separated string is accepted.
+    columns : list of str, default () (empty)
+        Attribute columns to search; empty = every speaker-table column that is not an
+        id, count, coordinate or zip.
     n_thresholds : int, default 4
         Candidate cut points per numeric column (count): quantiles of the audited
         speakers' values at 1/(n+1), ..., n/(n+1), rounded to readable values.
@@ -402,10 +389,12 @@ class MetadataDiscoverer(Discoverer):
         Automatically chosen categorical columns with more levels (count) are left out
         (ids, free text); named columns are always used.
     criterion : {"speaker_z", "z", "lr", "difference"}, default "speaker_z"
-        How a split is scored (module docstring).
+        How a split is scored: the WER difference of its sides over their speaker-level
+        standard error (speaker_z), over the binomial one (z), the likelihood ratio (lr),
+        or the raw difference.
     min_score : float, default 1.5
         A leaf other than the root whose best split scores below this (in the criterion's
-        units: a z for ``speaker_z`` and ``z``) is not split.  Without it the tree spends its leaves on
+        units: a z for speaker_z and z) is not split.  Without it the tree spends its leaves on
         noise, e.g. halving the planted cohort by gender (recall 0.88 -> 0.91 at 600
         speakers, bottom-cohort precision unchanged at 0.88); at 2.0 and above the second
         split of an intersection is often refused (precision 0.78).
@@ -424,54 +413,57 @@ class MetadataDiscoverer(Discoverer):
                    "The gap is selection-corrected by re-growing the tree on permuted speaker error counts.")
     fixed_cohorts = False
     side_inputs = ()
+    default = True
+    order = 40
+    _parameter_constraints = {"max_leaves": [Interval(int, 2, None)], "max_depth": [Interval(int, 1, None)],
+                              "columns": [list], "n_thresholds": [Interval(int, 1, None)],
+                              "max_levels": [Interval(int, 2, None)], "criterion": [Options(str, CRITERIA)],
+                              "min_score": [Interval(float, 0, None)]}
 
-    def __init__(self, min_speakers: int = 20, seed: int = 0, max_leaves: int = 6, max_depth: int = 3,
-                 columns: list[str] | None = None, n_thresholds: int = 4, max_levels: int = 30,
-                 criterion: str = "speaker_z", min_score: float = 1.5):
-        super().__init__(min_speakers, seed)
-        self.min_score = min_score
+    def __init__(self, max_leaves: int = 6, max_depth: int = 3, columns: list[str] | tuple[str, ...] = (),
+                 n_thresholds: int = 4, max_levels: int = 30, criterion: str = "speaker_z",
+                 min_score: float = 1.5, **common):
+        super().__init__(**common)
         self.max_leaves = max_leaves
         self.max_depth = max_depth
         self.columns = columns
         self.n_thresholds = n_thresholds
         self.max_levels = max_levels
         self.criterion = criterion
+        self.min_score = min_score
 
     # ------------------------------------------------------------ parameters and inputs
 
-    def _validate(self) -> dict[str, Any]:
-        def num(value: Any, name: str, minimum: int) -> int:
-            return check_int(value, name, "--" + ("min-speakers" if name == "min_speakers" else
-                                                  "seed" if name == "seed" else
-                                                  "metadata-" + name.replace("_", "-")), minimum, "metadata")
-        params = {"min_speakers": num(self.min_speakers, "min_speakers", 1),
-                  "max_leaves": num(self.max_leaves, "max_leaves", 2),
-                  "max_depth": num(self.max_depth, "max_depth", 1),
-                  "n_thresholds": num(self.n_thresholds, "n_thresholds", 1),
-                  "max_levels": num(self.max_levels, "max_levels", 2),
-                  "seed": num(self.seed, "seed", 0),
-                  "columns": _params_list(self.columns)}
-        if self.criterion not in CRITERIA:
-            raise UserInputError(f"metadata discoverer: criterion {self.criterion!r} is unknown",
-                                 hint=f"pass --metadata-criterion {' or '.join(CRITERIA)}")
-        params["criterion"] = self.criterion
-        score = self.min_score
-        if isinstance(score, bool) or not isinstance(score, (int, float, np.integer, np.floating)) \
-                or not math.isfinite(score) or score < 0:
-            raise UserInputError(f"metadata discoverer: min_score must be a number >= 0, not {score!r}",
-                                 hint="pass --metadata-min-score X with X >= 0 (e.g. 1.5)")
-        params["min_score"] = float(score)
-        return params
+    def _named(self) -> list[str] | None:
+        """``columns`` as a list of distinct names, or None (empty: every attribute column)."""
+        if not self.columns:
+            return None
+        names = [str(c).strip() for c in self.columns]
+        if any(not c for c in names):
+            raise UserInputError(f"metadata discoverer: columns has an empty name: {list(self.columns)!r}",
+                                 hint=f"pass {self.flag('columns')} COLUMN[,COLUMN]")
+        return list(dict.fromkeys(names))
+
+    def _params(self) -> dict[str, Any]:
+        """The parameters as used (validated by the base class before ``fit``)."""
+        return {"min_speakers": int(self.min_speakers), "max_leaves": int(self.max_leaves),
+                "max_depth": int(self.max_depth), "n_thresholds": int(self.n_thresholds),
+                "max_levels": int(self.max_levels), "seed": int(self.seed), "columns": self._named(),
+                "criterion": self.criterion, "min_score": float(self.min_score)}
+
+    def required_columns(self) -> list[str]:
+        """Named columns must exist (and be constant per speaker in an utterance table)."""
+        return self._named() or []
 
     def candidate_columns(self, speakers: pd.DataFrame) -> list[str]:
         """The columns this discoverer would search: ``columns`` or every attribute column."""
-        named = _params_list(self.columns)
+        named = self._named()
         if named is not None:
             return named
         return [str(c) for c in speakers.columns if is_attribute_column(c)]
 
     def missing_inputs(self, speakers: pd.DataFrame, side: SideInputs) -> str | None:
-        named = _params_list(self.columns)
+        named = self._named()
         if named is not None:
             absent = [c for c in named if c not in speakers.columns]
             if absent:
@@ -499,7 +491,7 @@ class MetadataDiscoverer(Discoverer):
 
     def fit(self, speakers: pd.DataFrame, side: SideInputs) -> Discovery:
         """Grow the tree and return one cohort per leaf (see the module docstring)."""
-        params = self._validate()
+        params = self._params()
         reason = self.missing_inputs(speakers, side)
         if reason:
             raise UserInputError(f"metadata discoverer: {reason}")
@@ -597,15 +589,10 @@ class MetadataDiscoverer(Discoverer):
                       "columns": {c.name: c.kind for c in columns},
                       "splits": [self._split_rule(nodes[r["node"]], by_name[r["column"]]) for r in details["splits"]],
                       "leaves": leaf_of}
-        found = Discovery(assignment=pd.Series(cohort, index=pd.Index(ids, name="speaker_id"), dtype=object),
-                          labels=labels, not_audited=not_audited, params=params_out, details=details,
-                          cohort_details=cohort_details)
-        # The contract's Discovery.definition/statistic (branch core) are set as
-        # attributes until the fields exist here.
-        found.definition = definition
-        found.statistic = bottom_vs_rest_z(cohort, err, words, min_speakers)
-        found.statistic_name = STATISTIC_NAME
-        return found
+        return Discovery(assignment=pd.Series(cohort, index=pd.Index(ids, name="speaker_id"), dtype=object),
+                         labels=labels, not_audited=not_audited, params=params_out, details=details,
+                         cohort_details=cohort_details, definition=definition,
+                         statistic=bottom_vs_rest_z(cohort, err, words, min_speakers), statistic_name=STATISTIC_NAME)
 
     @staticmethod
     def _narrow(col: _Column, cond: tuple | None, s: _Split, left: bool) -> tuple:
@@ -703,59 +690,113 @@ class MetadataDiscoverer(Discoverer):
         keep = placed & known_any & pd.notna(cohort)
         return pd.Series(cohort[keep], index=pd.Index(ids[keep], name="speaker_id"), dtype=object)
 
-    # ------------------------------------------------------------ optional hooks (contract)
+    # ------------------------------------------------------------ optional hooks
 
-    def planter(self, speakers: pd.DataFrame, side: SideInputs, audited_ids) -> dict | None:
-        """Speakers on which power/selftest plant a disparity: the intersection of two
-        attribute values (the two largest levels of two categorical columns, or a column's
-        upper quartile), the kind of cohort this discoverer exists to find.
+    def planter(self, speakers: pd.DataFrame, side: SideInputs, discovery: Discovery) -> Planter:
+        """Plants on the intersection of two attribute values (e.g. every speaker with
+        age_band=60+ AND accent=southern), the kind of cohort this discoverer exists to
+        find; :class:`IntersectionPlanter`.  With fewer than two usable columns: the
+        generic planter (one of its own cohorts)."""
+        table = speakers.set_index("speaker_id").loc[discovery.assignment.index].reset_index()
+        columns, _ = self._code(table, self._params())
+        if len(columns) < 2:
+            return CohortPlanter(discovery)
+        return IntersectionPlanter(columns)
 
-        Returns {"speaker_ids": [...], "label": "a=x AND b=y"} or None when the speaker
-        table has fewer than two usable columns or the intersection is under the floor.
-        """
-        params = self._validate()
-        audited = speakers.loc[speakers["speaker_id"].isin(pd.Index(audited_ids))]
-        columns, _ = self._code(audited, params)
-        picks = []   # (column, bin set, text)
-        for col in columns:
-            known = col.bins[col.bins != col.n_bins]
-            if col.kind == _CATEGORICAL:
-                counts = np.bincount(known, minlength=col.n_bins)
-                # the second most common value: a minority, yet large enough to plant on
-                level = int(np.argsort(-counts, kind="stable")[min(1, col.n_bins - 1)])
-                picks.append((col, {level}, f"{col.name}={col.levels[level]}"))
-            else:
-                top = col.n_bins - 1
-                picks.append((col, {top}, f"{col.name} >= {_num(col.thresholds[-1])}"))
-            if len(picks) == 2:
-                break
-        if len(picks) < 2:
-            return None
-        mask = np.ones(len(audited), bool)
-        for col, bins, _ in picks:
-            mask &= np.isin(col.bins, list(bins))
-        if mask.sum() < params["min_speakers"]:
-            return None
-        return {"speaker_ids": audited["speaker_id"].to_numpy(dtype=object)[mask].tolist(),
-                "label": " AND ".join(t for _, _, t in picks)}
+    def report_section(self, entry: dict, report: dict):
+        """The tree as a table (one row per split, in the order they were made) and the
+        facts a reader needs: columns searched and left out, criterion, how unknown values
+        were routed, why growth stopped."""
+        from fairaudit import numbers as num
+        from fairaudit.reports.sections import Block, ReportSection, Table, plain
+        from fairaudit.units import rate_name, report_unit
 
-    def report_section(self, entry: dict, report: dict | None = None) -> dict:
-        """The tree as text for the report: one line per split, indented by depth, and
-        the facts a reader needs (columns searched and skipped, criterion, stop reason)."""
-        details = entry.get("details") or {}
-        lines = []
-        for sp in details.get("splits", []):
-            if sp["kind"] == _NUMERIC:
-                left = f"{sp['column']} < {_num(sp['threshold'])}"
-                right = f"{sp['column']} >= {_num(sp['threshold'])}"
-            else:
-                left = f"{sp['column']} in {{{', '.join(sp['left_values'])}}}"
-                right = f"{sp['column']} in {{{', '.join(sp['right_values'])}}}"
-            unk = " (unknown: " + sp["unknown_to"] + ")"
-            lines.append(f"{'  ' * sp['depth']}node {sp['node']}: {left} [{sp['left_speakers']} speakers, "
-                         f"WER {100 * sp['wer_left']:.1f}%] | {right} [{sp['right_speakers']} speakers, "
-                         f"WER {100 * sp['wer_right']:.1f}%]{unk}")
-        return {"title": self.title, "description": self.description, "tree": lines,
-                "facts": {"columns": details.get("columns", {}), "columns_skipped": details.get("columns_skipped", {}),
-                          "criterion": details.get("criterion"), "stop_reason": details.get("stop_reason"),
-                          "unknown_values": details.get("unknown_values")}}
+        rate = rate_name(report_unit(report))
+        d = entry.get("details") or {}
+        facts = [("columns searched", ", ".join(f"{c} ({k})" for c, k in (d.get("columns") or {}).items()) or "none")]
+        if d.get("columns_skipped"):
+            facts.append(("columns left out", "; ".join(f"{c}: {why}" for c, why in d["columns_skipped"].items())))
+        facts += [("split criterion", plain(d.get("criterion", ""))),
+                  ("unknown values", plain(d.get("unknown_values", ""))),
+                  ("growth stopped", plain(d.get("stop_reason", "")))]
+        sec = ReportSection(title=self.title, method=self.description, facts=facts)
+        rows = []
+        for sp in d.get("splits") or []:
+            left, right = _side_texts(sp)
+            rows.append([str(sp["node"]), str(sp["depth"]), {"text": left, "class": "mono text"},
+                         f"{num.count(sp['left_speakers'])} · {num.wer(sp['wer_left'])} %",
+                         {"text": right, "class": "mono text"},
+                         f"{num.count(sp['right_speakers'])} · {num.wer(sp['wer_right'])} %",
+                         sp["unknown_to"], f"{sp['score']:.2f}"])
+        if rows:
+            sec.blocks.append(Block(
+                heading="The tree", note=(f"One row per split, in the order the tree made them (best first); "
+                                          f"each side: speakers · {rate}. The leaves are the cohorts above."),
+                table=Table(columns=["Node", "Depth", "Left side", f"Speakers · {rate}", "Right side",
+                                     f"Speakers · {rate}", "Unknown values go", "Score"],
+                            rows=rows, numeric=[True, True, False, True, False, True, False, True], css="candidates")))
+        for cid, extra in (entry.get("cohort_details") or {}).items():
+            unknown = extra.get("unknown_values") or {}
+            if unknown:
+                sec.cohort_notes[cid] = "unknown " + ", ".join(f"{c}: {num.count(n)}" for c, n in unknown.items())
+        return sec
+
+
+def _side_texts(split: dict) -> tuple[str, str]:
+    """The two sides of a recorded split as conditions: 'age < 60' / 'age >= 60'."""
+    col = split["column"]
+    if split["kind"] == _NUMERIC:
+        t = _num(split["threshold"])
+        return f"{col} < {t}", f"{col} >= {t}"
+    return (_condition_text(col, (_CATEGORICAL, split["left_values"], False), False),
+            _condition_text(col, (_CATEGORICAL, split["right_values"], False), False))
+
+
+class IntersectionPlanter(Planter):
+    """Plants on every speaker with one value of one attribute AND one value of another
+    (numeric attributes: one of their quantile bins), drawn at random among the
+    intersections whose size is within a factor 1.5 of the target (the closest when none
+    is).  Sizes of all intersections come from one ``np.bincount`` per column pair."""
+
+    kind = "the intersection of two attribute values"
+
+    def __init__(self, columns: list[_Column]):
+        super().__init__(len(columns[0].bins))
+        self.columns = columns
+        cells = []   # (column a, bin a, column b, bin b, size)
+        for i in range(len(columns)):
+            for j in range(i + 1, len(columns)):
+                a, b = columns[i], columns[j]
+                size_b = b.n_bins + 1
+                sizes = np.bincount(a.bins * size_b + b.bins, minlength=(a.n_bins + 1) * size_b)
+                for cell in np.flatnonzero(sizes):
+                    va, vb = divmod(int(cell), size_b)
+                    if va < a.n_bins and vb < b.n_bins:   # never an "unknown" cell
+                        cells.append((i, va, j, vb, int(sizes[cell])))
+        self.cells = cells
+        self.sizes = np.array([c[4] for c in cells], dtype=float)
+        self.pools: dict[str, np.ndarray] = {}
+
+    def rows(self, shares):
+        rows = super().rows(shares)
+        for r in rows:
+            self.pools[r.key] = pool_near(self.sizes, r.size)
+        return rows
+
+    def _text(self, k: int, v: int) -> str:
+        col = self.columns[k]
+        if col.kind == _CATEGORICAL:
+            return f"{col.name}={col.levels[v]}"
+        t = col.thresholds
+        lo, hi = (t[v - 1] if v > 0 else None), (t[v] if v < len(t) else None)
+        return _condition_text(col.name, (_NUMERIC, lo, hi, False), False)
+
+    def draw(self, gen: np.random.Generator, row: PlantRow) -> tuple[np.ndarray, str]:
+        pool = self.pools.get(row.key)
+        if pool is None:
+            pool = self.pools[row.key] = pool_near(self.sizes, row.size)
+        if not len(pool):
+            return np.zeros(0, dtype=np.int64), "no intersection of two attribute values"
+        i, va, j, vb, _ = self.cells[int(pool[gen.integers(len(pool))])]
+        idx = np.flatnonzero((self.columns[i].bins == va) & (self.columns[j].bins == vb))
+        return idx, f"the {len(idx)} speakers with {self._text(i, va)} AND {self._text(j, vb)}"

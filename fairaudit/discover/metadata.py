@@ -79,7 +79,7 @@ import pandas as pd
 from ..errors import UserInputError
 from .base import Discoverer, Discovery, NotEnoughData, SideInputs, non_attribute_columns, register
 from .params import Interval, Options
-from .planting import CohortPlanter, Planter, PlantRow, pool_near
+from .planting import CohortPlanter, Planter, PooledPlanter
 
 #: split criteria, see the module docstring
 CRITERIA = ("speaker_z", "z", "lr", "difference")
@@ -752,13 +752,14 @@ def _side_texts(split: dict) -> tuple[str, str]:
             _condition_text(col, (_CATEGORICAL, split["right_values"], False), False))
 
 
-class IntersectionPlanter(Planter):
+class IntersectionPlanter(PooledPlanter):
     """Plants on every speaker with one value of one attribute AND one value of another
     (numeric attributes: one of their quantile bins), drawn at random among the
     intersections whose size is within a factor 1.5 of the target (the closest when none
     is).  Sizes of all intersections come from one ``np.bincount`` per column pair."""
 
     kind = "the intersection of two attribute values"
+    empty = "no intersection of two attribute values"
 
     def __init__(self, columns: list[_Column]):
         super().__init__(len(columns[0].bins))
@@ -775,13 +776,6 @@ class IntersectionPlanter(Planter):
                         cells.append((i, va, j, vb, int(sizes[cell])))
         self.cells = cells
         self.sizes = np.array([c[4] for c in cells], dtype=float)
-        self.pools: dict[str, np.ndarray] = {}
-
-    def rows(self, shares):
-        rows = super().rows(shares)
-        for r in rows:
-            self.pools[r.key] = pool_near(self.sizes, r.size)
-        return rows
 
     def _text(self, k: int, v: int) -> str:
         col = self.columns[k]
@@ -791,12 +785,7 @@ class IntersectionPlanter(Planter):
         lo, hi = (t[v - 1] if v > 0 else None), (t[v] if v < len(t) else None)
         return _condition_text(col.name, (_NUMERIC, lo, hi, False), False)
 
-    def draw(self, gen: np.random.Generator, row: PlantRow) -> tuple[np.ndarray, str]:
-        pool = self.pools.get(row.key)
-        if pool is None:
-            pool = self.pools[row.key] = pool_near(self.sizes, row.size)
-        if not len(pool):
-            return np.zeros(0, dtype=np.int64), "no intersection of two attribute values"
-        i, va, j, vb, _ = self.cells[int(pool[gen.integers(len(pool))])]
+    def members(self, k: int) -> tuple[np.ndarray, str]:
+        i, va, j, vb, _ = self.cells[k]
         idx = np.flatnonzero((self.columns[i].bins == va) & (self.columns[j].bins == vb))
         return idx, f"the {len(idx)} speakers with {self._text(i, va)} AND {self._text(j, vb)}"

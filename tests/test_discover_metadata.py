@@ -412,6 +412,18 @@ def test_audit_runs_metadata_by_default_on_utterance_attributes():
     assert entry["audited_speakers"] == 400 and entry["p_value"] is not None
     assert entry["permutation"]["statistic"] == STATISTIC_NAME == entry["statistic"]["name"]
     assert "age_band" in result.speakers.columns and "path" not in result.speakers.columns
+    # The console marks a p-value of the discoverer's own statistic and gives that statistic's null.
+    from rich.console import Console
+
+    from fairaudit.reports.console import summary_table
+
+    con = Console(width=250, record=True)
+    con.print(summary_table(result))
+    text = con.export_text()
+    row = next(line for line in text.splitlines() if line.startswith("│ metadata"))
+    assert "†" in row and "† metadata: p from its own statistic " + STATISTIC_NAME in text
+    assert f"null p95 {entry['permutation']['null_statistic_p95']:.2f}" in text
+    assert not any("†" in line for line in text.splitlines() if line.startswith("│ attribute"))
 
 
 def test_cli_metadata_flags(tmp_path):

@@ -55,7 +55,7 @@ def score_input(spec: InputSpec, normalization: str = "default", speakers_path: 
     raw = read_utterances(spec)
     if len(raw.systems) > 1:
         raise UserInputError("`score` takes one system", path=spec.path,
-                             hint="give one --hyp-col/--wer-col/--hyp, or use `fairaudit audit` for several side by side")
+                             hint="give one --hyp-col/--wer-col/--hyp/--hyp-table, or use `fairaudit audit` for several side by side")
     speaker_table = read_speakers(speakers_path) if speakers_path else None
     return score(raw, normalization, speaker_table, required_attributes, workers=workers, progress=progress,
                  unit=unit, alignment=alignment)
@@ -361,6 +361,8 @@ def audit_scored(scored_sets: dict[str, ScoredSet], discs: list[Discoverer], sid
             "normalization": {"mode": normalization, "description": DESCRIPTIONS.get(normalization, ""),
                               "fingerprint": normalizer_fingerprint(normalization, scored.unit, scored.alignment)},
             "unit": scored.unit, "rate": RATE_NAMES[scored.unit], "alignment": scored.alignment,
+            # how the input was read: hypotheses matched per system, missing attribute markers
+            **scored.input_report,
             "options": {"seed": seed, "min_speakers": min_speakers,
                         # the repeatable discoverers' values (--by gender --by gender,age_band)
                         "by": [",".join(map(str, getattr(d, d.instance_param))) for d in discs if d.instance_param],

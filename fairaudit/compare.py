@@ -7,6 +7,7 @@ paired test over speakers; per discoverer: each system's gap and share on those 
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any, Iterable, Mapping
 
@@ -27,8 +28,25 @@ from .speakers import score
 from .units import RATE_NAMES, check_unit
 
 
+def check_paired(sb, sc, base: str, cand: str) -> None:
+    """Refuse a comparison of two systems scored on different utterances (a hypothesis
+    file lacking some, dropped as ``no_hypothesis``): the paired deltas would compare
+    errors over different reference words."""
+    ids_b, ids_c = sb.utterances["utt_id"], sc.utterances["utt_id"]
+    if len(ids_b) == len(ids_c) and (ids_b.to_numpy() == ids_c.to_numpy()).all():
+        return
+    only = [(n, u) for n, a, b in ((base, ids_b, ids_c), (cand, ids_c, ids_b)) for u in a[~a.isin(b)].head(1)]
+    name, example = only[0] if only else (base, "?")
+    raise UserInputError(f"{base} and {cand} were scored on different utterances (e.g. {example!r} only for {name}): "
+                         f"a paired comparison needs the same ones",
+                         hint="pass --missing-hyp empty to score a missing hypothesis as empty output")
+
+
 def _with_candidate_file(raw: RawUtterances, spec: InputSpec, candidate: str) -> RawUtterances:
     """Add the hypotheses (or errors) of a second utterance table, matched by utt_id, as system 2."""
+    if spec is not None and spec.hyp_tables:
+        raise UserInputError("--candidate adds a second utterance table; with --hyp-table give both systems as "
+                             "--hyp-table NAME=FILE", path=candidate)
     other = read_utterances(InputSpec(**{**spec.__dict__, "path": candidate, "more_hyp_cols": (),
                                          "more_value_cols": (), "more_hyp_paths": ()}))
     if other.mode != raw.mode:
@@ -55,8 +73,8 @@ def _with_candidate_file(raw: RawUtterances, spec: InputSpec, candidate: str) ->
     base_name = next(iter(raw.systems)) if raw.systems else "baseline"
     if base_name == name:
         name = name + " (candidate)"
-    return RawUtterances(frame, raw.mode, raw.rows_read, raw.unparsable, raw.orphan_hypotheses, raw.warnings,
-                         raw.paths + [candidate], {base_name: raw.systems.get(base_name, col), name: SYSTEM_PREFIX + candidate})
+    return dataclasses.replace(raw, frame=frame, paths=raw.paths + [candidate],
+                               systems={base_name: raw.systems.get(base_name, col), name: SYSTEM_PREFIX + candidate})
 
 
 def _baseline_from_cohorts(path: str, min_speakers: int) -> AuditResult:
@@ -184,7 +202,7 @@ def compare(utterances: str | InputSpec | pd.DataFrame, *, candidate: str | None
     names = list(raw.systems)
     if len(names) != 2:
         raise UserInputError(f"compare needs exactly two systems, got {len(names)}",
-                             hint="give two --hyp-col/--wer-col/--hyp, or --candidate FILE")
+                             hint="give two --hyp-col/--wer-col/--hyp/--hyp-table, or --candidate FILE")
     base, cand = names
     speaker_table = read_speaker_table(speakers)
     required = sorted({c for d in discs or [] for c in d.required_columns()})
@@ -192,6 +210,7 @@ def compare(utterances: str | InputSpec | pd.DataFrame, *, candidate: str | None
                           alignment=alignment) for name in (base, cand)}
     prepare_speakers(scored)
     sb, sc = scored[base], scored[cand]
+    check_paired(sb, sc, base, cand)
     values = side_values(census, embeddings, embedding_ids, side_inputs)
     if cohorts:
         baseline = _baseline_from_cohorts(cohorts, min_speakers)
@@ -218,7 +237,7 @@ def compare(utterances: str | InputSpec | pd.DataFrame, *, candidate: str | None
         "inputs": {"files": files, "mode": sb.mode,
                    "normalization": {"mode": normalization, "description": DESCRIPTIONS.get(normalization, ""),
                                      "fingerprint": fingerprint},
-                   "unit": unit, "rate": RATE_NAMES[unit], "alignment": alignment,
+                   "unit": unit, "rate": RATE_NAMES[unit], "alignment": alignment, **sb.input_report,
                    "options": {"seed": seed, "min_speakers": min_speakers, "resamples": resamples,
                                "cohorts_from": cohorts_from}},
         "baseline": base, "candidate": cand,

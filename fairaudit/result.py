@@ -19,7 +19,7 @@ import pandas as pd
 
 from .cohorts import COHORT_FIELDS, cohort_table  # noqa: F401  (re-exported)
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 
 # The cohort table and gap rule live in fairaudit.cohorts (one ranking module).
 cohort_statistics = cohort_table

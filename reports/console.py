@@ -53,12 +53,44 @@ def print_report(result: AuditResult, console: Console | None = None) -> None:
     for key, d in result.discoverers.items():
         for reason, n in (d.get("not_audited") or {}).items():
             console.print(Text(f"  {key}: {n:,} speaker(s) not audited: {reason}", style="dim"))
-    acc = result.report["accounting"]
-    console.print(Text(f"rows read {acc['rows_read']:,} = scored {acc['rows_scored']:,} + dropped {acc['rows_dropped']:,}"))
+    print_inputs(result.report, console)
+    for name in systems or [None]:
+        acc = (result.report["systems"][name] if name else result.report)["accounting"]
+        print_accounting(acc, console, name)
+    for w in result.report.get("warnings", []):
+        console.print(Text(f"  warning: {w}", style="yellow"))
+
+
+def print_inputs(report: dict, console: Console) -> None:
+    """How the hypotheses met the references, per system (``inputs.matching``), and which
+    attribute values were read as unknown (``accounting.attribute_missing``)."""
+    inputs = report.get("inputs") or {}
+    for name, m in (inputs.get("matching") or {}).items():
+        how = "by file stem" if m["match"] == "stem" else "exactly"
+        chosen = f" (--match-keys {m['match_option']})" if m.get("match_option") == "auto" else ""
+        missing = "dropped" if m.get("missing_hyp", "drop") == "drop" else "scored as empty"
+        console.print(Text(f"hypotheses {name}: {m['matched']:,} of {m['references']:,} reference rows matched "
+                           f"{how}{chosen}; {m['no_hypothesis']:,} without hypothesis ({missing}), "
+                           f"{m['no_reference']:,} without reference, {m['duplicate_keys']:,} repeated keys"),
+                      soft_wrap=True)
+    unknown = (report.get("accounting") or {}).get("attribute_missing") or {}
+    if unknown and inputs.get("missing_attribute", "unknown") == "unknown":
+        markers = ", ".join(inputs.get("na_values") or []) or "none"
+        counts = ", ".join(f"{col} {n:,}" for col, n in unknown.items())
+        console.print(Text(f"attribute missing (speakers; empty or {markers}): {counts}; never a cohort, not audited "
+                           f"on that attribute (--missing-attribute cohort keeps the markers as values)", style="dim"),
+                      soft_wrap=True)
+
+
+def print_accounting(acc: dict, console: Console, system: str | None = None) -> None:
+    """Rows read = scored + dropped (per reason, with an example) and the row warnings."""
+    name = f" [{system}]" if system else ""
+    console.print(Text(f"rows read{name} {acc['rows_read']:,} = scored {acc['rows_scored']:,} "
+                       f"+ dropped {acc['rows_dropped']:,}"))
     for reason, d in acc["dropped"].items():
         example = f", e.g. {d['examples'][0]}" if d.get("examples") else ""
         console.print(Text(f"  dropped {d['rows']:,}: {reason} ({d['reason']}{example})", style="dim"))
-    for w in [*acc.get("warnings", []), *result.report.get("warnings", [])]:
+    for w in acc.get("warnings", []):
         console.print(Text(f"  warning: {w}", style="yellow"))
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserInputError
+from ..io.missing import REASON as MISSING_REASON
 from .base import Discoverer, Discovery, SideInputs, register
 from .planting import Planter, ValuePlanter
 
@@ -66,7 +67,7 @@ class AttributeDiscoverer(Discoverer):
         values, missing = self._values(speakers)
         not_audited = {}
         if missing.any():
-            not_audited[f"missing {' or '.join(self.columns)}"] = int(missing.sum())
+            not_audited[f"{MISSING_REASON}: {' or '.join(self.columns)}"] = int(missing.sum())
         kept = values.loc[~missing]
         text = None
         for c in self.columns:  # vectorised string building: one pass per column

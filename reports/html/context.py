@@ -128,6 +128,9 @@ def build_context(report: dict) -> dict:
     return {
         "report": report, "overall": overall, "accounting": acc,
         "dropped": [(k, v) for k, v in (acc.get("dropped") or {}).items()],
+        "matching": _matching(report),
+        "attribute_missing": list((acc.get("attribute_missing") or {}).items()),
+        "na_values": inputs.get("na_values"), "missing_attribute": inputs.get("missing_attribute", "unknown"),
         "warnings": [*(acc.get("warnings") or []), *(report.get("warnings") or [])],
         "summary": summary, "sections": sections,
         "show_gap_ci": any(r.get("gap_ci") for r in summary), "show_p": any(r.get("p_value") for r in summary),
@@ -267,3 +270,13 @@ def _power(report: dict) -> dict | None:
             "power": settings.get("power")}
 
 
+def _matching(report: dict) -> list[dict]:
+    """Per system with its own hypothesis file: how its hypotheses met the references
+    (``inputs.matching``) and its rows read = scored + dropped."""
+    systems = report.get("systems") or {}
+    out = []
+    for name, m in ((report.get("inputs") or {}).get("matching") or {}).items():
+        acc = (systems.get(name) or report).get("accounting") or {}
+        out.append({"name": name, **m, "rows_read": acc.get("rows_read"), "rows_scored": acc.get("rows_scored"),
+                    "rows_dropped": acc.get("rows_dropped")})
+    return out

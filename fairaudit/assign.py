@@ -83,9 +83,15 @@ def _side_groups():
     return [spec.flags for spec in SIDE_INPUTS.values()]
 
 
-def prepare_new_speakers(speakers: pd.DataFrame) -> pd.DataFrame:
+def prepare_new_speakers(speakers: pd.DataFrame, report: dict | None = None) -> pd.DataFrame:
     """The new speaker table as the audits see theirs: ``speaker_id`` a column (str), zip
-    centroids for speakers with a zip but no coordinates (``coords_approx``)."""
+    centroids for speakers with a zip but no coordinates (``coords_approx``), and attribute
+    cells that mean "unknown" (the audit's ``inputs.na_values``/``missing_attribute``,
+    :mod:`fairaudit.io.missing`) set to missing, so a speaker whose gender is ``NA`` is
+    left out of the gender cohorts here as in the audit."""
+    from .discover import non_attribute_columns
+    from .io.missing import DEFAULT_NA_VALUES, MissingValues
+
     frame = speakers.copy()
     if "speaker_id" not in frame.columns:
         frame = frame.reset_index(names="speaker_id") if frame.index.name in (None, "speaker_id") else \
@@ -95,6 +101,11 @@ def prepare_new_speakers(speakers: pd.DataFrame) -> pd.DataFrame:
         from .io.zipgeo import fill_coordinates_from_zip
 
         frame, _ = fill_coordinates_from_zip(frame)
+    inputs = (report or {}).get("inputs") or {}
+    missing = MissingValues(na_values=tuple(inputs.get("na_values") or DEFAULT_NA_VALUES),
+                            mode=inputs.get("missing_attribute") or "unknown")
+    skip = non_attribute_columns() | {"speaker_id", "coords_approx"}
+    frame, _ = missing.mark(frame, [c for c in frame.columns if c not in skip])
     return frame.reset_index(drop=True)
 
 
@@ -112,7 +123,7 @@ def assign_speakers(result: AuditResult | str, speakers: pd.DataFrame, *,
         raise UserInputError("is a comparison, not an audit", path=result.path,
                              hint="pass the report.json of `fairaudit audit` with --from")
     report = result.report
-    frame = prepare_new_speakers(speakers)
+    frame = prepare_new_speakers(speakers, report)
     ids = pd.Index(frame["speaker_id"].to_numpy(dtype=object))
     values, used = _recorded_side(report, result.path, dict(side_inputs or {}))
     side = load_side_inputs(values, None) if values else SideInputs()

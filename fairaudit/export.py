@@ -18,7 +18,12 @@
 
 The utterances are the audit's scored ones (utterance_scores.parquet beside report.json,
 ids and counts only); transcripts, audio paths and durations are read again from the
-audit's input, checked against its SHA-256 (:mod:`fairaudit.io.content`).
+audit's input, checked against its SHA-256 (:mod:`fairaudit.io.content`).  A report
+folder without utterance_scores.parquet (written by an older fairaudit) takes the
+utterance ids from the utterance table given as ``--utterances FILE``: every row of an
+audited speaker, with the per-speaker utterance counts checked against
+speaker_scores.csv (a mismatch is said in export.json, as the audit may have dropped
+rows).
 """
 from __future__ import annotations
 
@@ -34,7 +39,7 @@ from . import limits
 from .errors import UserInputError
 from .io import manifests
 from .io.content import Content, measure_durations, read_content, recorded_input
-from .result import AuditResult, _clean
+from .result import UTTERANCE_SCORES, AuditResult, _clean
 from .selection import Selected, select_cohorts
 from .stats import rng
 from .weights import DEFAULT_CAP, FORMULA, check_cap, cohort_weights, utterance_weights
@@ -91,7 +96,8 @@ def _content(result: AuditResult, input_path: str | None, **kw) -> Content:
     if input_path is None and recorded_input(result.report) is None and result.utterances is not None:
         u = result.utterances
         frame = pd.DataFrame({"text": u["reference"].to_numpy(dtype=object) if "reference" in u.columns else None,
-                              "audio": None, "wav_entry": None, "duration": np.nan},
+                              "audio": None, "wav_entry": None, "duration": np.nan,
+                              "speaker_id": u["speaker_id"].astype(str).to_numpy(dtype=object)},
                              index=pd.Index(u["utt_id"].astype(str).to_numpy(dtype=object), name="utt_id"))
         return Content(frame=frame, source={"given": "the audit's utterances in memory (a DataFrame)"})
     return read_content(result.report, result.path, input_path=input_path, **kw)
@@ -99,14 +105,13 @@ def _content(result: AuditResult, input_path: str | None, **kw) -> Content:
 
 def export(result: AuditResult | str, out_dir: str, *, cohorts: str | None = None, named: Iterable[str] = (),
            discoverers: Iterable[str] | None = None, formats: Iterable[str] = ("csv",), dev_fraction: float = 0.1,
-           seed: int = 0, weight_cap: float = DEFAULT_CAP, alpha: float = 0.05, multiplicity: str = "holm",
-           input_path: str | None = None, input_format: str | None = None, audio_col: str | None = None,
+           seed: int = 0, weight_cap: float = DEFAULT_CAP, input_path: str | None = None, input_format: str | None = None, audio_col: str | None = None,
            duration_col: str | None = None, wav_scp: str | None = None, audio_root: str | None = None,
            normalize_text: bool = False, kaldi_wav_command: str | None = None) -> dict[str, Any]:
     """Write the mitigation hand-off of an audit into ``out_dir`` (see the module docstring).
 
     ``result``: an :class:`AuditResult` or the path of a saved audit (folder or report.json).
-    ``cohorts``/``named``/``discoverers``/``alpha``/``multiplicity``: which cohorts
+    ``cohorts``/``named``/``discoverers``: which cohorts
     (:func:`fairaudit.selection.select_cohorts`).  ``formats``: any of csv, jsonl, nemo,
     kaldi, hf.  ``dev_fraction``: share of each stratum's speakers in dev (ratio, 0 = no
     dev).  ``weight_cap``: the largest raw weight (ratio >= 1).  ``input_path`` (and
@@ -127,8 +132,21 @@ def export(result: AuditResult | str, out_dir: str, *, cohorts: str | None = Non
     seed = limits.check_seed(seed)
     cap = check_cap(weight_cap)
     report = result.report
-    chosen = select_cohorts(report, cohorts, named, discoverers, alpha=alpha, multiplicity=multiplicity)
-    utts = result.utterance_scores()
+    chosen = select_cohorts(report, cohorts, named, discoverers)
+    has_scores = result.utterances is not None or bool(
+        result.path and os.path.isfile(os.path.join(result.path, UTTERANCE_SCORES)))
+    if not has_scores and input_path is None:
+        raise UserInputError(f"no {UTTERANCE_SCORES} beside report.json (an audit by an older fairaudit)",
+                             path=result.path, hint="pass --utterances FILE (the utterance table the audit read), "
+                                                    "or run the audit again")
+    content = _content(result, input_path, input_format=input_format, audio_col=audio_col,
+                       duration_col=duration_col, wav_scp=wav_scp, audio_root=audio_root)
+    if has_scores:
+        utts = result.utterance_scores()
+        ids_from = f"{UTTERANCE_SCORES} (the audit's scored utterances)"
+    else:
+        utts = _ids_from_content(result, content)
+        ids_from = "the --utterances table (rows of audited speakers)"
     assignments = _first_system_assignments(result)
 
     # Members of each chosen cohort, from the audit's assignments.
@@ -150,8 +168,6 @@ def export(result: AuditResult | str, out_dir: str, *, cohorts: str | None = Non
     table = cohort_weights(report, weight_keys, cap)
     weights = utterance_weights(utts, assignments, table)
 
-    content = _content(result, input_path, input_format=input_format, audio_col=audio_col,
-                       duration_col=duration_col, wav_scp=wav_scp, audio_root=audio_root)
     rows = _rows(utts, weights, content, set(first_of), normalize_text, report)
     measured = _fill_durations(rows)
 
@@ -197,6 +213,10 @@ def export(result: AuditResult | str, out_dir: str, *, cohorts: str | None = Non
         written[fmt] = {"rows": int(keep.sum()), "left_out": why, "targets": per_target}
         if fmt == "kaldi":
             written[fmt]["ids_prefixed_with_speaker"] = kaldi_prefixed
+            written[fmt]["wav_scp"] = bool(manifests.has(rows.loc[keep], "wav_entry").any())
+            if not written[fmt]["wav_scp"]:
+                content.warnings.append("the input has no audio paths: the Kaldi directories are text-only (no "
+                                        "wav.scp; validate with utils/validate_data_dir.sh --no-wav --no-feats)")
 
     # Sample weights and cohort features for every audited utterance and speaker.
     weights.to_csv(os.path.join(out_dir, "weights.csv"), index=False, lineterminator="\n")
@@ -206,10 +226,38 @@ def export(result: AuditResult | str, out_dir: str, *, cohorts: str | None = Non
     features.reset_index().to_csv(os.path.join(out_dir, "speaker_cohorts.csv"), index=False, lineterminator="\n")
 
     summary = _summary(result, chosen, members, rows, split, dev_fraction, seed, cap, weight_keys, weights,
-                       content, measured, written, formats, normalize_text)
+                       content, measured, written, formats, normalize_text, ids_from)
     with open(os.path.join(out_dir, "export.json"), "w", encoding="utf-8") as fh:
         fh.write(json.dumps(_clean(summary), indent=2, ensure_ascii=False, allow_nan=False))
     return summary
+
+
+def _ids_from_content(result: AuditResult, content: Content) -> pd.DataFrame:
+    """utt_id/speaker_id of the input rows of audited speakers (no utterance_scores.parquet),
+    the per-speaker counts checked against speaker_scores.csv (a mismatch is a warning)."""
+    frame = content.frame
+    if "speaker_id" not in frame.columns or not frame["speaker_id"].notna().any():
+        raise UserInputError("the --utterances table has no speaker ids to match the audit's speakers",
+                             hint="pass the utterance table the audit read (with its speaker column), or run the "
+                                  "audit again to write utterance_scores.parquet")
+    audited = set(result.assignments["speaker_id"].astype(str)) if len(result.assignments) else set()
+    if result.speakers is not None:
+        audited |= set(result.speakers["speaker_id"].astype(str))
+    spk = frame["speaker_id"].to_numpy(dtype=object)
+    keep = np.array([isinstance(v, str) and v in audited for v in spk], dtype=bool)
+    out = pd.DataFrame({"utt_id": frame.index.to_numpy(dtype=object)[keep], "speaker_id": spk[keep]})
+    if result.speakers is not None and "utterances" in result.speakers.columns:
+        audit_n = result.speakers.drop_duplicates("speaker_id").set_index(
+            result.speakers.drop_duplicates("speaker_id")["speaker_id"].astype(str))["utterances"]
+        here = out["speaker_id"].value_counts()
+        differ = int((here.reindex(audit_n.index).fillna(0).to_numpy() != audit_n.to_numpy()).sum())
+        if differ:
+            content.warnings.append(f"{differ:,} speaker(s) have another number of utterances in the --utterances "
+                                    f"table than the audit scored (it may have dropped rows, or the table differs)")
+    if out.empty:
+        raise UserInputError("no row of the --utterances table belongs to a speaker of the audit",
+                             hint="pass the utterance table the audit read")
+    return out
 
 
 def _cohort_names(chosen: list[Selected], members: dict[str, pd.Index]) -> pd.Series:
@@ -269,7 +317,7 @@ def _fix_for(fmt: str, why: dict[str, int]) -> str:
 
 
 def _summary(result, chosen, members, rows, split, dev_fraction, seed, cap, weight_keys, weights, content,
-             measured, written, formats, normalize_text) -> dict[str, Any]:
+             measured, written, formats, normalize_text, ids_from) -> dict[str, Any]:
     from . import __version__
 
     in_split = {part: sorted(split.index[(split == part).to_numpy()]) for part in ("train", "dev")}
@@ -289,7 +337,7 @@ def _summary(result, chosen, members, rows, split, dev_fraction, seed, cap, weig
             "durations": measured,
             "transcripts": "normalised as the audit scored them" if normalize_text else "as in the input",
         },
-        "source": {"utterance_ids": "utterance_scores.parquet (the audit's scored utterances)", **content.source,
+        "source": {"utterance_ids": ids_from, **content.source,
                    "warnings": content.warnings},
         "split": {"by": "speaker", "seed": seed, "dev_fraction": dev_fraction, "method": SPLIT_METHOD,
                   **{part: {"speakers": len(ids),

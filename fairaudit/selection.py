@@ -5,8 +5,11 @@ A cohort is named ``KEY:ID``: the discoverer's report key (``geographic``,
 ``attribute:gender``) and the cohort id (``R03``, ``A01``), as in assignments.csv, e.g.
 ``geographic:R03`` or ``attribute:gender:A01``.
 
-"Worse than the rest" reads the every-cohort-vs-the-rest tests of an audit (issue 16):
-:func:`worse_than_rest` is the one accessor, and documents the fields it reads.
+"Worse than the rest" is the audit's own call, read from report.json's
+``rate_ratios.worse_than_rest`` (every cohort against the rest of its discoverer's
+speakers, Holm-adjusted across all cohorts and discoverers): :func:`worse_than_rest` is
+the one accessor, and documents the fields it reads.  An audit without that section
+cannot answer the question; it is refused in one line, never guessed from raw p-values.
 """
 from __future__ import annotations
 
@@ -17,12 +20,8 @@ from .errors import UserInputError
 
 #: selection rules of ``--cohorts``
 RULES = ("bottom", "worse", "all")
-#: multiplicity controls a "worse than the rest" call can use: Holm-adjusted p-values
-#: (family-wise error) or Benjamini-Hochberg q-values (false discovery rate)
-MULTIPLICITY = {"holm": "p_holm", "bh": "q_bh"}
-#: where a cohort entry may hold its test against the rest: in a block of its own, or
-#: flat on the entry (read in this order; the first holding a p-value is used)
-_TEST_BLOCKS = ("vs_rest", "raw", None)
+#: what ``--cohorts worse`` needs, named in its refusal
+WORSE_SECTION = "rate_ratios.worse_than_rest"
 
 
 @dataclass
@@ -57,30 +56,38 @@ def _selected(key: str, c: dict, why: str) -> Selected:
                     wer=c.get("wer"))
 
 
-def worse_than_rest(cohort: dict, alpha: float = 0.05, multiplicity: str = "holm") -> bool | None:
-    """Whether a cohort entry of report.json is worse than the rest of its discoverer's
-    speakers after multiplicity control; None when the entry carries no such test.
+def worse_than_rest(report: dict) -> list[dict] | None:
+    """The cohorts the audit found worse than the rest after multiplicity control, or None
+    when its report.json has no such section (an audit without every-cohort tests).
 
-    Read, in order: a boolean ``worse_than_rest`` on the entry (the audit's own headline
-    call, used as is when ``multiplicity`` is the audit's rule, Holm); else the first of
-    ``entry["vs_rest"]``, ``entry["raw"]`` or the entry itself that holds ``p_holm``
-    (Holm-adjusted p-value) or ``q_bh`` (Benjamini-Hochberg q-value): worse when its
-    ``rate_ratio`` (cohort vs the rest, ratio) is above 1 and the adjusted value of
-    ``multiplicity`` is below ``alpha``.
+    Read: ``report["rate_ratios"]["worse_than_rest"]``, a list of objects with
+    ``discoverer`` (report key), ``cohort`` (cohort id), ``rate_ratio`` (cohort vs the
+    rest, ratio) and ``p_holm`` (Holm-adjusted p-value); other fields are ignored.  A
+    malformed section is a UserInputError naming the field.
     """
-    field = MULTIPLICITY[multiplicity]
-    flag = cohort.get("worse_than_rest")
-    if isinstance(flag, bool) and multiplicity == "holm":
-        return flag
-    for name in _TEST_BLOCKS:
-        block = cohort if name is None else cohort.get(name)
-        if not isinstance(block, dict) or field not in block:
-            continue
-        q, ratio = block.get(field), block.get("rate_ratio")
-        if q is None or ratio is None:
-            return False
-        return bool(float(ratio) > 1.0 and float(q) < alpha)
-    return None
+    block = report.get("rate_ratios")
+    if not isinstance(block, dict) or "worse_than_rest" not in block:
+        return None
+    items = block["worse_than_rest"]
+    if not isinstance(items, list):
+        raise UserInputError(f"report.json: {WORSE_SECTION} is not a list",
+                             hint="run the audit again with a fairaudit that writes it")
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or "discoverer" not in item or "cohort" not in item:
+            raise UserInputError(f"report.json: {WORSE_SECTION}[{i}] has no discoverer/cohort",
+                                 hint="run the audit again with a fairaudit that writes it")
+        out.append(item)
+    return out
+
+
+def _why_worse(item: dict) -> str:
+    parts = []
+    if isinstance(item.get("rate_ratio"), (int, float)):
+        parts.append(f"rate ratio {item['rate_ratio']:.2f} vs the rest")
+    if isinstance(item.get("p_holm"), (int, float)):
+        parts.append(f"Holm-adjusted p {item['p_holm']:.3g}")
+    return "worse than the rest after multiplicity control" + (f" ({', '.join(parts)})" if parts else "")
 
 
 def parse_name(text: str, report: dict) -> tuple[str, str]:
@@ -95,27 +102,23 @@ def parse_name(text: str, report: dict) -> tuple[str, str]:
 
 
 def select_cohorts(report: dict, rule: str | None = None, named: Iterable[str] = (),
-                   discoverers: Iterable[str] | None = None, *, alpha: float = 0.05,
-                   multiplicity: str = "holm") -> list[Selected]:
+                   discoverers: Iterable[str] | None = None) -> list[Selected]:
     """The cohorts to export, in report order, each once.
 
-    ``rule``: ``bottom`` (each discoverer's bottom cohort), ``worse`` (every cohort worse
-    than the rest after multiplicity control, :func:`worse_than_rest`), ``all`` (every
-    cohort) or None (``bottom`` unless cohorts are ``named``).  ``named``: ``KEY:ID``
-    strings, added to what the rule selects.  ``discoverers``: report keys the rule is
-    restricted to (named cohorts are taken wherever they are).  A cohort with fewer
-    speakers than its discoverer's minimum is never chosen by a rule (its WER is too
-    noisy to act on), only by name.
+    ``rule``: ``bottom`` (each discoverer's bottom cohort), ``worse`` (every cohort the
+    audit found worse than the rest after multiplicity control, :func:`worse_than_rest`;
+    refused when the audit has no such section), ``all`` (every cohort) or None
+    (``bottom`` unless cohorts are ``named``).  ``named``: ``KEY:ID`` strings, added to
+    what the rule selects.  ``discoverers``: report keys the rule is restricted to (named
+    cohorts are taken wherever they are).  A cohort with fewer speakers than its
+    discoverer's minimum is never chosen by ``bottom``/``all`` (its WER is too noisy to
+    act on), only by name or by the audit's own worse-than-the-rest call.
     """
     named = list(named)
     if rule is None:
         rule = "bottom" if not named else None
     if rule is not None and rule not in RULES:
         raise UserInputError(f"--cohorts {rule!r} is not a selection rule", hint=f"use one of {', '.join(RULES)}")
-    if multiplicity not in MULTIPLICITY:
-        raise UserInputError(f"--multiplicity {multiplicity!r} is unknown", hint="use holm or bh")
-    if not 0.0 < float(alpha) < 1.0:
-        raise UserInputError(f"--alpha {alpha} must lie strictly between 0 and 1", hint="e.g. --alpha 0.05")
     entries = report.get("discoverers", {})
     keys = list(entries)
     if discoverers is not None:
@@ -126,10 +129,28 @@ def select_cohorts(report: dict, rule: str | None = None, named: Iterable[str] =
                                  hint=f"its discoverers are {', '.join(keys) or 'none'}")
         keys = [k for k in keys if k in discoverers]
     out: list[Selected] = []
-    tested = False
+    if rule == "worse":
+        items = worse_than_rest(report)
+        if items is None:
+            raise UserInputError(f"--cohorts worse needs an audit whose report.json has a {WORSE_SECTION} "
+                                 f"section (every cohort tested against the rest, Holm-adjusted); this one has none",
+                                 hint="audit again with a fairaudit that tests every cohort against the rest, or "
+                                      "use --cohorts bottom or --cohort KEY:ID")
+        for item in items:
+            key, cid = str(item["discoverer"]), str(item["cohort"])
+            if key not in keys:
+                if key not in entries:
+                    raise UserInputError(f"report.json: {WORSE_SECTION} names discoverer {key!r}, which the audit "
+                                         f"does not have", hint="run the audit again: the report is inconsistent")
+                continue
+            c = _cohort(entries[key], cid)
+            if c is None:
+                raise UserInputError(f"report.json: {WORSE_SECTION} names cohort {cid!r} of {key}, which it does "
+                                     f"not have", hint="run the audit again: the report is inconsistent")
+            out.append(_selected(key, c, _why_worse(item)))
     for key in keys:
         entry = entries[key]
-        if entry.get("skipped") or rule is None:
+        if entry.get("skipped") or rule not in ("bottom", "all"):
             continue
         if rule == "bottom":
             c = _cohort(entry, entry.get("bottom")) if entry.get("bottom") is not None else None
@@ -137,19 +158,8 @@ def select_cohorts(report: dict, rule: str | None = None, named: Iterable[str] =
                 out.append(_selected(key, c, "bottom cohort (highest WER)"))
             continue
         for c in entry.get("cohorts", []):
-            if rule == "all":
-                if not c.get("too_few_speakers"):
-                    out.append(_selected(key, c, "every cohort"))
-                continue
-            call = worse_than_rest(c, alpha, multiplicity)
-            tested |= call is not None
-            if call and not c.get("too_few_speakers"):
-                rule_text = {"holm": "Holm-adjusted p", "bh": "Benjamini-Hochberg q"}[multiplicity]
-                out.append(_selected(key, c, f"worse than the rest ({rule_text} < {alpha:g})"))
-    if rule == "worse" and not tested:
-        raise UserInputError("this audit has no every-cohort-vs-the-rest tests to choose 'worse' cohorts by",
-                             hint="audit with a fairaudit that tests every cohort against the rest, or use "
-                                  "--cohorts bottom / --cohort KEY:ID")
+            if not c.get("too_few_speakers"):
+                out.append(_selected(key, c, "every cohort"))
     for text in named:
         key, cid = parse_name(text, report)
         entry = entries[key]
@@ -177,5 +187,5 @@ def _nothing(rule: str | None, keys: list[str]) -> str:
     if not keys:
         return "the audit has no discoverer to choose from"
     if rule == "worse":
-        return "no cohort is worse than the rest after multiplicity control"
+        return "the audit found no cohort worse than the rest after multiplicity control"
     return "no discoverer of the audit has a bottom cohort (fewer than two cohorts with enough speakers)"

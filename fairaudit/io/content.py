@@ -43,8 +43,9 @@ DURATION_COLUMNS = ("duration", "duration_s", "duration_sec", "duration_seconds"
 @dataclass
 class Content:
     """Per utterance id (index, str): ``text`` (str or missing), ``audio`` (a file path or
-    missing), ``wav_entry`` (the wav.scp value: a path or a piped command) and
-    ``duration`` (seconds, NaN when unknown).  ``source``: where each came from (for
+    missing), ``wav_entry`` (the wav.scp value: a path or a piped command),
+    ``duration`` (seconds, NaN when unknown) and ``speaker_id`` (str or missing: the
+    audit's speaker column, or Kaldi's utt2spk).  ``source``: where each came from (for
     export.json); ``warnings``: what the user should know."""
 
     frame: pd.DataFrame
@@ -144,9 +145,10 @@ def _read_table_content(path: str, fmt: str, report: dict, audio_col: str | None
     nemo = fmt == "nemo"
     utt_col = opts.get("utt_col") or "utt_id"
     ref_col = opts.get("ref_col") or "reference"
+    speaker_col = opts.get("speaker_col") or "speaker_id"
     if nemo:
         fmt = "jsonl"
-    string_cols = [utt_col, ref_col, *AUDIO_COLUMNS, *( [audio_col] if audio_col else [])]
+    string_cols = [utt_col, ref_col, speaker_col, *AUDIO_COLUMNS, *([audio_col] if audio_col else [])]
     frame, _ = _read_table(path, fmt, string_cols)
     if nemo:   # NeMo field names unless the audit mapped others
         ref_col = ref_col if ref_col != "reference" else "text"
@@ -161,6 +163,9 @@ def _read_table_content(path: str, fmt: str, report: dict, audio_col: str | None
     audio = _pick(frame.columns, audio_col, AUDIO_COLUMNS, "--audio-col", path)
     dur = _pick(frame.columns, duration_col, DURATION_COLUMNS, "--duration-col", path)
     cols: dict[str, Any] = {}
+    if speaker_col in frame.columns:
+        spk = frame[speaker_col].astype("string").str.strip()
+        cols["speaker_id"] = spk.where(spk != "", None).to_numpy(dtype=object, na_value=None)
     if text_col:
         cols["text"] = frame[text_col].astype("string").to_numpy(dtype=object, na_value=None)
     if audio:
@@ -170,7 +175,7 @@ def _read_table_content(path: str, fmt: str, report: dict, audio_col: str | None
         cols["duration"] = _durations(frame[dur], dur, path)
     out = _first_per_id(_clean_ids(frame[utt_col]), **cols)
     return out, {"format": "nemo" if nemo else fmt, "utt_col": utt_col, "text_col": text_col, "audio_col": audio,
-                 "duration_col": dur}
+                 "duration_col": dur, "speaker_col": speaker_col if speaker_col in frame.columns else None}
 
 
 def read_wav_scp(path: str) -> pd.Series:
@@ -237,6 +242,14 @@ def read_content(report: dict, report_dir: str | None = None, *, input_path: str
                 frame["duration"] = read_utt2dur(utt2dur).reindex(frame.index).to_numpy(dtype=float)
                 used["duration_col"] = "utt2dur"
                 extra_files.append({"role": "utt2dur", "path": utt2dur, "sha256": sha256_file(utt2dur)})
+            utt2spk = _utt2spk_path(report, folder)
+            if utt2spk:
+                from .readers import _read_utt2spk
+
+                spk = pd.Series(_read_utt2spk(utt2spk), dtype=object).reindex(frame.index)
+                frame["speaker_id"] = [v if isinstance(v, str) else None for v in spk.to_numpy(dtype=object)]
+                used["speaker_col"] = "utt2spk"
+                extra_files.append({"role": "utt2spk", "path": utt2spk, "sha256": sha256_file(utt2spk)})
         else:
             frame, used = _read_table_content(path, fmt, report, audio_col, duration_col, warnings)
         if wav_scp:
@@ -247,7 +260,7 @@ def read_content(report: dict, report_dir: str | None = None, *, input_path: str
                               for e in entries.to_numpy(dtype=object)]
             used["audio_col"] = "wav.scp"
             extra_files.append({"role": "wav_scp", "path": wav_scp, "sha256": sha256_file(wav_scp)})
-    for col in ("text", "audio", "wav_entry"):
+    for col in ("text", "audio", "wav_entry", "speaker_id"):
         if col not in frame.columns:
             frame[col] = None
     if "duration" not in frame.columns:
@@ -260,6 +273,16 @@ def read_content(report: dict, report_dir: str | None = None, *, input_path: str
     frame["wav_entry"] = [w if isinstance(w, str) else a for w, a in zip(wav, frame["audio"].to_numpy(dtype=object))]
     return Content(frame=frame, source={**source, **used, "audio_root": audio_root, "files": extra_files},
                    warnings=warnings)
+
+
+def _utt2spk_path(report: dict, folder: str) -> str | None:
+    """The utt2spk file of a Kaldi/trn input: the one the audit recorded (when still there),
+    else ``utt2spk`` beside the reference file."""
+    rec = next((f for f in (report.get("inputs") or {}).get("files") or [] if f.get("role") == "utt2spk"), None)
+    if rec and rec.get("path") and os.path.isfile(rec["path"]):
+        return rec["path"]
+    beside = os.path.join(folder, "utt2spk")
+    return beside if os.path.isfile(beside) else None
 
 
 def measure_durations(paths: list[str | None]) -> tuple[np.ndarray, dict[str, int]]:

@@ -11,7 +11,8 @@ that split; the export decides which rows each format can take (:data:`REQUIRES`
   NeMo's ASR manifest parser requires) plus ``utt_id``, ``speaker_id``, ``cohort``,
   ``weight``.
 * Kaldi: a data directory (``wav.scp``, ``text``, ``utt2spk``, ``spk2utt``, and
-  ``utt2dur`` when every duration is known), every file sorted by its first field in C
+  ``utt2dur`` when every duration is known; without ``wav.scp`` when the input had no
+  audio path at all: a text-only directory, ``utils/validate_data_dir.sh --no-wav --no-feats``), every file sorted by its first field in C
   (byte) order, ``spk2utt`` listing each speaker's utterances in that order.  Kaldi wants
   the utterances sorted by speaker to be sorted by utterance id too; when the ids do not
   already satisfy that, each utterance id is prefixed with its speaker id and a dash (as
@@ -39,6 +40,9 @@ FORMATS = ("csv", "jsonl", "nemo", "kaldi", "hf")
 #: fields a row must have to enter a format (the rest are left out, counted by reason)
 REQUIRES = {"csv": (), "jsonl": (), "nemo": ("audio", "duration", "text"), "kaldi": ("wav_entry", "text"),
             "hf": ("text",)}
+#: fields required only when some row has them (a Kaldi directory is text-only when no
+#: utterance has audio, but one wav.scp must cover every utterance of its ``text``)
+REQUIRED_IF_ANY = {"kaldi": ("wav_entry",)}
 #: why a row without the field is left out
 MISSING_REASON = {"audio": "no audio path", "wav_entry": "no audio path", "duration": "no duration",
                   "text": "no transcript"}
@@ -77,6 +81,8 @@ def usable(frame: pd.DataFrame, fmt: str) -> tuple[np.ndarray, dict[str, int]]:
     keep = np.ones(len(frame), dtype=bool)
     why: dict[str, int] = {}
     for col in REQUIRES[fmt]:
+        if col in REQUIRED_IF_ANY.get(fmt, ()) and not has(frame, col).any():
+            continue
         miss = keep & ~has(frame, col)
         if miss.any():
             why[MISSING_REASON[col]] = why.get(MISSING_REASON[col], 0) + int(miss.sum())
@@ -222,9 +228,10 @@ def write_kaldi(splits: dict[str, pd.DataFrame], folder: str, wav_command: str |
         text = [" ".join(str(t).split()) for t in frame["text"].to_numpy(dtype=object)]
         wav = frame["wav_entry"].to_numpy(dtype=object)
         spk = frame["speaker_id"].astype(str).to_numpy(dtype=object)
-        files = {"wav.scp": [f"{u} {_wav_entry(str(wav[rows[u]]), wav_command)}" for u in order],
-                 "text": [f"{u} {text[rows[u]]}".rstrip() for u in order],
+        files = {"text": [f"{u} {text[rows[u]]}".rstrip() for u in order],
                  "utt2spk": [f"{u} {spk[rows[u]]}" for u in order]}
+        if has(frame, "wav_entry").all() and len(frame):
+            files["wav.scp"] = [f"{u} {_wav_entry(str(wav[rows[u]]), wav_command)}" for u in order]
         by_spk: dict[str, list[str]] = {}
         for u in order:
             by_spk.setdefault(spk[rows[u]], []).append(u)

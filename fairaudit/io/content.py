@@ -155,6 +155,12 @@ def _read_table_content(path: str, fmt: str, report: dict, audio_col: str | None
         if utt_col == "utt_id" and "utt_id" not in frame.columns:
             utt_col = "audio_filepath"
     if utt_col not in frame.columns:
+        # A reference table joined to hypothesis tables without an utt_id column is keyed
+        # by its key column (--hyp-key-col): the audit's utterance ids are that column.
+        keys = [m.get("reference_key_column") for m in ((report.get("inputs") or {}).get("matching") or {}).values()
+                if isinstance(m, dict)]
+        utt_col = next((k for k in keys if k and k in frame.columns), utt_col)
+    if utt_col not in frame.columns:
         raise UserInputError(f"column {utt_col!r} (the audit's utterance ids) not found", path=path,
                              hint="pass --input FILE with the table the audit read")
     frame = columns.ids_as_text(frame, [utt_col], path, warnings)

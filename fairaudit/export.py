@@ -233,8 +233,10 @@ def export(result: AuditResult | str, out_dir: str, *, cohorts: str | None = Non
 
 
 def _ids_from_content(result: AuditResult, content: Content) -> pd.DataFrame:
-    """utt_id/speaker_id of the input rows of audited speakers (no utterance_scores.parquet),
-    the per-speaker counts checked against speaker_scores.csv (a mismatch is a warning)."""
+    """utt_id/speaker_id of the input rows of audited speakers (no utterance_scores.parquet):
+    the first row of a repeated id, references with words after the audit's normalisation
+    (the audit's row checks), the per-speaker counts checked against speaker_scores.csv
+    (a mismatch is a warning)."""
     frame = content.frame
     if "speaker_id" not in frame.columns or not frame["speaker_id"].notna().any():
         raise UserInputError("the --utterances table has no speaker ids to match the audit's speakers",
@@ -245,6 +247,14 @@ def _ids_from_content(result: AuditResult, content: Content) -> pd.DataFrame:
         audited |= set(result.speakers["speaker_id"].astype(str))
     spk = frame["speaker_id"].to_numpy(dtype=object)
     keep = np.array([isinstance(v, str) and v in audited for v in spk], dtype=bool)
+    if (result.report.get("inputs") or {}).get("mode", "text") == "text" and manifests.has(frame, "text").any():
+        # The audit's own row check: a reference without words after its normalisation
+        # cannot enter a WER denominator, so it was dropped (empty_reference).
+        from .normalize import normalize
+
+        mode = ((result.report.get("inputs") or {}).get("normalization") or {}).get("mode", "default")
+        texts = [t if isinstance(t, str) else "" for t in frame["text"].to_numpy(dtype=object)]
+        keep &= np.array([bool(str(t).split()) for t in normalize(texts, mode).to_pylist()], dtype=bool)
     out = pd.DataFrame({"utt_id": frame.index.to_numpy(dtype=object)[keep], "speaker_id": spk[keep]})
     if result.speakers is not None and "utterances" in result.speakers.columns:
         audit_n = result.speakers.drop_duplicates("speaker_id").set_index(

@@ -12,7 +12,7 @@ that split; the export decides which rows each format can take (:data:`REQUIRES`
   ``weight``.
 * Kaldi: a data directory (``wav.scp``, ``text``, ``utt2spk``, ``spk2utt``, and
   ``utt2dur`` when every duration is known; without ``wav.scp`` when the input had no
-  audio path at all: a text-only directory, ``utils/validate_data_dir.sh --no-wav --no-feats``), every file sorted by its first field in C
+  audio path at all: a text-only directory, for Kaldi's ``utils/validate_data_dir.sh`` with its no-wav and no-feats options), every file sorted by its first field in C
   (byte) order, ``spk2utt`` listing each speaker's utterances in that order.  Kaldi wants
   the utterances sorted by speaker to be sorted by utterance id too; when the ids do not
   already satisfy that, each utterance id is prefixed with its speaker id and a dash (as

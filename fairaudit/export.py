@@ -216,7 +216,7 @@ def export(result: AuditResult | str, out_dir: str, *, cohorts: str | None = Non
             written[fmt]["wav_scp"] = bool(manifests.has(rows.loc[keep], "wav_entry").any())
             if not written[fmt]["wav_scp"]:
                 content.warnings.append("the input has no audio paths: the Kaldi directories are text-only (no "
-                                        "wav.scp: Kaldi's utils/validate_data_dir.sh validates them told there is no wav and no feats)")
+                                        "wav.scp; check them with Kaldi's utils/validate_data_dir.sh and its no-wav and no-feats options)")
 
     # Sample weights and cohort features for every audited utterance and speaker.
     weights.to_csv(os.path.join(out_dir, "weights.csv"), index=False, lineterminator="\n")

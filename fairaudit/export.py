@@ -143,7 +143,8 @@ def export(result: AuditResult | str, out_dir: str, *, cohorts: str | None = Non
                        duration_col=duration_col, wav_scp=wav_scp, audio_root=audio_root)
     if has_scores:
         utts = result.utterance_scores()
-        ids_from = f"{UTTERANCE_SCORES} (the audit's scored utterances)"
+        ids_from = ("the audit's scored utterances (in memory)" if result.utterances is not None
+                    else f"{UTTERANCE_SCORES} (the audit's scored utterances)")
     else:
         utts = _ids_from_content(result, content)
         ids_from = "the --utterances table (rows of audited speakers)"

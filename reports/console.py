@@ -154,4 +154,24 @@ def comparison_table(result: AuditResult) -> list[Table]:
             t.add_row(Text(label), str(c["speakers"]), num.wer(c["wer"][base]), num.wer(c["wer"][cand]),
                       num.delta(c["delta_wer"]), num.delta_interval(c.get("ci_low"), c.get("ci_high")), num.p_value(c.get("p_value"), num.NA))
         tables.append(t)
+        if d.get("criteria"):
+            tables.append(criteria_table(key, d["criteria"], base, cand, rate))
     return tables
+
+
+def criteria_table(key: str, crit: dict, base: str, cand: str, rate: str = "WER") -> Table:
+    """Trinh et al.'s criteria of one discoverer's cohorts, before vs after, with the
+    paired interval of each change and whether the gap shrank beyond it."""
+    shrank = crit.get("gap_shrank")
+    verdict = {True: "the gap shrank beyond its interval", False: "the gap did not shrink beyond its interval",
+               None: "no gap to judge"}[shrank]
+    t = Table(title=f"{key}: {rate} across {crit.get('cohorts', 0)} cohorts (Trinh et al.): {verdict}",
+              title_justify="left")
+    for col in ("criterion", base, cand, f"change [{num.level(crit.get('level'))} CI]"):
+        t.add_column(Text(col), justify="left" if col == "criterion" else "right", no_wrap=True)
+    for name, title in num.CRITERIA.items():
+        ch = (crit.get("change") or {}).get(name) or {}
+        t.add_row(f"{rate} {title}", num.criterion(name, crit["baseline"].get(name)),
+                  num.criterion(name, crit["candidate"].get(name)),
+                  num.criterion_change(name, ch.get("delta"), ch.get("ci_low"), ch.get("ci_high")))
+    return t

@@ -99,7 +99,7 @@ def audit(
     workers: c.Workers = None, quiet: c.Quiet = False,
     engine: Engine = "auto", scheduler: Scheduler = None, chunk_rows: ChunkRows = None,
 ):
-    """Score, discover cohorts, and write report.json, cohorts.csv, assignments.csv, speaker_scores.csv and report.html."""
+    """Score, discover cohorts, and write report.json, cohorts.csv, assignments.csv, speaker_scores.csv, utterance_scores.parquet and report.html."""
     from fairaudit.audit import audit as run_audit
     from fairaudit.reports.console import print_report
 
@@ -109,7 +109,7 @@ def audit(
                            n_perm=permutations, ci_level=ci_level, honest=honest_gap, engine=engine,
                            chunk_rows=chunk_rows, scheduler=scheduler, unit=unit, alignment=align)
     result.save(out)
-    written = ["report.json", "cohorts.csv", "assignments.csv", "speaker_scores.csv"]
+    written = ["report.json", "cohorts.csv", "assignments.csv", "speaker_scores.csv", "utterance_scores.parquet"]
     if not no_html:
         from fairaudit.reports.html import write_html
 

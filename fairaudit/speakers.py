@@ -343,28 +343,55 @@ def aggregate_speakers(utts: pd.DataFrame) -> pd.DataFrame:
 
 
 _CORE = {"utt_id", "speaker_id", "reference", "hypothesis", "errors", "ref_words"}
+# Utterance-table columns that are counts or derived from them, never speaker attributes
+# (a WER column of a counts-mode input is constant per speaker when each has one utterance).
+_NOT_ATTRIBUTES = {"utterances", "hits", "substitutions", "deletions", "insertions", "wer"}
+# Below this many speakers a column with a different value for every speaker may still be
+# an attribute; above it, such a text column is an id, a path or a transcript.
+_ID_LIKE_MIN_SPEAKERS = 20
 
 
 def _utterance_attributes(frame: pd.DataFrame, spk: pd.Series, paths: list[str],
                           required: list[str] | tuple[str, ...]) -> pd.DataFrame | None:
-    """Columns of the utterance table that are constant within each speaker."""
-    extra = [c for c in frame.columns if c not in _CORE]
+    """Columns of the utterance table that are constant within each speaker: the speaker
+    attributes an utterance table carries (age, gender, accent, ...), one row per speaker.
+
+    Every such column is attached, whether or not ``required`` names it, so that the
+    discoverers that search attributes see them; left out are counts (:data:`_NOT_ATTRIBUTES`)
+    and, unless ``required``, text columns with a different value for every speaker (ids,
+    paths, transcripts when each speaker has one utterance).  A ``required`` or geographic
+    column that varies within a speaker is an error.  Vectorised: one ``factorize`` per
+    column and a comparison with the speaker's first row, no groupby over strings.
+    """
+    extra = [c for c in frame.columns if c not in _CORE and (c not in _NOT_ATTRIBUTES or c in required)]
     if not extra:
         return None
-    sub = frame[extra].copy()
-    sub["speaker_id"] = _id_column(spk, None)
-    g = sub.groupby("speaker_id", sort=True)
-    nunique = g.nunique(dropna=False)
-    constant = [c for c in extra if (nunique[c] <= 1).all()]
+    codes, names = pd.factorize(_id_column(spk, None), sort=True)
+    # One row of each speaker, in code order (which row does not matter: a column is kept
+    # only if every row of the speaker agrees with it); cheaper than sorting for the first.
+    first = np.empty(len(names), dtype=np.int64)
+    first[codes] = np.arange(len(codes))
+    constant = []
     for c in extra:
-        if c not in constant and (c in required or c in GEO_COLUMNS):
-            bad = nunique.index[(nunique[c] > 1).to_numpy()][0]
-            raise UserInputError(f"column {c!r} differs between utterances of speaker {bad!r}",
-                                 path=paths[0] if paths else None,
-                                 hint="a speaker attribute must be constant per speaker; put it in --speakers FILE")
+        col_codes = pd.factorize(frame[c], use_na_sentinel=True)[0]   # NaN is one value (code -1)
+        differs = col_codes != col_codes[first][codes]
+        if differs.any():
+            if c in required or c in GEO_COLUMNS:
+                bad = names[int(codes[differs].min())]   # the first such speaker, sorted
+                raise UserInputError(f"column {c!r} differs between utterances of speaker {bad!r}",
+                                     path=paths[0] if paths else None,
+                                     hint="a speaker attribute must be constant per speaker; put it in --speakers FILE")
+            continue
+        per_speaker = col_codes[first]
+        id_like = (len(first) >= _ID_LIKE_MIN_SPEAKERS and not pd.api.types.is_numeric_dtype(frame[c])
+                   and len(np.unique(per_speaker)) == len(first))
+        if id_like and c not in required and c not in GEO_COLUMNS:
+            continue
+        constant.append(c)
     if not constant:
         return None
-    out = g[constant].first()
+    out = frame[constant].iloc[first]
+    out.index = pd.Index(names, name="speaker_id")
     for col in ("lat", "lon"):
         if col in out:
             out[col] = pd.to_numeric(out[col], errors="coerce")

@@ -23,6 +23,7 @@ def summary_table(result: AuditResult, system: str | None = None) -> Table:
     for name in (f"Bottom {rate} %", f"Top {rate} %", f"{rate} gap %", "Gap 95% CI", "Null p95 %", "p",
                  "Bottom share %", "Cohorts", "Speakers"):
         table.add_column(name, justify="right", no_wrap=True)
+    notes: list[str] = []
     for key, d in result.discoverers.items():
         if d.get("skipped"):
             table.add_row(Text(key), Text(f"skipped: {d['skipped']}", style="dim"), *[""] * 9)
@@ -33,10 +34,21 @@ def summary_table(result: AuditResult, system: str | None = None) -> Table:
         ci = d.get("wer_gap_ci_pct")
         ci_txt = num.range_pct(*ci) if ci else num.NA
         perm = d.get("permutation") or {}
+        p_txt = num.p_value(d.get("p_value"), num.NA)
+        own = perm.get("statistic") not in (None, "wer_gap_pct", "wer_gap_abs") and d.get("p_value") is not None
+        if own:
+            # The p-value tests the discoverer's own statistic, not the gap: the gap's null
+            # p95 beside it would suggest a comparison the test did not make.
+            p_txt += "†"
+            notes.append(f"{key}: p from its own statistic {perm['statistic']} (observed {perm['observed']:.2f}, "
+                         f"null p95 {perm.get('null_statistic_p95', float('nan')):.2f}), not from the gap's null")
         table.add_row(Text(key), Text(bottom["label"] if bottom else d.get("note", "n/a")),
                       num.wer(bottom["wer"]) if bottom else "n/a", num.wer(top["wer"]) if top else "n/a", gap, ci_txt,
-                      num.pct(perm.get("null_gap_p95_pct")), num.p_value(d.get("p_value"), num.NA),
+                      num.pct(perm.get("null_gap_p95_pct")), p_txt,
                       num.pct(d["bottom_share_pct"]), str(d["cohort_count"]), f"{d['audited_speakers']:,}")
+    if notes:
+        table.caption = Text("\n".join(f"† {n}" for n in notes))
+        table.caption_justify = "left"
     return table
 
 
@@ -142,4 +154,24 @@ def comparison_table(result: AuditResult) -> list[Table]:
             t.add_row(Text(label), str(c["speakers"]), num.wer(c["wer"][base]), num.wer(c["wer"][cand]),
                       num.delta(c["delta_wer"]), num.delta_interval(c.get("ci_low"), c.get("ci_high")), num.p_value(c.get("p_value"), num.NA))
         tables.append(t)
+        if d.get("criteria"):
+            tables.append(criteria_table(key, d["criteria"], base, cand, rate))
     return tables
+
+
+def criteria_table(key: str, crit: dict, base: str, cand: str, rate: str = "WER") -> Table:
+    """Trinh et al.'s criteria of one discoverer's cohorts, before vs after, with the
+    paired interval of each change and whether the gap shrank beyond it."""
+    shrank = crit.get("gap_shrank")
+    verdict = {True: "the gap shrank beyond its interval", False: "the gap did not shrink beyond its interval",
+               None: "no gap to judge"}[shrank]
+    t = Table(title=f"{key}: {rate} across {crit.get('cohorts', 0)} cohorts (Trinh et al.): {verdict}",
+              title_justify="left")
+    for col in ("criterion", base, cand, f"change [{num.level(crit.get('level'))} CI]"):
+        t.add_column(Text(col), justify="left" if col == "criterion" else "right", no_wrap=True)
+    for name, title in num.CRITERIA.items():
+        ch = (crit.get("change") or {}).get(name) or {}
+        t.add_row(f"{rate} {title}", num.criterion(name, crit["baseline"].get(name)),
+                  num.criterion(name, crit["candidate"].get(name)),
+                  num.criterion_change(name, ch.get("delta"), ch.get("ci_low"), ch.get("ci_high")))
+    return t

@@ -532,9 +532,11 @@ def test_compare_page_tables_sort_and_download(browser, tmp_path):
         _click_header(page, table, "cohort")
         assert [r[0] for r in _rows(page, table)] == ["grp=g2", "grp=g1", "grp=g0"]
         with page.expect_download() as dl:
-            page.locator("#d0 .fa-csv").click()
+            page.locator("#d0 .fa-csv").first.click()
         got = pd.read_csv(dl.value.path(), dtype=str, keep_default_na=False)
         assert list(got["cohort"]) == ["grp=g2", "grp=g1", "grp=g0"]  # the order shown
+        # the criteria table below it too
+        assert page.locator("#d0 table.criteria button.fa-sort").count() == 4
         assert_clean(page, log)
     finally:
         page.close()

@@ -41,6 +41,17 @@ def _stem(key: str) -> str:
     return os.path.splitext(os.path.basename(key))[0]
 
 
+def _speaker_counts(artie, system: str) -> dict[str, list[int]]:
+    """(errors, reference words) per client_id of one system, by jiwer on each clip."""
+    hyps = {_stem(p["path"]): p["prediction"] for p in artie["preds"][system]}
+    per = defaultdict(lambda: [0, 0])
+    for r in artie["refs"]:
+        o = jiwer.process_words(normalize([r["sentence"]]).to_pylist(), normalize([hyps[_stem(r["path"])]]).to_pylist())
+        per[r["client_id"]][0] += o.substitutions + o.deletions + o.insertions
+        per[r["client_id"]][1] += o.hits + o.substitutions + o.deletions
+    return per
+
+
 @pytest.fixture(scope="module")
 def artie(tmp_path_factory):
     d = realdata_dir() / "artie"
@@ -140,13 +151,31 @@ def test_per_system_wer_equals_jiwer_on_the_same_normalised_strings(artie):
         assert acc["rows_scored"] == len(pairs)
     # Per speaker too (the first system's speaker table): sums over the speaker's clips.
     speakers = pd.read_csv(artie["out"] / "speaker_scores.csv").set_index("speaker_id")
-    first = SYSTEMS[0]
-    hyps = {_stem(p["path"]): p["prediction"] for p in artie["preds"][first]}
-    per = defaultdict(lambda: [0, 0])
-    for r in artie["refs"]:
-        o = jiwer.process_words(normalize([r["sentence"]]).to_pylist(), normalize([hyps[_stem(r["path"])]]).to_pylist())
-        per[r["client_id"]][0] += o.substitutions + o.deletions + o.insertions
-        per[r["client_id"]][1] += o.hits + o.substitutions + o.deletions
+    per = _speaker_counts(artie, SYSTEMS[0])
     assert len(per) == len(speakers) == 969
     for spk, (e, w) in per.items():
         assert (speakers.loc[spk, "errors"], speakers.loc[spk, "ref_words"]) == (e, w), spk
+
+
+
+def test_metadata_tree_cohorts_partition_the_speakers_and_match_their_definitions(artie):
+    """The metadata discoverer runs by default on the Artie attributes: on every system its
+    cohorts partition the 969 speakers, each cohort's WER is its speakers' pooled errors /
+    words (recomputed with jiwer) and every speaker of a leaf meets the leaf's conditions."""
+    rep = artie["report"]
+    speakers = {r["client_id"]: r for r in artie["refs"]}
+    assign = pd.read_csv(artie["out"] / "assignments.csv", dtype=str, keep_default_na=False)
+    for system in SYSTEMS:
+        d = rep["systems"][system]["discoverers"]["metadata"]
+        assert d.get("skipped") is None, d.get("skipped")
+        assert set(d["params"]["columns"]) == {"age", "gender", "accent"}
+        rows = assign[(assign["system"] == system) & (assign["discoverer"] == "metadata")]
+        assert len(rows) == len(speakers) and set(rows["speaker_id"]) == set(speakers)
+        per = _speaker_counts(artie, system)
+        for c in d["cohorts"]:
+            members = rows.loc[rows["cohort_id"] == c["id"], "speaker_id"]
+            assert len(members) == c["speakers"] > 0
+            assert c["wer"] == pytest.approx(sum(per[s][0] for s in members) / sum(per[s][1] for s in members))
+            for col, values in re.findall(r"\b(age|gender|accent) in \{([^}]*)\}", c["label"]):
+                allowed = {v.strip() for v in values.split(",")} | {"NA", ""}   # unknowns follow a side
+                assert all(speakers[s][col] in allowed for s in members), (system, c["label"], col)

@@ -222,6 +222,24 @@ class GeodemographicDiscoverer(Discoverer):
         ids = speakers["speaker_id"].to_numpy(dtype=object)[ok]
         return pd.Series(cohort.astype(object), index=pd.Index(ids, name="speaker_id"), dtype=object)
 
+    def assign_reasons(self, definition: dict, speakers: pd.DataFrame, side: SideInputs) -> pd.Series | None:
+        """No zip, an invalid zip, a zip the census table lacks, or a census table without
+        the rule's columns."""
+        ids = speakers["speaker_id"].to_numpy(dtype=object)
+        if "zip" not in speakers.columns:
+            return pd.Series("no zip column in the speaker table", index=ids, dtype=object)
+        if side is None or side.census is None:
+            return pd.Series("no census table (pass --census)", index=ids, dtype=object)
+        census = _census_frame(side)
+        lacking = [lit["column"] for lit in definition.get("literals", []) if lit["column"] not in census.columns]
+        if lacking:
+            return pd.Series(f"the census table has no column {lacking[0]!r} of the saved rule", index=ids,
+                             dtype=object)
+        ok_zip, row = _census_rows(speakers["zip"], census)
+        reason = np.select([~ok_zip, row < 0], [REASON_BAD_ZIP, REASON_NOT_IN_CENSUS], default="")
+        keep = reason != ""
+        return pd.Series(reason[keep].astype(object), index=ids[keep], dtype=object)
+
     def planter(self, speakers: pd.DataFrame, side: SideInputs, discovery: Discovery) -> Planter:
         return RulePlanter(self, speakers, side, discovery)
 

@@ -71,7 +71,7 @@ def score(
     write_table(scored.utterances[UTTERANCE_COLUMNS], os.path.join(out, "utterance_scores"), format)
     write_table(scored.speakers, os.path.join(out, "speaker_scores"), format)
     accounting = scored.accounting.to_dict() | {"normalization": normalize, "mode": scored.mode, "unit": unit,
-                                                "rate": rate_name(unit), "alignment": align}
+                                                "rate": rate_name(unit), "alignment": align, **scored.input_report}
     with open(os.path.join(out, "accounting.json"), "w", encoding="utf-8") as fh:
         json.dump(accounting, fh, indent=2)
     if not quiet:
@@ -103,7 +103,7 @@ def audit(
     workers: c.Workers = None, quiet: c.Quiet = False,
     engine: Engine = "auto", scheduler: Scheduler = None, chunk_rows: ChunkRows = None,
 ):
-    """Score, discover cohorts, and write report.json, cohorts.csv, assignments.csv, speaker_scores.csv and report.html."""
+    """Score, discover cohorts, and write report.json, cohorts.csv, assignments.csv, speaker_scores.csv, utterance_scores.parquet and report.html."""
     from fairaudit.audit import audit as run_audit
     from fairaudit.reports.console import print_report
 
@@ -115,7 +115,7 @@ def audit(
                            adjust=adjust or (), adjust_model=adjust_model, adjust_bins=adjust_bins,
                            cohort_tests=cohort_tests)
     result.save(out)
-    written = ["report.json", "cohorts.csv", "assignments.csv", "speaker_scores.csv"]
+    written = ["report.json", "cohorts.csv", "assignments.csv", "speaker_scores.csv", "utterance_scores.parquet"]
     if not no_html:
         from fairaudit.reports.html import write_html
 
@@ -141,6 +141,9 @@ def print_summary(scored, out: str | None = None) -> None:
     con.print(f"{rate_name(scored.unit)} {wer}  ({o['errors']:,} errors / {o['ref_words']:,} reference "
               f"{TOKEN_NAMES[scored.unit]})  speakers {o['speakers']:,}  utterances {o['utterances']:,}  "
               f"normalisation: {scored.normalization}, alignment: {scored.alignment}")
+    from fairaudit.reports.console import print_inputs
+
+    print_inputs({"inputs": scored.input_report, "accounting": acc.to_dict()}, con)
     con.print(f"rows read {acc.rows_read:,} = scored {acc.rows_scored:,} + dropped {acc.rows_dropped:,}")
     for reason, n in sorted(acc.dropped.items()):
         example = f" (e.g. {acc.examples[reason][0]})" if acc.examples.get(reason) else ""

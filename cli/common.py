@@ -37,6 +37,13 @@ HypCol = Annotated[Optional[list[str]], typer.Option("--hyp-col", help="Hypothes
 ErrorsCol = Annotated[Optional[list[str]], typer.Option("--errors-col", help="Precomputed word-error count column (no alignment is run); repeatable.")]
 RefWordsCol = Annotated[Optional[str], typer.Option("--ref-words-col", help="Reference word count column (with --errors-col or --wer-col).")]
 WerCol = Annotated[Optional[list[str]], typer.Option("--wer-col", help="Precomputed per-utterance WER column, as a fraction (0.25 = 25 %); repeatable.")]
+HypTable = Annotated[Optional[list[str]], typer.Option("--hyp-table", metavar="NAME=FILE", help="A hypothesis table (CSV/TSV/JSONL/Parquet: a key and a text column) joined to the reference table INPUT by key; repeat for several systems, audited side by side.", show_default=False)]
+HypKeyCol = Annotated[Optional[str], typer.Option("--hyp-key-col", help="Key column of the hypothesis tables [default: path if present, else utt_id]; the reference table's key is the column of the same name if it has one, else --utt-col.", show_default=False)]
+HypTextCol = Annotated[Optional[str], typer.Option("--hyp-text-col", help="Text column of the hypothesis tables [default: prediction if present, else hypothesis].", show_default=False)]
+MatchKeys = Annotated[str, typer.Option("--match-keys", help="How hypothesis-table keys meet reference keys: exact, stem (file name without folder and extension) or auto (exact, else stem if it matches more; decided per system).")]
+MissingHyp = Annotated[str, typer.Option("--missing-hyp", help="A reference utterance that a system's hypothesis file (table, Kaldi, trn) lacks: drop (counted as no_hypothesis) or empty (scored as empty output: all deletions).")]
+NaValues = Annotated[Optional[str], typer.Option("--na-values", help="Comma-separated markers of an unknown attribute value, compared case-insensitively (empty cells always count) [default: NA,N/A,null,None,nan].", show_default=False)]
+MissingAttribute = Annotated[str, typer.Option("--missing-attribute", help="Speakers whose attribute is unknown: unknown (not audited on it, never a cohort) or cohort (the marker is a value like any other).")]
 Speakers = Annotated[Optional[str], typer.Option("--speakers", help="Speaker table (CSV/Parquet): speaker_id plus any of lat, lon, zip and attributes.")]
 Normalize = Annotated[str, typer.Option("--normalize", help="Text normalisation on both sides: default|none|whisper.")]
 Unit = Annotated[str, typer.Option("--unit", help="What a token is: word (WER), char (CER, characters as jiwer.process_characters counts them, spaces included) or mixed (MER: each Chinese/Japanese/Thai/... character a token, other scripts split into words).")]
@@ -50,8 +57,14 @@ Workers = Annotated[Optional[int], typer.Option("--workers", help="Processes for
 
 def make_spec(input: str | None, ref: str | None, hyp: list[str] | None, utt2spk: str | None, fmt: str | None,
               utt_col: str, speaker_col: str, ref_col: str, hyp_col: list[str] | None, errors_col: list[str] | None,
-              ref_words_col: str | None, wer_col: list[str] | None) -> InputSpec:
+              ref_words_col: str | None, wer_col: list[str] | None, hyp_table: list[str] | None = None,
+              hyp_key_col: str | None = None, hyp_text_col: str | None = None, match_keys: str = "auto",
+              missing_hyp: str = "drop", na_values: str | None = None,
+              missing_attribute: str = "unknown") -> InputSpec:
     """An InputSpec from the shared input flags; repeated system flags become several systems."""
+    from fairaudit.io.hyp_tables import check_options, parse_hyp_tables
+    from fairaudit.io.missing import check_missing_attribute, parse_na_values
+
     path = ref or input
     if not path:
         raise UserInputError("no input given", hint="pass an utterance table as INPUT, or --ref FILE --hyp FILE")
@@ -59,13 +72,26 @@ def make_spec(input: str | None, ref: str | None, hyp: list[str] | None, utt2spk
         raise UserInputError("give either INPUT or --ref, not both", path=input)
     if errors_col and wer_col:
         raise UserInputError("--errors-col and --wer-col exclude each other", hint="pass one of them")
+    tables = parse_hyp_tables(hyp_table)
+    if tables and (hyp_col or ref):
+        raise UserInputError(f"--hyp-table excludes {'--hyp-col' if hyp_col else '--ref'}",
+                             hint="give the reference table as INPUT and every system as --hyp-table NAME=FILE")
+    if (hyp_key_col or hyp_text_col) and not tables:
+        raise UserInputError(f"{'--hyp-key-col' if hyp_key_col else '--hyp-text-col'} names a column of the "
+                             f"hypothesis tables, and no --hyp-table is given", hint="add --hyp-table NAME=FILE")
     hyp, hyp_col, errors_col, wer_col = (list(x or []) for x in (hyp, hyp_col, errors_col, wer_col))
     values = errors_col or wer_col
-    return InputSpec(path=path, format=fmt, hyp_path=hyp[0] if hyp else None, utt2spk=utt2spk, utt_col=utt_col,
+    spec = InputSpec(path=path, format=fmt, hyp_path=hyp[0] if hyp else None, utt2spk=utt2spk, utt_col=utt_col,
                      speaker_col=speaker_col, ref_col=ref_col, hyp_col=hyp_col[0] if hyp_col else "hypothesis",
                      errors_col=errors_col[0] if errors_col else None, ref_words_col=ref_words_col,
                      wer_col=wer_col[0] if wer_col else None, more_hyp_cols=tuple(hyp_col[1:]),
-                     more_value_cols=tuple(values[1:]), more_hyp_paths=tuple(hyp[1:]))
+                     more_value_cols=tuple(values[1:]), more_hyp_paths=tuple(hyp[1:]), hyp_tables=tables,
+                     hyp_key_col=hyp_key_col, hyp_text_col=hyp_text_col, match_keys=match_keys,
+                     missing_hyp=missing_hyp, na_values=parse_na_values(na_values),
+                     missing_attribute=missing_attribute)
+    check_options(spec)   # bad values are refused before any work starts
+    check_missing_attribute(missing_attribute)
+    return spec
 
 
 def user_errors(fn):
@@ -102,6 +128,9 @@ _INPUT_PARAMS = [
     ("input_format", Format, None), ("utt_col", UttCol, "utt_id"), ("speaker_col", SpeakerCol, "speaker_id"),
     ("ref_col", RefCol, "reference"), ("hyp_col", HypCol, None), ("errors_col", ErrorsCol, None),
     ("ref_words_col", RefWordsCol, None), ("wer_col", WerCol, None),
+    ("hyp_table", HypTable, None), ("hyp_key_col", HypKeyCol, None), ("hyp_text_col", HypTextCol, None),
+    ("match_keys", MatchKeys, "auto"), ("missing_hyp", MissingHyp, "drop"), ("na_values", NaValues, None),
+    ("missing_attribute", MissingAttribute, "unknown"),
 ]
 
 

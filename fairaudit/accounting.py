@@ -15,6 +15,9 @@ DROP_REASONS = {
     "no_reference": "hypothesis whose utterance id has no reference",
     "unparsable_hypothesis": "hypothesis line could not be parsed (a trn line without '(utt-id)' at its end)",
     "duplicate_hypothesis_id": "hypothesis id already seen earlier in the same hypothesis file (first kept)",
+    "no_hypothesis": "reference utterance without a hypothesis in this system's file (--missing-hyp empty scores it "
+                     "as empty output)",
+    "missing_hypothesis_key": "hypothesis row whose key cell is empty",
 }
 
 
@@ -33,6 +36,9 @@ class Accounting:
     #: the speaker table against the scored speakers (see :meth:`count_speaker_table`);
     #: empty when there was no speaker table
     speaker_table: dict = field(default_factory=dict)
+    #: attribute column -> speakers whose value is unknown (count; see
+    #: :mod:`fairaudit.io.missing`): not audited by the discoverers that use the column
+    attribute_missing: dict[str, int] = field(default_factory=dict)
 
     def drop(self, reason: str, count: int, examples: list[str] | None = None) -> None:
         """Record ``count`` rows dropped for ``reason`` (a key of DROP_REASONS)."""
@@ -84,13 +90,15 @@ class Accounting:
             "empty_reference_insertions": self.empty_reference_insertions,
             "warnings": list(self.warnings),
             **({"speaker_table": dict(self.speaker_table)} if self.speaker_table else {}),
+            **({"attribute_missing": dict(self.attribute_missing)} if self.attribute_missing else {}),
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> "Accounting":
         acc = cls(rows_read=d["rows_read"], rows_scored=d["rows_scored"],
                   empty_reference_insertions=d.get("empty_reference_insertions", 0),
-                  warnings=list(d.get("warnings", [])), speaker_table=dict(d.get("speaker_table", {})))
+                  warnings=list(d.get("warnings", [])), speaker_table=dict(d.get("speaker_table", {})),
+                  attribute_missing=dict(d.get("attribute_missing", {})))
         for k, v in d.get("dropped", {}).items():
             acc.dropped[k] = v["rows"]
             acc.examples[k] = list(v.get("examples", []))

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 
-from . import fingerprint, limits
+from . import drilldown, fingerprint, limits
 from .align_sclite import check_alignment
 from .alignment import worst_utterances
 from .cohorts import cohort_table
@@ -55,7 +55,7 @@ def score_input(spec: InputSpec, normalization: str = "default", speakers_path: 
     raw = read_utterances(spec)
     if len(raw.systems) > 1:
         raise UserInputError("`score` takes one system", path=spec.path,
-                             hint="give one --hyp-col/--wer-col/--hyp, or use `fairaudit audit` for several side by side")
+                             hint="give one --hyp-col/--wer-col/--hyp/--hyp-table, or use `fairaudit audit` for several side by side")
     speaker_table = read_speakers(speakers_path) if speakers_path else None
     return score(raw, normalization, speaker_table, required_attributes, workers=workers, progress=progress,
                  unit=unit, alignment=alignment)
@@ -379,6 +379,8 @@ def audit_scored(scored_sets: dict[str, ScoredSet], discs: list[Discoverer], sid
         entries, parts = discover_all(fresh, sset, side, seed=seed, normalization=normalization, worst_n=worst_n,
                                       redact_text=redact_text, timings=timings, n_boot=n_boot, n_perm=n_perm,
                                       ci_level=ci_level, honest=honest, workers=workers)
+        if name == names[0]:  # the report's sections show the first system: its cohorts get drill-downs
+            drilldown.add_drilldown(entries, parts, sset, normalization=normalization, redact_text=redact_text)
         overall = {**sset.overall, "wer_ci": overall_ci(sset.speakers, n_boot, seed, ci_level)}
         per_system[name] = {"overall": overall, "accounting": sset.accounting.to_dict(), "discoverers": entries}
         if cohort_tests or adjust:
@@ -407,6 +409,8 @@ def audit_scored(scored_sets: dict[str, ScoredSet], discs: list[Discoverer], sid
             "normalization": {"mode": normalization, "description": DESCRIPTIONS.get(normalization, ""),
                               "fingerprint": normalizer_fingerprint(normalization, scored.unit, scored.alignment)},
             "unit": scored.unit, "rate": RATE_NAMES[scored.unit], "alignment": scored.alignment,
+            # how the input was read: hypotheses matched per system, missing attribute markers
+            **scored.input_report,
             "options": {"seed": seed, "min_speakers": min_speakers,
                         # the repeatable discoverers' values (--by gender --by gender,age_band)
                         "by": [",".join(map(str, getattr(d, d.instance_param))) for d in discs if d.instance_param],
@@ -423,8 +427,14 @@ def audit_scored(scored_sets: dict[str, ScoredSet], discs: list[Discoverer], sid
         "system": names[0],
         **per_system[names[0]],
     }
+    report["speaker_table"] = drilldown.speaker_table(scored.speakers, ci_level)
     if len(names) > 1:
-        report["systems"] = per_system
+        drilldown.add_system_comparison(per_system, assignment_parts,
+                                        {n: s.speakers for n, s in scored_sets.items()})
+        # the first system stands at the top level with its drill-downs: not twice
+        first = per_system[names[0]]
+        report["systems"] = {**per_system, names[0]: {**first, "discoverers": {
+            k: {f: v for f, v in e.items() if f != "drilldown"} for k, e in first["discoverers"].items()}}}
     assignments = (pd.concat(assignment_parts, ignore_index=True) if assignment_parts
                    else pd.DataFrame(columns=["speaker_id", "discoverer", "cohort_id"]))
     result = AuditResult(report=report, assignments=assignments, speakers=scored.speakers,

@@ -3,10 +3,15 @@
 Two systems can only be compared fairly on the same speaker sets: cohorts are discovered
 once (on the baseline, or read from a saved ``assignments.csv``) and both systems are
 scored on exactly those speakers.  Per cohort: each system's WER, the change (ΔWER) with a
-paired test over speakers; per discoverer: each system's gap and share on those cohorts.
+paired test over speakers; per discoverer: each system's gap and share on those cohorts,
+and Trinh et al.'s criteria of a mitigated model (WER mean, maximum and variance across
+the cohorts, and the relative gap) before vs after, each change with a paired bootstrap
+interval, and whether the gap shrank beyond its interval
+(:func:`fairaudit.stats.criteria.paired_criteria`).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any, Iterable, Mapping
 
@@ -27,8 +32,25 @@ from .speakers import score
 from .units import RATE_NAMES, check_unit
 
 
+def check_paired(sb, sc, base: str, cand: str) -> None:
+    """Refuse a comparison of two systems scored on different utterances (a hypothesis
+    file lacking some, dropped as ``no_hypothesis``): the paired deltas would compare
+    errors over different reference words."""
+    ids_b, ids_c = sb.utterances["utt_id"], sc.utterances["utt_id"]
+    if len(ids_b) == len(ids_c) and (ids_b.to_numpy() == ids_c.to_numpy()).all():
+        return
+    only = [(n, u) for n, a, b in ((base, ids_b, ids_c), (cand, ids_c, ids_b)) for u in a[~a.isin(b)].head(1)]
+    name, example = only[0] if only else (base, "?")
+    raise UserInputError(f"{base} and {cand} were scored on different utterances (e.g. {example!r} only for {name}): "
+                         f"a paired comparison needs the same ones",
+                         hint="pass --missing-hyp empty to score a missing hypothesis as empty output")
+
+
 def _with_candidate_file(raw: RawUtterances, spec: InputSpec, candidate: str) -> RawUtterances:
     """Add the hypotheses (or errors) of a second utterance table, matched by utt_id, as system 2."""
+    if spec is not None and spec.hyp_tables:
+        raise UserInputError("--candidate adds a second utterance table; with --hyp-table give both systems as "
+                             "--hyp-table NAME=FILE", path=candidate)
     other = read_utterances(InputSpec(**{**spec.__dict__, "path": candidate, "more_hyp_cols": (),
                                          "more_value_cols": (), "more_hyp_paths": ()}))
     if other.mode != raw.mode:
@@ -55,8 +77,8 @@ def _with_candidate_file(raw: RawUtterances, spec: InputSpec, candidate: str) ->
     base_name = next(iter(raw.systems)) if raw.systems else "baseline"
     if base_name == name:
         name = name + " (candidate)"
-    return RawUtterances(frame, raw.mode, raw.rows_read, raw.unparsable, raw.orphan_hypotheses, raw.warnings,
-                         raw.paths + [candidate], {base_name: raw.systems.get(base_name, col), name: SYSTEM_PREFIX + candidate})
+    return dataclasses.replace(raw, frame=frame, paths=raw.paths + [candidate],
+                               systems={base_name: raw.systems.get(base_name, col), name: SYSTEM_PREFIX + candidate})
 
 
 def _baseline_from_cohorts(path: str, min_speakers: int) -> AuditResult:
@@ -107,12 +129,30 @@ def _gap_block(summary: dict) -> dict:
     return {k: summary.get(k) for k in ("bottom", "top", "wer_gap_pct", "wer_gap_abs", "bottom_share_pct")}
 
 
+#: resamples of the criteria's paired bootstrap at most (each resample redraws every
+#: speaker of every cohort, so the default 10,000 of the per-cohort tests would cost far more)
+CRITERIA_RESAMPLES = 2000
+
+
+def _criteria(pooled, ids: list[str], paired_criteria, *, resamples: int, seed: int, key: str) -> dict:
+    """Trinh et al.'s criteria over the cohorts in ``pooled`` ((errors A, errors B, words)
+    per cohort with enough speakers), with the cohort ids they ran over."""
+    codes = np.concatenate([np.full(len(p[0]), i, dtype=np.int64) for i, p in enumerate(pooled)]) if pooled \
+        else np.zeros(0, dtype=np.int64)
+    cat = (lambda j: np.concatenate([p[j] for p in pooled]) if pooled else np.zeros(0, dtype=np.int64))
+    out = paired_criteria(cat(0), cat(1), cat(2), codes, n_resamples=min(resamples, CRITERIA_RESAMPLES),
+                          seed=seed, key=key)
+    return {**out, "cohort_ids": ids}
+
+
 def compare_on_cohorts(baseline: AuditResult, sb, sc, base: str, cand: str, *, resamples: int = 10000,
                        seed: int = 0, min_speakers: int = 20) -> dict[str, dict]:
     """Per discoverer of ``baseline`` (an audit of the baseline system), its cohorts scored
     for both systems (``sb``/``sc``: scored sets on the same speakers): each cohort's WERs
-    and ΔWER with a paired test, each system's gap and share on those same cohorts."""
+    and ΔWER with a paired test, each system's gap and share on those same cohorts, and
+    the Trinh et al. criteria across the cohorts with enough speakers (``criteria``)."""
     from .stats import paired_delta
+    from .stats.criteria import paired_criteria
 
     spk_b = sb.speakers.set_index("speaker_id")
     spk_c = sc.speakers.set_index("speaker_id").reindex(spk_b.index)
@@ -129,11 +169,16 @@ def compare_on_cohorts(baseline: AuditResult, sb, sc, base: str, cand: str, *, r
         tc, sumc = cohort_table(sc.speakers, a, labels, floor)
         tc = tc.set_index("id")
         rows = []
+        pooled: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        criteria_ids: list[str] = []
         for row in tb.itertuples(index=False):
             ids = members(a, row.id)
             eb = spk_b.loc[ids, "errors"].to_numpy(np.int64)
             ec = spk_c.loc[ids, "errors"].to_numpy(np.int64)
             w = spk_b.loc[ids, "ref_words"].to_numpy(np.int64)
+            if not row.too_few_speakers:
+                pooled.append((eb, ec, w))
+                criteria_ids.append(str(row.id))
             test = paired_delta(eb, ec, w, n_resamples=resamples, seed=seed, key=f"{key}/{row.id}")
             rows.append({"id": row.id, "label": row.label, "speakers": int(row.speakers),
                          "ref_words": int(row.ref_words), "too_few_speakers": bool(row.too_few_speakers),
@@ -141,8 +186,10 @@ def compare_on_cohorts(baseline: AuditResult, sb, sc, base: str, cand: str, *, r
                          "rank": {base: int(row.rank), cand: int(tc.loc[row.id, "rank"])},
                          "delta_wer": test["delta_wer"], "ci_low": test["ci_low"], "ci_high": test["ci_high"],
                          "p_value": test["p_value"]})
+        criteria = _criteria(pooled, criteria_ids, paired_criteria, resamples=resamples, seed=seed, key=key)
         entries[key] = {"name": entry.get("name", key.split(":")[0]), "skipped": None, "min_speakers": floor,
-                        "cohorts": rows, "gap": {base: _gap_block(sumb), cand: _gap_block(sumc)}}
+                        "cohorts": rows, "gap": {base: _gap_block(sumb), cand: _gap_block(sumc)},
+                        "criteria": criteria}
     return entries
 
 
@@ -184,7 +231,7 @@ def compare(utterances: str | InputSpec | pd.DataFrame, *, candidate: str | None
     names = list(raw.systems)
     if len(names) != 2:
         raise UserInputError(f"compare needs exactly two systems, got {len(names)}",
-                             hint="give two --hyp-col/--wer-col/--hyp, or --candidate FILE")
+                             hint="give two --hyp-col/--wer-col/--hyp/--hyp-table, or --candidate FILE")
     base, cand = names
     speaker_table = read_speaker_table(speakers)
     required = sorted({c for d in discs or [] for c in d.required_columns()})
@@ -192,6 +239,7 @@ def compare(utterances: str | InputSpec | pd.DataFrame, *, candidate: str | None
                           alignment=alignment) for name in (base, cand)}
     prepare_speakers(scored)
     sb, sc = scored[base], scored[cand]
+    check_paired(sb, sc, base, cand)
     values = side_values(census, embeddings, embedding_ids, side_inputs)
     if cohorts:
         baseline = _baseline_from_cohorts(cohorts, min_speakers)
@@ -218,7 +266,7 @@ def compare(utterances: str | InputSpec | pd.DataFrame, *, candidate: str | None
         "inputs": {"files": files, "mode": sb.mode,
                    "normalization": {"mode": normalization, "description": DESCRIPTIONS.get(normalization, ""),
                                      "fingerprint": fingerprint},
-                   "unit": unit, "rate": RATE_NAMES[unit], "alignment": alignment,
+                   "unit": unit, "rate": RATE_NAMES[unit], "alignment": alignment, **sb.input_report,
                    "options": {"seed": seed, "min_speakers": min_speakers, "resamples": resamples,
                                "cohorts_from": cohorts_from}},
         "baseline": base, "candidate": cand,

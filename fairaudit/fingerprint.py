@@ -43,7 +43,7 @@ from .units import rate_name, report_unit, tokenize
 #: of a report's discoverers may join it
 _SELECTION = {"discoverers", "by"}
 #: InputSpec fields that are files (hashed) rather than options
-_FILE_FIELDS = ("path", "hyp_path", "utt2spk", "more_hyp_paths")
+_FILE_FIELDS = ("path", "hyp_path", "utt2spk", "more_hyp_paths", "hyp_tables")
 
 
 def sha256_file(path: str) -> str:
@@ -57,12 +57,13 @@ def sha256_file(path: str) -> str:
 
 def input_files(spec=None, **side: Any) -> list[dict]:
     """``[{"role", "path", "sha256"}]`` of the run's input files that exist: the utterance
-    input of ``spec`` (an InputSpec), its hypothesis and utt2spk files, then each
+    input of ``spec`` (an InputSpec), its hypothesis files (role ``hypotheses``; a
+    hypothesis table ``hypotheses:NAME``) and utt2spk file, then each
     ``side`` path by role (speakers=..., census=..., embeddings=..., embedding_ids=...)."""
     roles: list[tuple[str, Any]] = []
     if spec is not None:
         roles += [("utterances", spec.path), *(("hypotheses", h) for h in [spec.hyp_path, *spec.more_hyp_paths]),
-                  ("utt2spk", spec.utt2spk)]
+                  *((f"hypotheses:{n}", h) for n, h in spec.hyp_tables.items()), ("utt2spk", spec.utt2spk)]
     roles += list(side.items())
     out = []
     for role, p in roles:
@@ -85,6 +86,8 @@ def run_options(spec=None, *, normalization: str, min_speakers: int, discoverers
         columns = {f.name: (list(v) if isinstance(v, tuple) else v)
                    for f in dataclasses.fields(spec) if f.name not in _FILE_FIELDS
                    for v in [getattr(spec, f.name)]}
+        if spec.hyp_tables:  # the files are hashed; which system each one is, is an option
+            columns["hyp_tables"] = list(spec.hyp_tables)
     from .io.text_files import current_encoding
 
     return {"input": columns, "encoding": encoding or current_encoding(), "normalization": normalization,

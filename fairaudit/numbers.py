@@ -124,3 +124,43 @@ def rate_ratio_block(block: dict | None, with_p: bool = False) -> str:
     if with_p and block.get("p_holm") is not None:
         text += f", p_Holm {p_value(block['p_holm'])}"
     return text
+
+
+def wer_variance(x: float | None) -> str:
+    """A variance of WER ratios in squared percentage points with two decimals
+    (0.000123 -> '1.23 pp²'); 'n/a' for None."""
+    return NA if x is None else f"{10000 * x:.2f} pp²"
+
+
+#: Trinh et al.'s criteria across cohorts, in report order, with their display names
+CRITERIA = {"wer_mean": "mean", "wer_max": "max", "wer_variance": "variance", "wer_gap_pct": "gap"}
+
+
+def criterion(name: str, x: float | None) -> str:
+    """A criterion value of ``fairaudit compare``: WER mean/max as '10.92 %', the variance
+    as '1.23 pp²', the relative gap (already in %) as '54.1 %'."""
+    if x is None:
+        return NA
+    if name == "wer_variance":
+        return wer_variance(x)
+    if name == "wer_gap_pct":
+        return f"{pct(x)} %"
+    return wer_pct(x)
+
+
+def criterion_change(name: str, d: float | None, lo: float | None = None, hi: float | None = None) -> str:
+    """A criterion's change (candidate - baseline) with its interval: WER mean/max in
+    points ('-1.20 pp [-2.00, -0.40]'), the variance in pp², the gap in % points."""
+    if d is None:
+        return NA
+    if name == "wer_variance":
+        f = (lambda v: f"{10000 * v:+.2f}")
+        unit = " pp²"
+    elif name == "wer_gap_pct":
+        f = (lambda v: signed_pct(v))
+        unit = " points"
+    else:
+        f = (lambda v: f"{100 * v:+.2f}")
+        unit = " pp"
+    ci = "" if lo is None or hi is None else f" [{f(lo)}, {f(hi)}]"
+    return f"{f(d)}{unit}{ci}"

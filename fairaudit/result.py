@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -19,10 +20,13 @@ import pandas as pd
 
 from .cohorts import COHORT_FIELDS, cohort_table  # noqa: F401  (re-exported)
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.4"
 
 # The cohort table and gap rule live in fairaudit.cohorts (one ranking module).
 cohort_statistics = cohort_table
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
 def _clean(obj):
@@ -30,6 +34,8 @@ def _clean(obj):
     if isinstance(obj, dict):
         return {str(k): _clean(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
+        if all(type(v) in _PLAIN for v in obj):  # per-speaker columns: one quick pass, no recursion
+            return [None if type(v) is float and not math.isfinite(v) else v for v in obj]
         return [_clean(v) for v in obj]
     if isinstance(obj, (np.integer,)):
         return int(obj)
@@ -45,6 +51,29 @@ def _clean(obj):
     return obj
 
 
+_FLAT_TOKEN = re.compile(r'"\\u0000flat:(\d+)\\u0000"')
+
+
+def _stash_flat_lists(obj, store: list[list]):
+    """``obj`` with each list of scalars (or of lists of scalars) replaced by a placeholder
+    string (the list kept in ``store``)."""
+    if isinstance(obj, dict):
+        return {k: _stash_flat_lists(v, store) for k, v in obj.items()}
+    if isinstance(obj, list):
+        if obj and all(not isinstance(v, (dict, list)) or
+                       (isinstance(v, list) and not any(isinstance(x, (dict, list)) for x in v)) for v in obj):
+            store.append(obj)
+            return f"\u0000flat:{len(store) - 1}\u0000"
+        return [_stash_flat_lists(v, store) for v in obj]
+    if isinstance(obj, str) and "\u0000flat:" in obj:
+        raise _Unflattenable  # a report string that looks like a placeholder: write plainly
+    return obj
+
+
+class _Unflattenable(Exception):
+    pass
+
+
 def frame_records(frame: pd.DataFrame) -> list[dict]:
     return _clean(frame.astype(object).where(frame.notna(), None).to_dict(orient="records"))
 
@@ -55,6 +84,12 @@ CORE_KEYS = ("schema_version", "tool", "inputs", "accounting", "overall", "disco
              "kind", "baseline", "candidate", "rate_ratios")
 #: the per-speaker table saved beside report.json (read back by ``fairaudit power DIR``)
 SPEAKER_SCORES = "speaker_scores.csv"
+#: the per-utterance ids and counts saved beside report.json (no transcripts): what
+#: ``fairaudit export`` selects a cohort's utterances from
+UTTERANCE_SCORES = "utterance_scores.parquet"
+#: its columns, those of :data:`fairaudit.speakers.UTTERANCE_COLUMNS` the scoring kept
+UTTERANCE_SCORE_COLUMNS = ["utt_id", "speaker_id", "ref_words", "hits", "substitutions", "deletions", "insertions",
+                           "errors"]
 
 
 @dataclass
@@ -129,7 +164,9 @@ class AuditResult:
             if discoverer and key != discoverer:
                 continue
             for c in d.get("cohorts", []):
-                rows.append({"discoverer": key, **c})
+                # JSON-clean (lists, not tuples; Python, not numpy, scalars): cohorts.csv then has
+                # the same cell text whether written from this result or from its report.json
+                rows.append({"discoverer": key, **_clean(c)})
         return pd.DataFrame(rows)
 
     def summary(self) -> pd.DataFrame:
@@ -196,6 +233,32 @@ class AuditResult:
         values.update(overrides)
         return load_side_inputs(values, self.utterances)
 
+    def utterance_scores(self) -> pd.DataFrame:
+        """One row per scored utterance: utt_id, speaker_id and its counts (ref_words,
+        errors, ...).  From memory after an audit in this session, else from
+        utterance_scores.parquet beside report.json (a UserInputError if an older
+        fairaudit wrote the report without it)."""
+        from .errors import UserInputError
+
+        if self.utterances is not None:
+            cols = [c for c in UTTERANCE_SCORE_COLUMNS if c in self.utterances.columns]
+            out = self.utterances[cols].reset_index(drop=True)
+            out["utt_id"] = out["utt_id"].astype(str).to_numpy(dtype=object)
+            out["speaker_id"] = out["speaker_id"].astype(str).to_numpy(dtype=object)
+            return out
+        path = os.path.join(self.path, UTTERANCE_SCORES) if self.path else None
+        if not path or not os.path.isfile(path):
+            raise UserInputError(f"no {UTTERANCE_SCORES} beside the report", path=self.path,
+                                 hint="run `fairaudit audit` again: this version saves the scored utterances' ids")
+        return read_utterance_scores(path)
+
+    def export(self, out_dir: str, **options: Any) -> dict:
+        """Training manifests, sample weights and cohort features of this audit's cohorts
+        (:func:`fairaudit.export.export`); returns the export summary (export.json)."""
+        from .export import export
+
+        return export(self, out_dir, **options)
+
     # ------------------------------------------------------------- persistence
     def add_section(self, name: str, data: dict) -> "AuditResult":
         """Add (or replace) a top-level section of the report, e.g. ``power``; written by the
@@ -207,13 +270,32 @@ class AuditResult:
         return self
 
     def to_json(self, indent: int | None = 2) -> str:
-        """The report document as JSON text (valid against the report schema)."""
-        return json.dumps(_clean(self.report), indent=indent, ensure_ascii=False, allow_nan=False)
+        """The report document as JSON text (valid against the report schema).
+
+        Indented, except that lists of numbers or strings (per-speaker columns, map
+        points, aligned words) stay on one line: one line per item would make a 100k-speaker
+        report several times larger and no easier to read.
+        """
+        doc = _clean(self.report)
+        if indent is None:
+            return json.dumps(doc, ensure_ascii=False, allow_nan=False)
+        flat: list[list] = []
+        try:
+            doc = _stash_flat_lists(doc, flat)
+        except _Unflattenable:
+            flat = []
+        text = json.dumps(doc, indent=indent, ensure_ascii=False, allow_nan=False)
+        if not flat:
+            return text
+        # the placeholders are strings no report text can hold (a NUL inside markers)
+        return _FLAT_TOKEN.sub(lambda m: json.dumps(flat[int(m.group(1))], ensure_ascii=False, allow_nan=False), text)
 
     def save(self, out_dir: str | None = None, *, tables: bool = True) -> dict[str, str]:
         """Write the report into ``out_dir`` (default: the folder it came from): report.json
-        (compare.json for a comparison) and, with ``tables``, cohorts.csv, assignments.csv and
-        speaker_scores.csv.  Returns the paths written."""
+        (compare.json for a comparison) and, with ``tables``, cohorts.csv, assignments.csv,
+        speaker_scores.csv and utterance_scores.parquet (ids and counts of every scored
+        utterance, never transcripts; written when the utterances are in memory, i.e. by
+        the audit itself).  Returns the paths written."""
         out_dir = out_dir or self.path
         if not out_dir:
             raise ValueError("save() needs a folder: this result was not loaded from one")
@@ -230,6 +312,9 @@ class AuditResult:
             if self.speakers is not None:
                 paths["speaker_scores"] = os.path.join(out_dir, SPEAKER_SCORES)
                 self.speakers.to_csv(paths["speaker_scores"], index=False, lineterminator="\n")
+            if self.utterances is not None:
+                paths["utterance_scores"] = os.path.join(out_dir, UTTERANCE_SCORES)
+                write_utterance_scores(self.utterances, paths["utterance_scores"])
         self.path = out_dir
         return paths
 
@@ -258,6 +343,46 @@ class AuditResult:
         scores = os.path.join(folder, SPEAKER_SCORES)
         speakers = read_speaker_scores(scores) if os.path.exists(scores) else None
         return cls(report=report, assignments=assignments, speakers=speakers, path=folder)
+
+
+def write_utterance_scores(utterances: pd.DataFrame, path: str) -> None:
+    """The scored utterances' ids and counts as Parquet (:data:`UTTERANCE_SCORES`).
+
+    Transcripts are left out whatever ``--redact-text`` says: the folder is the report's,
+    shared as such; ``fairaudit export`` reads transcripts and audio paths from the
+    audit's input files, checked against the SHA-256 report.json records."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cols = [c for c in UTTERANCE_SCORE_COLUMNS if c in utterances.columns]
+    arrays = {}
+    for c in cols:
+        col = utterances[c]
+        if c in ("utt_id", "speaker_id"):
+            arrays[c] = pa.array(col.astype(str).to_numpy(dtype=object), type=pa.string())
+        else:  # counts: Int64 (hits etc. are NA when the input gave precomputed counts)
+            arrays[c] = pa.array(pd.array(col, dtype="Int64"), type=pa.int64())
+    pq.write_table(pa.table(arrays), path)
+
+
+def read_utterance_scores(path: str) -> pd.DataFrame:
+    """The table :func:`write_utterance_scores` wrote: ids as str, counts as Int64."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .errors import UserInputError
+
+    try:
+        table = pq.read_table(path)
+    except (OSError, ValueError) as exc:
+        raise UserInputError(f"not a readable Parquet file: {exc}", path=path,
+                             hint="run the audit again to write it anew") from None
+    frame = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+    for c in ("utt_id", "speaker_id"):
+        if c not in frame.columns:
+            raise UserInputError(f"has no {c} column", path=path, hint="run the audit again to write it anew")
+        frame[c] = frame[c].astype(str).to_numpy(dtype=object)
+    return frame
 
 
 def read_speaker_scores(path: str) -> pd.DataFrame:

@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from .accounting import Accounting
 from .errors import UserInputError
+from .io.missing import MissingValues
 from .io.readers import RawUtterances
 from .geo_sanity import coordinate_warnings
 from .text_checks import unspaced_rows, unspaced_warning
@@ -48,6 +49,9 @@ class ScoredSet:
     #: utterances were aligned (``jiwer`` or ``sclite``); counts columns keep their names
     unit: str = "word"
     alignment: str = "jiwer"
+    #: what report.json ``inputs`` says about how the input was read: ``matching`` (per
+    #: system, how hypotheses met references), ``na_values``, ``missing_attribute``
+    input_report: dict = field(default_factory=dict)
 
     @property
     def overall(self) -> dict:
@@ -151,6 +155,9 @@ def score(raw: RawUtterances, normalization: str = "default", speaker_table: pd.
     acc.drop("no_reference", len(raw.orphan_hypotheses), raw.orphan_hypotheses[:5])
     for reason, lines in raw.hypothesis_drops.items():
         acc.drop(reason, len(lines), lines[:5])
+    if raw.orphan_hypotheses:
+        acc.warnings.append(f"{len(raw.orphan_hypotheses):,} hypothesis row(s) have no reference and are not scored, "
+                            f"e.g. {'; '.join(map(str, raw.orphan_hypotheses[:3]))}")
     frame = raw.frame
     if raw.mode == "text":
         note = unspaced_warning(unspaced_rows(_text_array(frame["reference"], None)), len(frame))
@@ -165,6 +172,7 @@ def score(raw: RawUtterances, normalization: str = "default", speaker_table: pd.
                                      alignment=alignment)
     try:
         utt, spk, keep = check_rows(frame, acc)
+        _missing_hypotheses(raw, frame, utt, keep, acc)
         # Speaker codes for the per-speaker sums, also while the workers count.
         spk_codes, spk_names = pd.factorize(spk, sort=True)
         spk_names = spk_names.astype(_STR)
@@ -229,24 +237,52 @@ def score(raw: RawUtterances, normalization: str = "default", speaker_table: pd.
     extra = [c for c in frame.columns if c not in _CORE]
     extra_frame = _rows(frame[extra], scored_rows) if extra else None
     speakers, attribute_columns = attach_attributes(speakers, extra_frame, _rows(spk, scored_rows), raw.paths,
-                                                    speaker_table, required_attributes, acc)
+                                                    speaker_table, required_attributes, acc, raw.missing_values)
     return ScoredSet(utts, speakers.reset_index(drop=True), acc, normalization, raw.mode, attribute_columns,
-                     unit=unit, alignment=alignment)
+                     unit=unit, alignment=alignment, input_report=input_report(raw))
+
+
+def input_report(raw: RawUtterances) -> dict:
+    """The report.json ``inputs`` fields of how ``raw`` was read (see :class:`ScoredSet`)."""
+    return {**({"matching": raw.matching} if raw.matching else {}), **raw.missing_values.to_report()}
+
+
+def _missing_hypotheses(raw: RawUtterances, frame: pd.DataFrame, utt: pd.Series, keep: np.ndarray,
+                        acc: Accounting) -> None:
+    """Rows the system's hypothesis file has no hypothesis for (``raw.missing_hypothesis``):
+    dropped as ``no_hypothesis`` (``keep`` updated in place), or with ``missing_hyp="empty"``
+    scored as empty output (all deletions), with a warning."""
+    if raw.missing_hypothesis is None:
+        return
+    mask = raw.missing_hypothesis & keep
+    if not mask.any():
+        return
+    rows = frame.index[mask]
+    examples = [f"row {r} (utt_id={utt.loc[r]!r})" for r in rows[:5]]
+    if raw.missing_hyp == "empty":
+        acc.warnings.append(f"{int(mask.sum()):,} utterance(s) have no hypothesis and are scored as empty output "
+                            f"(all deletions, --missing-hyp empty), e.g. {', '.join(examples[:3])}")
+        return
+    acc.drop("no_hypothesis", int(mask.sum()), examples)
+    keep[mask] = False
 
 
 def attach_attributes(speakers: pd.DataFrame, extra: pd.DataFrame | None, spk: pd.Series, paths: list[str],
-                      speaker_table: pd.DataFrame | None, required_attributes, acc: Accounting
-                      ) -> tuple[pd.DataFrame, list[str]]:
+                      speaker_table: pd.DataFrame | None, required_attributes, acc: Accounting,
+                      missing_values: MissingValues | None = None) -> tuple[pd.DataFrame, list[str]]:
     """Speaker attributes from the utterance table (``extra``: its other columns for the
     scored rows, ``spk`` their cleaned speaker ids) and from ``speaker_table``.
 
+    ``missing_values``: which attribute cells mean "unknown" (:mod:`fairaudit.io.missing`; default
+    empty cells and NA, N/A, null, None, nan): they become ``pd.NA`` here, once for every
+    discoverer, and the speakers per column are counted in ``acc.attribute_missing``.
     Shared by every engine, so in-memory and chunked scoring give the same speaker table.
     """
     attrs = None
     if extra is not None and len(extra.columns):
         attrs = _utterance_attributes(extra, spk, paths, required_attributes)
     if attrs is not None:
-        speakers = speakers.join(attrs, on="speaker_id")
+        speakers = _join(speakers, attrs)
     if speaker_table is not None:
         acc.warnings.extend(speaker_table.attrs.get("warnings", []))
         unknown = int((~speakers["speaker_id"].isin(speaker_table.index)).sum())
@@ -257,14 +293,30 @@ def attach_attributes(speakers: pd.DataFrame, extra: pd.DataFrame | None, spk: p
         if clash:
             acc.warnings.append(f"column(s) {', '.join(clash)} taken from the speaker table, not the utterance table")
             speakers = speakers.drop(columns=clash)
-        speakers = speakers.join(speaker_table, on="speaker_id")
+        speakers = _join(speakers, speaker_table)
     acc.warnings.extend(coordinate_warnings(speakers))
     missing = [c for c in required_attributes if c not in speakers.columns]
     if missing:
         raise UserInputError(f"speaker attribute {missing[0]!r} not found in the speaker table or the utterance table",
                              hint="add the column, or pass --speakers FILE with it")
     attribute_columns = [c for c in speakers.columns if c not in SPEAKER_COLUMNS]
+    # Coordinates are numbers already (an unreadable one is an error); the geographic
+    # discoverer counts speakers without them itself.
+    speakers, acc.attribute_missing = (missing_values or MissingValues()).mark(
+        speakers, [c for c in attribute_columns if c not in ("lat", "lon")])
     return speakers, attribute_columns
+
+
+def _join(speakers: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """``speakers`` with the columns of ``table`` (indexed by speaker id) joined on
+    ``speaker_id``; with no speaker at all (every row dropped) the columns are added empty
+    (pandas cannot join empty pyarrow-backed keys)."""
+    if len(speakers) == 0 or len(table) == 0:
+        out = speakers.copy()
+        for col in table.columns:
+            out[col] = pd.Series(index=out.index, dtype=object if len(speakers) else table[col].dtype)
+        return out
+    return speakers.join(table, on="speaker_id")
 
 
 def _aggregate(utts: pd.DataFrame, codes: np.ndarray, names: pd.Index) -> pd.DataFrame:
@@ -298,28 +350,55 @@ def aggregate_speakers(utts: pd.DataFrame) -> pd.DataFrame:
 
 
 _CORE = {"utt_id", "speaker_id", "reference", "hypothesis", "errors", "ref_words"}
+# Utterance-table columns that are counts or derived from them, never speaker attributes
+# (a WER column of a counts-mode input is constant per speaker when each has one utterance).
+_NOT_ATTRIBUTES = {"utterances", "hits", "substitutions", "deletions", "insertions", "wer"}
+# Below this many speakers a column with a different value for every speaker may still be
+# an attribute; above it, such a text column is an id, a path or a transcript.
+_ID_LIKE_MIN_SPEAKERS = 20
 
 
 def _utterance_attributes(frame: pd.DataFrame, spk: pd.Series, paths: list[str],
                           required: list[str] | tuple[str, ...]) -> pd.DataFrame | None:
-    """Columns of the utterance table that are constant within each speaker."""
-    extra = [c for c in frame.columns if c not in _CORE]
+    """Columns of the utterance table that are constant within each speaker: the speaker
+    attributes an utterance table carries (age, gender, accent, ...), one row per speaker.
+
+    Every such column is attached, whether or not ``required`` names it, so that the
+    discoverers that search attributes see them; left out are counts (:data:`_NOT_ATTRIBUTES`)
+    and, unless ``required``, text columns with a different value for every speaker (ids,
+    paths, transcripts when each speaker has one utterance).  A ``required`` or geographic
+    column that varies within a speaker is an error.  Vectorised: one ``factorize`` per
+    column and a comparison with the speaker's first row, no groupby over strings.
+    """
+    extra = [c for c in frame.columns if c not in _CORE and (c not in _NOT_ATTRIBUTES or c in required)]
     if not extra:
         return None
-    sub = frame[extra].copy()
-    sub["speaker_id"] = _id_column(spk, None)
-    g = sub.groupby("speaker_id", sort=True)
-    nunique = g.nunique(dropna=False)
-    constant = [c for c in extra if (nunique[c] <= 1).all()]
+    codes, names = pd.factorize(_id_column(spk, None), sort=True)
+    # One row of each speaker, in code order (which row does not matter: a column is kept
+    # only if every row of the speaker agrees with it); cheaper than sorting for the first.
+    first = np.empty(len(names), dtype=np.int64)
+    first[codes] = np.arange(len(codes))
+    constant = []
     for c in extra:
-        if c not in constant and (c in required or c in GEO_COLUMNS):
-            bad = nunique.index[(nunique[c] > 1).to_numpy()][0]
-            raise UserInputError(f"column {c!r} differs between utterances of speaker {bad!r}",
-                                 path=paths[0] if paths else None,
-                                 hint="a speaker attribute must be constant per speaker; put it in --speakers FILE")
+        col_codes = pd.factorize(frame[c], use_na_sentinel=True)[0]   # NaN is one value (code -1)
+        differs = col_codes != col_codes[first][codes]
+        if differs.any():
+            if c in required or c in GEO_COLUMNS:
+                bad = names[int(codes[differs].min())]   # the first such speaker, sorted
+                raise UserInputError(f"column {c!r} differs between utterances of speaker {bad!r}",
+                                     path=paths[0] if paths else None,
+                                     hint="a speaker attribute must be constant per speaker; put it in --speakers FILE")
+            continue
+        per_speaker = col_codes[first]
+        id_like = (len(first) >= _ID_LIKE_MIN_SPEAKERS and not pd.api.types.is_numeric_dtype(frame[c])
+                   and len(np.unique(per_speaker)) == len(first))
+        if id_like and c not in required and c not in GEO_COLUMNS:
+            continue
+        constant.append(c)
     if not constant:
         return None
-    out = g[constant].first()
+    out = frame[constant].iloc[first]
+    out.index = pd.Index(names, name="speaker_id")
     for col in ("lat", "lon"):
         if col in out:
             out[col] = pd.to_numeric(out[col], errors="coerce")

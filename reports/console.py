@@ -27,6 +27,7 @@ def summary_table(result: AuditResult, system: str | None = None) -> Table:
         columns.insert(6, "Adj. rate ratio (95% CI)")
     for name in columns:
         table.add_column(name, justify="right", no_wrap=True)
+    notes: list[str] = []
     for key, d in result.discoverers.items():
         if d.get("skipped"):
             table.add_row(Text(key), Text(f"skipped: {d['skipped']}", style="dim"), *[""] * len(columns))
@@ -37,12 +38,23 @@ def summary_table(result: AuditResult, system: str | None = None) -> Table:
         ci = d.get("wer_gap_ci_pct")
         ci_txt = num.range_pct(*ci) if ci else num.NA
         perm = d.get("permutation") or {}
+        p_txt = num.p_value(d.get("p_value"), num.NA)
+        own = perm.get("statistic") not in (None, "wer_gap_pct", "wer_gap_abs") and d.get("p_value") is not None
+        if own:
+            # The p-value tests the discoverer's own statistic, not the gap: the gap's null
+            # p95 beside it would suggest a comparison the test did not make.
+            p_txt += "†"
+            notes.append(f"{key}: p from its own statistic {perm['statistic']} (observed {perm['observed']:.2f}, "
+                         f"null p95 {perm.get('null_statistic_p95', float('nan')):.2f}), not from the gap's null")
         cells = [num.wer(bottom["wer"]) if bottom else "n/a", num.wer(top["wer"]) if top else "n/a", gap, ci_txt,
-                 num.pct(perm.get("null_gap_p95_pct")), num.p_value(d.get("p_value"), num.NA),
+                 num.pct(perm.get("null_gap_p95_pct")), p_txt,
                  num.pct(d["bottom_share_pct"]), str(d["cohort_count"]), f"{d['audited_speakers']:,}"]
         if adjusted:
             cells.insert(6, num.rate_ratio_block(d.get("adjusted")) + ("*" if "rate_ratio_heldout" in d else ""))
         table.add_row(Text(key), Text(bottom["label"] if bottom else d.get("note", "n/a")), *cells)
+    if notes:
+        table.caption = Text("\n".join(f"† {n}" for n in notes))
+        table.caption_justify = "left"
     return table
 
 
@@ -94,12 +106,44 @@ def print_report(result: AuditResult, console: Console | None = None) -> None:
     for key, d in result.discoverers.items():
         for reason, n in (d.get("not_audited") or {}).items():
             console.print(Text(f"  {key}: {n:,} speaker(s) not audited: {reason}", style="dim"))
-    acc = result.report["accounting"]
-    console.print(Text(f"rows read {acc['rows_read']:,} = scored {acc['rows_scored']:,} + dropped {acc['rows_dropped']:,}"))
+    print_inputs(result.report, console)
+    for name in systems or [None]:
+        acc = (result.report["systems"][name] if name else result.report)["accounting"]
+        print_accounting(acc, console, name)
+    for w in result.report.get("warnings", []):
+        console.print(Text(f"  warning: {w}", style="yellow"))
+
+
+def print_inputs(report: dict, console: Console) -> None:
+    """How the hypotheses met the references, per system (``inputs.matching``), and which
+    attribute values were read as unknown (``accounting.attribute_missing``)."""
+    inputs = report.get("inputs") or {}
+    for name, m in (inputs.get("matching") or {}).items():
+        how = "by file stem" if m["match"] == "stem" else "exactly"
+        chosen = f" (--match-keys {m['match_option']})" if m.get("match_option") == "auto" else ""
+        missing = "dropped" if m.get("missing_hyp", "drop") == "drop" else "scored as empty"
+        console.print(Text(f"hypotheses {name}: {m['matched']:,} of {m['references']:,} reference rows matched "
+                           f"{how}{chosen}; {m['no_hypothesis']:,} without hypothesis ({missing}), "
+                           f"{m['no_reference']:,} without reference, {m['duplicate_keys']:,} repeated keys"),
+                      soft_wrap=True)
+    unknown = (report.get("accounting") or {}).get("attribute_missing") or {}
+    if unknown and inputs.get("missing_attribute", "unknown") == "unknown":
+        markers = ", ".join(inputs.get("na_values") or []) or "none"
+        counts = ", ".join(f"{col} {n:,}" for col, n in unknown.items())
+        console.print(Text(f"attribute missing (speakers; empty or {markers}): {counts}; never a cohort, not audited "
+                           f"on that attribute (--missing-attribute cohort keeps the markers as values)", style="dim"),
+                      soft_wrap=True)
+
+
+def print_accounting(acc: dict, console: Console, system: str | None = None) -> None:
+    """Rows read = scored + dropped (per reason, with an example) and the row warnings."""
+    name = f" [{system}]" if system else ""
+    console.print(Text(f"rows read{name} {acc['rows_read']:,} = scored {acc['rows_scored']:,} "
+                       f"+ dropped {acc['rows_dropped']:,}"))
     for reason, d in acc["dropped"].items():
         example = f", e.g. {d['examples'][0]}" if d.get("examples") else ""
         console.print(Text(f"  dropped {d['rows']:,}: {reason} ({d['reason']}{example})", style="dim"))
-    for w in [*acc.get("warnings", []), *result.report.get("warnings", [])]:
+    for w in acc.get("warnings", []):
         console.print(Text(f"  warning: {w}", style="yellow"))
 
 
@@ -156,4 +200,24 @@ def comparison_table(result: AuditResult) -> list[Table]:
             t.add_row(Text(label), str(c["speakers"]), num.wer(c["wer"][base]), num.wer(c["wer"][cand]),
                       num.delta(c["delta_wer"]), num.delta_interval(c.get("ci_low"), c.get("ci_high")), num.p_value(c.get("p_value"), num.NA))
         tables.append(t)
+        if d.get("criteria"):
+            tables.append(criteria_table(key, d["criteria"], base, cand, rate))
     return tables
+
+
+def criteria_table(key: str, crit: dict, base: str, cand: str, rate: str = "WER") -> Table:
+    """Trinh et al.'s criteria of one discoverer's cohorts, before vs after, with the
+    paired interval of each change and whether the gap shrank beyond it."""
+    shrank = crit.get("gap_shrank")
+    verdict = {True: "the gap shrank beyond its interval", False: "the gap did not shrink beyond its interval",
+               None: "no gap to judge"}[shrank]
+    t = Table(title=f"{key}: {rate} across {crit.get('cohorts', 0)} cohorts (Trinh et al.): {verdict}",
+              title_justify="left")
+    for col in ("criterion", base, cand, f"change [{num.level(crit.get('level'))} CI]"):
+        t.add_column(Text(col), justify="left" if col == "criterion" else "right", no_wrap=True)
+    for name, title in num.CRITERIA.items():
+        ch = (crit.get("change") or {}).get(name) or {}
+        t.add_row(f"{rate} {title}", num.criterion(name, crit["baseline"].get(name)),
+                  num.criterion(name, crit["candidate"].get(name)),
+                  num.criterion_change(name, ch.get("delta"), ch.get("ci_low"), ch.get("ci_high")))
+    return t

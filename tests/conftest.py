@@ -86,3 +86,29 @@ def cli_flags(plugin_site) -> dict[str, set[str]]:
                           timeout=300)
     assert done.returncode == 0, done.stderr
     return {k: set(v) for k, v in json.loads(done.stdout).items()}
+
+
+# ----------------------------------------------------------------- HTML report pages (one per worker)
+
+@pytest.fixture(scope="session")
+def sample_out(tmp_path_factory):
+    """The sample audit written by the CLI: report.json, cohorts.csv, report.html, ..."""
+    from reportpages import write_sample
+
+    return write_sample(tmp_path_factory.mktemp("sample"))
+
+
+@pytest.fixture(scope="session")
+def hostile_out(tmp_path_factory):
+    """An audit whose ids, labels, file names, transcripts and warnings are hostile strings."""
+    from reportpages import write_hostile
+
+    return write_hostile(tmp_path_factory.mktemp("hostile"))
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Debian Chromium driven by Playwright (skips when either is missing)."""
+    from reportpages import launch_browser
+
+    yield from launch_browser()

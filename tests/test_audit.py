@@ -32,7 +32,7 @@ def test_report_validates_against_schema(sample_result):
     doc = json.loads(sample_result.to_json())
     jsonschema.Draft202012Validator.check_schema(schema())
     validate(doc)
-    assert set(doc["discoverers"]) == {"geographic", "geodemographic", "automatic", "attribute:gender",
+    assert set(doc["discoverers"]) == {"geographic", "geodemographic", "automatic", "metadata", "attribute:gender",
                                        "attribute:gender,age_band"}
 
 

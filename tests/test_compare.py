@@ -8,6 +8,8 @@ from typer.testing import CliRunner
 
 from fairaudit.cli.app import app
 
+from reportpages import check_scripts, split_scripts
+
 runner = CliRunner()
 
 
@@ -91,7 +93,8 @@ def test_compare_html_escapes_labels(tmp_path):
     r = run("compare", path, "--hyp-col", "sysA", "--hyp-col", "sysB", "--by", "grp", "--discoverers", "",
             "--min-speakers", "2", "--resamples", "200", "-q", "--out", tmp_path / "c")
     assert r.exit_code == 0, r.output
-    html = (tmp_path / "c" / "compare.html").read_text()
+    html, scripts = split_scripts((tmp_path / "c" / "compare.html").read_text())
+    check_scripts(scripts)  # only the data blocks and the one hashed script
     assert "<script" not in html and "<img src=x" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
 

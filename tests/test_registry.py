@@ -161,8 +161,8 @@ def test_every_discoverer_has_a_report_section(world):
         images += len(section.figures) + 1   # its figures and the cohort bar chart every section has
     assert html.count("<img ") == images
     halves = registry()["halves"]().report_section(result.discoverers["halves"], result.report)
-    assert halves.title == "halves" and ("median", str(round(result.discoverers["halves"]["details"]["median"], 4))) \
-        in halves.facts
+    assert halves.title == "halves" and ("median", f'{result.discoverers["halves"]["details"]["median"]:.4g}') \
+        in halves.facts   # details as readable rows: 4 significant digits
 
 
 def test_same_cohorts_through_audit_compare_and_power(world):

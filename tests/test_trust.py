@@ -541,7 +541,7 @@ def test_new_report_fields_are_in_the_schema(write, tmp_path):
            "--permutations", "0", "--no-honest-gap", "--no-html", "-q"))
     report = json.loads((tmp_path / "o" / "report.json").read_text())
     validate(report)
-    assert report["schema_version"] == "1.2"
+    assert report["schema_version"] == "1.4"
     assert report["accounting"]["speaker_table"]["without_utterances"] == 1
     assert report["warnings"] and len(report["inputs"]["fingerprint"]["sha256"]) == 64
     report["inputs"]["fingerprint"]["sha256"] = "not a hash"

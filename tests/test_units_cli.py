@@ -72,7 +72,7 @@ def test_cli_names_the_rate_everywhere(tmp_path):
     assert r.exit_code == 0, r.output
     assert "overall MER" in r.output and "MER gap %" in r.output
     rep = json.loads((out / "report.json").read_text(encoding="utf-8"))
-    assert rep["inputs"]["unit"] == "mixed" and rep["schema_version"] == "1.2"
+    assert rep["inputs"]["unit"] == "mixed" and rep["schema_version"] == "1.4"
     assert "MER gap %" in (out / "report.html").read_text(encoding="utf-8")
     r = runner.invoke(app, ["gate", str(out / "report.json"), "--max-gap-pct", "500", "--max-overall-wer", "0.5"])
     assert r.exit_code == 0 and "PASS attribute:grp MER gap" in r.output and "overall MER" in r.output, r.output

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserInputError
+from ..io.missing import REASON as MISSING_REASON
 from .base import Discoverer, Discovery, SideInputs, register
 from .planting import Planter, ValuePlanter
 
@@ -66,7 +67,7 @@ class AttributeDiscoverer(Discoverer):
         values, missing = self._values(speakers)
         not_audited = {}
         if missing.any():
-            not_audited[f"missing {' or '.join(self.columns)}"] = int(missing.sum())
+            not_audited[f"{MISSING_REASON}: {' or '.join(self.columns)}"] = int(missing.sum())
         kept = values.loc[~missing]
         text = None
         for c in self.columns:  # vectorised string building: one pass per column
@@ -101,11 +102,42 @@ class AttributeDiscoverer(Discoverer):
         return pd.Series(cohort.to_numpy(dtype=object)[ok], index=pd.Index(
             speakers["speaker_id"].to_numpy(dtype=object)[ok], name="speaker_id"), dtype=object)
 
+    def assign_reasons(self, definition: dict, speakers: pd.DataFrame, side: SideInputs) -> pd.Series | None:
+        """A missing column or value, or a combination of values none of the audit's cohorts has."""
+        cols = list(definition.get("columns", self.columns))
+        ids = speakers["speaker_id"].to_numpy(dtype=object)
+        absent = [c for c in cols if c not in speakers.columns]
+        if absent:
+            return pd.Series(f"no column {absent[0]!r} in the speaker table", index=ids, dtype=object)
+        values = speakers[cols].astype("string").apply(lambda s: s.str.strip())
+        missing = (values.isna() | (values == "")).to_numpy(dtype=bool)
+        known = {tuple(v[c] for c in cols) for v in definition.get("values", {}).values()}
+        key = values.astype(object).agg(tuple, axis=1)
+        reasons = []
+        for i, k in enumerate(key.to_numpy(dtype=object)):
+            if missing[i].any():
+                reasons.append(f"missing {cols[int(np.flatnonzero(missing[i])[0])]}")
+            elif tuple(k) not in known:
+                reasons.append(f"{' × '.join(cols)} value not among the audit's cohorts")
+            else:
+                reasons.append("")
+        reasons = np.array(reasons, dtype=object)
+        keep = reasons != ""
+        return pd.Series(reasons[keep], index=ids[keep], dtype=object)
+
     def planter(self, speakers: pd.DataFrame, side: SideInputs, discovery: Discovery) -> Planter:
         return ValuePlanter(discovery, max_rows=MAX_ATTRIBUTE_VALUES)
 
     def report_section(self, entry: dict, report: dict):
         from fairaudit.reports.sections import ReportSection
 
+        from fairaudit.reports.explore import attribute_values
+
         columns = (entry.get("init_params") or entry.get("params") or {}).get("columns") or list(self.columns)
-        return ReportSection(title=f"{self.title}: {' × '.join(map(str, columns))}", method=self.description)
+        sec = ReportSection(title=f"{self.title}: {' × '.join(map(str, columns))}", method=self.description)
+        for c in entry.get("cohorts", []):
+            pairs = attribute_values(str(c.get("label", "")), [str(col) for col in columns])
+            if pairs:
+                sec.cohort_definitions[c["id"]] = ["Speakers whose " + " and ".join(f"{k} is {v}" for k, v in pairs)
+                                                   + "."]
+        return sec

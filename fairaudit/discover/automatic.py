@@ -231,6 +231,15 @@ class AutomaticDiscoverer(Discoverer):
         cohort = np.asarray(definition["cohort_ids"], dtype=object)[nearest]
         return pd.Series(cohort, index=pd.Index(table_ids[has], name="speaker_id"), dtype=object)
 
+    def assign_reasons(self, definition: dict, speakers: pd.DataFrame, side: SideInputs) -> pd.Series | None:
+        """No embeddings given, or none for the speaker."""
+        ids = speakers["speaker_id"].astype(str).to_numpy(dtype=object)
+        if side is None or side.embeddings is None or side.embedding_ids is None:
+            return pd.Series("no speaker embeddings (pass --embeddings)", index=ids, dtype=object)
+        _, index = _matrix(side)
+        lacking = index.get_indexer(ids) < 0
+        return pd.Series("no embedding for this speaker", index=ids[lacking], dtype=object)
+
     def planter(self, speakers: pd.DataFrame, side: SideInputs, discovery: Discovery) -> Planter:
         ids = discovery.assignment.index.astype(str).to_numpy(dtype=object)
         emb, index = _matrix(side)

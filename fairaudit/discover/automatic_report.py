@@ -41,17 +41,41 @@ def section(disc, entry: dict, report: dict | None = None):
             note="Share of each cluster's speakers by attribute value (at most four values per attribute). "
                  "The clusters were found without these attributes.",
             table=Table(columns=cols, rows=rows, numeric=[False, True, True] + [False] * (len(cols) - 3),
-                        row_classes=classes, css="mix")))
+                        row_classes=classes, css="mix", cohort_ids=[m["id"] for m in mix["rows"]],
+                        filename="clusters.csv")))
     for c in entry.get("cohorts", []):
         region = (c.get("details") or {}).get("main_region")
         if region:
             sec.cohort_notes[c["id"]] = f"main region {region}"
+        sec.cohort_definitions[c["id"]] = _definition(entry, c)
     return sec
+
+
+def _definition(entry: dict, c: dict) -> list[str]:
+    """A cluster in sentences: how it was found, then what it holds (which did not define it)."""
+    d = c.get("details") or {}
+    params = entry.get("params") or {}
+    k = (entry.get("details") or {}).get("clusters_found") or params.get("k")
+    text = f"Speakers whose embedding lies nearest to centroid {c.get('id')} of k-means"
+    text += f" with {k} clusters" if k is not None else ""
+    text += " on speaker-identification embeddings" + (" (L2-normalised)." if params.get("l2_normalize") else ".")
+    lines = [text, "The clusters were found without labels: the attributes below describe, they did not define."]
+    mix = d.get("attribute_mix")
+    if isinstance(mix, dict) and mix:
+        parts = [f"{col}: " + ", ".join(f"{v} {num.ratio_as_pct(s or 0)}" for v, s in vals.items())
+                 for col, vals in mix.items() if isinstance(vals, dict)]
+        lines.append("What it holds: " + "; ".join(parts) + ".")
+    if d.get("main_region"):
+        share = d.get("main_region_share")
+        lines.append(f"Most often from {d['main_region']}"
+                     + (f" ({num.ratio_as_pct(share)} of its speakers)." if isinstance(share, (int, float)) else "."))
+    return lines
 
 
 def projection_scatter(entry: dict, rate: str = "WER"):
     """The 2-D PCA projection of the speaker embeddings, coloured by cluster."""
-    from fairaudit.reports.html.figures import BOTTOM_COLOR, DPI, figure, png, short
+    from fairaudit.reports import figure_layers
+    from fairaudit.reports.html.figures import BOTTOM_COLOR, DPI, TOP_COLOR, figure, png, short
     from fairaudit.reports.sections import Figure
     import matplotlib
 
@@ -65,16 +89,22 @@ def projection_scatter(entry: dict, rate: str = "WER"):
     ids = [c["id"] for c in sorted(entry.get("cohorts", []), key=lambda c: c["rank"])]
     ids += sorted(set(cohort) - set(ids))
     cmap = matplotlib.colormaps["tab20" if len(ids) > 10 else "tab10"]
-    bottom = entry.get("bottom")
+    bottom, top = entry.get("bottom"), entry.get("top")
     fig = figure(9.0, 5.6)
     ax = fig.add_subplot()
     for i, cid in enumerate(ids):
         m = cohort == cid
-        if not m.any() or cid == bottom:
+        if not m.any() or cid in (bottom, top):
             continue
         c = by_id.get(cid, {})
         ax.scatter(x[m], yv[m], s=14, color=cmap(i % cmap.N), alpha=0.6, linewidths=0,
                    label=short(f"{cid}  {rate} {num.wer(c.get('wer'))} %", 30))
+    for i, cid in enumerate(ids):  # the top cluster keeps its colour, outlined in the top colour
+        m = cohort == cid
+        if cid != top or not m.any():
+            continue
+        ax.scatter(x[m], yv[m], s=22, marker="s", color=cmap(i % cmap.N), edgecolors=TOP_COLOR, linewidths=1.0,
+                   zorder=4, label=short(f"{cid}  {rate} {num.wer(by_id.get(cid, {}).get('wer'))} % (top)", 34))
     m = cohort == bottom
     if bottom is not None and m.any():
         ax.scatter(x[m], yv[m], s=30, marker="D", color=BOTTOM_COLOR, edgecolors="black", linewidths=0.7, zorder=5,
@@ -86,10 +116,18 @@ def projection_scatter(entry: dict, rate: str = "WER"):
     ax.set_axisbelow(True)
     if len(ids) <= 24:
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
-    return Figure(src=png(fig), alt="scatter plot of the speaker embeddings projected on two principal components",
+    figure_layers.renderer(fig)
+    position = {c["id"]: i for i, c in enumerate(entry.get("cohorts", []))}
+    index = np.array([position.get(c, -1) for c in cohort])
+    known = index >= 0
+    layer = {"points": figure_layers.points(fig, ax, x[known], yv[known], index[known])}
+    src = png(fig, drawn=True)
+    layer.update(figure_layers.png_size(src))
+    return Figure(src=src, alt="scatter plot of the speaker embeddings projected on two principal components",
                   caption="Speaker embeddings projected on their first two principal components, coloured by k-means "
-                          "cluster; the bottom cluster is drawn as red diamonds. Clusters that overlap here can still "
-                          "be apart in the full embedding space.", width=int(9.0 * DPI), css="scatter")
+                          "cluster; the bottom cluster is drawn as red diamonds, the top cluster as squares outlined in "
+                          "green. Clusters that overlap here can still be apart in the full embedding space.",
+                  width=int(9.0 * DPI), css="scatter", layer=layer)
 
 
 def _attribute_mix(entry: dict) -> dict | None:

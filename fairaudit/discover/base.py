@@ -300,6 +300,12 @@ class Discoverer(ABC):
         the definitions cannot be applied."""
         return None
 
+    def assign_reasons(self, definition: dict, speakers: pd.DataFrame, side: SideInputs) -> pd.Series | None:
+        """Why :meth:`assign` leaves speakers out: a reason (short text) per speaker_id it
+        could not place, for ``fairaudit assign`` to count.  Default: None (the host then
+        gives one generic reason)."""
+        return None
+
     def planter(self, speakers: pd.DataFrame, side: SideInputs, discovery: Discovery) -> "Planter":
         """How ``fairaudit power``/``selftest`` plant a disparity this discoverer can
         express.  ``discovery`` is this discoverer's fit on ``speakers``; the planter draws

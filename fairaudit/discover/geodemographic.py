@@ -222,13 +222,32 @@ class GeodemographicDiscoverer(Discoverer):
         ids = speakers["speaker_id"].to_numpy(dtype=object)[ok]
         return pd.Series(cohort.astype(object), index=pd.Index(ids, name="speaker_id"), dtype=object)
 
+    def assign_reasons(self, definition: dict, speakers: pd.DataFrame, side: SideInputs) -> pd.Series | None:
+        """No zip, an invalid zip, a zip the census table lacks, or a census table without
+        the rule's columns."""
+        ids = speakers["speaker_id"].to_numpy(dtype=object)
+        if "zip" not in speakers.columns:
+            return pd.Series("no zip column in the speaker table", index=ids, dtype=object)
+        if side is None or side.census is None:
+            return pd.Series("no census table (pass --census)", index=ids, dtype=object)
+        census = _census_frame(side)
+        lacking = [lit["column"] for lit in definition.get("literals", []) if lit["column"] not in census.columns]
+        if lacking:
+            return pd.Series(f"the census table has no column {lacking[0]!r} of the saved rule", index=ids,
+                             dtype=object)
+        ok_zip, row = _census_rows(speakers["zip"], census)
+        reason = np.select([~ok_zip, row < 0], [REASON_BAD_ZIP, REASON_NOT_IN_CENSUS], default="")
+        keep = reason != ""
+        return pd.Series(reason[keep].astype(object), index=ids[keep], dtype=object)
+
     def planter(self, speakers: pd.DataFrame, side: SideInputs, discovery: Discovery) -> Planter:
         return RulePlanter(self, speakers, side, discovery)
 
     def report_section(self, entry: dict, report: dict):
         """The chosen rule in words, and the best candidate rules with their gaps."""
         from fairaudit import numbers as num
-        from fairaudit.reports.sections import Block, ReportSection, Table, plain
+        from fairaudit.reports.explore import collapse_candidates
+        from fairaudit.reports.sections import Block, ReportSection, Table, fact_rows
         from fairaudit.units import rate_name, report_unit
 
         rate = rate_name(report_unit(report))   # WER, or CER/MER when the audit scored characters
@@ -247,23 +266,39 @@ class GeodemographicDiscoverer(Discoverer):
                 spans.append((f"; the rest: {num.count(rest['speakers'])} speakers, {rate} {num.wer(rest['wer'])} %", ""))
             spans.append((".", ""))
             sec.intro.append(Block(heading="Chosen rule", spans=spans))
-        cands = sorted(d.get("candidates") or [],
-                       key=lambda c: -(c.get("gap_pct") if c.get("gap_pct") is not None else -math.inf))
-        cands = cands[:MAX_CANDIDATES_LISTED]
-        rows = [[str(i + 1), {"text": c["rule"], "tag": "chosen" if c["rule"] == rule else "", "class": "mono text"},
+        ranked = sorted(d.get("candidates") or [],
+                        key=lambda c: -(c.get("gap_pct") if c.get("gap_pct") is not None else -math.inf))
+        # rules that split the speakers identically (a rule and its complement, a conjunction
+        # whose extra condition excludes nobody) are one row, the others named in it
+        distinct = collapse_candidates(ranked, rule)
+        cands = distinct[:MAX_CANDIDATES_LISTED]
+        rows = [[str(i + 1), {"text": c["rule"], "tag": "chosen" if c["rule"] == rule else "", "class": "mono text",
+                              "note": ("same split: " + "; ".join(c["equivalent"])) if c["equivalent"] else ""},
                  num.count(c.get("speakers_in_rule")), num.count(c.get("speakers_rest")),
                  num.wer(c.get("wer_in_rule")), num.wer(c.get("wer_rest")), num.pct(c.get("gap_pct"))]
                 for i, c in enumerate(cands)]
         evaluated = d.get("candidates_evaluated")
         note = (f"{num.count(evaluated)} rules evaluated; " if evaluated is not None else "") + (
-            f"the {len(cands)} with the largest {rate} gap are listed (gap = 100 × (higher {rate} − lower {rate}) / "
-            f"lower {rate}, of the two sides). The chosen rule is highlighted.")
-        extra = [(k, plain(v)) for k, v in d.items() if k not in ("rule", "candidates", "candidates_evaluated")]
+            f"of the {len(ranked)} with the largest {rate} gap, {len(distinct)} split the speakers differently: "
+            f"{len(cands)} are listed, each once (gap = 100 × (higher {rate} − lower {rate}) / lower {rate}, of the "
+            f"two sides). Rules that split the speakers the same way (same speakers and {rate} on both sides: a rule "
+            "and its complement, or a condition that excludes nobody) are named under the row. The chosen rule is "
+            "highlighted.")
+        extra = fact_rows(d, exclude=("rule", "candidates", "candidates_evaluated"))
         sec.blocks.append(Block(
             heading="Candidate rules", note=note, facts=extra,
             table=Table(columns=["#", "Rule", "Speakers in rule", "Speakers rest", f"{rate} in rule %",
                                  f"{rate} rest %", "Gap %"], rows=rows, numeric=[True, False, True, True, True, True, True],
-                        row_classes=["chosen" if c["rule"] == rule else "" for c in cands], css="candidates")))
+                        row_classes=["chosen" if c["rule"] == rule else "" for c in cands], css="candidates",
+                        filename="candidate-rules.csv")))
+        for cid, c in by_id.items():
+            text = str((c.get("details") or {}).get("rule") or "")
+            inner = text[5:-1] if text.startswith("NOT (") and text.endswith(")") else None
+            if inner is not None:
+                sec.cohort_definitions[cid] = [f"Speakers whose zip code's census row does not satisfy {inner}: "
+                                               "every other speaker with a census row."]
+            elif text:
+                sec.cohort_definitions[cid] = [f"Speakers whose zip code's census row satisfies {text}."]
         return sec
 
 class RulePlanter(PooledPlanter):

@@ -341,6 +341,19 @@ class GeographicDiscoverer(Discoverer):
         cohort = np.array([leaves.get(int(n)) for n in node], dtype=object)
         return pd.Series(cohort, index=pd.Index(ids, name="speaker_id"), dtype=object)
 
+    def assign_reasons(self, definition: dict, speakers: pd.DataFrame, side: SideInputs) -> pd.Series | None:
+        """Missing, out-of-range or 0,0 coordinates (the reasons the audit counts)."""
+        ids = speakers["speaker_id"].to_numpy(dtype=object)
+        if "lat" not in speakers.columns or "lon" not in speakers.columns:
+            return pd.Series("no lat/lon columns in the speaker table", index=ids, dtype=object)
+        lat, lon = _coords(speakers)
+        missing = np.isnan(lat) | np.isnan(lon)
+        out_of_range = ~missing & ((np.abs(lat) > 90) | (np.abs(lon) > 180))
+        zero = ~missing & ~out_of_range & (lat == 0) & (lon == 0)
+        reason = np.select([missing, out_of_range, zero], [MISSING, OUT_OF_RANGE, ZERO_ZERO], default="")
+        keep = reason != ""
+        return pd.Series(reason[keep].astype(object), index=ids[keep], dtype=object)
+
     def planter(self, speakers: pd.DataFrame, side: SideInputs, discovery: Discovery) -> Planter:
         ids = discovery.assignment.index.astype(str).to_numpy(dtype=object)
         pos = pd.Index(speakers["speaker_id"].astype(str).to_numpy()).get_indexer(ids)
@@ -353,7 +366,7 @@ class GeographicDiscoverer(Discoverer):
 
         from fairaudit.units import rate_name, report_unit
 
-        from .geographic_map import region_map
+        from .geographic_map import region_definitions, region_map
 
         sec = ReportSection(title=self.title, method=self.description)
         if entry.get("approximate_coordinates"):
@@ -368,4 +381,5 @@ class GeographicDiscoverer(Discoverer):
             if cell:
                 la0, la1, lo0, lo1 = cell[:4]
                 sec.cohort_notes[c["id"]] = f"cell {la0:.2f}…{la1:.2f}° lat, {lo0:.2f}…{lo1:.2f}° lon"
+        sec.cohort_definitions = region_definitions(entry)
         return sec

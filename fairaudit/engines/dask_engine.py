@@ -127,4 +127,4 @@ def score_dask(spec: InputSpec, normalization: str = "default", speaker_table: p
         if cluster is not None:
             cluster.close()
     return acc.finish(speaker_table, required_attributes, [spec.path], warnings=warnings,
-                      text_source=TextSource(spec, "parquet"))
+                      missing=spec.missing_values, text_source=TextSource(spec, "parquet"))

@@ -55,6 +55,9 @@ def input_format(spec: InputSpec) -> str:
 def check_streamable(spec: InputSpec, engine: str) -> str:
     """The table format of ``spec``, or a UserInputError saying why ``engine`` cannot read it."""
     fmt = input_format(spec)
+    if spec.hyp_tables:
+        raise UserInputError(f"--engine {engine} reads one utterance table, not a table joined with --hyp-table",
+                             path=spec.path, hint="use --engine default for joined hypothesis tables")
     allowed = ("parquet",) if engine == "dask" else ("parquet", "csv", "tsv", "jsonl")
     if fmt not in allowed or spec.hyp_path:
         raise UserInputError(f"--engine {engine} reads {'/'.join(allowed)} tables, not {fmt}", path=spec.path,
@@ -244,4 +247,4 @@ def score_streaming(spec: InputSpec, normalization: str = "default", speaker_tab
     acc.unparsable(bad.count, bad.examples)
     paths = [spec.path]
     return acc.finish(speaker_table, required_attributes, paths, warnings=warnings,
-                      text_source=TextSource(spec, fmt))
+                      missing=spec.missing_values, text_source=TextSource(spec, fmt))

@@ -22,6 +22,11 @@ import pyarrow.parquet as pq
 from ..errors import UserInputError
 from . import columns, text_files
 from .common import detect_format, read_lines, require_file
+from .missing import DEFAULT_NA_VALUES, MissingValues, check_missing_attribute
+
+#: what a reference utterance without a hypothesis in a system's file becomes: ``drop``
+#: (counted as ``no_hypothesis``) or ``empty`` (scored as an empty hypothesis: all deletions)
+MISSING_HYP_MODES = ("drop", "empty")
 
 
 @dataclass
@@ -49,14 +54,34 @@ class InputSpec:
     more_hyp_cols: tuple[str, ...] = ()
     more_value_cols: tuple[str, ...] = ()
     more_hyp_paths: tuple[str, ...] = ()
+    #: one system per hypothesis table (system name -> file holding a key and a text
+    #: column), joined to the reference table ``path`` by key: :mod:`fairaudit.io.hyp_tables`
+    hyp_tables: dict[str, str] = field(default_factory=dict)
+    hyp_key_col: str | None = None    # None: ``path`` if the table has it, else ``utt_id``
+    hyp_text_col: str | None = None   # None: ``prediction`` if the table has it, else ``hypothesis``
+    match_keys: str = "auto"          # exact | stem | auto (exact, else stem)
+    #: a reference utterance that a system's hypothesis file (table, Kaldi, trn) lacks:
+    #: see :data:`MISSING_HYP_MODES`
+    missing_hyp: str = "drop"
+    #: attribute cells that mean "unknown" (:mod:`fairaudit.io.missing`)
+    na_values: tuple[str, ...] = DEFAULT_NA_VALUES
+    missing_attribute: str = "unknown"
 
     @property
     def counts_mode(self) -> bool:
         return bool(self.errors_col or self.wer_col)
 
     @property
+    def missing_values(self) -> MissingValues:
+        """How missing attribute values are read (``na_values``, ``missing_attribute``)."""
+        return MissingValues(self.na_values, self.missing_attribute)
+
+    @property
     def system_names(self) -> list[str]:
-        """One name per audited system: the hypothesis/WER/errors column or hypothesis file."""
+        """One name per audited system: the hypothesis/WER/errors column or hypothesis file
+        (or the NAME of each hypothesis table)."""
+        if self.hyp_tables:
+            return list(self.hyp_tables)
         if self.hyp_path:
             return [self.hyp_path, *self.more_hyp_paths]
         if self.counts_mode:
@@ -84,6 +109,16 @@ class RawUtterances:
     #: the same for every system of a Kaldi/trn input with several hypothesis files
     #: (system name -> drop reason -> descriptions, ``no_reference`` = its orphan ids)
     system_drops: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    #: per row of ``frame``: this system's hypothesis file has no hypothesis for it (None:
+    #: every row has one); with ``missing_hyp="drop"`` such rows are dropped as
+    #: ``no_hypothesis``, with ``"empty"`` scored as empty output (all deletions)
+    missing_hypothesis: np.ndarray | None = None
+    #: the same mask for every system with its own hypothesis file
+    system_missing: dict[str, np.ndarray] = field(default_factory=dict)
+    missing_hyp: str = "drop"
+    #: per system, how its hypotheses met the references (report.json ``inputs.matching``)
+    matching: dict[str, dict] = field(default_factory=dict)
+    missing_values: MissingValues = field(default_factory=MissingValues)
 
     def for_system(self, name: str) -> "RawUtterances":
         """The input as seen by one system: its column becomes ``hypothesis``/``errors``,
@@ -100,7 +135,9 @@ class RawUtterances:
             rows = (self.rows_read - len(self.orphan_hypotheses) - sum(map(len, self.hypothesis_drops.values()))
                     + len(orphans) + sum(map(len, hyp_drops.values())))
         return RawUtterances(frame, self.mode, rows, self.unparsable, orphans, self.warnings, self.paths,
-                             {name: target}, hyp_drops)
+                             {name: target}, hyp_drops, missing_hypothesis=self.system_missing.get(
+                                 name, self.missing_hypothesis), missing_hyp=self.missing_hyp,
+                             matching=self.matching, missing_values=self.missing_values)
 
 
 SYSTEM_PREFIX = "::system::"
@@ -330,7 +367,6 @@ def _paired(spec: InputSpec, fmt: str) -> RawUtterances:
                              hint="pass --utt2spk FILE")
     ids = list(refs)
     speakers = [utt2spk.get(u, "") if utt2spk is not None else trn_speaker(u) for u in ids]
-    missing_hyp = [u for u in ids if u not in hyps]
     frame = pd.DataFrame({
         "utt_id": ids + rdup, "speaker_id": speakers + [""] * len(rdup),
         "reference": [refs[u] for u in ids] + [""] * len(rdup),
@@ -346,15 +382,23 @@ def _paired(spec: InputSpec, fmt: str) -> RawUtterances:
                     for name, (h, drops) in zip(names, read_hyps)}
     orphans = system_drops[names[0]]["no_reference"]
     hyp_drops = {k: v for k, v in system_drops[names[0]].items() if k != "no_reference"}
-    warnings = []
-    if missing_hyp:
-        warnings.append(f"{len(missing_hyp)} utterance(s) have no hypothesis and are scored as empty output "
-                        f"(all deletions), e.g. {', '.join(missing_hyp[:3])}")
+    # A reference utterance a hypothesis file lacks: dropped as no_hypothesis for that
+    # system (or scored as empty output with missing_hyp="empty"); see fairaudit.speakers.score.
+    missing = {name: np.array([u not in h for u in ids] + [False] * len(rdup), dtype=bool)
+               for name, h in zip(names, hyp_sets)}
+    matching = {name: {"file": path, "match": "exact", "match_option": "exact", "missing_hyp": spec.missing_hyp,
+                       "references": len(ids), "matched": int((~missing[name][:len(ids)]).sum()),
+                       "no_hypothesis": int(missing[name].sum()), "hypothesis_rows": len(h) + sum(map(len, d.values())),
+                       "no_reference": len(system_drops[name]["no_reference"]),
+                       "duplicate_keys": len(d.get("duplicate_hypothesis_id", []))}
+                for name, path, (h, d) in zip(names, (spec.hyp_path, *spec.more_hyp_paths), read_hyps)}
     systems = {names[0]: "hypothesis", **{n: SYSTEM_PREFIX + n for n in names[1:]}}
     return RawUtterances(frame, "text", rows_read=nref + len(orphans) + sum(map(len, hyp_drops.values())),
-                         unparsable=bad, orphan_hypotheses=orphans, warnings=warnings,
+                         unparsable=bad, orphan_hypotheses=orphans,
                          paths=[p for p in (spec.path, spec.hyp_path, *spec.more_hyp_paths, spec.utt2spk) if p],
-                         systems=systems, hypothesis_drops=hyp_drops, system_drops=system_drops)
+                         systems=systems, hypothesis_drops=hyp_drops, system_drops=system_drops,
+                         missing_hypothesis=missing[names[0]], system_missing=missing, missing_hyp=spec.missing_hyp,
+                         matching=matching, missing_values=spec.missing_values)
 
 
 def _nemo(spec: InputSpec) -> RawUtterances:
@@ -375,7 +419,7 @@ def _nemo(spec: InputSpec) -> RawUtterances:
     frame = frame.rename(columns={ref: "reference", hyp: "hypothesis", utt: "utt_id", spk: "speaker_id"})
     frame.index = np.arange(1, len(frame) + 1)
     return RawUtterances(frame, "text", rows_read=len(frame) + len(bad), unparsable=bad, paths=[spec.path],
-                         systems={hyp: "hypothesis"}, warnings=warnings)
+                         systems={hyp: "hypothesis"}, warnings=warnings, missing_values=spec.missing_values)
 
 
 # ---------------------------------------------------------------- public entry
@@ -443,8 +487,15 @@ def _numeric(col: pd.Series, name: str, path: str) -> np.ndarray:
 
 def read_utterances(spec: InputSpec) -> RawUtterances:
     """Read the utterance input described by ``spec``; raise UserInputError on user mistakes."""
+    from . import hyp_tables
+
+    hyp_tables.check_options(spec)
+    check_missing_attribute(spec.missing_attribute)
     require_file(spec.path)
     fmt = detect_format(spec.path, spec.format) if not (spec.hyp_path and not spec.format and _looks_kaldi(spec.path)) else "kaldi"
+    if spec.hyp_tables and fmt not in ("csv", "tsv", "jsonl", "parquet"):
+        raise UserInputError(f"--hyp-table joins hypothesis tables to a reference table, not a {fmt} file",
+                             path=spec.path, hint="give INPUT as a .csv/.tsv/.jsonl/.parquet table, or use --ref/--hyp")
     if fmt in ("kaldi", "trn"):
         if spec.counts_mode:
             raise UserInputError(f"--errors-col/--wer-col need a table input, not {fmt}", path=spec.path)
@@ -452,10 +503,14 @@ def read_utterances(spec: InputSpec) -> RawUtterances:
     if fmt == "nemo":
         return _nemo(spec)
     string_cols = [spec.utt_col, spec.speaker_col, spec.ref_col, spec.hyp_col, *spec.more_hyp_cols, "zip"]
+    if spec.hyp_tables:
+        string_cols += hyp_tables.string_columns(spec)
     frame, bad = _read_table(spec.path, fmt, string_cols)
     frame.index = np.arange(1, len(frame) + 1)
     warnings: list[str] = []
     frame = columns.ids_as_text(frame, [spec.utt_col, spec.speaker_col], spec.path, warnings)
+    if spec.hyp_tables:
+        return hyp_tables.read_joined(spec, frame, bad, warnings)
     if not spec.counts_mode:
         frame = columns.numbers_as_text(frame, [spec.ref_col, spec.hyp_col, *spec.more_hyp_cols])
     need = {spec.utt_col: "--utt-col", spec.speaker_col: "--speaker-col"}
@@ -479,7 +534,7 @@ def read_utterances(spec: InputSpec) -> RawUtterances:
     if len(set(names)) != len(names):
         raise UserInputError("the same system column is given twice", path=spec.path, hint="name each column once")
     return RawUtterances(frame, mode, rows_read=len(frame) + len(bad), unparsable=bad,
-                         warnings=warnings, paths=[spec.path], systems=systems)
+                         warnings=warnings, paths=[spec.path], systems=systems, missing_values=spec.missing_values)
 
 
 def _looks_kaldi(path: str) -> bool:

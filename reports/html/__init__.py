@@ -2,8 +2,10 @@
 
 Everything comes from ``AuditResult.report`` (nothing is recomputed), so ``fairaudit
 report report.json`` re-renders byte for byte what ``fairaudit audit`` wrote.  The page has
-inline CSS, no JavaScript, no fonts or images fetched at view time: figures are PNGs drawn
-with matplotlib's Agg renderer and embedded as base64 data URIs.
+inline CSS, no fonts or images fetched at view time (figures are PNGs drawn with
+matplotlib's Agg renderer, embedded as base64 data URIs) and one inline script that makes
+it explorable (sortable, filterable, downloadable tables, cohort drill-downs, figure
+tooltips): see :mod:`fairaudit.reports.explore` for how its data and policy keep it safe.
 
 Every string taken from the report (cohort labels, speaker and utterance ids, transcripts,
 file names, drop reasons, warnings) is untrusted: the Jinja2 environment autoescapes, and

@@ -6,6 +6,8 @@ import os
 
 import numpy as np
 
+from fairaudit import numbers as num
+from fairaudit.reports import explore
 from fairaudit.result import AuditResult
 
 from fairaudit.units import rate_name, report_unit
@@ -36,6 +38,24 @@ def _dumbbell(entry: dict, base: str, cand: str, rate: str = "WER") -> dict | No
         return {"src": png(fig), "alt": f"{rate} of {len(cohorts)} cohorts for both systems"}
 
 
+def _criteria_rows(crit: dict | None) -> dict | None:
+    """Trinh et al.'s criteria as formatted rows (text only; the template escapes it)."""
+    if not crit:
+        return None
+    rows = []
+    for name, title in num.CRITERIA.items():
+        ch = (crit.get("change") or {}).get(name) or {}
+        rows.append({"name": title, "base": num.criterion(name, crit["baseline"].get(name)),
+                     "cand": num.criterion(name, crit["candidate"].get(name)),
+                     "change": num.criterion_change(name, ch.get("delta"), ch.get("ci_low"), ch.get("ci_high"))})
+    verdict = {True: "The gap shrank beyond its interval (the whole interval of its change is below 0).",
+               False: "The gap did not shrink beyond its interval.", None: "No gap to judge (fewer than two cohorts "
+                                                                            "with enough speakers, or a zero WER)."}
+    return {"rows": rows, "cohorts": crit.get("cohorts"), "level": num.level(crit.get("level")),
+            "verdict": verdict[crit.get("gap_shrank")], "method": crit.get("method"),
+            "n_resamples": crit.get("n_resamples")}
+
+
 def render_compare_html(result: AuditResult) -> str:
     """A `fairaudit compare` result as one self-contained HTML page (str)."""
     report = json.loads(result.to_json(indent=None))
@@ -48,12 +68,12 @@ def render_compare_html(result: AuditResult) -> str:
             gaps = [fmt_gap(entry["gap"][name]) for name in (base, cand)]
             gaps = [g if g in ("undefined", "n/a") else f"{g} %" for g in gaps]
             s.update(cohorts=entry["cohorts"], gap_base=gaps[0], gap_cand=gaps[1],
-                     figure=_dumbbell(entry, base, cand, rate))
+                     figure=_dumbbell(entry, base, cand, rate), criteria=_criteria_rows(entry.get("criteria")))
         sections.append(s)
     ctx = {"tool": report["tool"], "base": base, "cand": cand, "overall": report["overall"],
            "options": report["inputs"]["options"], "normalization": report["inputs"]["normalization"],
            "sections": sections, "fmt_wer": fmt_wer, "fmt_pp": fmt_pp, "fmt_ci": fmt_ci, "fmt_p": fmt_p,
-           "fmt_count": fmt_count, "fmt_level": fmt_level, **unit_context(report)}
+           "fmt_count": fmt_count, "fmt_level": fmt_level, "explore": explore.plain_page(), **unit_context(report)}
     return environment().get_template("compare.html.j2").render(**ctx)
 
 

@@ -6,7 +6,8 @@ import warnings
 from typing import Any
 
 from fairaudit import numbers as num
-from fairaudit.reports.sections import ReportSection, detail_facts, plain
+from fairaudit.reports import explore
+from fairaudit.reports.sections import ReportSection, detail_facts, fact_rows
 from fairaudit.units import RATE_TITLES, TOKEN_NAMES, rate_name, report_unit
 
 from .figures import DPI, bar_chart, figure, mpl_context, png, short
@@ -170,10 +171,10 @@ def build_context(report: dict) -> dict:
                     "summary": summary[-1], "rows": _cohort_rows(entry, own.cohort_notes),
                     "has_ci": any(c.get("wer_ci_low") is not None for c in entry.get("cohorts", [])),
                     "not_audited": list((entry.get("not_audited") or {}).items()),
-                    "params": [(k, plain(v)) for k, v in (entry.get("params") or {}).items()],
+                    "params": fact_rows(entry.get("params")),
                     "bars": bar_chart(entry, overall.get("wer"), rate),
                     "honest": _honest_facts(entry), "facts": own.facts, "intro": own.intro,
-                    "figures": own.figures, "blocks": own.blocks,
+                    "figures": own.figures, "blocks": own.blocks, "definitions": own.cohort_definitions,
                     "worst": _worst(entry, redacted, counts_mode),
                     "rate_ratios": _rate_ratio_rows(entry, bool((report.get("rate_ratios") or {}).get("covariates"))),
                     "bottom": next((c for c in entry.get("cohorts", []) if c["id"] == entry.get("bottom")), None),
@@ -181,9 +182,13 @@ def build_context(report: dict) -> dict:
             sections.append(sec)
         power = _power(report)
     acc = report.get("accounting") or {}
+    page = explore.page_context(report, sections, summary)  # data blocks, the script and its policy
     return {
         "report": report, "overall": overall, "accounting": acc,
         "dropped": [(k, v) for k, v in (acc.get("dropped") or {}).items()],
+        "matching": _matching(report),
+        "attribute_missing": list((acc.get("attribute_missing") or {}).items()),
+        "na_values": inputs.get("na_values"), "missing_attribute": inputs.get("missing_attribute", "unknown"),
         "warnings": [*(acc.get("warnings") or []), *(report.get("warnings") or [])],
         "summary": summary, "sections": sections, "worse_than_rest": _worse_than_rest(report),
         "show_gap_ci": any(r.get("gap_ci") for r in summary), "show_p": any(r.get("p_value") for r in summary),
@@ -191,11 +196,11 @@ def build_context(report: dict) -> dict:
         "level": next((r["level"] for r in summary if r.get("gap_ci")), fmt_level(None)),
         "overall_ci": fmt_ci(*_interval(overall.get("wer_ci"))),
         "files": inputs.get("files") or [], "normalization": inputs.get("normalization") or {},
-        "options": [(k, plain(v)) for k, v in options.items()], "mode": inputs.get("mode"),
+        "options": fact_rows(options), "mode": inputs.get("mode"),
         "tool": report.get("tool") or {}, "schema_version": report.get("schema_version"),
-        "redacted": redacted, "power": power, "systems": _systems_table(report),
+        "redacted": redacted, "power": power, "systems": _systems_table(report), "explore": page,
         "fmt_wer": fmt_wer, "fmt_pct": fmt_pct, "fmt_level": fmt_level, "fmt_pp": fmt_pp, "fmt_count": fmt_count,
-        "plain": plain, **unit_context(report),
+        **unit_context(report),
     }
 
 
@@ -326,3 +331,13 @@ def _power(report: dict) -> dict | None:
             "power": settings.get("power")}
 
 
+def _matching(report: dict) -> list[dict]:
+    """Per system with its own hypothesis file: how its hypotheses met the references
+    (``inputs.matching``) and its rows read = scored + dropped."""
+    systems = report.get("systems") or {}
+    out = []
+    for name, m in ((report.get("inputs") or {}).get("matching") or {}).items():
+        acc = (systems.get(name) or report).get("accounting") or {}
+        out.append({"name": name, **m, "rows_read": acc.get("rows_read"), "rows_scored": acc.get("rows_scored"),
+                    "rows_dropped": acc.get("rows_dropped")})
+    return out

@@ -41,10 +41,22 @@ def figure(width: float, height: float):
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
-def png(fig) -> str:
-    """The figure as a PNG data URI (no 'Software' metadata: the bytes depend on the report only)."""
+def png(fig, drawn: bool = False) -> str:
+    """The figure as a PNG data URI (no 'Software' metadata: the bytes depend on the report only).
+
+    ``drawn``: the figure was just drawn on its Agg canvas
+    (:func:`fairaudit.reports.figure_layers.renderer`, to read its geometry) and has not
+    changed since: its pixels are encoded as they are, as ``savefig`` would after drawing
+    it once more (a draw is most of a figure's cost).
+    """
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    if drawn:
+        from matplotlib import image
+
+        image.imsave(buf, fig.canvas.buffer_rgba(), format="png", origin="upper", dpi=fig.dpi,
+                     metadata={"Software": None})
+    else:
+        fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -132,7 +144,16 @@ def bar_chart(entry: dict, overall_wer: float | None, rate: str = "WER") -> dict
     caption = f"Cohorts ranked by {rate} (micro-averaged over their utterances), highest first."
     if omitted:
         caption += f" {omitted:,} cohorts in the middle of the ranking are not drawn; the table lists all."
-    return {"src": png(fig), "alt": f"bar chart of {len(entry.get('cohorts', []))} cohorts ranked by {rate}",
-            "caption": caption, "width": int(9.0 * DPI)}
+    # hover/click layer: each cohort's whole row of the chart
+    from fairaudit.reports import figure_layers
+
+    figure_layers.renderer(fig)
+    position = {c["id"]: i for i, c in enumerate(entry.get("cohorts", []))}
+    layer = {"rects": figure_layers.region_rects(fig, ax, [(0, yi - 0.5, xmax, yi + 0.5, position[c["id"]])
+                                                           for yi, c in enumerate(cohorts)])}
+    src = png(fig, drawn=True)
+    layer.update(figure_layers.png_size(src))
+    return {"src": src, "alt": f"bar chart of {len(entry.get('cohorts', []))} cohorts ranked by {rate}",
+            "caption": caption, "width": int(9.0 * DPI), "layer": layer}
 
 

@@ -1,0 +1,522 @@
+"""Spatial scan statistic (Kulldorff 1997) for a compact geographic hot spot of errors.
+
+Pure functions; the geographic discoverer uses them for its bottom cohort and its
+significance test.
+
+Windows
+    Speakers are first grouped into *locations*: speakers at identical coordinates are
+    one location (Kulldorff's circles never separate them); above ``max_locations``
+    distinct coordinates, nearby locations are grouped further into about
+    ``max_locations`` cells of equal size by a balanced k-d partition (median splits on
+    latitude and cos(lat)-scaled longitude, alternately), each placed at its
+    speaker-weighted mean.  A window is a circle around a *centre* location holding its
+    j nearest locations (great-circle distance, scikit-learn ``BallTree`` with the
+    haversine metric: never an n x n matrix): the windows of one centre are nested.
+    Centres are every location, or ``max_centres`` of them drawn with probability
+    proportional to their speakers (seeded) when there are more.  A window is admissible
+    when it holds between ``min_speakers`` and ``max_share`` x speakers, and its edge
+    does not split locations at the same distance.
+
+Statistic
+    Kulldorff's Poisson log-likelihood ratio of errors inside vs outside, with reference
+    words as the population: for a window with c errors in w words, out of C errors in W
+    words, e = C w / W expected errors and
+
+        LLR = c ln(c / e) + (C - c) ln((C - c) / (C - e))   if c > e, else 0
+
+    (only windows with a higher error rate than outside count: the bottom cohort).  The
+    window with the largest LLR is the hot spot.  Per-speaker heterogeneity (speakers
+    differ in error rate) inflates every window's LLR by about the same factor, so it
+    does not change which window wins; the permutation null (speakers' (errors,
+    ref_words) pairs shuffled) calibrates the p-value with the real heterogeneity.
+
+Batched evaluation
+    Windows depend only on coordinates, so a permutation changes sums only.
+    :func:`max_statistic` takes a (B x n) matrix of permuted per-speaker errors and
+    words and returns each row's largest LLR in one pass: location sums by one sparse
+    product, then, per block of centres, a gather of the nested neighbour lists and one
+    cumulative sum along them (cost B x centres x neighbours, bounded blocks of memory).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.special import xlogy
+from sklearn.neighbors import BallTree
+
+EARTH_RADIUS_KM = 6371.0088
+#: cells (rows x centres x neighbours) materialised at once by the batched evaluator
+BLOCK_CELLS = 1 << 19
+#: default caps: above them, locations are grouped into cells / centres are sampled
+MAX_LOCATIONS = 5000
+MAX_CENTRES = 2000
+
+
+@dataclass
+class Windows:
+    """Candidate scan windows over a set of speakers (see the module docstring).
+
+    ``location_of`` (n,): location index of each speaker.  ``loc_lat``/``loc_lon`` (G,):
+    location coordinates (degrees).  ``loc_speakers`` (G,): speakers per location (count).
+    ``centres`` (M,): location index of each window centre.  ``neighbours`` (M, L): the L
+    nearest locations of each centre, nearest first (the centre itself first).
+    ``radius_km`` (M, L): great-circle distance from the centre to that neighbour (km).
+    ``size`` (M, L): speakers in the window made of the first j + 1 neighbours (count).
+    ``valid`` (M, L): that window is admissible.  ``cells``: True when locations are
+    cells of several distinct coordinates (large inputs).
+    """
+
+    location_of: np.ndarray
+    loc_lat: np.ndarray
+    loc_lon: np.ndarray
+    loc_speakers: np.ndarray
+    centres: np.ndarray
+    neighbours: np.ndarray
+    radius_km: np.ndarray
+    size: np.ndarray
+    valid: np.ndarray
+    min_speakers: int
+    max_speakers: int
+    cells: bool
+
+    @property
+    def n_speakers(self) -> int:
+        return int(len(self.location_of))
+
+    @property
+    def n_windows(self) -> int:
+        """Admissible windows (count)."""
+        return int(self.valid.sum())
+
+    def location_matrix(self) -> sp.csr_matrix:
+        """Sparse (locations x speakers) 0/1 matrix: location sums = matrix @ per-speaker values."""
+        n = self.n_speakers
+        return sp.csr_matrix((np.ones(n), (self.location_of, np.arange(n))), shape=(len(self.loc_lat), n))
+
+    def members(self, centre: int, j: int) -> np.ndarray:
+        """Positions (into the speaker arrays) of the speakers in window (centre row, j)."""
+        inside = np.zeros(len(self.loc_lat), dtype=bool)
+        inside[self.neighbours[centre, :j + 1]] = True
+        return np.flatnonzero(inside[self.location_of])
+
+
+def _kd_cells(x: np.ndarray, y: np.ndarray, weight: np.ndarray, n_cells: int) -> np.ndarray:
+    """Cell index per point: balanced k-d partition into about ``n_cells`` cells.
+
+    Median splits by cumulative ``weight`` (speakers), on x then y alternately, within
+    each cell; ties are broken by the other coordinate, so the result depends only on the
+    (distinct) points, not on their order.
+    """
+    cell = np.zeros(len(x), dtype=np.int64)
+    depth = max(0, int(math.ceil(math.log2(max(1, n_cells)))))
+    for level in range(depth):
+        a, b = (x, y) if level % 2 == 0 else (y, x)
+        order = np.lexsort((b, a, cell))
+        c_sorted = cell[order]
+        w_sorted = weight[order].astype(float)
+        cum = np.cumsum(w_sorted)
+        starts = np.flatnonzero(np.r_[True, c_sorted[1:] != c_sorted[:-1]])
+        ends = np.r_[starts[1:], len(order)]
+        base = np.repeat(np.r_[0.0, cum[:-1]][starts], ends - starts)
+        total = np.repeat(cum[ends - 1] - np.r_[0.0, cum[:-1]][starts], ends - starts)
+        # A point goes right when the weight before it reaches half of its cell's weight.
+        right = (cum - w_sorted - base) >= total / 2.0
+        single = np.repeat(ends - starts == 1, ends - starts)
+        right &= ~single
+        new = np.empty_like(cell)
+        new[order] = 2 * c_sorted + right
+        cell = new
+    _, cell = np.unique(cell, return_inverse=True)
+    return cell
+
+
+def _locations(lat: np.ndarray, lon: np.ndarray, max_locations: int
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+    """(location_of, loc_lat, loc_lon, loc_speakers, cells?) for the speakers."""
+    coords = np.column_stack([lat, lon])
+    uniq, inv = np.unique(coords, axis=0, return_inverse=True)
+    inv = inv.reshape(-1)
+    count = np.bincount(inv, minlength=len(uniq))
+    if len(uniq) <= max_locations:
+        return inv, uniq[:, 0].copy(), uniq[:, 1].copy(), count, False
+    x = uniq[:, 1] * np.cos(np.radians(uniq[:, 0]))
+    cell_of_u = _kd_cells(x, uniq[:, 0], count, max_locations)
+    g = int(cell_of_u.max()) + 1
+    w = np.bincount(cell_of_u, weights=count, minlength=g)
+    clat = np.bincount(cell_of_u, weights=count * uniq[:, 0], minlength=g) / w
+    clon = np.bincount(cell_of_u, weights=count * uniq[:, 1], minlength=g) / w
+    return cell_of_u[inv], clat, clon, w.astype(np.int64), True
+
+
+def _on_grid(valid: np.ndarray, size: np.ndarray, min_speakers: int, step: float) -> np.ndarray:
+    """Keep, per centre and per size bin [min x step^i, min x step^(i+1)), the largest valid window."""
+    if step <= 1.0:
+        return valid
+    bins = np.floor(np.log(np.maximum(size, 1) / min_speakers) / math.log(step) + 1e-9).astype(np.int64)
+    r, j = np.nonzero(valid)
+    key = r * (int(bins.max()) + 2) + bins[r, j]
+    last = np.r_[key[1:] != key[:-1], True]   # np.nonzero is row-major: j increases within a key
+    out = np.zeros_like(valid)
+    out[r[last], j[last]] = True
+    return out
+
+
+def build_windows(lat: Any, lon: Any, *, min_speakers: int = 20, max_share: float = 0.25,
+                  size_step: float = 1.05, max_centres: int = MAX_CENTRES, max_locations: int = MAX_LOCATIONS,
+                  seed: int = 0) -> Windows:
+    """Candidate windows around speakers (see the module docstring).
+
+    ``lat``/``lon``: coordinates of the speakers (degrees, finite).  ``min_speakers``:
+    smallest window (count); ``max_share``: largest window as a share of the speakers
+    (ratio; 0.25 = a quarter); ``size_step``: ratio between consecutive window sizes of a
+    centre (1.05: sizes 20, 21, 22, ... 5 % apart; 1 = every size; fewer windows make the
+    permutation null cheaper and barely change the hot spot, whose radius
+    :func:`refine` then sets at full resolution); ``max_centres``/``max_locations``:
+    caps for large inputs (counts); ``seed``: for the centre sample (only used above
+    ``max_centres``).
+    Cost: one BallTree query of the L nearest locations for M centres (L about
+    1.5 x max_share x locations): O(M L log G) time, M x L memory.
+    """
+    lat = np.asarray(lat, dtype=float)
+    lon = np.asarray(lon, dtype=float)
+    if lat.shape != lon.shape or lat.ndim != 1:
+        raise ValueError("lat and lon must be one-dimensional arrays of the same length")
+    if not (np.isfinite(lat).all() and np.isfinite(lon).all()):
+        raise ValueError("lat/lon must be finite (leave speakers without coordinates out first)")
+    if not 0 < max_share <= 1:
+        raise ValueError(f"max_share must be in (0, 1], not {max_share!r}")
+    n = len(lat)
+    min_speakers = max(1, int(min_speakers))
+    max_speakers = int(math.floor(max_share * n))
+    location_of, loc_lat, loc_lon, loc_speakers, cells = _locations(lat, lon, int(max_locations))
+    g = len(loc_lat)
+    if len(loc_lat) > max_centres:
+        rng = np.random.default_rng(seed)
+        centres = np.sort(rng.choice(g, int(max_centres), replace=False, p=loc_speakers / loc_speakers.sum()))
+    else:
+        centres = np.arange(g)
+    pts = np.radians(np.column_stack([loc_lat, loc_lon]))
+    tree = BallTree(pts, metric="haversine")
+    k = min(g, max(2, int(math.ceil(1.5 * max_share * g)) + 1))
+    while True:
+        dist, nbr = tree.query(pts[centres], k=k, sort_results=True)
+        size = np.cumsum(loc_speakers[nbr], axis=1)
+        if k >= g or (size[:, -1] > max_speakers).all():
+            break
+        k = min(g, 2 * k)
+    # Ties: BallTree orders equal distances arbitrarily; put the centre first and order
+    # equal distances by location index, so the windows are reproducible.
+    order = np.lexsort((nbr, np.round(dist, 12)), axis=1)
+    nbr = np.take_along_axis(nbr, order, axis=1)
+    dist = np.take_along_axis(dist, order, axis=1)
+    size = np.cumsum(loc_speakers[nbr], axis=1)
+    radius = dist * EARTH_RADIUS_KM
+    nxt = np.concatenate([dist[:, 1:], np.full((len(centres), 1), np.inf if k >= g else -1.0)], axis=1)
+    untied = np.round(dist, 12) < np.round(nxt, 12)
+    valid = _on_grid((size >= min_speakers) & (size <= max_speakers) & untied, size, min_speakers, size_step)
+    # Neighbours beyond the largest admissible window are never needed.
+    if valid.any():
+        keep = int(np.flatnonzero(valid.any(axis=0))[-1]) + 1
+        nbr, radius, size, valid = nbr[:, :keep], radius[:, :keep], size[:, :keep], valid[:, :keep]
+    return Windows(location_of=location_of, loc_lat=loc_lat, loc_lon=loc_lon, loc_speakers=loc_speakers,
+                   centres=centres, neighbours=nbr.astype(np.int32 if g < 2**31 else np.int64),
+                   radius_km=radius, size=size, valid=valid, min_speakers=min_speakers,
+                   max_speakers=max_speakers, cells=cells)
+
+
+def poisson_llr(c: Any, w: Any, total_c: Any, total_w: Any) -> np.ndarray:
+    """Kulldorff's Poisson log-likelihood ratio of a window (0 unless its rate is higher).
+
+    ``c``/``w``: errors and reference words inside (counts); ``total_c``/``total_w``: all
+    speakers' (broadcastable).  Returns LLR (natural-log units, >= 0).  Written as
+    c ln(c/w) + (C-c) ln((C-c)/(W-w)) - C ln(C/W): two logarithms per window (the hot loop
+    of the permutation null).
+    """
+    c = np.asarray(c, dtype=float)
+    w = np.asarray(w, dtype=float)
+    total_c = np.asarray(total_c, dtype=float)
+    total_w = np.asarray(total_w, dtype=float)
+    tiny = 1e-300  # 0 x log(tiny) = 0: a side without errors contributes nothing
+    rest_c = total_c - c
+    rest_w = total_w - w
+    higher = (c * total_w > total_c * w) & (w > 0) & (rest_w > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        llr = c * np.log(np.maximum(c, tiny) / np.maximum(w, tiny))
+        llr += rest_c * np.log(np.maximum(rest_c, tiny) / np.maximum(rest_w, tiny))
+        llr -= xlogy(total_c, total_c / total_w)
+    return np.where(higher, np.maximum(llr, 0.0), 0.0)
+
+
+def heterogeneity_weights(errors: np.ndarray, words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-speaker (v x rate, v) for the "z" statistic: v = 1 / (tau^2 + mu / words).
+
+    ``errors``/``words``: (..., n) per-speaker counts (rows = permutations).  mu is the
+    micro WER of the row (ratio) and tau^2 the between-speaker variance of error rates,
+    estimated by the method of moments (DerSimonian-Laird form, clipped at 0): a speaker's
+    observed rate has variance tau^2 + mu / words (Poisson within the speaker), so a
+    speaker with many words counts more, but never more than one speaker's worth of
+    information about their cohort.  Speakers without words get weight 0.
+    """
+    e = np.asarray(errors, dtype=float)
+    w = np.asarray(words, dtype=float)
+    tw = w.sum(axis=-1, keepdims=True)
+    mu = e.sum(axis=-1, keepdims=True) / tw
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(w > 0, e / w, 0.0)
+        n_eff = (w > 0).sum(axis=-1, keepdims=True)
+        q = (w * (r - mu) ** 2).sum(axis=-1, keepdims=True)
+        denom = tw - (w * w).sum(axis=-1, keepdims=True) / tw
+        tau2 = np.maximum(0.0, (q - (n_eff - 1) * mu) / denom)
+        v = np.where(w > 0, 1.0 / (tau2 + mu / w), 0.0)
+    return v * r, v
+
+
+def z_statistic(a: Any, v: Any, total_a: Any, total_v: Any) -> np.ndarray:
+    """One-sided score z of a window from sums of v x rate (``a``) and weights (``v``).
+
+    z = (a - (A / V) v) / sqrt(v (1 - v / V)) (the weighted excess of the window's rates
+    over the all-speaker weighted mean, in units of its null standard deviation, with the
+    finite-population factor); 0 unless the window's rate is higher.
+    """
+    a, v = np.asarray(a, dtype=float), np.asarray(v, dtype=float)
+    total_a, total_v = np.asarray(total_a, dtype=float), np.asarray(total_v, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var = v * (1.0 - v / total_v)
+        z = (a - total_a / total_v * v) / np.sqrt(np.maximum(var, 1e-300))
+    return np.where((var > 0) & (z > 0), z, 0.0)
+
+
+def _z_squared_signed(a: np.ndarray, v: np.ndarray, total_a: np.ndarray, total_v: np.ndarray) -> np.ndarray:
+    """z x |z| of :func:`z_statistic` without its square root (monotone in z: for maxima)."""
+    num = a - (total_a / total_v) * v
+    den = v * (1.0 - v / total_v)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = num * np.abs(num) / den
+    return np.where(den > 0, q, 0.0)
+
+
+def _signed_sqrt(q: np.ndarray) -> np.ndarray:
+    return np.sign(q) * np.sqrt(np.abs(q))
+
+
+def _identity(x: np.ndarray) -> np.ndarray:
+    return x
+
+
+def _counts(errors: np.ndarray, words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return np.asarray(errors, dtype=float), np.asarray(words, dtype=float)
+
+
+@dataclass(frozen=True)
+class Statistic:
+    """A scan statistic: per-speaker inputs, the window statistic, and a cheaper monotone
+    surrogate (with its inverse) for the maxima of the batched evaluator."""
+
+    transform: Any
+    window: Any
+    surrogate: Any
+    inverse: Any
+
+
+#: scan statistics by name: "poisson" (Kulldorff's LLR on errors / words) and "z" (score z
+#: with per-speaker heterogeneity weights)
+STATISTICS = {
+    "poisson": Statistic(_counts, poisson_llr, poisson_llr, _identity),
+    "z": Statistic(heterogeneity_weights, z_statistic, _z_squared_signed, _signed_sqrt),
+}
+
+
+def _statistic(name: str) -> Statistic:
+    if name not in STATISTICS:
+        raise ValueError(f"unknown scan statistic {name!r}: choose from {', '.join(STATISTICS)}")
+    return STATISTICS[name]
+
+
+def window_sums(windows: Windows, values: np.ndarray) -> np.ndarray:
+    """Per-window sums (M, L) of one per-speaker array (counts), by cumulative sums."""
+    loc = np.bincount(windows.location_of, weights=np.asarray(values, dtype=float),
+                      minlength=len(windows.loc_lat))
+    return np.cumsum(loc[windows.neighbours], axis=1)
+
+
+def best_window(windows: Windows, errors: Any, words: Any, statistic: str = "poisson") -> dict | None:
+    """The admissible window with the largest statistic, or None when no window is higher.
+
+    ``errors``/``words``: per-speaker counts in the order of the coordinates given to
+    :func:`build_windows`; ``statistic``: "poisson" (Kulldorff's LLR) or "z" (score z with
+    per-speaker heterogeneity weights, :func:`heterogeneity_weights`).  Ties go to the
+    first centre (location order), then the smallest window.  Returns ``statistic``
+    (value), ``statistic_name``, ``centre_lat``/``centre_lon`` (degrees), ``radius_km``
+    (distance to the farthest location inside), ``speakers`` (count), ``members``
+    (speaker positions), ``errors_in``/``words_in`` (counts), ``wer_in``/``wer_out``
+    (ratios), ``rate_ratio`` (wer_in / wer_out) and ``window`` [row, j].
+    """
+    e = np.asarray(errors, dtype=float)
+    w = np.asarray(words, dtype=float)
+    if len(e) != windows.n_speakers or len(w) != windows.n_speakers:
+        raise ValueError("errors/words must have one value per speaker of the windows")
+    stat = _statistic(statistic)
+    total_c, total_w = float(e.sum()), float(w.sum())
+    if total_w <= 0 or not windows.valid.any():
+        return None
+    a, b = stat.transform(e, w)
+    sa, sb = window_sums(windows, a), window_sums(windows, b)
+    value = np.where(windows.valid, stat.window(sa, sb, a.sum(), b.sum()), -1.0)
+    flat = int(np.argmax(value))
+    row, j = divmod(flat, value.shape[1])
+    if value[row, j] <= 0:
+        return None
+    members = windows.members(row, j)
+    c_in, w_in = float(e[members].sum()), float(w[members].sum())
+    loc = int(windows.centres[row])
+    w_out = total_w - w_in
+    wer_out = (total_c - c_in) / w_out if w_out > 0 else float("nan")
+    return {"statistic": float(value[row, j]), "statistic_name": statistic,
+            "centre_lat": float(windows.loc_lat[loc]), "centre_lon": float(windows.loc_lon[loc]),
+            "radius_km": float(windows.radius_km[row, j]), "speakers": int(windows.size[row, j]),
+            "members": members, "errors_in": c_in, "words_in": w_in, "wer_in": c_in / w_in, "wer_out": wer_out,
+            "rate_ratio": (c_in / w_in) / wer_out if wer_out > 0 else float("inf"), "window": [int(row), int(j)]}
+
+
+def max_statistic(windows: Windows, errors: Any, words: Any, statistic: str = "poisson",
+                  block_cells: int = BLOCK_CELLS, return_window: bool = False) -> Any:
+    """Largest admissible-window statistic of each row of (B x n) per-speaker errors and words.
+
+    The batched form of :func:`best_window` for permutation nulls: rows are e.g. permuted
+    copies of the speakers' (errors, ref_words).  Location sums come from one sparse
+    product; then for blocks of centres (at most ``block_cells`` numbers at once) the
+    nested neighbour sums are one gather and one cumulative sum.  Returns (B,) floats
+    (0 when no window has a higher rate).  A 1-D input is one row.  With ``return_window``
+    also the (B,) centre rows and (B,) window ends j of each row's best window (-1 when
+    none): e.g. for bootstrap resamples of the hot spot.
+    """
+    e = np.atleast_2d(np.asarray(errors, dtype=float))
+    w = np.atleast_2d(np.asarray(words, dtype=float))
+    if e.shape != w.shape or e.shape[1] != windows.n_speakers:
+        raise ValueError(f"errors/words must be (B, {windows.n_speakers}), got {e.shape} and {w.shape}")
+    stat = _statistic(statistic)
+    b_rows = e.shape[0]
+    out = np.zeros(b_rows)
+    arg_row = np.full(b_rows, -1, dtype=np.int64)
+    arg_j = np.full(b_rows, -1, dtype=np.int64)
+    if not windows.valid.any():
+        return (out, arg_row, arg_j) if return_window else out
+    a, b = stat.transform(e, w)
+    mat = windows.location_matrix()
+    loc_a = np.ascontiguousarray((mat @ a.T).T)      # (B, G)
+    loc_b = np.ascontiguousarray((mat @ b.T).T)
+    total_a = loc_a.sum(axis=1)
+    total_b = loc_b.sum(axis=1)
+    # Only centres with an admissible window; per centre, only its admissible columns are
+    # scored (padded to the widest centre with a masked repeat of its last one).
+    rows = np.flatnonzero(windows.valid.any(axis=1))
+    valid = windows.valid[rows]
+    per = valid.sum(axis=1)
+    width = int(per.max())
+    rank = np.cumsum(valid, axis=1) - 1
+    cols = np.zeros((len(rows), width), dtype=np.int64)
+    r_i, j_i = np.nonzero(valid)
+    cols[r_i, rank[r_i, j_i]] = j_i
+    pad = np.arange(width)[None, :] >= per[:, None]
+    cols = np.where(pad, cols[np.arange(len(rows)), per - 1][:, None], cols)
+    any_pad = bool(pad.any())
+    per_row = int(cols.max()) + 1
+    nbr = windows.neighbours[rows, :per_row]
+    b_step = max(1, min(b_rows, block_cells // max(1, per_row)))
+    for b0 in range(0, b_rows, b_step):
+        b1 = min(b_rows, b0 + b_step)
+        la, lb = loc_a[b0:b1], loc_b[b0:b1]
+        ta, tb = total_a[b0:b1, None, None], total_b[b0:b1, None, None]
+        m_step = max(1, block_cells // max(1, (b1 - b0) * per_row))
+        best = np.zeros(b1 - b0)
+        for m0 in range(0, len(rows), m_step):
+            sel = nbr[m0:m0 + m_step]
+            c = cols[m0:m0 + m_step]
+            idx = np.broadcast_to(c[None], (b1 - b0, *c.shape))
+            sa = np.take_along_axis(np.cumsum(la[:, sel], axis=2), idx, axis=2)
+            sb = np.take_along_axis(np.cumsum(lb[:, sel], axis=2), idx, axis=2)
+            value = stat.surrogate(sa, sb, ta, tb)
+            if any_pad:
+                value = np.where(pad[None, m0:m0 + m_step], 0.0, value)
+            value = value.reshape(b1 - b0, -1)
+            if return_window:
+                k = value.argmax(axis=1)
+                v = value[np.arange(b1 - b0), k]
+                better = v > best        # strict: the first centre keeps a tie
+                rr = m0 + k // width
+                arg_row[b0:b1] = np.where(better, rows[rr], arg_row[b0:b1])
+                arg_j[b0:b1] = np.where(better, cols[rr, k % width], arg_j[b0:b1])
+                best = np.maximum(best, v)
+            else:
+                best = np.maximum(best, value.max(axis=1))
+        out[b0:b1] = stat.inverse(best)
+    return (out, arg_row, arg_j) if return_window else out
+
+
+def permutations(n: int, n_perm: int, seed: int = 0, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """Permutations ``start``..``stop`` (rows) of ``n`` speakers: row i from child i of SeedSequence(seed)."""
+    children = np.random.SeedSequence(int(seed)).spawn(int(n_perm))[start:stop]
+    return np.stack([np.random.default_rng(s).permutation(n) for s in children]) if children else \
+        np.zeros((0, n), dtype=np.int64)
+
+
+def permuted_statistics(windows: Windows, errors: Any, words: Any, n_perm: int = 999, seed: int = 0,
+                        statistic: str = "poisson", batch: int = 200) -> np.ndarray:
+    """Max statistic of ``n_perm`` permutations of the speakers' (errors, words) pairs (the null).
+
+    Each permutation shuffles whole (errors, words) pairs across the speakers, so every
+    speaker keeps a real pair but error rates no longer depend on location; ``batch``
+    permutations are evaluated at once by :func:`max_statistic`.  Deterministic for a
+    given ``seed`` and independent of ``batch`` (see :func:`permutations`).
+    """
+    e = np.asarray(errors, dtype=float)
+    w = np.asarray(words, dtype=float)
+    out = np.empty(int(n_perm))
+    step = max(1, int(batch))
+    for b0 in range(0, int(n_perm), step):
+        perm = permutations(len(e), n_perm, seed, b0, b0 + step)
+        out[b0:b0 + len(perm)] = max_statistic(windows, e[perm], w[perm], statistic)
+    return out
+
+
+def p_value(observed: float, null: np.ndarray) -> float:
+    """Permutation p-value (1 + #{null >= observed}) / (1 + len(null)); ties count as >=."""
+    null = np.asarray(null, dtype=float)
+    hits = int(np.sum(null >= observed - 1e-9 * max(1.0, abs(observed))))
+    return (1 + hits) / (1 + len(null))
+
+
+def scan(lat: Any, lon: Any, errors: Any, words: Any, *, n_perm: int = 0, seed: int = 0,
+         statistic: str = "poisson", **window_options: Any) -> dict:
+    """Windows, best window and (with ``n_perm`` > 0) its permutation p-value, in one call.
+
+    ``window_options`` go to :func:`build_windows`.  Returns ``{"windows", "best",
+    "p_value", "null"}`` (``best`` as :func:`best_window`; ``p_value``/``null`` None when
+    ``n_perm`` is 0 or there is no hot spot).
+    """
+    windows = build_windows(lat, lon, seed=seed, **window_options)
+    best = best_window(windows, errors, words, statistic)
+    out: dict[str, Any] = {"windows": windows, "best": best, "p_value": None, "null": None}
+    if n_perm > 0 and best is not None:
+        null = permuted_statistics(windows, errors, words, n_perm=n_perm, seed=seed, statistic=statistic)
+        out.update(null=null, p_value=p_value(best["statistic"], null))
+    return out
+
+
+def in_window(definition: dict, lat: Any, lon: Any) -> np.ndarray:
+    """Whether points (degrees) fall in a saved window ``{"centre_lat", "centre_lon", "radius_km"}``.
+
+    Great-circle distance <= radius (km, with a relative tolerance of 1e-9 so the
+    farthest speaker of the window that defined it is inside); NaN coordinates are outside.
+    """
+    lat = np.radians(np.asarray(lat, dtype=float))
+    lon = np.radians(np.asarray(lon, dtype=float))
+    p0, l0 = math.radians(definition["centre_lat"]), math.radians(definition["centre_lon"])
+    a = np.sin((lat - p0) / 2) ** 2 + math.cos(p0) * np.cos(lat) * np.sin((lon - l0) / 2) ** 2
+    with np.errstate(invalid="ignore"):
+        d = 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+        return d <= definition["radius_km"] * (1 + 1e-9) + 1e-9

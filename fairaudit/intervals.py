@@ -23,7 +23,8 @@ Per cohort with n speakers, counts e_i (errors) and w_i (reference words):
 Cohorts are strata (each resampled within itself, same size), so the intervals are
 conditional on the cohorts: they describe sampling noise, not the search that chose them.
 ``method="percentile"`` and ``"bca"`` (bias-corrected and accelerated, jackknife
-acceleration in closed form) are kept for comparison.
+acceleration in closed form) are kept for comparison.  Cohorts of fewer than 5 speakers
+(below any sensible ``min_speakers``) get the percentile interval.
 """
 from __future__ import annotations
 
@@ -35,6 +36,9 @@ from scipy.stats import norm
 
 #: interval methods of :func:`cohort_wer_intervals`
 METHODS = ("studentized", "percentile", "bca")
+#: below this many speakers the bootstrap-t is unstable (resamples of one repeated speaker
+#: have no spread): such cohorts get the percentile interval
+STUDENTIZED_MIN = 5
 #: numbers (resamples x speakers) materialised at once
 BLOCK_CELLS = 1 << 22
 
@@ -117,7 +121,7 @@ def _interval(method: str, e: np.ndarray, w: np.ndarray, r_b: np.ndarray, se_b: 
         return math.nan, math.nan
     r, se = _ratio_se(_moments(e, w).sum(axis=0)[None, :], n)
     r, se = float(r[0]), float(se[0])
-    if method == "percentile" or n < 2:
+    if method == "percentile" or n < STUDENTIZED_MIN:
         lo, hi = _quantiles(r_b, [a, 1.0 - a])
     elif method == "bca":
         ok = r_b[~np.isnan(r_b)]
@@ -141,7 +145,8 @@ def _interval(method: str, e: np.ndarray, w: np.ndarray, r_b: np.ndarray, se_b: 
         t = np.where((se_b == 0) & (r_b == r), 0.0, t)
         q_hi, q_lo = _quantiles(t, [1.0 - a, a])
         lo, hi = r - q_hi * se, r - q_lo * se
-    lo = max(0.0, float(lo)) if np.isfinite(lo) else math.nan
+    # WER >= 0: an end below 0 (or unbounded below) is 0; an end unbounded above is NaN.
+    lo = math.nan if np.isnan(lo) else max(0.0, float(lo))
     return lo, (float(hi) if np.isfinite(hi) else math.nan)
 
 

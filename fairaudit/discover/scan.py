@@ -40,20 +40,33 @@ Batched evaluation
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from scipy.special import xlogy
 from sklearn.neighbors import BallTree
 
+from ..errors import UserInputError
+from .base import Discoverer, Discovery, SideInputs
+
 EARTH_RADIUS_KM = 6371.0088
 #: cells (rows x centres x neighbours) materialised at once by the batched evaluator
-BLOCK_CELLS = 1 << 19
+BLOCK_CELLS = 1 << 17
 #: default caps: above them, locations are grouped into cells / centres are sampled
 MAX_LOCATIONS = 5000
 MAX_CENTRES = 2000
+
+
+@dataclass
+class _Rings:
+    matrix: sp.csr_matrix   # (rows x width) rings x locations, 0/1
+    rows: np.ndarray        # centre rows with an admissible window
+    cols: np.ndarray        # (rows, width) neighbour position of each admissible window (padded)
+    pad: np.ndarray         # (rows, width) padding (no window)
+    any_pad: bool
 
 
 @dataclass
@@ -82,6 +95,7 @@ class Windows:
     min_speakers: int
     max_speakers: int
     cells: bool
+    _ring: "_Rings | None" = field(default=None, repr=False, compare=False)
 
     @property
     def n_speakers(self) -> int:
@@ -96,6 +110,34 @@ class Windows:
         """Sparse (locations x speakers) 0/1 matrix: location sums = matrix @ per-speaker values."""
         n = self.n_speakers
         return sp.csr_matrix((np.ones(n), (self.location_of, np.arange(n))), shape=(len(self.loc_lat), n))
+
+    def ring_matrix(self) -> "_Rings":
+        """The sparse (centre x size-step rings) x locations matrix of the batched evaluator.
+
+        For each centre with admissible windows at neighbour positions c_0 < c_1 < ..., ring
+        t holds the neighbours after c_(t-1) up to c_t, so window t = rings 0..t: nested sums
+        are one sparse product and one cumulative sum.  Built once and cached.
+        """
+        if self._ring is None:
+            rows = np.flatnonzero(self.valid.any(axis=1))
+            valid = self.valid[rows]
+            per = valid.sum(axis=1)
+            width = int(per.max()) if len(per) else 0
+            rank = np.cumsum(valid, axis=1)
+            cols = np.zeros((len(rows), width), dtype=np.int64)
+            r_i, j_i = np.nonzero(valid)
+            cols[r_i, rank[r_i, j_i] - 1] = j_i
+            pad = np.arange(width)[None, :] >= per[:, None]
+            # neighbour j of centre m belongs to ring (admissible columns before j), if j <= c_last
+            last = np.where(per > 0, cols[np.arange(len(rows)), np.maximum(per - 1, 0)], -1)
+            ring_of = rank - valid
+            keep = np.arange(self.valid.shape[1])[None, :] <= last[:, None]
+            m_i, j_k = np.nonzero(keep)
+            matrix = sp.csr_matrix((np.ones(len(m_i)), (m_i * width + ring_of[m_i, j_k],
+                                                         self.neighbours[rows][m_i, j_k])),
+                                   shape=(len(rows) * width, len(self.loc_lat)))
+            self._ring = _Rings(matrix=matrix, rows=rows, cols=cols, pad=pad, any_pad=bool(pad.any()))
+        return self._ring
 
     def members(self, centre: int, j: int) -> np.ndarray:
         """Positions (into the speaker arrays) of the speakers in window (centre row, j)."""
@@ -112,7 +154,7 @@ def _kd_cells(x: np.ndarray, y: np.ndarray, weight: np.ndarray, n_cells: int) ->
     (distinct) points, not on their order.
     """
     cell = np.zeros(len(x), dtype=np.int64)
-    depth = max(0, int(math.ceil(math.log2(max(1, n_cells)))))
+    depth = max(0, int(math.floor(math.log2(max(1, n_cells)))))  # 2^depth <= n_cells
     for level in range(depth):
         a, b = (x, y) if level % 2 == 0 else (y, x)
         order = np.lexsort((b, a, cell))
@@ -201,22 +243,25 @@ def build_windows(lat: Any, lon: Any, *, min_speakers: int = 20, max_share: floa
         centres = np.arange(g)
     pts = np.radians(np.column_stack([loc_lat, loc_lon]))
     tree = BallTree(pts, metric="haversine")
-    k = min(g, max(2, int(math.ceil(1.5 * max_share * g)) + 1))
+    # Enough neighbours to reach max_speakers from a typical centre; more only if needed.
+    k = min(g, max(2, int(math.ceil(1.25 * max_speakers / loc_speakers.mean())) + 2))
     while True:
         dist, nbr = tree.query(pts[centres], k=k, sort_results=True)
         size = np.cumsum(loc_speakers[nbr], axis=1)
         if k >= g or (size[:, -1] > max_speakers).all():
             break
         k = min(g, 2 * k)
-    # Ties: BallTree orders equal distances arbitrarily; put the centre first and order
-    # equal distances by location index, so the windows are reproducible.
-    order = np.lexsort((nbr, np.round(dist, 12)), axis=1)
-    nbr = np.take_along_axis(nbr, order, axis=1)
-    dist = np.take_along_axis(dist, order, axis=1)
-    size = np.cumsum(loc_speakers[nbr], axis=1)
+    # Ties: BallTree orders equal distances arbitrarily; order them by location index (the
+    # centre, at distance 0, stays first), so the windows are reproducible.
+    tied = (np.diff(dist, axis=1) == 0).any(axis=1)
+    if tied.any():
+        order = np.lexsort((nbr[tied], dist[tied]), axis=1)
+        nbr[tied] = np.take_along_axis(nbr[tied], order, axis=1)
+        dist[tied] = np.take_along_axis(dist[tied], order, axis=1)
+        size = np.cumsum(loc_speakers[nbr], axis=1)
     radius = dist * EARTH_RADIUS_KM
     nxt = np.concatenate([dist[:, 1:], np.full((len(centres), 1), np.inf if k >= g else -1.0)], axis=1)
-    untied = np.round(dist, 12) < np.round(nxt, 12)
+    untied = dist < nxt
     valid = _on_grid((size >= min_speakers) & (size <= max_speakers) & untied, size, min_speakers, size_step)
     # Neighbours beyond the largest admissible window are never needed.
     if valid.any():
@@ -336,13 +381,6 @@ def _statistic(name: str) -> Statistic:
     return STATISTICS[name]
 
 
-def window_sums(windows: Windows, values: np.ndarray) -> np.ndarray:
-    """Per-window sums (M, L) of one per-speaker array (counts), by cumulative sums."""
-    loc = np.bincount(windows.location_of, weights=np.asarray(values, dtype=float),
-                      minlength=len(windows.loc_lat))
-    return np.cumsum(loc[windows.neighbours], axis=1)
-
-
 def best_window(windows: Windows, errors: Any, words: Any, statistic: str = "poisson") -> dict | None:
     """The admissible window with the largest statistic, or None when no window is higher.
 
@@ -359,27 +397,19 @@ def best_window(windows: Windows, errors: Any, words: Any, statistic: str = "poi
     w = np.asarray(words, dtype=float)
     if len(e) != windows.n_speakers or len(w) != windows.n_speakers:
         raise ValueError("errors/words must have one value per speaker of the windows")
-    stat = _statistic(statistic)
-    total_c, total_w = float(e.sum()), float(w.sum())
-    if total_w <= 0 or not windows.valid.any():
+    if float(w.sum()) <= 0 or not windows.valid.any():
         return None
-    a, b = stat.transform(e, w)
-    sa, sb = window_sums(windows, a), window_sums(windows, b)
-    value = np.where(windows.valid, stat.window(sa, sb, a.sum(), b.sum()), -1.0)
-    flat = int(np.argmax(value))
-    row, j = divmod(flat, value.shape[1])
-    if value[row, j] <= 0:
+    # The batched evaluator on one row: the same arithmetic (and tie-breaking) as the null.
+    value, row, j = max_statistic(windows, e, w, statistic, return_window=True)
+    if row[0] < 0:
         return None
-    members = windows.members(row, j)
-    c_in, w_in = float(e[members].sum()), float(w[members].sum())
+    row, j = int(row[0]), int(j[0])
     loc = int(windows.centres[row])
-    w_out = total_w - w_in
-    wer_out = (total_c - c_in) / w_out if w_out > 0 else float("nan")
-    return {"statistic": float(value[row, j]), "statistic_name": statistic,
-            "centre_lat": float(windows.loc_lat[loc]), "centre_lon": float(windows.loc_lon[loc]),
-            "radius_km": float(windows.radius_km[row, j]), "speakers": int(windows.size[row, j]),
-            "members": members, "errors_in": c_in, "words_in": w_in, "wer_in": c_in / w_in, "wer_out": wer_out,
-            "rate_ratio": (c_in / w_in) / wer_out if wer_out > 0 else float("inf"), "window": [int(row), int(j)]}
+    record = _window_record(windows.members(row, j), e, w, float(value[0]), statistic,
+                            (float(windows.loc_lat[loc]), float(windows.loc_lon[loc])),
+                            float(windows.radius_km[row, j]))
+    record["window"] = [row, j]
+    return record
 
 
 def max_statistic(windows: Windows, errors: Any, words: Any, statistic: str = "poisson",
@@ -411,49 +441,27 @@ def max_statistic(windows: Windows, errors: Any, words: Any, statistic: str = "p
     loc_b = np.ascontiguousarray((mat @ b.T).T)
     total_a = loc_a.sum(axis=1)
     total_b = loc_b.sum(axis=1)
-    # Only centres with an admissible window; per centre, only its admissible columns are
-    # scored (padded to the widest centre with a masked repeat of its last one).
-    rows = np.flatnonzero(windows.valid.any(axis=1))
-    valid = windows.valid[rows]
-    per = valid.sum(axis=1)
-    width = int(per.max())
-    rank = np.cumsum(valid, axis=1) - 1
-    cols = np.zeros((len(rows), width), dtype=np.int64)
-    r_i, j_i = np.nonzero(valid)
-    cols[r_i, rank[r_i, j_i]] = j_i
-    pad = np.arange(width)[None, :] >= per[:, None]
-    cols = np.where(pad, cols[np.arange(len(rows)), per - 1][:, None], cols)
-    any_pad = bool(pad.any())
-    per_row = int(cols.max()) + 1
-    nbr = windows.neighbours[rows, :per_row]
-    b_step = max(1, min(b_rows, block_cells // max(1, per_row)))
+    ring = windows.ring_matrix()
+    rows, cols, pad = ring.rows, ring.cols, ring.pad
+    width = cols.shape[1]
+    # Rings x permutations in one sparse product per block of permutations; the nested
+    # windows are then cumulative sums over each centre's rings.
+    b_step = max(1, min(b_rows, block_cells // max(1, len(rows) * width)))
     for b0 in range(0, b_rows, b_step):
         b1 = min(b_rows, b0 + b_step)
-        la, lb = loc_a[b0:b1], loc_b[b0:b1]
-        ta, tb = total_a[b0:b1, None, None], total_b[b0:b1, None, None]
-        m_step = max(1, block_cells // max(1, (b1 - b0) * per_row))
-        best = np.zeros(b1 - b0)
-        for m0 in range(0, len(rows), m_step):
-            sel = nbr[m0:m0 + m_step]
-            c = cols[m0:m0 + m_step]
-            idx = np.broadcast_to(c[None], (b1 - b0, *c.shape))
-            sa = np.take_along_axis(np.cumsum(la[:, sel], axis=2), idx, axis=2)
-            sb = np.take_along_axis(np.cumsum(lb[:, sel], axis=2), idx, axis=2)
-            value = stat.surrogate(sa, sb, ta, tb)
-            if any_pad:
-                value = np.where(pad[None, m0:m0 + m_step], 0.0, value)
-            value = value.reshape(b1 - b0, -1)
-            if return_window:
-                k = value.argmax(axis=1)
-                v = value[np.arange(b1 - b0), k]
-                better = v > best        # strict: the first centre keeps a tie
-                rr = m0 + k // width
-                arg_row[b0:b1] = np.where(better, rows[rr], arg_row[b0:b1])
-                arg_j[b0:b1] = np.where(better, cols[rr, k % width], arg_j[b0:b1])
-                best = np.maximum(best, v)
-            else:
-                best = np.maximum(best, value.max(axis=1))
+        sa = np.cumsum(np.asarray(ring.matrix @ loc_a[b0:b1].T).reshape(len(rows), width, b1 - b0), axis=1)
+        sb = np.cumsum(np.asarray(ring.matrix @ loc_b[b0:b1].T).reshape(len(rows), width, b1 - b0), axis=1)
+        value = stat.surrogate(sa, sb, total_a[None, None, b0:b1], total_b[None, None, b0:b1])
+        if ring.any_pad:
+            value[pad] = 0.0
+        value = value.reshape(-1, b1 - b0)
+        k = value.argmax(axis=0)             # first maximum: the first centre, then the smallest window
+        best = value[k, np.arange(b1 - b0)]
         out[b0:b1] = stat.inverse(best)
+        if return_window:
+            found = best > 0
+            arg_row[b0:b1] = np.where(found, rows[k // width], -1)
+            arg_j[b0:b1] = np.where(found, cols[k // width, k % width], -1)
     return (out, arg_row, arg_j) if return_window else out
 
 
@@ -480,6 +488,97 @@ def permuted_statistics(windows: Windows, errors: Any, words: Any, n_perm: int =
     for b0 in range(0, int(n_perm), step):
         perm = permutations(len(e), n_perm, seed, b0, b0 + step)
         out[b0:b0 + len(perm)] = max_statistic(windows, e[perm], w[perm], statistic)
+    return out
+
+
+def _unit(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    la, lo = np.radians(lat), np.radians(lon)
+    return np.column_stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)])
+
+
+def distance_km(lat0: float, lon0: float, lat: Any, lon: Any) -> np.ndarray:
+    """Great-circle distance (km, haversine) from one point to many (degrees)."""
+    lat = np.radians(np.asarray(lat, dtype=float))
+    lon = np.radians(np.asarray(lon, dtype=float))
+    p0, l0 = math.radians(lat0), math.radians(lon0)
+    a = np.sin((lat - p0) / 2) ** 2 + math.cos(p0) * np.cos(lat) * np.sin((lon - l0) / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+
+
+def circle_around(lat: np.ndarray, lon: np.ndarray, errors: np.ndarray, words: np.ndarray, centre: tuple[float, float],
+                  min_speakers: int, max_speakers: int, statistic: str = "poisson") -> dict | None:
+    """Best circle around a fixed ``centre`` (degrees): every radius from ``min_speakers``
+    to ``max_speakers`` speakers (counts), without splitting speakers at equal distance.
+
+    O(n log n): one sort of the distances and cumulative sums.  Returns the window as
+    :func:`best_window` does (``members`` sorted positions), with ``radius_km`` midway
+    between the farthest speaker inside and the nearest outside (so new speakers are
+    placed as a threshold tree places them), or None when no circle has a higher rate.
+    """
+    stat = _statistic(statistic)
+    d = distance_km(centre[0], centre[1], lat, lon)
+    order = np.argsort(d, kind="stable")
+    ds = d[order]
+    a, b = stat.transform(errors, words)
+    value = stat.window(np.cumsum(a[order]), np.cumsum(b[order]), a.sum(), b.sum())
+    k = np.arange(1, len(d) + 1)
+    ok = (k >= min_speakers) & (k <= max_speakers) & np.r_[ds[:-1] < ds[1:], True]
+    value = np.where(ok, value, -1.0)
+    j = int(np.argmax(value))
+    if value[j] <= 0:
+        return None
+    members = np.sort(order[:j + 1])
+    outside = ds[j + 1] if j + 1 < len(ds) else ds[j]
+    return _window_record(members, errors, words, float(value[j]), statistic, centre,
+                          (float(ds[j]) + float(outside)) / 2.0)
+
+
+def _window_record(members: np.ndarray, errors: np.ndarray, words: np.ndarray, value: float, statistic: str,
+                   centre: tuple[float, float], radius_km: float) -> dict:
+    e, w = np.asarray(errors, dtype=float), np.asarray(words, dtype=float)
+    c_in, w_in = float(e[members].sum()), float(w[members].sum())
+    w_out = float(w.sum()) - w_in
+    wer_out = (float(e.sum()) - c_in) / w_out if w_out > 0 else float("nan")
+    return {"statistic": value, "statistic_name": statistic, "centre_lat": float(centre[0]),
+            "centre_lon": float(centre[1]), "radius_km": float(radius_km), "speakers": int(len(members)),
+            "members": members, "errors_in": c_in, "words_in": w_in, "wer_in": c_in / w_in if w_in else float("nan"),
+            "wer_out": wer_out, "rate_ratio": (c_in / w_in) / wer_out if wer_out and w_in else float("inf")}
+
+
+def refine(lat: Any, lon: Any, errors: Any, words: Any, window: dict, *, min_speakers: int, max_speakers: int,
+           statistic: str = "poisson", iterations: int = 3) -> dict:
+    """Re-centre a hot spot on its members and re-choose its radius (mean-shift style).
+
+    The scan's best window is centred on one speaker, whichever one lets the circle
+    take in a few unlucky neighbours; the centroid of its ~50 members (on the unit
+    sphere) is a steadier estimate of where the hot spot is.  Each iteration moves the
+    centre to the members' centroid and picks the best radius around it
+    (:func:`circle_around`), until the members no longer change or after ``iterations``.
+    Measured on the issue-15 world (500 speakers, 200 replicates, z statistic): precision
+    0.80 -> 0.83, recall 0.67 -> 0.71 vs the planted speakers.  The significance test is
+    not affected: it is the scan's maximum, refined or not.
+
+    ``window``: a :func:`best_window` record (``members``); returns a record of the same
+    form plus ``iterations`` (count used).  Unchanged when re-centring finds no window.
+    """
+    lat = np.asarray(lat, dtype=float)
+    lon = np.asarray(lon, dtype=float)
+    xyz = _unit(lat, lon)
+    current = window
+    used = 0
+    for _ in range(int(iterations)):
+        m = xyz[current["members"]].mean(axis=0)
+        centre = (math.degrees(math.atan2(m[2], math.hypot(m[0], m[1]))), math.degrees(math.atan2(m[1], m[0])))
+        nxt = circle_around(lat, lon, errors, words, centre, min_speakers, max_speakers, statistic)
+        if nxt is None:
+            break
+        used += 1
+        same = np.array_equal(nxt["members"], current["members"])
+        current = nxt
+        if same:
+            break
+    out = dict(current)
+    out["iterations"] = used
     return out
 
 
@@ -510,13 +609,136 @@ def scan(lat: Any, lon: Any, errors: Any, words: Any, *, n_perm: int = 0, seed: 
 def in_window(definition: dict, lat: Any, lon: Any) -> np.ndarray:
     """Whether points (degrees) fall in a saved window ``{"centre_lat", "centre_lon", "radius_km"}``.
 
-    Great-circle distance <= radius (km, with a relative tolerance of 1e-9 so the
-    farthest speaker of the window that defined it is inside); NaN coordinates are outside.
+    Great-circle distance <= radius (km); NaN coordinates are outside.
     """
-    lat = np.radians(np.asarray(lat, dtype=float))
-    lon = np.radians(np.asarray(lon, dtype=float))
-    p0, l0 = math.radians(definition["centre_lat"]), math.radians(definition["centre_lon"])
-    a = np.sin((lat - p0) / 2) ** 2 + math.cos(p0) * np.cos(lat) * np.sin((lon - l0) / 2) ** 2
     with np.errstate(invalid="ignore"):
-        d = 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
-        return d <= definition["radius_km"] * (1 + 1e-9) + 1e-9
+        return distance_km(definition["centre_lat"], definition["centre_lon"], lat, lon) <= definition["radius_km"]
+
+
+# ---------------------------------------------------------------- estimator wrapper
+
+HOTSPOT = "H01"
+REST = "REST"
+
+
+def usable_coordinates(lat: Any, lon: Any) -> tuple[np.ndarray, dict[str, int]]:
+    """(mask of speakers with usable coordinates, not-audited reason -> count).
+
+    Reasons as the geographic discoverer counts them: missing lat/lon, out of range
+    (|lat| > 90 or |lon| > 180 degrees), exactly 0,0 (a common placeholder for unknown).
+    """
+    from .geographic import MISSING, OUT_OF_RANGE, ZERO_ZERO
+
+    lat = pd.to_numeric(pd.Series(lat), errors="coerce").to_numpy(dtype=float)
+    lon = pd.to_numeric(pd.Series(lon), errors="coerce").to_numpy(dtype=float)
+    missing = np.isnan(lat) | np.isnan(lon)
+    out_of_range = ~missing & ((np.abs(lat) > 90) | (np.abs(lon) > 180))
+    zero = ~missing & ~out_of_range & (lat == 0) & (lon == 0)
+    reasons = {r: int(m.sum()) for r, m in ((MISSING, missing), (OUT_OF_RANGE, out_of_range), (ZERO_ZERO, zero))
+               if m.any()}
+    return ~(missing | out_of_range | zero), reasons
+
+
+def _hemi(v: float, pos: str, neg: str) -> str:
+    return f"{abs(v):.2f}°{pos if v >= 0 else neg}"
+
+
+def hotspot_label(window: dict, place: str | None) -> str:
+    """'hot spot near New York, NY (43 km around 40.71°N, 74.01°W)'."""
+    where = f"{window['radius_km']:.0f} km around {_hemi(window['centre_lat'], 'N', 'S')}, " \
+            f"{_hemi(window['centre_lon'], 'E', 'W')}"
+    return f"hot spot near {place} ({where})" if place else f"hot spot ({where})"
+
+
+class HotSpotDiscoverer(Discoverer):
+    """Two cohorts: the spatial scan's hot spot (``H01``) and everybody else (``REST``).
+
+    The hot spot is the circle with the largest scan statistic (:func:`best_window`)
+    among windows of ``min_speakers`` to ``max_share`` x speakers, re-centred on its
+    members (:func:`refine`).  ``Discovery.details`` holds the window (centre, radius,
+    members' count, statistic), ``definition`` (what :meth:`assign` needs: centre and
+    radius) and ``statistic`` / ``statistic_name`` (the scan maximum, the figure the
+    permutation test compares).  Not registered: the geographic discoverer builds on it.
+    """
+
+    name = "hotspot"
+
+    def __init__(self, min_speakers: int = 20, seed: int = 0, max_share: float = 0.25, statistic: str = "z",
+                 size_step: float = 1.05, refine_iterations: int = 3, max_centres: int = MAX_CENTRES,
+                 max_locations: int = MAX_LOCATIONS):
+        super().__init__(min_speakers, seed)
+        self.max_share = max_share
+        self.statistic = statistic
+        self.size_step = size_step
+        self.refine_iterations = refine_iterations
+        self.max_centres = max_centres
+        self.max_locations = max_locations
+
+    def missing_inputs(self, speakers: pd.DataFrame, side: SideInputs) -> str | None:
+        from .geographic import GeographicDiscoverer
+
+        return GeographicDiscoverer.missing_inputs(self, speakers, side)
+
+    def windows(self, speakers: pd.DataFrame) -> tuple[Windows, np.ndarray, dict[str, int]]:
+        """(windows over the speakers with usable coordinates, their row positions, not-audited counts)."""
+        keep, not_audited = usable_coordinates(speakers["lat"].to_numpy(), speakers["lon"].to_numpy())
+        rows = np.flatnonzero(keep)
+        # Row order must not matter: windows are built on speakers sorted by id.
+        rows = rows[np.argsort(speakers["speaker_id"].astype(str).to_numpy()[rows], kind="stable")]
+        lat = speakers["lat"].to_numpy(dtype=float)[rows]
+        lon = speakers["lon"].to_numpy(dtype=float)[rows]
+        win = build_windows(lat, lon, min_speakers=self.min_speakers, max_share=self.max_share,
+                            size_step=self.size_step, max_centres=self.max_centres,
+                            max_locations=self.max_locations, seed=self.seed)
+        return win, rows, not_audited
+
+    def fit(self, speakers: pd.DataFrame, side: SideInputs) -> Discovery:
+        reason = self.missing_inputs(speakers, side)
+        if reason:
+            raise UserInputError(f"hot-spot scan: {reason}")
+        win, rows, not_audited = self.windows(speakers)
+        ids = speakers["speaker_id"].astype(str).to_numpy(dtype=object)[rows]
+        lat = speakers["lat"].to_numpy(dtype=float)[rows]
+        lon = speakers["lon"].to_numpy(dtype=float)[rows]
+        e = speakers["errors"].to_numpy(dtype=float)[rows]
+        w = speakers["ref_words"].to_numpy(dtype=float)[rows]
+        params = {"min_speakers": int(self.min_speakers), "seed": int(self.seed), "max_share": float(self.max_share),
+                  "statistic": self.statistic, "size_step": float(self.size_step),
+                  "refine_iterations": int(self.refine_iterations)}
+        best = best_window(win, e, w, self.statistic) if len(ids) else None
+        index = pd.Index(ids, name="speaker_id")
+        if best is None:
+            label = "all audited speakers (no window has a higher error rate than the rest)"
+            return Discovery(pd.Series("all", index=index, dtype=object), {"all": label}, not_audited, params,
+                             {"definition": None, "statistic": 0.0, "statistic_name": f"scan {self.statistic}",
+                              "windows": win.n_windows})
+        found = refine(lat, lon, e, w, best, min_speakers=win.min_speakers, max_speakers=win.max_speakers,
+                       statistic=self.statistic, iterations=self.refine_iterations)
+        cohort = np.full(len(ids), REST, dtype=object)
+        cohort[found["members"]] = HOTSPOT
+        from .geographic import _place_names
+
+        place = _place_names([(found["centre_lat"], found["centre_lon"])])[0]
+        definition = {"centre_lat": found["centre_lat"], "centre_lon": found["centre_lon"],
+                      "radius_km": found["radius_km"]}
+        window = {k: v for k, v in found.items() if k != "members"}
+        labels = {HOTSPOT: hotspot_label(found, place), REST: "rest of the map"}
+        details = {"definition": definition, "hotspot": window, "statistic": float(best["statistic"]),
+                   "statistic_name": f"scan {self.statistic}", "windows": win.n_windows,
+                   "grouped_into_cells": bool(win.cells)}
+        return Discovery(pd.Series(cohort, index=index, dtype=object), labels, not_audited, params, details,
+                         {HOTSPOT: {"window": definition, "place": place}, REST: {}})
+
+    def assign(self, definition: dict | None, speakers: pd.DataFrame, side: SideInputs) -> pd.Series | None:
+        """Cohort per speaker_id for other speakers: inside the saved circle -> H01, else REST.
+
+        Speakers without usable coordinates are left out; with no hot spot (definition
+        None) everybody is "all".
+        """
+        keep, _ = usable_coordinates(speakers["lat"].to_numpy(), speakers["lon"].to_numpy())
+        sub = speakers.loc[keep]
+        index = pd.Index(sub["speaker_id"].astype(str).to_numpy(dtype=object), name="speaker_id")
+        if definition is None:
+            return pd.Series("all", index=index, dtype=object)
+        inside = in_window(definition, sub["lat"].to_numpy(dtype=float), sub["lon"].to_numpy(dtype=float))
+        return pd.Series(np.where(inside, HOTSPOT, REST), index=index, dtype=object)

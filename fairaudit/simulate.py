@@ -37,6 +37,7 @@ Worlds (all deterministic for a given ``seed``):
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -189,19 +190,24 @@ def _city_index(name: str, cities=CITIES) -> int:
 
 def geographic_world(n_speakers: int = 500, *, planted: bool = True, effect: float = 1.5, seed: int = 0,
                      planted_city: str = "New York", radius_deg: float = 0.5, scatter_deg: float = 0.6,
-                     mean_wer: float = 0.10, concentration: float = 20.0, utterances: bool = False) -> World:
+                     offset_deg: float = 0.0, mean_wer: float = 0.10, concentration: float = 20.0,
+                     utterances: bool = False) -> World:
     """Speakers around six US metros; planted: those within ``radius_deg`` of ``planted_city``.
 
     ``n_speakers`` (count); ``effect`` (ratio: the planted speakers' error rate is
     multiplied by it); ``radius_deg``/``scatter_deg`` (degrees of great-circle arc: 0.5 deg
     is about 56 km); ``mean_wer`` (ratio) and ``concentration`` of the per-speaker Beta.
-    With the default New York (34 % of the speakers) about 10 % are planted.  Columns
-    added: ``lat``, ``lon`` (degrees), ``city``.  ``truth["centre"]`` = [lat, lon].
+    With the default New York (34 % of the speakers) about 10 % are planted.
+    ``offset_deg``: the planted disc's centre lies this far (degrees of arc) north-east of
+    the city centre, off the densest point (a suburb; 0.6 deg plants about 5 %: a check
+    that a method does not simply find the densest place).  Columns added: ``lat``,
+    ``lon`` (degrees), ``city``.  ``truth["centre"]`` = [lat, lon] of the planted disc.
     """
     rng = _rng(seed, "geographic")
     c = _city_index(planted_city)
     city, lat, lon = _scatter(rng, n_speakers, scatter_deg)
-    centre = (CITIES[c][1], CITIES[c][2])
+    d = offset_deg / math.sqrt(2.0)
+    centre = (CITIES[c][1] + d, CITIES[c][2] + d / math.cos(math.radians(CITIES[c][1])))
     cand = great_circle_deg(centre[0], centre[1], lat, lon) <= radius_deg
     names = np.array([x[0] for x in CITIES], dtype=object)[city]
     return _finish("geographic", rng, _ids(n_speakers), {"lat": lat, "lon": lon, "city": names}, cand, planted,

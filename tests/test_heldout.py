@@ -41,7 +41,7 @@ def _gaps(planted, seeds):
 
 def test_heldout_gap_is_centred_on_zero_without_disparity():
     held, found = _gaps(False, range(8))
-    assert found.mean() > 25            # the search always finds a gap on the data it saw ...
+    assert found.mean() > 15            # the search always finds a gap on the data it saw ...
     assert abs(held.mean()) < 10        # ... which vanishes on speakers it did not see
 
 

@@ -48,6 +48,20 @@ def test_batched_evaluator_equals_brute_force(statistic, dup):
     assert set(win.members(row[0], j[0])) == set(best["members"])
 
 
+@pytest.mark.parametrize("temperature", [1.0, 4.0])
+def test_softmax_is_the_log_mean_bayes_factor(temperature):
+    lat, lon, e, w = small()
+    win = sc.build_windows(lat, lon, min_speakers=10, max_share=0.3)
+    stat = sc.STATISTICS["z"]
+    a, b = stat.transform(e, w)
+    x = [float(stat.window(a[m].sum(), b[m].sum(), a.sum(), b.sum())) ** 2 / 2
+         for m in (win.members(r, j) for r, j in zip(*np.nonzero(win.valid)))]
+    expected = temperature * np.log(np.mean(np.exp(np.array(x) / temperature)))
+    got = sc.softmax_statistic(win, e, w, "z", temperature, block_cells=500)
+    assert got[0] == pytest.approx(expected, rel=1e-9)
+    assert got[0] <= max(x) + 1e-12
+
+
 def test_windows_respect_sizes_and_never_split_a_location():
     lat, lon, e, w = small(dup=30)
     win = sc.build_windows(lat, lon, min_speakers=15, max_share=0.2, size_step=1.0)
@@ -139,12 +153,8 @@ def _detect(planted, seeds, n_perm=99):
     for seed in seeds:
         w = simulate.geographic_world(seed=seed, planted=planted)
         disc = sc.HotSpotDiscoverer(seed=seed)
-        win, rows_, _ = disc.windows(w.speakers)
-        sp = w.speakers.iloc[rows_]
-        e, wd = sp.errors.to_numpy(float), sp.ref_words.to_numpy(float)
         found = disc.fit(w.speakers, w.side)
-        null = sc.permuted_statistics(win, e, wd, n_perm=n_perm, seed=seed, statistic=disc.statistic)
-        p = sc.p_value(found.details["statistic"], null)
+        p = sc.p_value(found.details["statistic"], disc.null_statistics(w.speakers, n_perm, seed))
         members = found.assignment.index[found.assignment == sc.HOTSPOT]
         rows.append((p, *simulate.precision_recall(members, w.candidates)))
     return np.array(rows)

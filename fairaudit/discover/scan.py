@@ -17,25 +17,33 @@ Windows
     when it holds between ``min_speakers`` and ``max_share`` x speakers, and its edge
     does not split locations at the same distance.
 
-Statistic
-    Kulldorff's Poisson log-likelihood ratio of errors inside vs outside, with reference
-    words as the population: for a window with c errors in w words, out of C errors in W
-    words, e = C w / W expected errors and
+Window statistic
+    ``"z"`` (default): a one-sided score z of the window's per-speaker error rates
+    against everybody's, each speaker weighted by 1 / (tau^2 + mu / words)
+    (:func:`heterogeneity_weights`: tau^2 = the between-speaker variance of error rates,
+    so a speaker with many words counts more, but never as more than one speaker).
+    ``"poisson"``: Kulldorff's Poisson log-likelihood ratio of errors inside vs outside,
+    reference words as the population (:func:`poisson_llr`), which treats every word as
+    independent.  Only windows with a higher error rate than outside count.
 
-        LLR = c ln(c / e) + (C - c) ln((C - c) / (C - e))   if c > e, else 0
-
-    (only windows with a higher error rate than outside count: the bottom cohort).  The
-    window with the largest LLR is the hot spot.  Per-speaker heterogeneity (speakers
-    differ in error rate) inflates every window's LLR by about the same factor, so it
-    does not change which window wins; the permutation null (speakers' (errors,
-    ref_words) pairs shuffled) calibrates the p-value with the real heterogeneity.
+Test statistic and hot spot
+    The test statistic (``aggregate="softmax"``, default) is a soft maximum over the
+    windows, t log(mean exp(z^2 / 2t)): the log of the windows' average Bayes factor
+    (:func:`softmax_statistic`); a real cluster lights up many overlapping windows, noise
+    isolated ones, so this is more powerful than the maximum (``aggregate="max"``,
+    Kulldorff's).  The hot spot is the window with the largest statistic, re-centred on
+    its members (:func:`refine`).  The permutation null (speakers' (errors, ref_words)
+    pairs shuffled) calibrates the p-value with the real heterogeneity.
 
 Batched evaluation
     Windows depend only on coordinates, so a permutation changes sums only.
-    :func:`max_statistic` takes a (B x n) matrix of permuted per-speaker errors and
-    words and returns each row's largest LLR in one pass: location sums by one sparse
-    product, then, per block of centres, a gather of the nested neighbour lists and one
-    cumulative sum along them (cost B x centres x neighbours, bounded blocks of memory).
+    :func:`scan_statistic` takes a (B x n) matrix of permuted per-speaker errors and
+    words and returns each row's statistic in one pass: location sums by one sparse
+    product, ring sums (the neighbours between two consecutive window sizes of a centre,
+    :meth:`Windows.ring_matrix`) by a second, nested window sums by a cumulative sum over
+    the rings; cost B x (centres x neighbours) multiply-adds, in bounded blocks of memory
+    (500 speakers: about 0.09 s per 100 permutations; 100,000 speakers, grouped into
+    4,096 cells: about 2 s).
 """
 from __future__ import annotations
 
@@ -365,13 +373,15 @@ class Statistic:
     window: Any
     surrogate: Any
     inverse: Any
+    half_square: Any      # surrogate -> z+^2 / 2 (log-likelihood-ratio units)
 
 
 #: scan statistics by name: "poisson" (Kulldorff's LLR on errors / words) and "z" (score z
 #: with per-speaker heterogeneity weights)
 STATISTICS = {
-    "poisson": Statistic(_counts, poisson_llr, poisson_llr, _identity),
-    "z": Statistic(heterogeneity_weights, z_statistic, _z_squared_signed, _signed_sqrt),
+    "poisson": Statistic(_counts, poisson_llr, poisson_llr, _identity, _identity),
+    "z": Statistic(heterogeneity_weights, z_statistic, _z_squared_signed, _signed_sqrt,
+                   lambda q: np.maximum(q, 0.0) / 2.0),
 }
 
 
@@ -412,83 +422,116 @@ def best_window(windows: Windows, errors: Any, words: Any, statistic: str = "poi
     return record
 
 
+def _blocks(windows: Windows, e: np.ndarray, w: np.ndarray, stat: Statistic, block_cells: int):
+    """Yield (b0, b1, values) for blocks of rows: surrogate values (windows x rows), pads 0.
+
+    Rings x rows in one sparse product per block; the nested windows are then cumulative
+    sums over each centre's rings (windows ordered by centre row, then size).
+    """
+    a, b = stat.transform(e, w)
+    mat = windows.location_matrix()
+    loc_a = np.ascontiguousarray((mat @ a.T).T)      # (B, G)
+    loc_b = np.ascontiguousarray((mat @ b.T).T)
+    total_a, total_b = loc_a.sum(axis=1), loc_b.sum(axis=1)
+    ring = windows.ring_matrix()
+    n_rows, width = ring.cols.shape
+    b_rows = e.shape[0]
+    b_step = max(1, min(b_rows, block_cells // max(1, n_rows * width)))
+    for b0 in range(0, b_rows, b_step):
+        b1 = min(b_rows, b0 + b_step)
+        sa = np.cumsum(np.asarray(ring.matrix @ loc_a[b0:b1].T).reshape(n_rows, width, b1 - b0), axis=1)
+        sb = np.cumsum(np.asarray(ring.matrix @ loc_b[b0:b1].T).reshape(n_rows, width, b1 - b0), axis=1)
+        value = stat.surrogate(sa, sb, total_a[None, None, b0:b1], total_b[None, None, b0:b1])
+        if ring.any_pad:
+            value[ring.pad] = 0.0
+        yield b0, b1, value.reshape(-1, b1 - b0)
+
+
+def _rows(windows: Windows, errors: Any, words: Any) -> tuple[np.ndarray, np.ndarray]:
+    e = np.atleast_2d(np.asarray(errors, dtype=float))
+    w = np.atleast_2d(np.asarray(words, dtype=float))
+    if e.shape != w.shape or e.shape[1] != windows.n_speakers:
+        raise ValueError(f"errors/words must be (B, {windows.n_speakers}), got {e.shape} and {w.shape}")
+    return e, w
+
+
 def max_statistic(windows: Windows, errors: Any, words: Any, statistic: str = "poisson",
                   block_cells: int = BLOCK_CELLS, return_window: bool = False) -> Any:
     """Largest admissible-window statistic of each row of (B x n) per-speaker errors and words.
 
     The batched form of :func:`best_window` for permutation nulls: rows are e.g. permuted
     copies of the speakers' (errors, ref_words).  Location sums come from one sparse
-    product; then for blocks of centres (at most ``block_cells`` numbers at once) the
-    nested neighbour sums are one gather and one cumulative sum.  Returns (B,) floats
+    product, window sums from a second (rings, :meth:`Windows.ring_matrix`) and a
+    cumulative sum, in blocks of at most ``block_cells`` numbers.  Returns (B,) floats
     (0 when no window has a higher rate).  A 1-D input is one row.  With ``return_window``
     also the (B,) centre rows and (B,) window ends j of each row's best window (-1 when
-    none): e.g. for bootstrap resamples of the hot spot.
+    none).
     """
-    e = np.atleast_2d(np.asarray(errors, dtype=float))
-    w = np.atleast_2d(np.asarray(words, dtype=float))
-    if e.shape != w.shape or e.shape[1] != windows.n_speakers:
-        raise ValueError(f"errors/words must be (B, {windows.n_speakers}), got {e.shape} and {w.shape}")
+    e, w = _rows(windows, errors, words)
     stat = _statistic(statistic)
-    b_rows = e.shape[0]
-    out = np.zeros(b_rows)
-    arg_row = np.full(b_rows, -1, dtype=np.int64)
-    arg_j = np.full(b_rows, -1, dtype=np.int64)
-    if not windows.valid.any():
-        return (out, arg_row, arg_j) if return_window else out
-    a, b = stat.transform(e, w)
-    mat = windows.location_matrix()
-    loc_a = np.ascontiguousarray((mat @ a.T).T)      # (B, G)
-    loc_b = np.ascontiguousarray((mat @ b.T).T)
-    total_a = loc_a.sum(axis=1)
-    total_b = loc_b.sum(axis=1)
-    ring = windows.ring_matrix()
-    rows, cols, pad = ring.rows, ring.cols, ring.pad
-    width = cols.shape[1]
-    # Rings x permutations in one sparse product per block of permutations; the nested
-    # windows are then cumulative sums over each centre's rings.
-    b_step = max(1, min(b_rows, block_cells // max(1, len(rows) * width)))
-    for b0 in range(0, b_rows, b_step):
-        b1 = min(b_rows, b0 + b_step)
-        sa = np.cumsum(np.asarray(ring.matrix @ loc_a[b0:b1].T).reshape(len(rows), width, b1 - b0), axis=1)
-        sb = np.cumsum(np.asarray(ring.matrix @ loc_b[b0:b1].T).reshape(len(rows), width, b1 - b0), axis=1)
-        value = stat.surrogate(sa, sb, total_a[None, None, b0:b1], total_b[None, None, b0:b1])
-        if ring.any_pad:
-            value[pad] = 0.0
-        value = value.reshape(-1, b1 - b0)
-        k = value.argmax(axis=0)             # first maximum: the first centre, then the smallest window
-        best = value[k, np.arange(b1 - b0)]
-        out[b0:b1] = stat.inverse(best)
-        if return_window:
+    out = np.zeros(e.shape[0])
+    arg_row = np.full(e.shape[0], -1, dtype=np.int64)
+    arg_j = np.full(e.shape[0], -1, dtype=np.int64)
+    if windows.valid.any():
+        ring = windows.ring_matrix()
+        width = ring.cols.shape[1]
+        for b0, b1, value in _blocks(windows, e, w, stat, block_cells):
+            k = value.argmax(axis=0)             # first maximum: the first centre, then the smallest window
+            best = value[k, np.arange(b1 - b0)]
+            out[b0:b1] = stat.inverse(best)
             found = best > 0
-            arg_row[b0:b1] = np.where(found, rows[k // width], -1)
-            arg_j[b0:b1] = np.where(found, cols[k // width, k % width], -1)
+            arg_row[b0:b1] = np.where(found, ring.rows[k // width], -1)
+            arg_j[b0:b1] = np.where(found, ring.cols[k // width, k % width], -1)
     return (out, arg_row, arg_j) if return_window else out
 
 
-def permutations(n: int, n_perm: int, seed: int = 0, start: int = 0, stop: int | None = None) -> np.ndarray:
-    """Permutations ``start``..``stop`` (rows) of ``n`` speakers: row i from child i of SeedSequence(seed)."""
-    children = np.random.SeedSequence(int(seed)).spawn(int(n_perm))[start:stop]
-    return np.stack([np.random.default_rng(s).permutation(n) for s in children]) if children else \
-        np.zeros((0, n), dtype=np.int64)
+def softmax_statistic(windows: Windows, errors: Any, words: Any, statistic: str = "z",
+                      temperature: float = 4.0, block_cells: int = BLOCK_CELLS) -> np.ndarray:
+    """Soft maximum over windows of each row: t log(mean_windows exp(x / t)), x = z+^2 / 2.
 
-
-def permuted_statistics(windows: Windows, errors: Any, words: Any, n_perm: int = 999, seed: int = 0,
-                        statistic: str = "poisson", batch: int = 200) -> np.ndarray:
-    """Max statistic of ``n_perm`` permutations of the speakers' (errors, words) pairs (the null).
-
-    Each permutation shuffles whole (errors, words) pairs across the speakers, so every
-    speaker keeps a real pair but error rates no longer depend on location; ``batch``
-    permutations are evaluated at once by :func:`max_statistic`.  Deterministic for a
-    given ``seed`` and independent of ``batch`` (see :func:`permutations`).
+    ``x`` is half the squared one-sided z of a window (for "poisson", its LLR, which is
+    about z^2 / 2); ``temperature`` t > 0 (t -> 0 gives the maximum).  exp(x / t) is, up
+    to a constant, the Bayes factor of the window with a N(0, s^2) prior on its
+    standardised excess, t = (1 + s^2) / s^2, so the statistic is the log of the average
+    Bayes factor over windows (Neill's Bayesian scan, in its Gaussian form), scaled by t.
+    A real cluster lights up many overlapping windows, noise mostly isolated ones: on the
+    issue-15 world this finds the planted metro more often than the maximum does (see
+    :data:`SOFTMAX_NOTE`).  Streaming log-sum-exp: bounded memory, no overflow.
     """
-    e = np.asarray(errors, dtype=float)
-    w = np.asarray(words, dtype=float)
-    out = np.empty(int(n_perm))
-    step = max(1, int(batch))
-    for b0 in range(0, int(n_perm), step):
-        perm = permutations(len(e), n_perm, seed, b0, b0 + step)
-        out[b0:b0 + len(perm)] = max_statistic(windows, e[perm], w[perm], statistic)
-    return out
+    e, w = _rows(windows, errors, words)
+    stat = _statistic(statistic)
+    t = float(temperature)
+    if not t > 0:
+        raise ValueError(f"temperature must be > 0, not {temperature!r}")
+    if not windows.valid.any():
+        return np.zeros(e.shape[0])
+    top = np.full(e.shape[0], -np.inf)
+    acc = np.zeros(e.shape[0])
+    for b0, b1, value in _blocks(windows, e, w, stat, block_cells):
+        x = stat.half_square(value) / t
+        m = np.maximum(top[b0:b1], x.max(axis=0))
+        acc[b0:b1] = acc[b0:b1] * np.exp(top[b0:b1] - m) + np.exp(x - m).sum(axis=0)
+        top[b0:b1] = m
+    return t * (top + np.log(acc) - math.log(windows.n_windows))
+
+
+#: measured on the issue-15 world (500 speakers, 98 planted / 97 null replicates, 199
+#: permutations): share of p < 0.05 with the maximum z 0.78 / 0.06, soft maximum t = 1:
+#: 0.82 / 0.05, t = 2: 0.86 / 0.03, t = 4: 0.85 / 0.03
+SOFTMAX_NOTE = "max z: power 0.78; soft max t=2: 0.86, t=4: 0.85 (null 0.03)"
+
+#: how the windows' statistics are summarised into the test statistic
+AGGREGATES = ("softmax", "max")
+
+
+def scan_statistic(windows: Windows, errors: Any, words: Any, statistic: str = "z", aggregate: str = "softmax",
+                   temperature: float = 4.0) -> np.ndarray:
+    """The scan's test statistic of each row: :func:`softmax_statistic` or :func:`max_statistic`."""
+    if aggregate == "softmax":
+        return softmax_statistic(windows, errors, words, statistic, temperature)
+    if aggregate == "max":
+        return max_statistic(windows, errors, words, statistic)
+    raise ValueError(f"unknown aggregate {aggregate!r}: choose from {', '.join(AGGREGATES)}")
 
 
 def _unit(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
@@ -589,20 +632,54 @@ def p_value(observed: float, null: np.ndarray) -> float:
     return (1 + hits) / (1 + len(null))
 
 
-def scan(lat: Any, lon: Any, errors: Any, words: Any, *, n_perm: int = 0, seed: int = 0,
-         statistic: str = "poisson", **window_options: Any) -> dict:
-    """Windows, best window and (with ``n_perm`` > 0) its permutation p-value, in one call.
+def hotspot(lat: Any, lon: Any, errors: Any, words: Any, windows: Windows, *, statistic: str = "z",
+            aggregate: str = "softmax", temperature: float = 4.0, iterations: int = 3) -> dict | None:
+    """The hot spot of a set of speakers, with the scan's test statistic.
 
-    ``window_options`` go to :func:`build_windows`.  Returns ``{"windows", "best",
-    "p_value", "null"}`` (``best`` as :func:`best_window`; ``p_value``/``null`` None when
+    The window with the largest statistic (:func:`best_window`), re-centred on its members
+    (:func:`refine`).  (Centring instead where the windows' posterior weight is largest
+    scored better on the issue-15 world, whose plant sits at a metro's densest point, but
+    much worse when the plant is off that point (``simulate.geographic_world(offset_deg=
+    0.5)``: precision 0.59 against 0.73): it partly finds density, not errors.)
+
+    Returns the window record (:func:`refine`) with ``statistic`` = the test statistic
+    (:func:`scan_statistic`, what the permutation null compares), ``statistic_name``,
+    ``window_statistic`` (the circle's own z or LLR), or None when no window has a higher
+    error rate than the rest.
+    """
+    lat = np.asarray(lat, dtype=float)
+    lon = np.asarray(lon, dtype=float)
+    e = np.asarray(errors, dtype=float)
+    w = np.asarray(words, dtype=float)
+    value = float(scan_statistic(windows, e, w, statistic, aggregate, temperature)[0])
+    best = best_window(windows, e, w, statistic)
+    if best is None:
+        return None
+    found = refine(lat, lon, e, w, best, min_speakers=windows.min_speakers, max_speakers=windows.max_speakers,
+                   statistic=statistic, iterations=iterations)
+    found["window_statistic"] = found["statistic"]
+    found["statistic"] = value
+    found["statistic_name"] = (f"scan soft maximum of {statistic} (temperature {temperature:g})"
+                               if aggregate == "softmax" else f"scan maximum of {statistic}")
+    return found
+
+
+def scan(lat: Any, lon: Any, errors: Any, words: Any, *, n_perm: int = 0, seed: int = 0, statistic: str = "z",
+         aggregate: str = "softmax", temperature: float = 4.0, **window_options: Any) -> dict:
+    """Windows, hot spot and (with ``n_perm`` > 0) its permutation p-value, in one call.
+
+    ``window_options`` go to :func:`build_windows`.  Returns ``{"windows", "hotspot",
+    "p_value", "null"}`` (``hotspot`` as :func:`hotspot`; ``p_value``/``null`` None when
     ``n_perm`` is 0 or there is no hot spot).
     """
     windows = build_windows(lat, lon, seed=seed, **window_options)
-    best = best_window(windows, errors, words, statistic)
-    out: dict[str, Any] = {"windows": windows, "best": best, "p_value": None, "null": None}
-    if n_perm > 0 and best is not None:
-        null = permuted_statistics(windows, errors, words, n_perm=n_perm, seed=seed, statistic=statistic)
-        out.update(null=null, p_value=p_value(best["statistic"], null))
+    found = hotspot(lat, lon, errors, words, windows, statistic=statistic, aggregate=aggregate,
+                    temperature=temperature)
+    out: dict[str, Any] = {"windows": windows, "hotspot": found, "p_value": None, "null": None}
+    if n_perm > 0 and found is not None:
+        null = permuted_statistics(windows, errors, words, n_perm=n_perm, seed=seed, statistic=statistic,
+                                   aggregate=aggregate, temperature=temperature)
+        out.update(null=null, p_value=p_value(found["statistic"], null))
     return out
 
 
@@ -664,9 +741,11 @@ class HotSpotDiscoverer(Discoverer):
     name = "hotspot"
 
     def __init__(self, min_speakers: int = 20, seed: int = 0, max_share: float = 0.25, statistic: str = "z",
-                 size_step: float = 1.05, refine_iterations: int = 3, max_centres: int = MAX_CENTRES,
-                 max_locations: int = MAX_LOCATIONS):
+                 aggregate: str = "softmax", temperature: float = 4.0, size_step: float = 1.05,
+                 refine_iterations: int = 3, max_centres: int = MAX_CENTRES, max_locations: int = MAX_LOCATIONS):
         super().__init__(min_speakers, seed)
+        self.aggregate = aggregate
+        self.temperature = temperature
         self.max_share = max_share
         self.statistic = statistic
         self.size_step = size_step
@@ -703,17 +782,17 @@ class HotSpotDiscoverer(Discoverer):
         e = speakers["errors"].to_numpy(dtype=float)[rows]
         w = speakers["ref_words"].to_numpy(dtype=float)[rows]
         params = {"min_speakers": int(self.min_speakers), "seed": int(self.seed), "max_share": float(self.max_share),
-                  "statistic": self.statistic, "size_step": float(self.size_step),
+                  "statistic": self.statistic, "aggregate": self.aggregate, "temperature": float(self.temperature),
+                  "size_step": float(self.size_step),
                   "refine_iterations": int(self.refine_iterations)}
-        best = best_window(win, e, w, self.statistic) if len(ids) else None
+        found = hotspot(lat, lon, e, w, win, statistic=self.statistic, aggregate=self.aggregate,
+                        temperature=self.temperature, iterations=self.refine_iterations) if len(ids) else None
         index = pd.Index(ids, name="speaker_id")
-        if best is None:
+        if found is None:
             label = "all audited speakers (no window has a higher error rate than the rest)"
             return Discovery(pd.Series("all", index=index, dtype=object), {"all": label}, not_audited, params,
                              {"definition": None, "statistic": 0.0, "statistic_name": f"scan {self.statistic}",
                               "windows": win.n_windows})
-        found = refine(lat, lon, e, w, best, min_speakers=win.min_speakers, max_speakers=win.max_speakers,
-                       statistic=self.statistic, iterations=self.refine_iterations)
         cohort = np.full(len(ids), REST, dtype=object)
         cohort[found["members"]] = HOTSPOT
         from .geographic import _place_names
@@ -723,11 +802,19 @@ class HotSpotDiscoverer(Discoverer):
                       "radius_km": found["radius_km"]}
         window = {k: v for k, v in found.items() if k != "members"}
         labels = {HOTSPOT: hotspot_label(found, place), REST: "rest of the map"}
-        details = {"definition": definition, "hotspot": window, "statistic": float(best["statistic"]),
-                   "statistic_name": f"scan {self.statistic}", "windows": win.n_windows,
+        details = {"definition": definition, "hotspot": window, "statistic": float(found["statistic"]),
+                   "statistic_name": found["statistic_name"], "windows": win.n_windows,
                    "grouped_into_cells": bool(win.cells)}
         return Discovery(pd.Series(cohort, index=index, dtype=object), labels, not_audited, params, details,
                          {HOTSPOT: {"window": definition, "place": place}, REST: {}})
+
+    def null_statistics(self, speakers: pd.DataFrame, n_perm: int = 200, seed: int = 0) -> np.ndarray:
+        """The test statistic of ``n_perm`` permutations of the audited speakers' (errors,
+        ref_words): the batched permutation null (:func:`permuted_statistics`)."""
+        win, rows, _ = self.windows(speakers)
+        return permuted_statistics(win, speakers["errors"].to_numpy(dtype=float)[rows],
+                                   speakers["ref_words"].to_numpy(dtype=float)[rows], n_perm=n_perm, seed=seed,
+                                   statistic=self.statistic, aggregate=self.aggregate, temperature=self.temperature)
 
     def assign(self, definition: dict | None, speakers: pd.DataFrame, side: SideInputs) -> pd.Series | None:
         """Cohort per speaker_id for other speakers: inside the saved circle -> H01, else REST.

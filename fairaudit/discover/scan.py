@@ -534,6 +534,34 @@ def scan_statistic(windows: Windows, errors: Any, words: Any, statistic: str = "
     raise ValueError(f"unknown aggregate {aggregate!r}: choose from {', '.join(AGGREGATES)}")
 
 
+def permutations(n: int, n_perm: int, seed: int = 0, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """Permutations ``start``..``stop`` (rows) of ``n`` speakers: row i from child i of SeedSequence(seed)."""
+    children = np.random.SeedSequence(int(seed)).spawn(int(n_perm))[start:stop]
+    return np.stack([np.random.default_rng(s).permutation(n) for s in children]) if children else \
+        np.zeros((0, n), dtype=np.int64)
+
+
+def permuted_statistics(windows: Windows, errors: Any, words: Any, n_perm: int = 999, seed: int = 0,
+                        statistic: str = "z", batch: int = 200, aggregate: str = "softmax",
+                        temperature: float = 4.0) -> np.ndarray:
+    """Scan statistic (:func:`scan_statistic`) of ``n_perm`` permutations of the speakers'
+    (errors, words) pairs: the null distribution.
+
+    Each permutation shuffles whole (errors, words) pairs across the speakers, so every
+    speaker keeps a real pair but error rates no longer depend on location; ``batch``
+    permutations are evaluated at once by :func:`scan_statistic`.  Deterministic for a
+    given ``seed`` and independent of ``batch`` (see :func:`permutations`).
+    """
+    e = np.asarray(errors, dtype=float)
+    w = np.asarray(words, dtype=float)
+    out = np.empty(int(n_perm))
+    step = max(1, int(batch))
+    for b0 in range(0, int(n_perm), step):
+        perm = permutations(len(e), n_perm, seed, b0, b0 + step)
+        out[b0:b0 + len(perm)] = scan_statistic(windows, e[perm], w[perm], statistic, aggregate, temperature)
+    return out
+
+
 def _unit(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     la, lo = np.radians(lat), np.radians(lon)
     return np.column_stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)])

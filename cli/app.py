@@ -8,13 +8,18 @@ from typing import Annotated, Optional
 import typer
 
 from fairaudit import __version__
+from fairaudit import numbers as num
 from fairaudit.audit import score_input
 from fairaudit.errors import UserInputError
 from fairaudit.io.readers import InputSpec
 from fairaudit.io.writers import write_table
 from fairaudit.speakers import UTTERANCE_COLUMNS
+from fairaudit.units import TOKEN_NAMES, rate_name
+
+from fairaudit.outputs import shown
 
 from . import common as c
+from .guards import checked
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Audit speech recognisers for performance fairness.")
@@ -47,11 +52,12 @@ def _check_out_format(fmt: str) -> str:
 
 @app.command()
 @c.user_errors
+@checked()
 @c.with_input
 def score(
     spec: InputSpec,
     out: Annotated[str, typer.Option("--out", "-o", help="Output directory.")] = "fairaudit_out",
-    speakers: c.Speakers = None, normalize: c.Normalize = "default",
+    speakers: c.Speakers = None, normalize: c.Normalize = "default", unit: c.Unit = "word", align: c.Align = "jiwer",
     format: Annotated[str, typer.Option("--format", help="Output table format: csv|parquet.")] = "csv",
     workers: c.Workers = None, quiet: c.Quiet = False,
     engine: Engine = "auto", scheduler: Scheduler = None, chunk_rows: ChunkRows = None,
@@ -60,53 +66,49 @@ def score(
     _check_out_format(format)
     with c.progress_bar("scoring", None, not quiet) as progress:
         scored = score_input(spec, normalize, speakers, workers=workers, progress=progress, engine=engine,
-                             chunk_rows=chunk_rows, scheduler=scheduler)
+                             chunk_rows=chunk_rows, scheduler=scheduler, unit=unit, alignment=align)
     os.makedirs(out, exist_ok=True)
     write_table(scored.utterances[UTTERANCE_COLUMNS], os.path.join(out, "utterance_scores"), format)
     write_table(scored.speakers, os.path.join(out, "speaker_scores"), format)
-    accounting = scored.accounting.to_dict() | {"normalization": normalize, "mode": scored.mode}
+    accounting = scored.accounting.to_dict() | {"normalization": normalize, "mode": scored.mode, "unit": unit,
+                                                "rate": rate_name(unit), "alignment": align}
     with open(os.path.join(out, "accounting.json"), "w", encoding="utf-8") as fh:
         json.dump(accounting, fh, indent=2)
     if not quiet:
-        print_summary(scored, out)
+        print_summary(scored, shown(out))
 
 
 @app.command()
 @c.user_errors
+@checked()
 @c.with_input
+@c.with_discovery
 def audit(
     spec: InputSpec,
+    discovery: c.DiscoveryOptions,
     out: Annotated[str, typer.Option("--out", "-o", help="Output directory.")] = "fairaudit_out",
-    speakers: c.Speakers = None, normalize: c.Normalize = "default",
-    census: c.Census = None, embeddings: c.Embeddings = None, embedding_ids: c.EmbeddingIds = None, by: c.By = None,
-    discoverers: c.Discoverers = "geographic,geodemographic,automatic", min_speakers: c.MinSpeakers = 20,
-    k: c.K = "10", geo_max_regions: c.GeoMaxRegions = 16, geo_max_depth: c.GeoMaxDepth = 8,
-    geo_criterion: c.GeoCriterion = "difference", max_depth: c.MaxDepth = 2, seed: c.Seed = 0,
+    speakers: c.Speakers = None, normalize: c.Normalize = "default", unit: c.Unit = "word", align: c.Align = "jiwer",
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples of speakers for confidence intervals (0: none).")] = 1000,
     permutations: Annotated[int, typer.Option("--permutations", help="Permutations for each discoverer's selection-corrected p-value (0: none).")] = 200,
     ci_level: Annotated[float, typer.Option("--ci-level", help="Confidence level of the intervals.")] = 0.95,
     honest_gap: Annotated[bool, typer.Option("--honest-gap/--no-honest-gap", help="Also measure each gap on held-out utterances.")] = True,
     no_html: Annotated[bool, typer.Option("--no-html", help="Do not write report.html.")] = False,
     redact_text: Annotated[bool, typer.Option("--redact-text", help="Keep transcripts out of report.json and report.html.")] = False,
-    fail_on_gap: Annotated[Optional[float], typer.Option("--fail-on-gap", help="Gate in one step: exit 1 when a discoverer's WER gap (%) exceeds this.")] = None,
+    fail_on_gap: Annotated[Optional[float], typer.Option("--fail-on-gap", help="Gate in one step: exit 1 when a discoverer's WER gap (%) exceeds this, or when no gap could be checked.")] = None,
+    allow_empty: Annotated[bool, typer.Option("--allow-empty", help="With --fail-on-gap: pass when no discoverer could be checked.")] = False,
     workers: c.Workers = None, quiet: c.Quiet = False,
     engine: Engine = "auto", scheduler: Scheduler = None, chunk_rows: ChunkRows = None,
 ):
-    """Score, discover cohorts, and write report.json, cohorts.csv, assignments.csv and report.html."""
+    """Score, discover cohorts, and write report.json, cohorts.csv, assignments.csv, speaker_scores.csv and report.html."""
     from fairaudit.audit import audit as run_audit
     from fairaudit.reports.console import print_report
 
-    names, params = c.discovery_params(discoverers, min_speakers, k, geo_max_regions, geo_max_depth, max_depth,
-                                       geo_criterion)
     with c.progress_bar("scoring", None, not quiet) as progress:
-        result = run_audit(spec, speakers=speakers, census=census, embeddings=embeddings,
-                           embedding_ids=embedding_ids, by=by or [], discoverers=names, normalization=normalize,
-                           min_speakers=min_speakers, seed=seed, params=params,
+        result = run_audit(spec, speakers=speakers, normalization=normalize, **discovery.audit_kwargs(),
                            workers=workers, progress=progress, redact_text=redact_text, n_boot=bootstrap,
                            n_perm=permutations, ci_level=ci_level, honest=honest_gap, engine=engine,
-                           chunk_rows=chunk_rows, scheduler=scheduler)
+                           chunk_rows=chunk_rows, scheduler=scheduler, unit=unit, alignment=align)
     result.save(out)
-    write_table(result.speakers, os.path.join(out, "speaker_scores"), "csv")
     written = ["report.json", "cohorts.csv", "assignments.csv", "speaker_scores.csv"]
     if not no_html:
         from fairaudit.reports.html import write_html
@@ -115,25 +117,28 @@ def audit(
         written.append("report.html")
     if not quiet:
         print_report(result, c.out_console)
-        c.out_console.print(f"wrote {out}/: {', '.join(written)}")
+        c.out_console.print(f"wrote {shown(out)}/: {', '.join(written)}")
     if fail_on_gap is not None:
         from fairaudit.reports.gate import GateConfig
 
         from .cmd_gate import run_gate
 
-        raise typer.Exit(run_gate(result.report, GateConfig(max_gap_pct=fail_on_gap), quiet=quiet))
+        raise typer.Exit(run_gate(result.report, GateConfig(max_gap_pct=fail_on_gap, allow_empty=allow_empty),
+                                  quiet=quiet))
 
 
 def print_summary(scored, out: str | None = None) -> None:
     o = scored.overall
     acc = scored.accounting
     con = c.out_console
-    wer = "n/a" if o["wer"] is None else f"{100 * o['wer']:.2f} %"
-    con.print(f"WER {wer}  ({o['errors']:,} errors / {o['ref_words']:,} reference words)  "
-              f"speakers {o['speakers']:,}  utterances {o['utterances']:,}  normalisation: {scored.normalization}")
+    wer = num.wer_pct(o["wer"])
+    con.print(f"{rate_name(scored.unit)} {wer}  ({o['errors']:,} errors / {o['ref_words']:,} reference "
+              f"{TOKEN_NAMES[scored.unit]})  speakers {o['speakers']:,}  utterances {o['utterances']:,}  "
+              f"normalisation: {scored.normalization}, alignment: {scored.alignment}")
     con.print(f"rows read {acc.rows_read:,} = scored {acc.rows_scored:,} + dropped {acc.rows_dropped:,}")
     for reason, n in sorted(acc.dropped.items()):
-        con.print(f"  dropped {n:,}: {reason}")
+        example = f" (e.g. {acc.examples[reason][0]})" if acc.examples.get(reason) else ""
+        con.print(f"  dropped {n:,}: {reason}{example}", markup=False)
     if acc.empty_reference_insertions:
         con.print(f"  ({acc.empty_reference_insertions:,} inserted words in empty-reference rows, outside every WER)")
     for w in acc.warnings:

@@ -9,6 +9,7 @@ import typer
 from fairaudit.errors import UserInputError
 
 from . import common as c
+from .guards import checked
 from .app import app
 
 
@@ -24,7 +25,7 @@ def _read_zip_list(path: str) -> list[str]:
     if fmt in TABLE_FORMATS and not (fmt == "csv" and "," not in (read_lines(path) or [""])[0]):
         from fairaudit.io.readers import _read_table
 
-        frame, _ = _read_table(path, fmt, ["zip"])
+        frame, _ = _read_table(path, fmt, ["zip"], flag=None)
         if "zip" not in frame.columns:
             raise UserInputError(f"no zip column (columns: {', '.join(map(str, frame.columns))})", path=path,
                                  hint="name the column 'zip', or give one zip code per line")
@@ -36,6 +37,7 @@ def _read_zip_list(path: str) -> list[str]:
 
 @app.command("census")
 @c.user_errors
+@checked(out="file")
 def census(
     zips: Annotated[Optional[str], typer.Option("--zips", help="File of zip codes: one per line, or a table with a 'zip' column (e.g. the speaker table).")] = None,
     states: Annotated[Optional[str], typer.Option("--states", help="Comma-separated USPS state codes, e.g. CA,NY (ZCTAs are assigned to states by zip code).")] = None,

@@ -6,11 +6,13 @@ from typing import Annotated, Optional
 import typer
 
 from . import common as c
+from .guards import checked
 from .app import app
 
 
 @app.command("embed")
 @c.user_errors
+@checked(out="file")
 def embed(
     manifest: Annotated[str, typer.Argument(help="CSV/TSV/JSONL/Parquet table (utt_id, speaker_id, audio path), Kaldi wav.scp (with --utt2spk) or NeMo manifest.")],
     out: Annotated[str, typer.Option("--out", "-o", help="Output Parquet: speaker_id, embedding (list<float32>), n_utterances. Unreadable audio is listed in the same name with .json.")] = "embeddings.parquet",

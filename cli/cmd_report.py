@@ -10,9 +10,12 @@ from fairaudit.cli import common as c
 from fairaudit.cli.app import app
 from fairaudit.errors import UserInputError
 
+from .guards import checked
+
 
 @app.command("report")
 @c.user_errors
+@checked(out="file", encoding=False)
 def report(
     report_json: Annotated[str, typer.Argument(metavar="REPORT_JSON", help="report.json written by `fairaudit audit` (or its folder).",
                                                show_default=False)],

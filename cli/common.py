@@ -3,14 +3,20 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 import sys
+import textwrap
 from contextlib import contextmanager
-from typing import Annotated, Optional
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from fairaudit.discover import registry
+from fairaudit.discover.params import Interval, check, is_flag_only, metavar, parse_cli
+from fairaudit.discover.sides import side_flags
 from fairaudit.errors import UserInputError
 from fairaudit.io.readers import InputSpec
 
@@ -33,17 +39,10 @@ RefWordsCol = Annotated[Optional[str], typer.Option("--ref-words-col", help="Ref
 WerCol = Annotated[Optional[list[str]], typer.Option("--wer-col", help="Precomputed per-utterance WER column, as a fraction (0.25 = 25 %); repeatable.")]
 Speakers = Annotated[Optional[str], typer.Option("--speakers", help="Speaker table (CSV/Parquet): speaker_id plus any of lat, lon, zip and attributes.")]
 Normalize = Annotated[str, typer.Option("--normalize", help="Text normalisation on both sides: default|none|whisper.")]
-Census = Annotated[Optional[str], typer.Option("--census", help="Census table: zip plus numeric columns (shares as 0-1 or 0-100).")]
-Embeddings = Annotated[Optional[str], typer.Option("--embeddings", help="Speaker (or utterance) embeddings: .npy with --embedding-ids, or Parquet/CSV.")]
-EmbeddingIds = Annotated[Optional[str], typer.Option("--embedding-ids", help="One speaker id per line, in the row order of the .npy matrix.")]
-By = Annotated[Optional[list[str]], typer.Option("--by", help="Attribute cohorts, repeatable; 'a,b' for intersections.")]
-Discoverers = Annotated[str, typer.Option("--discoverers", help="Comma-separated discoverers to run.")]
+Unit = Annotated[str, typer.Option("--unit", help="What a token is: word (WER), char (CER, characters as jiwer.process_characters counts them, spaces included) or mixed (MER: each Chinese/Japanese/Thai/... character a token, other scripts split into words).")]
+Align = Annotated[str, typer.Option("--align", help="Alignment: jiwer (Levenshtein, as jiwer) or sclite (NIST sclite's weights 4/3/3 and tie-breaking: per-utterance S/D/I identical to sclite's).")]
+AllowNormalizerChange = Annotated[bool, typer.Option("--allow-normalizer-change", help="Compare with a report whose normaliser fingerprint (mode, NFC, alignment, library versions, canary sentences) differs; a different --unit is refused regardless.")]
 MinSpeakers = Annotated[int, typer.Option("--min-speakers", help="Smallest cohort (speakers) that can be bottom/top.")]
-K = Annotated[str, typer.Option("--k", help="k-means clusters for the automatic discoverer, or 'auto'.")]
-GeoMaxRegions = Annotated[int, typer.Option("--geo-max-regions", help="Most regions the geographic tree makes.")]
-GeoMaxDepth = Annotated[int, typer.Option("--geo-max-depth", help="Deepest split of the geographic tree.")]
-GeoCriterion = Annotated[str, typer.Option("--geo-criterion", help="Geographic split criterion: difference (Trinh et al.) or z (difference / its standard error).")]
-MaxDepth = Annotated[int, typer.Option("--max-depth", help="Most attributes in a geodemographic rule.")]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed: same seed, same result.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")]
 Workers = Annotated[Optional[int], typer.Option("--workers", help="Processes for scoring (default: all cores).")]
@@ -127,26 +126,137 @@ def with_input(fn):
     return wrapper
 
 
-def parse_k(k: str) -> int | str:
-    """--k: a whole number >= 2, or 'auto'."""
-    if k == "auto":
-        return k
-    try:
-        value = int(k)
-    except ValueError:
-        raise UserInputError(f"--k {k!r} is not a whole number", hint="pass --k 10 or --k auto") from None
-    if value < 2:
-        raise UserInputError(f"--k {value} is too small", hint="k-means needs at least 2 clusters")
-    return value
+# ---------------------------------------------------------------- discovery flags, from the registry
+
+@dataclass
+class DiscoveryOptions:
+    """What the discovery flags of a command say: which discoverers (None = the defaults),
+    the parameters given on the command line (``{name: {param: value}}``, flags not given
+    are absent), the repeatable instances (``--by``), the common ``--min-speakers`` and
+    ``--seed``, and the side-input flags given (flag name -> value)."""
+
+    names: list[str] | None
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    instances: dict[str, list[list[str]]] = field(default_factory=dict)
+    min_speakers: int = 20
+    seed: int = 0
+    side: dict[str, Any] = field(default_factory=dict)
+
+    def build(self):
+        """The discoverers, validated (:func:`fairaudit.audit.build_discoverers`)."""
+        from fairaudit.audit import build_discoverers
+
+        return build_discoverers(self.names, min_speakers=self.min_speakers, seed=self.seed, params=self.params,
+                                 instances=self.instances)
+
+    def audit_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`fairaudit.audit` / :func:`fairaudit.compare.compare`."""
+        side = dict(self.side)
+        builtin = {k: side.pop(k, None) for k in ("census", "embeddings", "embedding_ids")}
+        return {**builtin, "side_inputs": side, "discoverers": self.names, "params": self.params,
+                "min_speakers": self.min_speakers, "seed": self.seed, "instances": self.instances}
 
 
-def discovery_params(discoverers: str, min_speakers: int, k: str = "10", geo_max_regions: int = 16,
-                     geo_max_depth: int = 8, max_depth: int = 2,
-                     geo_criterion: str = "difference") -> tuple[list[str], dict[str, dict]]:
-    """(discoverer names, per-discoverer parameters) from the shared discovery flags."""
-    if min_speakers < 1:
-        raise UserInputError(f"--min-speakers {min_speakers} must be at least 1")
-    names = [n.strip() for n in discoverers.split(",") if n.strip()]
-    params = {"geographic": {"max_regions": geo_max_regions, "max_depth": geo_max_depth, "criterion": geo_criterion},
-              "geodemographic": {"max_depth": max_depth}, "automatic": {"k": parse_k(k)}}
-    return names, {n: params[n] for n in names if n in params}
+def param_help(cls, param: str) -> str:
+    """First sentence of a parameter's description in the class docstring (numpydoc
+    "Parameters" section), with its default."""
+    doc = textwrap.dedent((cls.__doc__ or "").split("\n", 1)[-1])
+    text = ""
+    m = re.search(rf"^{re.escape(param)} : [^\n]*\n((?:[ \t]+\S[^\n]*\n?)+)", doc, re.M)
+    if m:
+        body = " ".join(line.strip() for line in m.group(1).splitlines())
+        text = re.split(r"(?<=[.!?])\s", body, maxsplit=1)[0]
+    default = cls.param_defaults().get(param)
+    shown = "" if default in (None, (), [], inspect.Parameter.empty) else f" [default: {default}]"
+    return (text or f"The {param.replace('_', ' ')} parameter of the {cls.name} discoverer.") + shown
+
+
+def _decl(cls, param: str) -> list:
+    decl = cls.parameter_constraints().get(param)
+    if decl:
+        return decl
+    default = cls.param_defaults().get(param)
+    return [type(default)] if default not in (None, inspect.Parameter.empty) else [str]
+
+
+def _discovery_params() -> tuple[list[tuple[str, Any, Any]], dict[str, tuple[str, str, str]]]:
+    """(parameters to publish on a command, ident -> (kind, discoverer or side input, param))."""
+    reg = registry()
+    selectable = [n for n, c in reg.items() if c.instance_param is None]
+    defaults = [n for n, c in reg.items() if c.default and c.instance_param is None]
+    out: list[tuple[str, Any, Any]] = [
+        ("discoverers", Annotated[Optional[str], typer.Option(
+            "--discoverers", help=f"Comma-separated discoverers to run (available: {', '.join(selectable)}; "
+                                  f"default: {','.join(defaults)}).")], None),
+        ("min_speakers", Annotated[int, typer.Option("--min-speakers", help="Smallest cohort (speakers) that can be "
+                                                     "bottom/top.")], 20),
+        ("seed", Annotated[int, typer.Option("--seed", help="Random seed: same seed, same result.")], 0),
+    ]
+    lookup: dict[str, tuple[str, str, str]] = {}
+    for f in side_flags():
+        ident = f"side__{f.name}"
+        out.append((ident, Annotated[Optional[str], typer.Option(f.flag, help=f.help)], None))
+        lookup[ident] = ("side", "", f.name)
+    for name, cls in reg.items():
+        for param in cls.own_params():
+            ident = f"disc_{len(lookup)}"
+            lookup[ident] = ("param", name, param)
+            decls = (cls.flag(param), *cls.flag_aliases.get(param, ()))
+            help_text = param_help(cls, param)
+            if param == cls.instance_param:
+                help_text += " Repeatable: one set of cohorts per flag; 'a,b' for intersections."
+                ann = Annotated[Optional[list[str]], typer.Option(*decls, help=help_text, metavar="A[,B]")]
+            elif is_flag_only(_decl(cls, param)):
+                flag = cls.flag(param)
+                off = flag[:2] + "no-" + flag[2:]   # --automatic-l2-normalize -> --no-automatic-l2-normalize
+                ann = Annotated[Optional[bool], typer.Option(f"{flag}/{off}", help=help_text)]
+            else:
+                ann = Annotated[Optional[str], typer.Option(*decls, help=help_text, metavar=metavar(_decl(cls, param)))]
+            out.append((ident, ann, None))
+    return out, lookup
+
+
+def with_discovery(fn):
+    """Give a command the discovery flags, generated from the registry: --discoverers,
+    --min-speakers, --seed, every side input's flags (--census, --embeddings, ...) and
+    --<discoverer>-<param> for every parameter of every registered discoverer (with the
+    spellings in its ``flag_aliases``: --k, --geo-max-regions, --max-depth, --by, ...).
+    The command receives them as one ``discovery: DiscoveryOptions``."""
+    sig = inspect.signature(fn, eval_str=True)
+    own = [p for p in sig.parameters.values() if p.name != "discovery"]
+    generated, lookup = _discovery_params()
+    shared = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=ann)
+              for name, ann, default in generated]
+
+    @functools.wraps(fn)
+    def wrapper(**kwargs):
+        values = {name: kwargs.pop(name) for name, _, _ in generated}
+        return fn(discovery=discovery_options(values, lookup), **kwargs)
+
+    wrapper.__signature__ = sig.replace(parameters=own + shared)
+    return wrapper
+
+
+def discovery_options(values: dict[str, Any], lookup: dict[str, tuple[str, str, str]]) -> DiscoveryOptions:
+    """The DiscoveryOptions of parsed flag values (text parsed by each parameter's constraints)."""
+    check(values["min_speakers"], [Interval(int, 1, None)], name="minimum cohort size", flag="--min-speakers")
+    reg = registry()
+    text = values["discoverers"]
+    names = None if text is None else [n.strip() for n in text.split(",") if n.strip()]
+    opts = DiscoveryOptions(names=names, min_speakers=values["min_speakers"], seed=values["seed"])
+    for ident, (kind, name, param) in lookup.items():
+        value = values.get(ident)
+        if value is None:
+            continue
+        if kind == "side":
+            opts.side[param] = value
+            continue
+        cls = reg[name]
+        if param == cls.instance_param:
+            groups = [[c.strip() for c in v.split(",") if c.strip()] for v in value]
+            opts.instances[name] = [g for g in groups if g]
+        elif isinstance(value, bool):
+            opts.params.setdefault(name, {})[param] = value
+        else:
+            opts.params.setdefault(name, {})[param] = parse_cli(value, _decl(cls, param))
+    return opts

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import pandas as pd
+
 # Reasons a row can be dropped, with the sentence shown to users.
 DROP_REASONS = {
     "unparsable_row": "row could not be parsed (wrong number of fields, bad JSON or bad line)",
@@ -11,6 +13,8 @@ DROP_REASONS = {
     "duplicate_utt_id": "utterance id already seen earlier in the input (first kept)",
     "empty_reference": "reference has no words after normalisation: cannot enter a WER denominator",
     "no_reference": "hypothesis whose utterance id has no reference",
+    "unparsable_hypothesis": "hypothesis line could not be parsed (a trn line without '(utt-id)' at its end)",
+    "duplicate_hypothesis_id": "hypothesis id already seen earlier in the same hypothesis file (first kept)",
 }
 
 
@@ -26,6 +30,9 @@ class Accounting:
     # Insertions in rows with an empty reference: reported, since they are real errors
     # that no WER denominator can hold.
     empty_reference_insertions: int = 0
+    #: the speaker table against the scored speakers (see :meth:`count_speaker_table`);
+    #: empty when there was no speaker table
+    speaker_table: dict = field(default_factory=dict)
 
     def drop(self, reason: str, count: int, examples: list[str] | None = None) -> None:
         """Record ``count`` rows dropped for ``reason`` (a key of DROP_REASONS)."""
@@ -37,6 +44,22 @@ class Accounting:
         if examples:
             have = self.examples.setdefault(reason, [])
             have.extend(examples[: max(0, 5 - len(have))])
+
+    def count_speaker_table(self, table_ids, scored_ids) -> None:
+        """Count the speaker table's rows against the speakers with scored utterances:
+        ``rows``, ``matched``, ``without_utterances`` (rows whose speaker has no scored
+        utterance: absent from the input, or every row dropped) with ``examples``, and
+        ``speakers_without_row`` (scored speakers the table does not list).  Counts of
+        speakers."""
+        table_ids = pd.Index(table_ids).astype(str)
+        scored = pd.Index(scored_ids).astype(str)
+        absent = table_ids[~table_ids.isin(scored)]
+        self.speaker_table = {"rows": int(len(table_ids)), "matched": int(table_ids.isin(scored).sum()),
+                              "without_utterances": int(len(absent)), "examples": [str(x) for x in absent[:5]],
+                              "speakers_without_row": int((~scored.isin(table_ids)).sum())}
+        if len(absent):
+            self.warnings.append(f"{len(absent)} of {len(table_ids)} speaker(s) in the speaker table have no scored "
+                                 f"utterance (e.g. {', '.join(map(repr, self.speaker_table['examples'][:3]))})")
 
     @property
     def rows_dropped(self) -> int:
@@ -60,13 +83,14 @@ class Accounting:
                         for k, v in sorted(self.dropped.items())},
             "empty_reference_insertions": self.empty_reference_insertions,
             "warnings": list(self.warnings),
+            **({"speaker_table": dict(self.speaker_table)} if self.speaker_table else {}),
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> "Accounting":
         acc = cls(rows_read=d["rows_read"], rows_scored=d["rows_scored"],
                   empty_reference_insertions=d.get("empty_reference_insertions", 0),
-                  warnings=list(d.get("warnings", [])))
+                  warnings=list(d.get("warnings", [])), speaker_table=dict(d.get("speaker_table", {})))
         for k, v in d.get("dropped", {}).items():
             acc.dropped[k] = v["rows"]
             acc.examples[k] = list(v.get("examples", []))

@@ -1,18 +1,23 @@
-"""Word alignments for display (worst utterances in the HTML report).
+"""Token alignments for display (worst utterances in the HTML report).
 
-The same rapidfuzz opcodes jiwer uses, on the same normalised words as the scores, so the
-marked substitutions, deletions and insertions add up to the counted ones.
+The same alignment as the scores (jiwer's rapidfuzz opcodes, or sclite's DP), on the same
+normalised tokens, so the marked substitutions, deletions and insertions add up to the
+counted ones.
 """
 from __future__ import annotations
 
 from rapidfuzz.distance import Levenshtein
 
-from .normalize import tokenize
+from .align_sclite import sclite_ops
+from .units import tokenize
 
 
-def align(reference: str, hypothesis: str, normalization: str = "default") -> list[list]:
-    """Aligned words as ``[op, ref_word, hyp_word]`` with op in equal/sub/del/ins (None for no word)."""
-    ref, hyp = (t or [] for t in tokenize([reference or "", hypothesis or ""], normalization).to_pylist())
+def align(reference: str, hypothesis: str, normalization: str = "default", unit: str = "word",
+          alignment: str = "jiwer") -> list[list]:
+    """Aligned tokens as ``[op, ref_token, hyp_token]`` with op in equal/sub/del/ins (None for no token)."""
+    ref, hyp = tokenize([reference or "", hypothesis or ""], normalization, unit)
+    if alignment == "sclite":
+        return [[op, None if i is None else ref[i], None if j is None else hyp[j]] for op, i, j in sclite_ops(ref, hyp)]
     ids: dict[str, int] = {}
     r = [ids.setdefault(w, len(ids)) for w in ref]
     h = [ids.setdefault(w, len(ids)) for w in hyp]
@@ -30,7 +35,7 @@ def align(reference: str, hypothesis: str, normalization: str = "default") -> li
 
 
 def worst_utterances(utterances, speaker_ids, n: int = 5, normalization: str = "default",
-                     redact_text: bool = False) -> list[dict]:
+                     redact_text: bool = False, unit: str = "word", alignment: str = "jiwer") -> list[dict]:
     """The ``n`` utterances with the most errors among ``speaker_ids`` (ties: higher WER, then id).
 
     With ``redact_text`` only ids and counts are kept: no transcript leaves the machine.
@@ -44,6 +49,6 @@ def worst_utterances(utterances, speaker_ids, n: int = 5, normalization: str = "
         rec = {"utt_id": str(row.utt_id), "speaker_id": str(row.speaker_id), "ref_words": int(row.ref_words),
                "errors": int(row.errors), "wer": float(row.wer)}
         if not redact_text and "reference" in sub.columns:
-            rec["alignment"] = align(row.reference, row.hypothesis, normalization)
+            rec["alignment"] = align(row.reference, row.hypothesis, normalization, unit, alignment)
         out.append(rec)
     return out

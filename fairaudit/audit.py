@@ -1,60 +1,68 @@
 """Orchestration: inputs -> scored set -> discoverers -> audit result (computed once)."""
 from __future__ import annotations
 
-import hashlib
 import os
 import time
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 
 
+from . import fingerprint, limits
+from .align_sclite import check_alignment
 from .alignment import worst_utterances
-from .discover import REGISTRY, Discoverer, SideInputs
-from .discover.base import NotEnoughData
+from .cohorts import cohort_table
+from .discover import Discoverer, SideInputs, default_discoverers, discoverer_class, load_plugins
+from .discover.base import PLUGINS, NotEnoughData
+from .discover.sides import load_side_inputs as _load_side_inputs
+from .discover.sides import side_flags
 from .engines import resolve_engine, score_with_engine
 from .errors import UserInputError
+from .fingerprint import normalizer_fingerprint
 from .io.readers import InputSpec, RawUtterances, read_utterances
 from .io.speakers import read_speakers
 from .normalize import DESCRIPTIONS
-from .result import SCHEMA_VERSION, AuditResult, cohort_statistics, frame_records
+from .result import SCHEMA_VERSION, AuditResult, frame_records
 from .speakers import ScoredSet, score
 from .stats import add_statistics, overall_ci
+from .units import RATE_NAMES, check_unit
 
-#: the discovered-cohort discoverers run by default, in report order
-DEFAULT_DISCOVERERS = ("geographic", "geodemographic", "automatic")
+#: the discoverer behind ``by=`` / ``--by`` (attribute cohorts, one instance per entry)
+BY_DISCOVERER = "attribute"
 
 
 def score_input(spec: InputSpec, normalization: str = "default", speakers_path: str | None = None,
                 required_attributes: tuple[str, ...] | list[str] = (), *, workers: int | None = None,
                 progress=None, engine: str = "auto", chunk_rows: int | None = None,
-                scheduler: str | None = None) -> ScoredSet:
+                scheduler: str | None = None, unit: str = "word", alignment: str = "jiwer") -> ScoredSet:
     """Read ``spec`` (and the speaker table), score every utterance, build the speaker table.
 
     ``engine``: ``default`` (in memory), ``streaming`` (chunks of ``chunk_rows`` rows,
     bounded memory), ``dask`` (on the dask.distributed ``scheduler``, or a local cluster)
     or ``auto`` (streaming above 500 MB of input); see :mod:`fairaudit.engines`.
+    ``unit``: ``word`` (WER), ``char`` (CER) or ``mixed`` (MER); ``alignment``: ``jiwer``
+    or ``sclite`` (see :func:`fairaudit.scoring.count_errors`).
     """
+    check_unit(unit)
+    check_alignment(alignment)
     engine = resolve_engine(engine, spec)
     if engine != "default":
         speaker_table = read_speakers(speakers_path) if speakers_path else None
         return score_with_engine(engine, spec, normalization, speaker_table, required_attributes, workers=workers,
-                                 progress=progress, chunk_rows=chunk_rows, scheduler=scheduler)
+                                 progress=progress, chunk_rows=chunk_rows, scheduler=scheduler, unit=unit,
+                                 alignment=alignment)
     raw = read_utterances(spec)
     if len(raw.systems) > 1:
         raise UserInputError("`score` takes one system", path=spec.path,
                              hint="give one --hyp-col/--wer-col/--hyp, or use `fairaudit audit` for several side by side")
     speaker_table = read_speakers(speakers_path) if speakers_path else None
-    return score(raw, normalization, speaker_table, required_attributes, workers=workers, progress=progress)
+    return score(raw, normalization, speaker_table, required_attributes, workers=workers, progress=progress,
+                 unit=unit, alignment=alignment)
 
 
 def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return fingerprint.sha256_file(path)
 
 
 def _frame_to_raw(frame: pd.DataFrame, spec: InputSpec) -> RawUtterances:
@@ -72,85 +80,173 @@ def _frame_to_raw(frame: pd.DataFrame, spec: InputSpec) -> RawUtterances:
 
 
 def load_side_inputs(census: str | pd.DataFrame | None = None, embeddings: str | None = None,
-                     embedding_ids: str | None = None, utterances: pd.DataFrame | None = None) -> SideInputs:
-    """Census table and speaker embeddings for the discoverers that need them.
+                     embedding_ids: str | None = None, utterances: pd.DataFrame | None = None,
+                     **more: Any) -> SideInputs:
+    """Side inputs for the discoverers that need them (see :mod:`fairaudit.discover.sides`).
 
-    ``census``: a path (read with :func:`fairaudit.io.census.read_census`) or a DataFrame;
-    ``embeddings``: a .npy (with ``embedding_ids``) or Parquet/CSV path; ``utterances``: the
-    scored utterance table (utt_id, speaker_id), used when embeddings are per utterance
-    (they are averaged per speaker).
+    ``census``: a path or a DataFrame; ``embeddings``: a .npy (with ``embedding_ids``) or
+    Parquet/CSV path; ``more``: flags of side inputs registered by plugins;
+    ``utterances``: the scored utterance table (utt_id, speaker_id), used when embeddings
+    are per utterance (they are averaged per speaker).
     """
-    side = SideInputs()
-    if census is not None:
-        from .io.census import read_census
-
-        side.census = read_census(census) if isinstance(census, (str, os.PathLike)) else census
-        side.census_path = str(census) if isinstance(census, (str, os.PathLike)) else None
-    if embeddings is not None:
-        from .io.embeddings import read_embeddings
-
-        utt_to_spk = None
-        if utterances is not None:
-            utt_to_spk = pd.Series(utterances["speaker_id"].to_numpy(), index=utterances["utt_id"].to_numpy())
-        side.embeddings, side.embedding_ids, _ = read_embeddings(str(embeddings), embedding_ids, utt_to_spk)
-        side.embeddings_path = str(embeddings)
-    return side
+    return _load_side_inputs({"census": census, "embeddings": embeddings, "embedding_ids": embedding_ids, **more},
+                             utterances)
 
 
-def build_discoverers(names: Iterable[str], by: Iterable[str | Iterable[str]] = (), *, min_speakers: int = 20,
-                      seed: int = 0, params: dict[str, dict[str, Any]] | None = None) -> list[Discoverer]:
-    """Instantiate discoverers by registry name, plus one attribute discoverer per ``by`` entry."""
-    params = params or {}
-    out: list[Discoverer] = []
-    for name in names:
-        if name not in REGISTRY or name == "attribute":
-            raise UserInputError(f"unknown discoverer {name!r}",
-                                 hint=f"choose from: {', '.join(n for n in REGISTRY if n != 'attribute')}")
-        out.append(REGISTRY[name](min_speakers=min_speakers, seed=seed, **params.get(name, {})))
+def _split_by(by: Iterable[str | Iterable[str]]) -> list[list[str]]:
+    out = []
     for cols in by:
         cols = [c.strip() for c in (cols.split(",") if isinstance(cols, str) else cols) if c.strip()]
         if cols:
-            out.append(REGISTRY["attribute"](min_speakers=min_speakers, seed=seed, columns=cols))
+            out.append(cols)
+    return out
+
+
+def build_discoverers(names: Iterable[str] | None = None, by: Iterable[str | Iterable[str]] = (), *,
+                      min_speakers: int = 20, seed: int = 0, params: dict[str, dict[str, Any]] | None = None,
+                      instances: dict[str, list] | None = None) -> list[Discoverer]:
+    """Instantiate discoverers by registry name (None: the defaults), plus one instance of
+    a repeatable discoverer per value in ``instances`` (``by`` entries are instances of the
+    attribute discoverer), and validate their parameters (one validator, before any data
+    is read: the same check ``fit`` would make).
+
+    ``params``: per discoverer name, parameter -> value, e.g. ``{"automatic": {"k": 8}}``.
+    """
+    load_plugins()
+    params = dict(params or {})
+    for name in params:
+        discoverer_class(name)   # a typo in a name is an error, not silently ignored
+    instances = {k: list(v) for k, v in (instances or {}).items()}
+    by_groups = _split_by(by)
+    if by_groups:
+        instances.setdefault(BY_DISCOVERER, []).extend(by_groups)
+    out: list[Discoverer] = []
+
+    def make(cls, **extra) -> Discoverer:
+        kwargs = {**params.get(cls.name, {}), **extra}
+        try:
+            disc = cls(min_speakers=min_speakers, seed=seed, **kwargs)
+        except TypeError as exc:
+            raise UserInputError(f"{cls.name} discoverer: {exc}",
+                                 hint=f"its parameters are {', '.join(cls.own_params())}") from None
+        disc.validate_params()
+        return disc
+
+    for name in (default_discoverers() if names is None else list(names)):
+        cls = discoverer_class(name)
+        if cls.instance_param is not None:
+            flag = cls.flag_aliases.get(cls.instance_param, (cls.flag(cls.instance_param),))[0]
+            raise UserInputError(f"the {name} discoverer is not chosen with --discoverers", hint=f"use {flag} instead")
+        out.append(make(cls))
+    for name, values in instances.items():
+        cls = discoverer_class(name)
+        for value in values:
+            out.append(make(cls, **{cls.instance_param: value}))
     return out
 
 
 def run_discoverer(disc: Discoverer, speakers: pd.DataFrame, side: SideInputs) -> tuple[dict, pd.Series | None]:
-    """Fit one discoverer and compute its cohort statistics; returns (report entry, assignment)."""
-    reason = disc.missing_inputs(speakers, side)
+    """Fit one discoverer (its audit fit: hooks included) and compute its cohort
+    statistics; returns (report entry, assignment), or a skipped entry and None."""
+    reason = disc.missing_inputs(speakers, side) or disc.missing_side_inputs(side)
     if reason:
         return {"name": disc.name, "skipped": reason}, None
     try:
         found = disc.fit(speakers, side)
     except NotEnoughData as exc:
         return {"name": disc.name, "skipped": str(exc)}, None
-    cohorts, summary = cohort_statistics(speakers, found.assignment, found.labels, disc.min_speakers)
+    disc.annotate(found, speakers, side)
+    cohorts, summary = cohort_table(speakers, found.assignment, found.labels, disc.min_speakers)
     records = frame_records(cohorts)
     for rec in records:
         extra = found.cohort_details.get(rec["id"])
         if extra:
             rec["details"] = extra
     entry = {"name": disc.name, "skipped": None, "params": found.params or disc.get_params(),
-             "not_audited": found.not_audited, **summary, "cohorts": records, "details": found.details}
+             "init_params": _jsonable(disc.get_params()), "not_audited": found.not_audited, **summary,
+             "cohorts": records, "details": found.details, **found.entry_fields}
+    if found.definition is not None:
+        entry["definition"] = found.definition
+    if found.statistic is not None:
+        entry["statistic"] = {"name": found.statistic_name or "statistic", "value": float(found.statistic)}
     return entry, found.assignment
+
+
+def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+
+
+def read_speaker_table(speakers: str | os.PathLike | pd.DataFrame | None) -> pd.DataFrame | None:
+    """The speaker table indexed by speaker_id (str), from a path or a DataFrame."""
+    if isinstance(speakers, (str, os.PathLike)):
+        return read_speakers(str(speakers))
+    if isinstance(speakers, pd.DataFrame):
+        table = speakers.set_index("speaker_id") if "speaker_id" in speakers.columns else speakers.copy()
+        table.index = table.index.astype(str)
+        return table
+    return None
+
+
+def prepare_speakers(scored_sets: dict[str, ScoredSet]) -> None:
+    """The speaker-table step every pipeline runs after scoring: speakers with a zip but no
+    coordinates are placed at the zip's centroid (offline table), flagged in
+    ``coords_approx``, so coordinate-based discoverers run on zip-only data."""
+    for sset in scored_sets.values():
+        if "zip" in sset.speakers.columns:
+            from .io.zipgeo import fill_coordinates_from_zip
+
+            sset.speakers, _ = fill_coordinates_from_zip(sset.speakers)
+
+
+def input_files(spec: InputSpec | None, roles: Iterable[tuple[str, Any]]) -> list[dict]:
+    """Files of an audit with their SHA-256: the utterance input(s), then ``roles``
+    (role, path) pairs (the speaker table, side inputs, ...); non-files are left out."""
+    return fingerprint.input_files(spec, **dict(roles))
+
+
+def audit_fingerprint(spec: InputSpec | None, files: list[dict], discs: list[Discoverer], *,
+                      normalization: str, min_speakers: int, unit: str = "word", alignment: str = "jiwer") -> dict:
+    """What the report is computed from (:mod:`fairaudit.fingerprint`): the files' hashes
+    and the options that shape the data, with every discoverer's own parameters (all of
+    them, given or default) keyed by its report key."""
+    return fingerprint.fingerprint(files, fingerprint.run_options(
+        spec, normalization=normalization, min_speakers=min_speakers,
+        discoverers=[d.name for d in discs if d.instance_param is None],
+        by=[",".join(map(str, getattr(d, d.instance_param))) for d in discs if d.instance_param],
+        params={d.key: _jsonable({p: getattr(d, p) for p in d.own_params()}) for d in discs}, unit=unit,
+        alignment=alignment))
+
+
+def side_values(census: Any = None, embeddings: Any = None, embedding_ids: Any = None,
+                side_inputs: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Flag name -> value of every side input given (the built-in keywords plus plugins')."""
+    values = {"census": census, "embeddings": embeddings, "embedding_ids": embedding_ids, **dict(side_inputs or {})}
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.DataFrame | None = None,
           census: str | pd.DataFrame | None = None, embeddings: str | None = None, embedding_ids: str | None = None,
-          by: Iterable[str | Iterable[str]] = (), discoverers: Iterable[str] = DEFAULT_DISCOVERERS,
+          side_inputs: Mapping[str, Any] | SideInputs | None = None,
+          by: Iterable[str | Iterable[str]] = (), discoverers: Iterable[str] | None = None,
           normalization: str = "default", min_speakers: int = 20, seed: int = 0,
-          params: dict[str, dict[str, Any]] | None = None, workers: int | None = None,
-          progress: Callable[[int], None] | None = None, options: dict[str, Any] | None = None,
+          params: dict[str, dict[str, Any]] | None = None, instances: dict[str, list] | None = None,
+          workers: int | None = None, progress: Callable[[int], None] | None = None, options: dict[str, Any] | None = None,
           worst_n: int = 5, redact_text: bool = False, n_boot: int = 1000, n_perm: int = 200,
           ci_level: float = 0.95, honest: bool = True, engine: str = "auto", chunk_rows: int | None = None,
-          scheduler: str | None = None) -> AuditResult:
+          scheduler: str | None = None, unit: str = "word", alignment: str = "jiwer") -> AuditResult:
     """Score a decoded test set and run every discoverer whose inputs are present.
 
     ``utterances``: a file path, an :class:`InputSpec` (column mapping, Kaldi/trn...) or a
     DataFrame with utt_id, speaker_id and reference/hypothesis (or errors/ref_words).
     ``speakers``/``census``: file paths or DataFrames (speakers indexed or keyed by speaker_id;
     census keyed by zip).  ``embeddings``: .npy (+ ``embedding_ids``) or Parquet/CSV path.
+    ``side_inputs``: values of side inputs registered by plugins (flag name -> value), or
+    a ready :class:`SideInputs`.
+    ``discoverers``: registry names (default: every discoverer marked ``default``);
     ``by``: attribute columns, e.g. ``["gender", "gender,age_band"]``.
-    ``params``: per-discoverer parameters, e.g. ``{"automatic": {"k": 8}}``.
+    ``params``: per-discoverer parameters, e.g. ``{"automatic": {"k": 8}}``;
+    ``instances``: repeatable discoverers, one instance per value (``by`` is sugar for
+    ``{"attribute": [...]}``).
     ``min_speakers``: smallest cohort (count of speakers) that may be a bottom/top cohort.
     ``worst_n``: worst utterances of each bottom cohort kept for the report (aligned text,
     or ids and counts only with ``redact_text``).
@@ -160,24 +256,29 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
     gap on held-out utterances.
     ``engine``/``chunk_rows``/``scheduler``: how the utterances are read and scored (see
     :func:`score_input`); every engine gives the same report.
+    ``unit``: ``word`` (WER), ``char`` (CER) or ``mixed`` (MER): what a token is; the
+    report's count columns keep their names (``ref_words``, ``wer``) and
+    ``inputs.unit`` says which rate they are.  ``alignment``: ``jiwer`` or ``sclite``.
 
     Returns an :class:`AuditResult` (report dict + pandas views + ``to_json()``).
     """
+    check_unit(unit)
+    check_alignment(alignment)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    by = list(by)
-    by_cols = sorted({c.strip() for b in by for c in (b.split(",") if isinstance(b, str) else b) if c.strip()})
+    # Numbers out of range are refused before any input is read; too few resamples warn.
+    seed = limits.check_seed(seed)
+    warnings = limits.permutation_warnings(limits.check_count(n_perm, "--permutations", limits.MAX_PERMUTATIONS))
+    n_boot_used = limits.usable_bootstrap(limits.check_count(n_boot, "--bootstrap", limits.MAX_BOOTSTRAP), warnings)
+    discs = build_discoverers(discoverers, by, min_speakers=min_speakers, seed=seed, params=params,
+                              instances=instances)
+    required = sorted({c for d in discs for c in d.required_columns()})
     spec = utterances if isinstance(utterances, InputSpec) else (
         InputSpec(path=utterances) if isinstance(utterances, (str, os.PathLike)) else None)
     engine = resolve_engine(engine, spec)
     if engine == "default":
         raw = read_utterances(spec) if spec is not None else _frame_to_raw(utterances, InputSpec(path="<DataFrame>"))
-    speaker_table = None
-    if isinstance(speakers, (str, os.PathLike)):
-        speaker_table = read_speakers(str(speakers))
-    elif isinstance(speakers, pd.DataFrame):
-        speaker_table = speakers.set_index("speaker_id") if "speaker_id" in speakers.columns else speakers
-        speaker_table.index = speaker_table.index.astype(str)
+    speaker_table = read_speaker_table(speakers)
     timings["read"] = time.perf_counter() - t0
 
     scored_sets: dict[str, ScoredSet] = {}
@@ -185,36 +286,57 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
         # Chunked engines read and score in one pass: the time is all "score".
         t = time.perf_counter()
         names = spec.system_names
-        scored_sets[names[0]] = score_with_engine(engine, spec, normalization, speaker_table, by_cols,
+        scored_sets[names[0]] = score_with_engine(engine, spec, normalization, speaker_table, required,
                                                   workers=workers, progress=progress, chunk_rows=chunk_rows,
-                                                  scheduler=scheduler)
+                                                  scheduler=scheduler, unit=unit, alignment=alignment)
         timings["score"] = time.perf_counter() - t
     else:
         names = list(raw.systems) or ["hypothesis"]
     for name in (names if engine == "default" else ()):
         t = time.perf_counter()
         scored_sets[name] = score(raw.for_system(name) if len(names) > 1 else raw, normalization, speaker_table,
-                                  by_cols, workers=workers, progress=progress)
+                                  required, workers=workers, progress=progress, unit=unit, alignment=alignment)
         timings[f"score:{name}" if len(names) > 1 else "score"] = time.perf_counter() - t
-    scored = scored_sets[names[0]]
-    # Speakers with a zip but no coordinates are placed at the zip's centroid (offline
-    # table), flagged in coords_approx, so the geographic discoverer runs on zip-only data.
-    zipgeo_info = None
-    if "zip" in scored.speakers.columns:
-        from .io.zipgeo import fill_coordinates_from_zip
-
-        for sset in scored_sets.values():
-            sset.speakers, zipgeo_info = fill_coordinates_from_zip(sset.speakers)
+    prepare_speakers(scored_sets)
 
     t = time.perf_counter()
-    side = load_side_inputs(census, embeddings, embedding_ids, scored.utterances)
+    values = {} if isinstance(side_inputs, SideInputs) else side_values(census, embeddings, embedding_ids,
+                                                                          side_inputs)
+    side = side_inputs if isinstance(side_inputs, SideInputs) else _load_side_inputs(
+        values, scored_sets[names[0]].utterances)
     timings["read_side_inputs"] = time.perf_counter() - t
+    path_flags = [f.name for f in side_flags() if f.path]
+    files = input_files(spec, [("speakers", speakers), *((n, values.get(n)) for n in path_flags)])
+    result = audit_scored(scored_sets, discs, side, files=files,
+                          fingerprint=audit_fingerprint(spec, files, discs, normalization=normalization,
+                                                        min_speakers=min_speakers, unit=unit, alignment=alignment),
+                          normalization=normalization, seed=seed, min_speakers=min_speakers, params=params,
+                          options={"bootstrap": n_boot, **(options or {})}, worst_n=worst_n,
+                          redact_text=redact_text, n_boot=n_boot_used, n_perm=n_perm, ci_level=ci_level,
+                          honest=honest, workers=workers, timings=timings, warnings=warnings)
+    timings["total"] = time.perf_counter() - t0
+    return result
 
+
+def audit_scored(scored_sets: dict[str, ScoredSet], discs: list[Discoverer], side: SideInputs, *,
+                 files: list[dict] | None = None, fingerprint: dict | None = None,
+                 normalization: str = "default", seed: int = 0, min_speakers: int = 20,
+                 params: dict | None = None, options: dict[str, Any] | None = None, worst_n: int = 5,
+                 redact_text: bool = False, n_boot: int = 1000, n_perm: int = 200, ci_level: float = 0.95,
+                 honest: bool = True, workers: int | None = None, timings: dict[str, float] | None = None,
+                 warnings: list[str] | None = None) -> AuditResult:
+    """The audit of already scored systems (name -> :class:`ScoredSet`, the first one at the
+    top level of the report): every discoverer, its statistics, the report.  The one
+    pipeline behind ``audit`` and ``compare`` (which audits its baseline here).
+    ``files``/``fingerprint``: the inputs as :func:`input_files` and
+    :func:`audit_fingerprint` describe them; ``warnings``: about the statistics."""
+    timings = {} if timings is None else timings
+    names = list(scored_sets)
     per_system: dict[str, dict] = {}
     assignment_parts = []
     for name, sset in scored_sets.items():
-        discs = build_discoverers(discoverers, by, min_speakers=min_speakers, seed=seed, params=params)
-        entries, parts = discover_all(discs, sset, side, seed=seed, normalization=normalization, worst_n=worst_n,
+        fresh = [d.clone() for d in discs] if len(names) > 1 else discs
+        entries, parts = discover_all(fresh, sset, side, seed=seed, normalization=normalization, worst_n=worst_n,
                                       redact_text=redact_text, timings=timings, n_boot=n_boot, n_perm=n_perm,
                                       ci_level=ci_level, honest=honest, workers=workers)
         overall = {**sset.overall, "wer_ci": overall_ci(sset.speakers, n_boot, seed, ci_level)}
@@ -223,26 +345,32 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
             if len(names) > 1:
                 part.insert(0, "system", name)
             assignment_parts.append(part)
-
-    paths = []
-    hyp_files = [spec.hyp_path, *spec.more_hyp_paths] if spec else []
-    for role, p in (("utterances", spec.path if spec else None), *(("hypotheses", h) for h in hyp_files),
-                    ("utt2spk", spec.utt2spk if spec else None), ("speakers", speakers), ("census", census),
-                    ("embeddings", embeddings), ("embedding_ids", embedding_ids)):
-        if isinstance(p, (str, os.PathLike)) and os.path.isfile(p):
-            paths.append({"role": role, "path": str(p), "sha256": _sha256(str(p))})
+    scored = scored_sets[names[0]]
+    tool: dict[str, Any] = {"name": "fairaudit", "version": _tool_version()}
+    used = {d.name for d in discs}
+    plugins = {n: info for n, info in PLUGINS.items() if n in used}
+    if plugins:
+        tool["plugins"] = plugins
     report = {
         "schema_version": SCHEMA_VERSION,
-        "tool": {"name": "fairaudit", "version": _tool_version()},
+        "tool": tool,
         "inputs": {
-            "files": paths,
+            "files": files or [],
+            **({"fingerprint": fingerprint} if fingerprint is not None else {}),
             "mode": scored.mode,
-            "normalization": {"mode": normalization, "description": DESCRIPTIONS.get(normalization, "")},
-            "options": {"seed": seed, "min_speakers": min_speakers, "by": [",".join(b) if not isinstance(b, str) else b for b in by],
-                        "discoverers": list(discoverers), "params": params or {}, "redact_text": redact_text,
+            "normalization": {"mode": normalization, "description": DESCRIPTIONS.get(normalization, ""),
+                              "fingerprint": normalizer_fingerprint(normalization, scored.unit, scored.alignment)},
+            "unit": scored.unit, "rate": RATE_NAMES[scored.unit], "alignment": scored.alignment,
+            "options": {"seed": seed, "min_speakers": min_speakers,
+                        # the repeatable discoverers' values (--by gender --by gender,age_band)
+                        "by": [",".join(map(str, getattr(d, d.instance_param))) for d in discs if d.instance_param],
+                        "discoverers": [d.name for d in discs if d.instance_param is None],
+                        "params": params or {}, "redact_text": redact_text,
                         "bootstrap": n_boot, "permutations": n_perm, "ci_level": ci_level, "honest_gap": honest,
                         **(options or {})},
         },
+        # Warnings about the statistics (too few resamples), beside the accounting's about rows.
+        "warnings": list(warnings or []),
         # The first system's audit stands at the top level, so one-system views read it as is.
         "system": names[0],
         **per_system[names[0]],
@@ -252,10 +380,8 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
     assignments = (pd.concat(assignment_parts, ignore_index=True) if assignment_parts
                    else pd.DataFrame(columns=["speaker_id", "discoverer", "cohort_id"]))
     result = AuditResult(report=report, assignments=assignments, speakers=scored.speakers,
-                         utterances=scored.utterances)
+                         utterances=scored.utterances, side=side)
     result.timings = timings
-    result.side = side  # kept so power/selftest reuse what was read, not read it again
-    timings["total"] = time.perf_counter() - t0
     return result
 
 
@@ -282,8 +408,10 @@ def discover_all(discs: list[Discoverer], scored: ScoredSet, side: SideInputs, *
         if assignment is None:
             continue
         t = time.perf_counter()
+        own = entry.get("statistic") or {}
         add_statistics(entry, disc, scored.speakers, scored.utterances, side, assignment, n_boot=n_boot,
-                       n_perm=n_perm, seed=seed, level=ci_level, honest=honest, workers=workers)
+                       n_perm=n_perm, seed=seed, level=ci_level, honest=honest, workers=workers,
+                       statistic=own.get("value"), statistic_name=own.get("name"))
         if timings is not None:
             timings[f"stats:{disc.key}"] = timings.get(f"stats:{disc.key}", 0.0) + time.perf_counter() - t
         if entry.get("bottom") is not None:
@@ -293,12 +421,8 @@ def discover_all(discs: list[Discoverer], scored: ScoredSet, side: SideInputs, *
                 pending_worst.append((entry, members))
             else:
                 entry["worst_utterances"] = worst_utterances(scored.utterances, members, worst_n, normalization,
-                                                             redact_text or scored.mode != "text")
-        if disc.name == "geographic":
-            entry["details"]["speaker_points"] = _speaker_points(scored.speakers, assignment, seed)
-            if "coords_approx" in scored.speakers.columns:
-                approx = scored.speakers.set_index("speaker_id").loc[assignment.index, "coords_approx"]
-                entry["approximate_coordinates"] = int(approx.fillna(False).astype(bool).sum())
+                                                             redact_text or scored.mode != "text", scored.unit,
+                                                             scored.alignment)
         parts.append(pd.DataFrame({"speaker_id": assignment.index.to_numpy(), "discoverer": disc.key,
                                    "cohort_id": assignment.to_numpy()}))
     if pending_worst:
@@ -318,21 +442,8 @@ def _worst_with_text(pending: list[tuple[dict, pd.Index]], scored: ScoredSet, wo
     texts = scored.text_source(rows)
     for (entry, members), pick in zip(pending, picks):
         sub = utts.loc[pick].join(texts)
-        entry["worst_utterances"] = worst_utterances(sub, members, worst_n, normalization, False)
-
-
-MAX_POINTS = 5000
-
-
-def _speaker_points(speakers: pd.DataFrame, assignment: pd.Series, seed: int) -> dict:
-    """Audited speakers' coordinates, WER and region for the map (a seeded sample of at most MAX_POINTS)."""
-    sp = speakers.set_index("speaker_id").loc[assignment.index]
-    audited = len(sp)
-    if len(sp) > MAX_POINTS:
-        pick = np.sort(np.random.default_rng(seed).choice(len(sp), MAX_POINTS, replace=False))
-        sp, assignment = sp.iloc[pick], assignment.iloc[pick]
-    return {"sampled": len(sp) < audited, "lat": sp["lat"].round(4).tolist(), "lon": sp["lon"].round(4).tolist(),
-            "wer": sp["wer"].round(5).tolist(), "cohort": assignment.astype(str).tolist()}
+        entry["worst_utterances"] = worst_utterances(sub, members, worst_n, normalization, False, scored.unit,
+                                                     scored.alignment)
 
 
 def _tool_version() -> str:

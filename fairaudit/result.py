@@ -17,61 +17,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-SCHEMA_VERSION = "1.0"
+from .cohorts import COHORT_FIELDS, cohort_table  # noqa: F401  (re-exported)
 
-COHORT_FIELDS = ["id", "rank", "label", "speakers", "utterances", "ref_words", "substitutions", "deletions",
-                 "insertions", "errors", "wer", "share_pct", "utterance_share_pct", "too_few_speakers"]
-_COUNTS = ["utterances", "ref_words", "substitutions", "deletions", "insertions", "errors"]
+SCHEMA_VERSION = "1.2"
 
-
-def cohort_statistics(speakers: pd.DataFrame, assignment: pd.Series, labels: dict[str, str],
-                      min_speakers: int) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Cohort table and the gap-and-share summary of one discoverer.
-
-    ``speakers``: per-speaker table (counts); ``assignment``: cohort id per speaker_id.
-    Returns (cohorts, summary).  ``wer`` is a ratio; ``share_pct`` (speakers) and
-    ``utterance_share_pct`` are % of the speakers/utterances this discoverer audited.
-    Cohorts with fewer than ``min_speakers`` speakers are ranked but cannot be the bottom
-    or top cohort: their WER is too noisy to carry the headline gap.
-    """
-    sp = speakers.set_index("speaker_id")
-    joined = sp.loc[assignment.index, [c for c in _COUNTS if c in sp.columns]].copy()
-    joined["cohort"] = assignment.to_numpy()
-    g = joined.groupby("cohort", sort=True)
-    table = g.sum(min_count=1)
-    table.insert(0, "speakers", g.size())
-    table["wer"] = table["errors"] / table["ref_words"]
-    total_spk = int(table["speakers"].sum())
-    total_utt = int(table["utterances"].sum())
-    table["share_pct"] = 100.0 * table["speakers"] / total_spk if total_spk else np.nan
-    table["utterance_share_pct"] = 100.0 * table["utterances"] / total_utt if total_utt else np.nan
-    table["too_few_speakers"] = table["speakers"] < min_speakers
-    table["label"] = [labels.get(i, str(i)) for i in table.index]
-    # rank 1 = highest WER (the bottom cohort); ties by id for determinism
-    table = table.reset_index(names="id").sort_values(["wer", "id"], ascending=[False, True], kind="stable")
-    table["rank"] = np.arange(1, len(table) + 1)
-    table = table[[c for c in COHORT_FIELDS if c in table.columns]].reset_index(drop=True)
-    ranked = table.loc[~table["too_few_speakers"]]
-    summary: dict[str, Any] = {"audited_speakers": total_spk, "audited_utterances": total_utt,
-                               "cohort_count": int(len(table)), "eligible_cohorts": int(len(ranked))}
-    if len(ranked) >= 2:
-        bottom, top = ranked.iloc[0], ranked.iloc[-1]
-        gap_abs = float(bottom["wer"] - top["wer"])
-        summary.update({
-            "bottom": bottom["id"], "top": top["id"],
-            "wer_gap_abs": gap_abs,
-            "wer_gap_pct": 100.0 * gap_abs / float(top["wer"]) if top["wer"] > 0 else None,
-            "bottom_share_pct": float(bottom["share_pct"]),
-            "bottom_utterance_share_pct": float(bottom["utterance_share_pct"]),
-        })
-    else:
-        summary.update({"bottom": None, "top": None, "wer_gap_abs": None, "wer_gap_pct": None,
-                        "bottom_share_pct": None, "bottom_utterance_share_pct": None,
-                        "note": f"fewer than two cohorts with at least {min_speakers} speakers"})
-    w = ranked["wer"].to_numpy(dtype=float)
-    summary.update({"wer_mean": float(w.mean()) if len(w) else None, "wer_max": float(w.max()) if len(w) else None,
-                    "wer_variance": float(w.var()) if len(w) else None})
-    return table, summary
+# The cohort table and gap rule live in fairaudit.cohorts (one ranking module).
+cohort_statistics = cohort_table
 
 
 def _clean(obj):
@@ -98,18 +49,36 @@ def frame_records(frame: pd.DataFrame) -> list[dict]:
     return _clean(frame.astype(object).where(frame.notna(), None).to_dict(orient="records"))
 
 
+#: top-level keys of an audit report that views and the schema own; sections added with
+#: :meth:`AuditResult.add_section` (``power``, ...) may not take these names
+CORE_KEYS = ("schema_version", "tool", "inputs", "accounting", "overall", "discoverers", "system", "systems",
+             "kind", "baseline", "candidate")
+#: the per-speaker table saved beside report.json (read back by ``fairaudit power DIR``)
+SPEAKER_SCORES = "speaker_scores.csv"
+
+
 @dataclass
 class AuditResult:
     """An audit: the report document plus the speaker-to-cohort assignments.
 
     ``report``: the JSON document (dict).  ``assignments``: columns speaker_id,
-    discoverer, cohort_id.  ``speakers``: per-speaker table, when computed in this session.
+    discoverer, cohort_id.  ``speakers``/``utterances``: per-speaker and per-utterance
+    tables (the speaker table is saved as speaker_scores.csv and read back by
+    :meth:`load`).  ``side``: the side inputs the audit used (in memory only; a loaded
+    result reads them again from the files report.json records, :meth:`side_inputs`).
+    ``path``: the folder it was loaded from or last saved to.
+
+    This class is the only writer of report.json: :meth:`save` writes it, and other
+    commands add their sections with :meth:`add_section` then :meth:`save`.
     """
 
     report: dict
     assignments: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["speaker_id", "discoverer", "cohort_id"]))
     speakers: pd.DataFrame | None = None
     utterances: pd.DataFrame | None = None
+    side: Any = None
+    path: str | None = None
+    timings: dict = field(default_factory=dict)
 
     # ------------------------------------------------------------- views
     @property
@@ -120,6 +89,10 @@ class AuditResult:
     @property
     def discoverers(self) -> dict[str, dict]:
         return self.report["discoverers"]
+
+    @property
+    def is_comparison(self) -> bool:
+        return self.report.get("kind") == "comparison"
 
     @property
     def system_names(self) -> list[str]:
@@ -138,6 +111,16 @@ class AuditResult:
         if "system" in a.columns:
             a = a.loc[a["system"] == name].drop(columns="system").reset_index(drop=True)
         return AuditResult(report=report, assignments=a)
+
+    def assignment(self, key: str) -> pd.Series:
+        """Cohort id per speaker_id of one discoverer (of the first system)."""
+        a = self.assignments
+        if "system" in a.columns and len(a):
+            a = a.loc[a["system"] == self.report.get("system", a["system"].iloc[0])]
+        a = a.loc[a["discoverer"] == key]
+        return pd.Series(a["cohort_id"].to_numpy(dtype=object),
+                         index=pd.Index(a["speaker_id"].astype(str).to_numpy(dtype=object), name="speaker_id"),
+                         dtype=object)
 
     def cohorts(self, discoverer: str | None = None) -> pd.DataFrame:
         """Cohort table: one row per discoverer x cohort (or of one discoverer)."""
@@ -164,25 +147,96 @@ class AuditResult:
                          "cohorts": d["cohort_count"], "skipped": None})
         return pd.DataFrame(rows)
 
+    # ------------------------------------------------------------- the discoverers again
+    def discoverer_objects(self) -> list:
+        """The discoverers of this audit, rebuilt from report.json (class from the registry,
+        parameters from each entry's ``init_params``), in report order: ``power`` and
+        ``selftest`` run exactly what the audit ran.  Entries whose discoverer is not
+        installed here are a UserInputError."""
+        from .discover import discoverer_class
+
+        out = []
+        for key, entry in self.discoverers.items():
+            cls = discoverer_class(entry.get("name") or key.split(":")[0])
+            params = entry.get("init_params")
+            if params is None:  # a schema 1.0 report: take what its params say
+                known = set(cls.param_names())
+                params = {k: v for k, v in (entry.get("params") or {}).items() if k in known}
+                if cls.instance_param and cls.instance_param not in params and ":" in key:
+                    params[cls.instance_param] = key.split(":", 1)[1].split(",")
+            out.append(cls(**params))
+        return out
+
+    def side_inputs(self, overrides: dict[str, Any] | None = None):
+        """The side inputs of this audit: ``self.side`` when computed in this session, else
+        loaded again from the files report.json records (role = flag name), checked against
+        their SHA-256; ``overrides`` (flag name -> value) replace recorded files."""
+        from .discover.sides import load_side_inputs, side_flags
+        from .errors import UserInputError
+
+        overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+        if self.side is not None and not overrides:
+            return self.side
+        flags = {f.name: f for f in side_flags()}
+        values: dict[str, Any] = {}
+        for rec in (self.report.get("inputs") or {}).get("files") or []:
+            role = rec.get("role")
+            if role not in flags or role in overrides:
+                continue
+            path = rec.get("path")
+            if not path or not os.path.isfile(path):
+                raise UserInputError(f"the audit's {role} file {path!r} is not there any more",
+                                     hint=f"pass {flags[role].flag} FILE")
+            from .audit import _sha256
+
+            if rec.get("sha256") and _sha256(path) != rec["sha256"]:
+                raise UserInputError(f"the {role} file changed since the audit (SHA-256 differs)", path=path,
+                                     hint=f"run the audit again, or pass {flags[role].flag} FILE to use it as it is")
+            values[role] = path
+        values.update(overrides)
+        return load_side_inputs(values, self.utterances)
+
     # ------------------------------------------------------------- persistence
+    def add_section(self, name: str, data: dict) -> "AuditResult":
+        """Add (or replace) a top-level section of the report, e.g. ``power``; written by the
+        next :meth:`save`.  Core keys cannot be replaced; the section must be JSON-able."""
+        if name in CORE_KEYS or not name or not isinstance(data, dict):
+            raise ValueError(f"cannot add a report section named {name!r}")
+        json.dumps(_clean(data), allow_nan=False)
+        self.report[name] = _clean(data)
+        return self
+
     def to_json(self, indent: int | None = 2) -> str:
         """The report document as JSON text (valid against the report schema)."""
         return json.dumps(_clean(self.report), indent=indent, ensure_ascii=False, allow_nan=False)
 
-    def save(self, out_dir: str) -> dict[str, str]:
-        """Write report.json, cohorts.csv and assignments.csv into ``out_dir``; returns the paths."""
+    def save(self, out_dir: str | None = None, *, tables: bool = True) -> dict[str, str]:
+        """Write the report into ``out_dir`` (default: the folder it came from): report.json
+        (compare.json for a comparison) and, with ``tables``, cohorts.csv, assignments.csv and
+        speaker_scores.csv.  Returns the paths written."""
+        out_dir = out_dir or self.path
+        if not out_dir:
+            raise ValueError("save() needs a folder: this result was not loaded from one")
         os.makedirs(out_dir, exist_ok=True)
-        paths = {"report": os.path.join(out_dir, "report.json"), "cohorts": os.path.join(out_dir, "cohorts.csv"),
-                 "assignments": os.path.join(out_dir, "assignments.csv")}
+        name = "compare.json" if self.is_comparison else "report.json"
+        paths = {"report": os.path.join(out_dir, name)}
         with open(paths["report"], "w", encoding="utf-8") as fh:
             fh.write(self.to_json())
-        self.cohorts().to_csv(paths["cohorts"], index=False, lineterminator="\n")
-        self.assignments.to_csv(paths["assignments"], index=False, lineterminator="\n")
+        if tables and not self.is_comparison:
+            paths["cohorts"] = os.path.join(out_dir, "cohorts.csv")
+            paths["assignments"] = os.path.join(out_dir, "assignments.csv")
+            self.cohorts().to_csv(paths["cohorts"], index=False, lineterminator="\n")
+            self.assignments.to_csv(paths["assignments"], index=False, lineterminator="\n")
+            if self.speakers is not None:
+                paths["speaker_scores"] = os.path.join(out_dir, SPEAKER_SCORES)
+                self.speakers.to_csv(paths["speaker_scores"], index=False, lineterminator="\n")
+        self.path = out_dir
         return paths
 
     @classmethod
     def load(cls, path: str) -> "AuditResult":
-        """Read a saved report.json (and assignments.csv beside it, when present)."""
+        """Read a saved report.json (or its folder), with assignments.csv and
+        speaker_scores.csv beside it when present."""
         from .errors import UserInputError
 
         if os.path.isdir(path):
@@ -197,10 +251,34 @@ class AuditResult:
                                  hint="pass the report.json written by fairaudit audit") from exc
         if not isinstance(report, dict) or "discoverers" not in report or "schema_version" not in report:
             raise UserInputError("not a fairaudit report (no schema_version/discoverers)", path=path)
-        assign_path = os.path.join(os.path.dirname(path), "assignments.csv")
+        folder = os.path.dirname(os.path.abspath(path))
+        assign_path = os.path.join(folder, "assignments.csv")
         assignments = (pd.read_csv(assign_path, dtype=str, keep_default_na=False) if os.path.exists(assign_path)
                        else pd.DataFrame(columns=["speaker_id", "discoverer", "cohort_id"]))
-        return cls(report=report, assignments=assignments)
+        scores = os.path.join(folder, SPEAKER_SCORES)
+        speakers = read_speaker_scores(scores) if os.path.exists(scores) else None
+        return cls(report=report, assignments=assignments, speakers=speakers, path=folder)
+
+
+def read_speaker_scores(path: str) -> pd.DataFrame:
+    """The per-speaker table saved by :meth:`AuditResult.save`, with its types back: ids
+    and zip codes as text, counts and coordinates as numbers, ``coords_approx`` boolean."""
+    from .io.readers import _read_table
+
+    frame, bad = _read_table(path, "csv", ["speaker_id", "zip"])
+    if bad:
+        from .errors import UserInputError
+
+        raise UserInputError(f"{len(bad)} unparsable row(s), first: {bad[0]}", path=path)
+    frame["speaker_id"] = frame["speaker_id"].astype(str)
+    if "zip" in frame.columns:
+        frame["zip"] = frame["zip"].astype("string")
+    for col in ("lat", "lon"):
+        if col in frame.columns:
+            frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
+    if "coords_approx" in frame.columns:
+        frame["coords_approx"] = frame["coords_approx"].astype("string").str.lower().isin(["true", "1"]).to_numpy()
+    return frame
 
 
 def schema() -> dict:

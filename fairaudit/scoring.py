@@ -31,7 +31,9 @@ import pyarrow.compute as pc
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
-from .normalize import NORMALIZERS, _buffers, _from_buffers, normalize, words_flat
+from .align_sclite import check_alignment, sclite_counts
+from .normalize import NORMALIZERS, _buffers, _from_buffers, normalize
+from .units import char_codes, check_unit, tokens_flat
 
 COUNT_COLUMNS = ("ref_words", "hits", "substitutions", "deletions", "insertions")
 
@@ -47,7 +49,8 @@ _MAX_VOCAB = 0x110000 - 0x800 - 1
 
 @dataclass
 class Counts:
-    """Alignment counts per utterance (numpy int64 arrays of equal length, counts of words)."""
+    """Alignment counts per utterance (numpy int64 arrays of equal length, counts of
+    tokens: words, or characters/mixed tokens under another unit)."""
 
     ref_words: np.ndarray
     hits: np.ndarray
@@ -81,14 +84,12 @@ def _texts(codes: np.ndarray, offsets: np.ndarray) -> list[str]:
     return np.insert(cp, offsets[1:], 0).tobytes().decode("utf-32-le").split("\x00")[:-1]
 
 
-def _encode(ref_offsets: np.ndarray, ref_words: pa.Array, hyp_offsets: np.ndarray, hyp_words: pa.Array):
-    """Map each distinct word to one character; returns (ref strs, hyp strs) or None."""
+def _word_ids(ref_words: pa.Array, hyp_words: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """One integer id per distinct word, shared by both sides: (ref ids, hyp ids)."""
     both = pa.concat_arrays([ref_words, hyp_words.cast(ref_words.type)])
     codes = both.dictionary_encode().indices.to_numpy()
-    if len(codes) and codes.max() > _MAX_VOCAB:
-        return None
     nr = len(ref_words)
-    return _texts(codes[:nr], ref_offsets), _texts(codes[nr:], hyp_offsets)
+    return codes[:nr], codes[nr:]
 
 
 def _align(refs: list[str], hyps: list[str], nref: np.ndarray, nhyp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -113,44 +114,62 @@ def _align(refs: list[str], hyps: list[str], nref: np.ndarray, nhyp: np.ndarray)
     return subs, dels
 
 
-def _align_words_python(ref_words: pa.ListArray, hyp_words: pa.ListArray):
-    # Fallback for a chunk with more distinct words than code points: align word lists.
-    refs, hyps = ref_words.to_pylist(), hyp_words.to_pylist()
-    subs = np.zeros(len(refs), np.int64)
-    dels = np.zeros(len(refs), np.int64)
-    for i, (r, h) in enumerate(zip(refs, hyps)):
-        ids: dict[str, int] = {}
-        ri = [ids.setdefault(w, len(ids)) for w in r]
-        hi = [ids.setdefault(w, len(ids)) for w in h]
-        for tag, _, _ in Levenshtein.editops(ri, hi):
+def _align_ids_python(ref_offsets: np.ndarray, ref_ids: np.ndarray, hyp_offsets: np.ndarray, hyp_ids: np.ndarray):
+    # Fallback for a chunk with more distinct tokens than code points: align id lists.
+    subs = np.zeros(len(ref_offsets) - 1, np.int64)
+    dels = np.zeros(len(ref_offsets) - 1, np.int64)
+    r_ids, h_ids = ref_ids.tolist(), hyp_ids.tolist()
+    r_off, h_off = ref_offsets.tolist(), hyp_offsets.tolist()
+    for i in range(len(subs)):
+        for tag, _, _ in Levenshtein.editops(r_ids[r_off[i]:r_off[i + 1]], h_ids[h_off[i]:h_off[i + 1]]):
             subs[i] += tag == "replace"
             dels[i] += tag == "delete"
     return subs, dels
 
 
-def _count_chunk(ref_offsets: np.ndarray, ref_words: pa.Array, hyp_offsets: np.ndarray,
-                 hyp_words: pa.Array) -> Counts:
+def _dense(ref_ids: np.ndarray, hyp_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ids renumbered 0..distinct-1 when some exceed the code-point range (code points of
+    the last private-use plane, under ``char``); equal stays equal."""
+    if (len(ref_ids) and ref_ids.max() > _MAX_VOCAB) or (len(hyp_ids) and hyp_ids.max() > _MAX_VOCAB):
+        _, inv = np.unique(np.concatenate([ref_ids, hyp_ids]), return_inverse=True)
+        return inv[:len(ref_ids)], inv[len(ref_ids):]
+    return ref_ids, hyp_ids
+
+
+def _count_ids(ref_offsets: np.ndarray, ref_ids: np.ndarray, hyp_offsets: np.ndarray, hyp_ids: np.ndarray,
+               alignment: str = "jiwer") -> Counts:
+    """Counts from integer token ids (equal id = equal token) and per-utterance offsets."""
     nref = np.diff(ref_offsets)
     nhyp = np.diff(hyp_offsets)
-    enc = _encode(ref_offsets, ref_words, hyp_offsets, hyp_words)
-    if enc is not None:
-        subs, dels = _align(*enc, nref, nhyp)
+    ref_ids, hyp_ids = _dense(ref_ids, hyp_ids)
+    fits = not ((len(ref_ids) and ref_ids.max() > _MAX_VOCAB) or (len(hyp_ids) and hyp_ids.max() > _MAX_VOCAB))
+    refs, hyps = (_texts(ref_ids, ref_offsets), _texts(hyp_ids, hyp_offsets)) if fits else (None, None)
+    if alignment == "sclite":
+        subs, dels = sclite_counts(ref_offsets, ref_ids, hyp_offsets, hyp_ids, refs, hyps)
+    elif fits:
+        subs, dels = _align(refs, hyps, nref, nhyp)
     else:
-        subs, dels = _align_words_python(_lists(ref_offsets, ref_words), _lists(hyp_offsets, hyp_words))
+        subs, dels = _align_ids_python(ref_offsets, ref_ids, hyp_offsets, hyp_ids)
     hits = nref - subs - dels
     ins = nhyp - hits - subs
     return Counts(nref, hits, subs, dels, ins)
 
 
-def _lists(offsets: np.ndarray, words: pa.Array) -> pa.LargeListArray:
-    return pa.LargeListArray.from_arrays(pa.array(offsets, type=pa.int64()), words)
+def _count_chunk(ref_offsets: np.ndarray, ref_words: pa.Array, hyp_offsets: np.ndarray,
+                 hyp_words: pa.Array, alignment: str = "jiwer") -> Counts:
+    ref_ids, hyp_ids = _word_ids(ref_words, hyp_words)
+    return _count_ids(ref_offsets, ref_ids, hyp_offsets, hyp_ids, alignment)
 
 
 def _count_piece(args) -> Counts:
-    """Counts for one piece: (ref offsets, ref bytes, hyp offsets, hyp bytes, normalisation)."""
-    r_off, r_data, h_off, h_data, mode = args
-    return _count_chunk(*words_flat(_from_buffers(r_off, r_data), mode),
-                        *words_flat(_from_buffers(h_off, h_data), mode))
+    """Counts for one piece: (ref offsets, ref bytes, hyp offsets, hyp bytes, normalisation,
+    unit, alignment)."""
+    r_off, r_data, h_off, h_data, mode, unit, alignment = args
+    refs, hyps = _from_buffers(r_off, r_data), _from_buffers(h_off, h_data)
+    if unit == "char":
+        # Code points are their own ids: no dictionary needed.
+        return _count_ids(*char_codes(refs, mode), *char_codes(hyps, mode), alignment)
+    return _count_chunk(*tokens_flat(refs, mode, unit), *tokens_flat(hyps, mode, unit), alignment)
 
 
 def _segments(values) -> list[tuple[int, np.ndarray, np.ndarray]]:
@@ -183,8 +202,9 @@ def _slice(segments, starts: list[int], a: int, b: int) -> tuple[np.ndarray, np.
 class _Plan:
     """Both text columns as per-chunk numpy buffers, and the row ranges of the tasks."""
 
-    def __init__(self, refs, hyps, mode: str, size: int):
+    def __init__(self, refs, hyps, mode: str, size: int, unit: str = "word", alignment: str = "jiwer"):
         self.rseg, self.hseg, self.mode = _segments(refs), _segments(hyps), mode
+        self.unit, self.alignment = unit, alignment
         self.rstart, self.hstart = [s[0] for s in self.rseg], [s[0] for s in self.hseg]
         n = sum(len(s[1]) - 1 for s in self.rseg)
         nh = sum(len(s[1]) - 1 for s in self.hseg)
@@ -203,7 +223,8 @@ class _Plan:
         """Task arguments for rows a..b-1, as numpy views.  Where they must be pickled (no
         fork), that copies only these bytes; a sliced pyarrow array would pickle its whole
         parent buffer (200 MB per task at 1M utterances)."""
-        return (*_slice(self.rseg, self.rstart, a, b), *_slice(self.hseg, self.hstart, a, b), self.mode)
+        return (*_slice(self.rseg, self.rstart, a, b), *_slice(self.hseg, self.hstart, a, b), self.mode,
+                self.unit, self.alignment)
 
 
 # Plans of running count_errors calls, by id.  Forked workers inherit this dict, so a task
@@ -235,22 +256,27 @@ def _workers(requested: int | None) -> int:
 
 
 def count_errors(references, hypotheses, normalization: str = "default", *, workers: int | None = None,
-                 progress=None) -> Counts:
-    """Word alignment counts for each (reference, hypothesis) pair.
+                 progress=None, unit: str = "word", alignment: str = "jiwer") -> Counts:
+    """Alignment counts for each (reference, hypothesis) pair.
 
     ``references``/``hypotheses``: sequences or pyarrow arrays of strings (nulls are empty).
     ``normalization``: ``default``, ``none`` or ``whisper`` (see :mod:`fairaudit.normalize`).
     ``workers``: processes to use (default: all cores, when the input is long enough).
     ``progress``: optional callable receiving the number of utterances finished.
+    ``unit``: ``word``, ``char`` or ``mixed`` (see :mod:`fairaudit.units`).
+    ``alignment``: ``jiwer`` (Levenshtein, as jiwer) or ``sclite`` (NIST sclite's
+    weights and tie-breaking, see :mod:`fairaudit.align_sclite`).
 
-    Returns counts equal to ``jiwer.process_words(ref, hyp)`` applied to each normalised
-    pair: hits, substitutions, deletions, insertions and reference words (counts).
+    Returns hits, substitutions, deletions, insertions and reference tokens (counts); with
+    ``alignment="jiwer"`` equal to ``jiwer.process_words(ref, hyp)`` (``unit="word"``) or
+    ``jiwer.process_characters`` (``unit="char"``) applied to each normalised pair.
     """
-    return start_count_errors(references, hypotheses, normalization, workers=workers, progress=progress).result()
+    return start_count_errors(references, hypotheses, normalization, workers=workers, progress=progress,
+                              unit=unit, alignment=alignment).result()
 
 
 def start_count_errors(references, hypotheses, normalization: str = "default", *, workers: int | None = None,
-                       progress=None) -> "PendingCounts":
+                       progress=None, unit: str = "word", alignment: str = "jiwer") -> "PendingCounts":
     """Start :func:`count_errors` and return at once; ``.result()`` gives the counts.
 
     With worker processes the caller's thread is free meanwhile (the utterance-id checks
@@ -259,10 +285,12 @@ def start_count_errors(references, hypotheses, normalization: str = "default", *
     """
     if normalization not in NORMALIZERS:
         normalize([], normalization)  # raises the user error
+    check_unit(unit)
+    check_alignment(alignment)
     n = len(references)
     if len(hypotheses) != n:
         raise ValueError(f"{n} references but {len(hypotheses)} hypotheses")
-    plan = _Plan(references, hypotheses, normalization, _PIECE)
+    plan = _Plan(references, hypotheses, normalization, _PIECE, unit, alignment)
     nworkers = min(_workers(workers), len(plan.ranges)) if n >= _PARALLEL_MIN else 1
     return PendingCounts(plan, nworkers, progress)
 

@@ -11,6 +11,8 @@ import pyarrow as pa
 from .accounting import Accounting
 from .errors import UserInputError
 from .io.readers import RawUtterances
+from .geo_sanity import coordinate_warnings
+from .text_checks import unspaced_rows, unspaced_warning
 from .scoring import COUNT_COLUMNS, Counts, count_errors, start_count_errors
 
 COUNT_FIELDS = ["ref_words", "substitutions", "deletions", "insertions", "errors"]
@@ -42,6 +44,10 @@ class ScoredSet:
     #: numbers (the ``utterances`` index) and returns their ``reference``/``hypothesis``
     #: (a frame indexed by row number), read again from the input
     text_source: Callable[[np.ndarray], pd.DataFrame] | None = field(default=None, repr=False)
+    #: what a token is (``word``, ``char``, ``mixed``: :mod:`fairaudit.units`) and how
+    #: utterances were aligned (``jiwer`` or ``sclite``); counts columns keep their names
+    unit: str = "word"
+    alignment: str = "jiwer"
 
     @property
     def overall(self) -> dict:
@@ -127,25 +133,32 @@ def check_rows(frame: pd.DataFrame, acc: Accounting, duplicated=None) -> tuple[p
 
 def score(raw: RawUtterances, normalization: str = "default", speaker_table: pd.DataFrame | None = None,
           required_attributes: list[str] | tuple[str, ...] = (), *, workers: int | None = None,
-          progress=None) -> ScoredSet:
+          progress=None, unit: str = "word", alignment: str = "jiwer") -> ScoredSet:
     """Score every utterance, drop (and count) what cannot be scored, aggregate per speaker.
 
     ``speaker_table``: indexed by speaker id (see :func:`fairaudit.io.read_speakers`).
     ``required_attributes``: columns that must exist per speaker (from the speaker table
     or constant per speaker in the utterance table), e.g. those named by ``--by``.
+    ``unit``/``alignment``: see :func:`fairaudit.scoring.count_errors`.
     """
     acc = Accounting(rows_read=raw.rows_read)
     acc.warnings.extend(raw.warnings)
     acc.drop("unparsable_row", len(raw.unparsable), raw.unparsable[:5])
     acc.drop("no_reference", len(raw.orphan_hypotheses), raw.orphan_hypotheses[:5])
+    for reason, lines in raw.hypothesis_drops.items():
+        acc.drop(reason, len(lines), lines[:5])
     frame = raw.frame
+    if raw.mode == "text":
+        note = unspaced_warning(unspaced_rows(_text_array(frame["reference"], None)), len(frame))
+        acc.warnings.extend([note] if note else [])
     # Scoring starts first when the transcripts are pyarrow strings: the worker processes
     # then count while this thread checks the ids (dropped rows are scored too, and their
     # counts discarded).  Other columns are converted after the drops, as they always were.
     pending = None
     if raw.mode == "text" and _is_arrow_text(frame["reference"]) and _is_arrow_text(frame["hypothesis"]):
         pending = start_count_errors(pa.array(frame["reference"].array), pa.array(frame["hypothesis"].array),
-                                     normalization, workers=workers, progress=progress)
+                                     normalization, workers=workers, progress=progress, unit=unit,
+                                     alignment=alignment)
     try:
         utt, spk, keep = check_rows(frame, acc)
         # Speaker codes for the per-speaker sums, also while the workers count.
@@ -160,7 +173,8 @@ def score(raw: RawUtterances, normalization: str = "default", speaker_table: pd.
             else:
                 rows = None if keep.all() else np.flatnonzero(keep)
                 c = count_errors(_text_array(frame["reference"], rows), _text_array(frame["hypothesis"], rows),
-                                 normalization, workers=workers, progress=progress)
+                                 normalization, workers=workers, progress=progress, unit=unit,
+                                 alignment=alignment)
             counts = pd.DataFrame({"ref_words": c.ref_words, "hits": c.hits, "substitutions": c.substitutions,
                                    "deletions": c.deletions, "insertions": c.insertions})
         else:
@@ -209,7 +223,8 @@ def score(raw: RawUtterances, normalization: str = "default", speaker_table: pd.
     extra_frame = _rows(frame[extra], scored_rows) if extra else None
     speakers, attribute_columns = attach_attributes(speakers, extra_frame, _rows(spk, scored_rows), raw.paths,
                                                     speaker_table, required_attributes, acc)
-    return ScoredSet(utts, speakers.reset_index(drop=True), acc, normalization, raw.mode, attribute_columns)
+    return ScoredSet(utts, speakers.reset_index(drop=True), acc, normalization, raw.mode, attribute_columns,
+                     unit=unit, alignment=alignment)
 
 
 def attach_attributes(speakers: pd.DataFrame, extra: pd.DataFrame | None, spk: pd.Series, paths: list[str],
@@ -226,14 +241,17 @@ def attach_attributes(speakers: pd.DataFrame, extra: pd.DataFrame | None, spk: p
     if attrs is not None:
         speakers = speakers.join(attrs, on="speaker_id")
     if speaker_table is not None:
+        acc.warnings.extend(speaker_table.attrs.get("warnings", []))
         unknown = int((~speakers["speaker_id"].isin(speaker_table.index)).sum())
         if unknown:
             acc.warnings.append(f"{unknown} speaker(s) have no row in the speaker table (their attributes are empty)")
+        acc.count_speaker_table(speaker_table.index, speakers["speaker_id"])
         clash = [c for c in speaker_table.columns if c in speakers.columns]
         if clash:
             acc.warnings.append(f"column(s) {', '.join(clash)} taken from the speaker table, not the utterance table")
             speakers = speakers.drop(columns=clash)
         speakers = speakers.join(speaker_table, on="speaker_id")
+    acc.warnings.extend(coordinate_warnings(speakers))
     missing = [c for c in required_attributes if c not in speakers.columns]
     if missing:
         raise UserInputError(f"speaker attribute {missing[0]!r} not found in the speaker table or the utterance table",

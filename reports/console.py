@@ -6,34 +6,22 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from fairaudit import numbers as num
 from fairaudit.result import AuditResult
-
-
-def _pct(x, digits=1) -> str:
-    return "n/a" if x is None else f"{x:.{digits}f}"
-
-
-def _gap(d: dict) -> str:
-    """A gap for display: 'undefined' when the top cohort's WER is 0 (absolute gap only)."""
-    if d.get("wer_gap_pct") is not None:
-        return _pct(d["wer_gap_pct"])
-    return "undefined" if d.get("wer_gap_abs") is not None else "n/a"
-
-
-def _wer(x) -> str:
-    return "n/a" if x is None else f"{100 * x:.2f}"
+from fairaudit.units import rate_name, report_unit
 
 
 def summary_table(result: AuditResult, system: str | None = None) -> Table:
     """A rich Table with one row per discoverer (skipped ones say why)."""
     o = result.overall
+    rate = rate_name(report_unit(result.report))
     name = f" \\[{escape(system)}]" if system else ""
-    table = Table(title=f"fairaudit{name}: overall WER {_wer(o['wer'])} %, {o['speakers']:,} speakers, "
+    table = Table(title=f"fairaudit{name}: overall {rate} {num.wer(o['wer'])} %, {o['speakers']:,} speakers, "
                         f"{o['utterances']:,} utterances", title_justify="left")
     table.add_column("Discoverer", no_wrap=True)
     table.add_column("Bottom cohort", overflow="fold", min_width=34, max_width=60)
-    for name in ("Bottom WER %", "Top WER %", "WER gap %", "Gap 95% CI", "Null p95 %", "p", "Bottom share %",
-                 "Cohorts", "Speakers"):
+    for name in (f"Bottom {rate} %", f"Top {rate} %", f"{rate} gap %", "Gap 95% CI", "Null p95 %", "p",
+                 "Bottom share %", "Cohorts", "Speakers"):
         table.add_column(name, justify="right", no_wrap=True)
     for key, d in result.discoverers.items():
         if d.get("skipped"):
@@ -41,14 +29,14 @@ def summary_table(result: AuditResult, system: str | None = None) -> Table:
             continue
         by_id = {c["id"]: c for c in d["cohorts"]}
         bottom, top = by_id.get(d["bottom"]), by_id.get(d["top"])
-        gap = _gap(d)
+        gap = num.gap(d)
         ci = d.get("wer_gap_ci_pct")
-        ci_txt = "n/a" if not ci else f"{_pct(ci[0], 0)}–{_pct(ci[1], 0)}"
+        ci_txt = num.range_pct(*ci) if ci else num.NA
         perm = d.get("permutation") or {}
         table.add_row(Text(key), Text(bottom["label"] if bottom else d.get("note", "n/a")),
-                      _wer(bottom["wer"]) if bottom else "n/a", _wer(top["wer"]) if top else "n/a", gap, ci_txt,
-                      _pct(perm.get("null_gap_p95_pct")), _p(d.get("p_value")),
-                      _pct(d["bottom_share_pct"]), str(d["cohort_count"]), f"{d['audited_speakers']:,}")
+                      num.wer(bottom["wer"]) if bottom else "n/a", num.wer(top["wer"]) if top else "n/a", gap, ci_txt,
+                      num.pct(perm.get("null_gap_p95_pct")), num.p_value(d.get("p_value"), num.NA),
+                      num.pct(d["bottom_share_pct"]), str(d["cohort_count"]), f"{d['audited_speakers']:,}")
     return table
 
 
@@ -68,26 +56,28 @@ def print_report(result: AuditResult, console: Console | None = None) -> None:
     acc = result.report["accounting"]
     console.print(Text(f"rows read {acc['rows_read']:,} = scored {acc['rows_scored']:,} + dropped {acc['rows_dropped']:,}"))
     for reason, d in acc["dropped"].items():
-        console.print(Text(f"  dropped {d['rows']:,}: {reason} ({d['reason']})", style="dim"))
-    for w in acc.get("warnings", []):
+        example = f", e.g. {d['examples'][0]}" if d.get("examples") else ""
+        console.print(Text(f"  dropped {d['rows']:,}: {reason} ({d['reason']}{example})", style="dim"))
+    for w in [*acc.get("warnings", []), *result.report.get("warnings", [])]:
         console.print(Text(f"  warning: {w}", style="yellow"))
 
 
 def side_by_side_table(result: AuditResult) -> Table:
     """Systems side by side: per discoverer, each system's WER gap % and bottom-cohort share %."""
     systems = result.system_names
-    table = Table(title="systems side by side: WER gap % (bottom-cohort share %)", title_justify="left")
+    rate = rate_name(report_unit(result.report))
+    table = Table(title=f"systems side by side: {rate} gap % (bottom-cohort share %)", title_justify="left")
     table.add_column("Discoverer", no_wrap=True)
     for name in systems:
         table.add_column(Text(name), justify="right", no_wrap=True)
-    overall = [f"{_wer(result.for_system(n).overall['wer'])} % WER" for n in systems]
+    overall = [f"{num.wer(result.for_system(n).overall['wer'])} % {rate}" for n in systems]
     table.add_row("overall", *overall)
     for key in result.discoverers:
         cells = []
         for name in systems:
             d = result.for_system(name).discoverers.get(key, {})
-            gap = _gap(d)
-            cells.append("skipped" if d.get("skipped") else f"{gap} ({_pct(d.get('bottom_share_pct'))})")
+            gap = num.gap(d)
+            cells.append("skipped" if d.get("skipped") else f"{gap} ({num.pct(d.get('bottom_share_pct'))})")
         table.add_row(Text(key), *cells)
     return table
 
@@ -96,12 +86,13 @@ def comparison_table(result: AuditResult) -> list[Table]:
     """Tables of a `fairaudit compare` result: overall ΔWER, then per discoverer each cohort."""
     rep = result.report
     base, cand = rep["baseline"], rep["candidate"]
+    rate = rate_name(report_unit(rep))
     o = rep["overall"]
     head = Table(title=f"compare: {base} (baseline) vs {cand} (candidate) on the same cohorts", title_justify="left")
-    for col in ("", f"WER {base} %", f"WER {cand} %", "ΔWER points", "95% CI", "p"):
+    for col in ("", f"{rate} {base} %", f"{rate} {cand} %", f"Δ{rate} points", "95% CI", "p"):
         head.add_column(Text(col), justify="right" if col else "left", no_wrap=True)
-    head.add_row("overall", _wer(o[base]["wer"]), _wer(o[cand]["wer"]), _delta(o["delta_wer"]),
-                 _ci(o.get("ci_low"), o.get("ci_high")), _p(o.get("p_value")))
+    head.add_row("overall", num.wer(o[base]["wer"]), num.wer(o[cand]["wer"]), num.delta(o["delta_wer"]),
+                 num.delta_interval(o.get("ci_low"), o.get("ci_high")), num.p_value(o.get("p_value"), num.NA))
     tables = [head]
     for key, d in rep["discoverers"].items():
         if d.get("skipped"):
@@ -109,26 +100,14 @@ def comparison_table(result: AuditResult) -> list[Table]:
             tables.append(t)
             continue
         gb, gc = d["gap"][base], d["gap"][cand]
-        t = Table(title=f"{key}: WER gap {_gap(gb)} % ({base}) -> {_gap(gc)} % ({cand})",
+        t = Table(title=f"{key}: {rate} gap {num.gap(gb)} % ({base}) -> {num.gap(gc)} % ({cand})",
                   title_justify="left")
-        for col in ("Cohort", "Speakers", f"WER {base} %", f"WER {cand} %", "ΔWER points", "95% CI", "p"):
+        for col in ("Cohort", "Speakers", f"{rate} {base} %", f"{rate} {cand} %", f"Δ{rate} points", "95% CI", "p"):
             t.add_column(Text(col), justify="left" if col == "Cohort" else "right", no_wrap=col != "Cohort",
                          overflow="fold", max_width=60 if col == "Cohort" else None)
         for c in d["cohorts"]:
             label = c["label"] + (" (too few speakers)" if c.get("too_few_speakers") else "")
-            t.add_row(Text(label), str(c["speakers"]), _wer(c["wer"][base]), _wer(c["wer"][cand]),
-                      _delta(c["delta_wer"]), _ci(c.get("ci_low"), c.get("ci_high")), _p(c.get("p_value")))
+            t.add_row(Text(label), str(c["speakers"]), num.wer(c["wer"][base]), num.wer(c["wer"][cand]),
+                      num.delta(c["delta_wer"]), num.delta_interval(c.get("ci_low"), c.get("ci_high")), num.p_value(c.get("p_value"), num.NA))
         tables.append(t)
     return tables
-
-
-def _delta(x) -> str:
-    return "n/a" if x is None else f"{100 * x:+.2f}"
-
-
-def _ci(lo, hi) -> str:
-    return "n/a" if lo is None or hi is None else f"[{100 * lo:+.2f}, {100 * hi:+.2f}]"
-
-
-def _p(p) -> str:
-    return "n/a" if p is None else ("<0.001" if p < 0.001 else f"{p:.3f}")

@@ -11,11 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
+from fairaudit import numbers as num
 from fairaudit.errors import UserInputError
+from fairaudit.units import rate_name, report_unit
 
 #: keys accepted in [tool.fairaudit.gate] / fairaudit.toml [gate], and their types
 CONFIG_KEYS = {"max_gap_pct": float, "max_bottom_wer": "wer", "max_overall_wer": "wer", "discoverers": list,
-               "max_gap_increase_pct": float, "baseline": str, "require_significant": bool, "max_delta_wer": "wer"}
+               "max_gap_increase_pct": float, "baseline": str, "require_significant": bool, "max_delta_wer": "wer",
+               "allow_empty": bool}
 
 
 @dataclass
@@ -30,6 +33,8 @@ class GateConfig:
     max_gap_increase_pct: float | None = None
     require_significant: bool = False
     max_delta_wer: float | None = None
+    #: zero checks pass instead of failing (a gate that checked nothing must say so)
+    allow_empty: bool = False
     source: str = "flags"
 
     def has_checks(self) -> bool:
@@ -114,22 +119,44 @@ def _from_mapping(section: dict, where: str) -> GateConfig:
     return cfg
 
 
-def _fmt_wer(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.2f} %"
+_fmt_wer = num.wer_pct
 
 
 def _selected(report: dict, names: list[str] | None) -> list[str]:
+    """The discoverers to check: the named ones that ran (see :func:`_missing_checks` for
+    the others), or every one that ran."""
+    ran = [k for k, d in report["discoverers"].items() if not d.get("skipped")]
+    return [n for n in names if n in ran] if names else ran
+
+
+def _missing_checks(report: dict, names: list[str] | None, system=None, tag: str = "") -> list[Check]:
+    """A failed check per named discoverer that the report cannot check: absent (not run,
+    or a typo) or skipped.  A gate asked to check it must not pass without it."""
+    out = []
     present = list(report["discoverers"])
-    if not names:
-        return [k for k in present if not report["discoverers"][k].get("skipped")]
-    for n in names:
-        if n not in report["discoverers"]:
-            raise UserInputError(f"discoverer {n!r} is not in the report (it has: {', '.join(present)})",
-                                 hint="fix --discoverer")
-        if report["discoverers"][n].get("skipped"):
-            raise UserInputError(f"discoverer {n!r} was skipped in this audit: {report['discoverers'][n]['skipped']}",
-                                 hint="give the audit its inputs or drop it from --discoverer")
-    return names
+    for n in names or []:
+        d = report["discoverers"].get(n)
+        if d is None:
+            why = f"not in the report (it has: {', '.join(present) or 'none'})"
+        elif d.get("skipped"):
+            why = f"skipped in this audit: {d['skipped']}"
+        else:
+            continue
+        out.append(Check(f"{tag}{n}", False, f"nothing checked: discoverer {n!r} is {why}", n, system))
+    return out
+
+
+def why_no_checks(report: dict, cfg: GateConfig) -> str:
+    """Why a gate over ``report`` produced no check (one phrase, for the verdict line)."""
+    if report.get("kind") != "comparison" and not (report.get("overall") or {}).get("utterances"):
+        return "the audit scored 0 rows"
+    discs = report.get("discoverers") or {}
+    if not discs:
+        return "the report has no discoverers"
+    skipped = {k: d["skipped"] for k, d in discs.items() if d.get("skipped")}
+    if len(skipped) == len(discs):
+        return "every discoverer was skipped (" + "; ".join(f"{k}: {v}" for k, v in skipped.items()) + ")"
+    return "no discoverer has a bottom cohort to check"
 
 
 def _systems(report: dict) -> list[tuple[str | None, dict]]:
@@ -149,17 +176,20 @@ def evaluate(report: dict, cfg: GateConfig, baseline: dict | None = None) -> lis
                              hint="pass --max-gap-pct/--max-bottom-wer/--max-overall-wer/--max-gap-increase-pct "
                                   "or set them in [tool.fairaudit.gate] of pyproject.toml")
     checks: list[Check] = []
+    # The rate the report measures (WER, CER or MER) names every check.
+    rate = rate_name(report_unit(report))
     base_systems = dict(_systems(baseline)) if baseline else {}
     for system, rep in _systems(report):
         tag = f"[{system}] " if system else ""
         if cfg.max_overall_wer is not None:
             w = rep["overall"]["wer"]
-            checks.append(Check(f"{tag}overall WER", w is not None and w <= cfg.max_overall_wer,
+            checks.append(Check(f"{tag}overall {rate}", w is not None and w <= cfg.max_overall_wer,
                                 f"{_fmt_wer(w)} {'≤' if w is not None and w <= cfg.max_overall_wer else '>'} "
                                 f"{_fmt_wer(cfg.max_overall_wer)}", system=system))
+        checks += _missing_checks(rep, cfg.discoverers, system, tag)
         for key in _selected(rep, cfg.discoverers):
             d = rep["discoverers"][key]
-            checks += _discoverer_checks(key, d, cfg, system, tag)
+            checks += _discoverer_checks(key, d, cfg, system, tag, rate)
             if cfg.max_gap_increase_pct is not None:
                 base = base_systems.get(system) if baseline else None
                 checks.append(_increase_check(key, d, base, cfg, system, tag))
@@ -174,11 +204,11 @@ def _significance_note(d: dict, cfg: GateConfig) -> tuple[bool, str]:
     if p is None:
         return False, " (no p-value in the report: run the audit with --permutations > 0)"
     if p >= 0.05:
-        return True, f" but not significant (permutation p = {p:.3f} >= 0.05): passed under --require-significant"
-    return False, f" (permutation p = {p:.3f})"
+        return True, f" but not significant (permutation p = {num.p_value(p)} >= 0.05): passed under --require-significant"
+    return False, f" (permutation p = {num.p_value(p)})"
 
 
-def _discoverer_checks(key: str, d: dict, cfg: GateConfig, system, tag: str) -> list[Check]:
+def _discoverer_checks(key: str, d: dict, cfg: GateConfig, system, tag: str, rate: str = "WER") -> list[Check]:
     out = []
     if d.get("skipped"):
         return out
@@ -187,24 +217,24 @@ def _discoverer_checks(key: str, d: dict, cfg: GateConfig, system, tag: str) -> 
     if cfg.max_gap_pct is not None:
         gap = d.get("wer_gap_pct")
         if d.get("bottom") is None:
-            out.append(Check(f"{tag}{key} WER gap", False, f"no gap: {d.get('note', 'fewer than two eligible cohorts')}",
+            out.append(Check(f"{tag}{key} {rate} gap", False, f"no gap: {d.get('note', 'fewer than two eligible cohorts')}",
                              key, system))
         elif gap is None:
-            out.append(Check(f"{tag}{key} WER gap", False,
-                             f"relative gap undefined (top cohort WER is 0), absolute gap {_fmt_wer(d.get('wer_gap_abs'))}",
+            out.append(Check(f"{tag}{key} {rate} gap", False,
+                             f"relative gap undefined (top cohort {rate} is 0), absolute gap {_fmt_wer(d.get('wer_gap_abs'))}",
                              key, system))
         else:
             ok = gap <= cfg.max_gap_pct
             waived, note = (False, "") if ok else _significance_note(d, cfg)
             ci = d.get("wer_gap_ci_pct")
-            ci_txt = f" [CI {ci[0]:.1f}–{ci[1]:.1f}]" if ci and None not in ci else ""
-            out.append(Check(f"{tag}{key} WER gap", ok or waived,
-                             f"{gap:.1f} %{ci_txt} {'≤' if ok else '>'} {cfg.max_gap_pct:g} % "
+            ci_txt = f" [CI {num.pct(ci[0])}–{num.pct(ci[1])}]" if ci and None not in ci else ""
+            out.append(Check(f"{tag}{key} {rate} gap", ok or waived,
+                             f"{num.pct(gap)} %{ci_txt} {'≤' if ok else '>'} {cfg.max_gap_pct:g} % "
                              f"(bottom: {bottom['label'] if bottom else '?'}){note}", key, system,
                              {"gap_pct": gap, "p_value": d.get("p_value")}))
     if cfg.max_bottom_wer is not None and bottom is not None:
         ok = bottom["wer"] <= cfg.max_bottom_wer
-        out.append(Check(f"{tag}{key} bottom-cohort WER", ok,
+        out.append(Check(f"{tag}{key} bottom-cohort {rate}", ok,
                          f"{_fmt_wer(bottom['wer'])} {'≤' if ok else '>'} {_fmt_wer(cfg.max_bottom_wer)} "
                          f"({bottom['label']})", key, system))
     return out
@@ -222,7 +252,7 @@ def _increase_check(key: str, d: dict, base: dict | None, cfg: GateConfig, syste
         return Check(name, False, "candidate gap undefined (top WER 0)", key, system)
     inc = new - old
     ok = inc <= cfg.max_gap_increase_pct
-    return Check(name, ok, f"{old:.1f} % -> {new:.1f} % ({inc:+.1f} points) {'≤' if ok else '>'} "
+    return Check(name, ok, f"{num.pct(old)} % -> {num.pct(new)} % ({num.signed_pct(inc)} points) {'≤' if ok else '>'} "
                            f"+{cfg.max_gap_increase_pct:g} points", key, system, {"baseline_gap_pct": old, "gap_pct": new})
 
 
@@ -230,14 +260,15 @@ def _evaluate_comparison(report: dict, cfg: GateConfig) -> list[Check]:
     """Checks on a `fairaudit compare` result: the same cohorts scored for two systems."""
     if not cfg.has_checks():
         raise UserInputError("no gate thresholds given", hint="pass --max-gap-pct, --max-gap-increase-pct or --max-delta-wer")
-    checks = []
+    checks = _missing_checks(report, cfg.discoverers)
+    rate = rate_name(report_unit(report))
     base, cand = report["baseline"], report["candidate"]
     for key in _selected(report, cfg.discoverers):
         d = report["discoverers"][key]
         gb, gc = d["gap"][base].get("wer_gap_pct"), d["gap"][cand].get("wer_gap_pct")
         if cfg.max_gap_pct is not None:
             ok = gc is not None and gc <= cfg.max_gap_pct
-            checks.append(Check(f"{key} WER gap of {cand}", ok, f"{'undefined' if gc is None else f'{gc:.1f} %'} "
+            checks.append(Check(f"{key} {rate} gap of {cand}", ok, f"{'undefined' if gc is None else num.pct(gc) + ' %'} "
                                 f"{'≤' if ok else '>'} {cfg.max_gap_pct:g} % on the baseline's cohorts", key, cand))
         if cfg.max_gap_increase_pct is not None:
             if gb is None or gc is None:
@@ -246,7 +277,7 @@ def _evaluate_comparison(report: dict, cfg: GateConfig) -> list[Check]:
                 inc = gc - gb
                 ok = inc <= cfg.max_gap_increase_pct
                 checks.append(Check(f"{key} gap increase {base} -> {cand}", ok,
-                                    f"{gb:.1f} % -> {gc:.1f} % ({inc:+.1f} points) {'≤' if ok else '>'} "
+                                    f"{num.pct(gb)} % -> {num.pct(gc)} % ({num.signed_pct(inc)} points) {'≤' if ok else '>'} "
                                     f"+{cfg.max_gap_increase_pct:g} points on the same cohorts", key))
         if cfg.max_delta_wer is not None:
             for c in d["cohorts"]:
@@ -254,9 +285,9 @@ def _evaluate_comparison(report: dict, cfg: GateConfig) -> list[Check]:
                 ok = delta is None or delta <= cfg.max_delta_wer
                 if not ok and cfg.require_significant and (c.get("p_value") is not None and c["p_value"] >= 0.05):
                     ok = True
-                checks.append(Check(f"{key} cohort {c['id']} WER change", ok,
-                                    f"{100 * (delta or 0):+.2f} points {'≤' if ok else '>'} "
-                                    f"+{100 * cfg.max_delta_wer:.2f} ({c['label']})", key))
+                checks.append(Check(f"{key} cohort {c['id']} {rate} change", ok,
+                                    f"{num.delta(delta or 0)} points {'≤' if ok else '>'} "
+                                    f"{num.delta(cfg.max_delta_wer)} ({c['label']})", key))
     return checks
 
 

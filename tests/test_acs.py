@@ -56,7 +56,7 @@ class FakeSession:
 
 
 def _fetch(session=None, **kw):
-    census = pytest.importorskip("census", reason="the census package is not installed")
+    import census  # a core dependency: a broken install fails here
     session = session or FakeSession()
     client = census.Census(KEY, year=2024, session=session)
     return acs.fetch_acs(client=client, year=2024, **kw), session
@@ -176,11 +176,25 @@ def test_bad_key_answer_is_a_user_error():
         _fetch(session)
 
 
-def test_no_network_in_client_construction(monkeypatch):
+def test_no_network_in_client_construction_or_fetch(monkeypatch):
+    """With every socket connection refused, building the client asks nothing and a fetch
+    goes only through the session it was given."""
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a network connection was attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setenv(acs.ENV_KEY, KEY)
-    pytest.importorskip("census")
-    client = acs.census_client(session=FakeSession())
-    assert client.acs5.session is not None
+    session = FakeSession()
+    client = acs.census_client(session=session)
+    assert session.requests == []
+    assert client.acs5.session is session
+    table = acs.fetch_acs(client=client, year=2024)
+    (url, params), = session.data_requests()
+    assert url.startswith("https://api.census.gov/") and params["key"] == KEY
+    assert table.info["rows"] == 12
 
 
 def test_cli_census_without_key_is_one_line(monkeypatch, tmp_path):

@@ -94,3 +94,26 @@ def test_compare_html_escapes_labels(tmp_path):
     html = (tmp_path / "c" / "compare.html").read_text()
     assert "<script" not in html and "<img src=x" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_compare_finds_the_audits_regions_on_sample_data(tmp_path):
+    """One pipeline: compare's baseline discovery is the audit's (zip centroids included),
+    so its geographic regions are the audit's regions, speaker for speaker."""
+    import fairaudit
+    from fairaudit.compare import compare
+    from fairaudit.io.readers import InputSpec
+
+    from conftest import SAMPLE
+
+    utts = pd.read_csv(SAMPLE / "utterances.csv", dtype=str, keep_default_na=False)
+    utts["other"] = utts["hypothesis"]
+    path = tmp_path / "two.csv"
+    utts.to_csv(path, index=False)
+    kw = dict(speakers=str(SAMPLE / "speakers.csv"), discoverers=["geographic"])
+    audited = fairaudit.audit(str(path), n_boot=0, n_perm=0, honest=False, **kw).discoverers["geographic"]
+    doc = compare(InputSpec(path=str(path), hyp_col="hypothesis", more_hyp_cols=("other",)), resamples=100,
+                  **kw).report["discoverers"]["geographic"]
+    assert audited["approximate_coordinates"] == 4     # zip-only speakers placed at their zip centroid
+    assert sorted((c["label"], c["speakers"]) for c in doc["cohorts"]) == \
+        sorted((c["label"], c["speakers"]) for c in audited["cohorts"])
+    assert sum(c["speakers"] for c in doc["cohorts"]) == audited["audited_speakers"] == 497

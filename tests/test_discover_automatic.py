@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from fairaudit.discover import REGISTRY, SideInputs
-from fairaudit.discover import automatic
-from fairaudit.discover.automatic import NO_EMBEDDING, AutomaticDiscoverer, clear_cache
+from fairaudit.discover import kmeans
+from fairaudit.discover.automatic import NO_EMBEDDING, AutomaticDiscoverer
 from fairaudit.discover.base import wer_of
 from fairaudit.errors import UserInputError
 from fairaudit.io.embeddings import read_embeddings
@@ -59,13 +59,6 @@ def cohort_wers(speakers: pd.DataFrame, assignment: pd.Series, min_speakers: int
 
 def gap_pct(table: pd.DataFrame) -> float:
     return 100 * (table["wer"].iloc[0] - table["wer"].iloc[-1]) / table["wer"].iloc[-1]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    clear_cache()
-    yield
-    clear_cache()
 
 
 # ---------------------------------------------------------------- known truth
@@ -120,14 +113,26 @@ def test_details_labels_and_descriptions():
     assert d["k"] == 8 and d["k_selection"] == "fixed" and d["algorithm"] == "KMeans"
     proj = d["projection"]
     assert len(proj["x"]) == len(proj["y"]) == len(proj["cohort"]) == len(proj["speaker_id"]) == 500
-    assert all(found.assignment[s] == c for s, c in zip(proj["speaker_id"][:50], proj["cohort"][:50]))
-    assert len(d["explained_variance_ratio"]) == 2 and sum(d["explained_variance_ratio"]) <= 1
+    # The projection is the PCA of the sampled speakers' unit-length embeddings: recomputed
+    # here with an SVD (each axis up to its sign) and with its share of the variance.
+    pos = pd.Index(side.embedding_ids).get_indexer(proj["speaker_id"])
+    x = side.embeddings[pos].astype(np.float64)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    x -= x.mean(axis=0)
+    u, sv, _ = np.linalg.svd(x, full_matrices=False)
+    for axis, coord in enumerate(("x", "y")):
+        corr = np.corrcoef(u[:, axis] * sv[axis], proj[coord])[0, 1]
+        assert abs(corr) > 0.9999, (coord, corr)
+    assert d["explained_variance_ratio"] == pytest.approx((sv[:2] ** 2 / (sv ** 2).sum()).tolist(), abs=1e-5)
     bottom = max(ids, key=lambda c: len(set(found.assignment.index[found.assignment == c]) & planted))
     cd = found.cohort_details[bottom]
     assert set(cd["attribute_mix"]) == {"gender", "age_band"}  # not ids, counts, lat/lon, zip
-    assert abs(sum(cd["attribute_mix"]["gender"].values()) - 1) < 1e-3
+    # the mix is the members' own shares, counted here from the speaker table
+    members = speakers.set_index("speaker_id").loc[found.assignment.index[found.assignment == bottom]]
+    for col in ("gender", "age_band"):
+        share = members[col].value_counts(normalize=True)
+        assert cd["attribute_mix"][col] == pytest.approx(share.round(4).to_dict(), abs=1e-4), col
     assert 0 < cd["centroid_norm"] <= 1
-    pytest.importorskip("reverse_geocoder")
     assert cd["main_region"] == "Georgia"
     assert found.labels[bottom].startswith(f"cluster {bottom} ({cd['size']} speakers): ")
     assert "mostly Georgia" in found.labels[bottom]
@@ -155,39 +160,42 @@ def test_not_audited_accounting():
 def test_deterministic_and_row_order_free():
     speakers, side, _ = make_data()
     a = AutomaticDiscoverer(k=10, seed=3).fit(speakers, side)
-    clear_cache()
     shuffled = speakers.sample(frac=1.0, random_state=5).reset_index(drop=True)
     b = AutomaticDiscoverer(k=10, seed=3).fit(shuffled, side)
     pd.testing.assert_series_equal(a.assignment.sort_index(), b.assignment.sort_index())
     assert a.labels == b.labels and a.cohort_details == b.cohort_details
 
 
-def test_clustering_is_cached_across_permutations(monkeypatch):
+def test_statistics_reuse_the_audits_clusters(monkeypatch):
+    """No cache: the audit's own clustering is re-measured by the permutation null and the
+    held-out gap (fixed cohorts), so k-means runs once per audit, not once per re-fit."""
+    from fairaudit import stats
+    from fairaudit.audit import run_discoverer
+
     calls = []
-    real = automatic._kmeans
+    real = kmeans.make_kmeans
 
     def counting(k, n, seed):
         calls.append(k)
         return real(k, n, seed)
 
-    monkeypatch.setattr(automatic, "_kmeans", counting)
-    speakers, side, _ = make_data()
-    disc = AutomaticDiscoverer(k=10)
-    first = disc.fit(speakers, side)
-    assert len(calls) == 1
+    monkeypatch.setattr(kmeans, "make_kmeans", counting)
+    speakers, side, _ = make_data(n=600)
     rng = np.random.default_rng(0)
-    perm = speakers.copy()
-    order = rng.permutation(N)
-    perm["errors"] = speakers["errors"].to_numpy()[order]
-    perm["ref_words"] = speakers["ref_words"].to_numpy()[order]
-    again = disc.fit(perm, side)
-    again.assignment.iloc[0] = "mutated by the caller"  # must not leak into the cache
-    third = AutomaticDiscoverer(k=10).fit(perm, side)  # a new instance shares the cache
+    utts = pd.DataFrame({"utt_id": [f"u{i}" for i in range(2 * len(speakers))],
+                         "speaker_id": np.repeat(speakers["speaker_id"].to_numpy(), 2)})
+    half = speakers["ref_words"].to_numpy() // 2
+    utts["ref_words"] = np.column_stack([half, speakers["ref_words"].to_numpy() - half]).ravel()
+    e1 = rng.binomial(speakers["errors"].to_numpy(), 0.5)
+    utts["errors"] = np.column_stack([e1, speakers["errors"].to_numpy() - e1]).ravel()
+    disc = AutomaticDiscoverer(k=6, max_projection_points=0)
+    entry, assignment = run_discoverer(disc, speakers, side)
     assert len(calls) == 1
-    pd.testing.assert_series_equal(first.assignment, third.assignment)
-    # a different embedding object (or k) is a different clustering
-    AutomaticDiscoverer(k=10).fit(speakers, SideInputs(embeddings=side.embeddings.copy(),
-                                                       embedding_ids=side.embedding_ids))
+    stats.add_statistics(entry, disc, speakers, utts, side, assignment, n_boot=50, n_perm=30, seed=0, workers=1)
+    assert len(calls) == 1, "the permutation null or the held-out gap ran k-means again"
+    assert entry["permutation"]["n"] == 30 and entry["honest_gap"]["bottom"] is not None
+    # a re-fit on different speakers is a different clustering (and runs k-means)
+    AutomaticDiscoverer(k=6, max_projection_points=0).fit(speakers.iloc[:300], side)
     assert len(calls) == 2
 
 
@@ -286,7 +294,7 @@ def test_discoverer_user_errors():
     speakers, side, _ = make_data()
     for k in (1, "many", 2.5):
         one_line_error(lambda: AutomaticDiscoverer(k=k).fit(speakers, side), "--k")
-    one_line_error(lambda: AutomaticDiscoverer(k=500).fit(speakers, side), "--k 100 or less")
+    one_line_error(lambda: AutomaticDiscoverer(k=500).fit(speakers, side), "--automatic-k 100 or less")
     one_line_error(lambda: AutomaticDiscoverer(min_speakers=0).fit(speakers, side), "--min-speakers")
     one_line_error(lambda: AutomaticDiscoverer().fit(speakers, SideInputs()), "--embeddings FILE")
     stranger = SideInputs(embeddings=side.embeddings, embedding_ids=np.array([f"x{i}" for i in range(N)]))

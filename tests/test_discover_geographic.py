@@ -111,12 +111,22 @@ def test_details_and_cohort_details_are_consistent():
     splits = disc.details["splits"]
     assert len(splits) == len(disc.labels) - 1
     assert list(disc.labels) == [f"R{i:02d}" for i in range(1, len(disc.labels) + 1)]
-    for s in splits:
-        assert s["axis"] in ("lat", "lon")
-        assert s["left_speakers"] >= 20 and s["right_speakers"] >= 20
-        assert s["wer_difference_pp"] >= 0
     counts = disc.assignment.value_counts()
     sp = speakers.set_index("speaker_id")
+    # Replay the tree from its splits: each one's sides and WER difference, recomputed
+    # from the speakers' own counts, must be what the split records.
+    nodes = {0: sp.loc[disc.assignment.index]}
+    for s in splits:
+        node = nodes.pop(s["node"])
+        left = node[s["axis"]] <= s["threshold"]
+        nodes[s["left_node"]], nodes[s["right_node"]] = node[left], node[~left]
+        assert (s["left_speakers"], s["right_speakers"]) == (int(left.sum()), int((~left).sum()))
+        assert min(s["left_speakers"], s["right_speakers"]) >= 20
+        wl = node.loc[left, "errors"].sum() / node.loc[left, "ref_words"].sum()
+        wr = node.loc[~left, "errors"].sum() / node.loc[~left, "ref_words"].sum()
+        assert s["wer_difference_pp"] == pytest.approx(100 * abs(wl - wr), rel=1e-9)
+    # the leaves of the replayed tree are the regions
+    assert sorted(len(v) for v in nodes.values()) == sorted(counts.to_list())
     for cid, cd in disc.cohort_details.items():
         assert set(cd) >= {"cell", "members_box", "center", "place", "depth"}
         members = sp.loc[disc.assignment.index[disc.assignment == cid]]

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from fairaudit import embed
+from fairaudit.errors import UserInputError
 
 VOICES = ["en-us", "en-gb+f3", "en+m7"]
 SENTENCES = [
@@ -23,7 +24,7 @@ def _need_tools():
         pytest.skip("espeak-ng is not installed (apt-get install espeak-ng): no voices to synthesise")
     try:
         embed.require_embed_extra()
-    except Exception as exc:  # noqa: BLE001
+    except UserInputError as exc:  # only "the optional [embed] extra is not installed"; anything else fails
         pytest.skip(f"audio embedding extra missing: {exc}")
 
 
@@ -121,7 +122,11 @@ def test_parquet_sidecar_and_audit_reads_it(result, voices, tmp_path):
     pd.DataFrame(rows).to_csv(table, index=False)
     res = fairaudit.audit(str(table), embeddings=str(out), discoverers=["automatic"],
                           params={"automatic": {"k": 2}}, min_speakers=1)
-    assert res is not None
+    entry = res.discoverers["automatic"]
+    assert entry["skipped"] is None, entry["skipped"]          # the embeddings were used, not skipped
+    assert entry["audited_speakers"] == 3 and entry["cohort_count"] == 2
+    assert sorted(c["speakers"] for c in entry["cohorts"]) == [1, 2]
+    assert set(res.assignment("automatic").index) == {"spk0", "spk1", "spk2"}
 
 
 def test_kaldi_and_nemo_manifests(voices, tmp_path):

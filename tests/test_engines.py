@@ -46,6 +46,9 @@ def _same_scored(a, b) -> None:
 def _report(result) -> dict:
     rep = json.loads(result.to_json())
     rep["inputs"]["files"] = None  # paths and hashes of different files
+    # The fingerprint hashes those files too (one Parquet vs a folder of parts); its
+    # options must still be the same.
+    rep["inputs"]["fingerprint"] = rep["inputs"]["fingerprint"]["options"]
     return rep
 
 
@@ -147,3 +150,23 @@ def test_dask_unreachable_scheduler(tmp_path):
     _frame().to_parquet(path, index=False)
     with pytest.raises(UserInputError, match="cannot reach the Dask scheduler"):
         score_input(InputSpec(path=str(path)), engine="dask", scheduler="tcp://127.0.0.1:1")
+
+
+@pytest.mark.parametrize("unit,alignment", [("char", "jiwer"), ("mixed", "sclite")])
+def test_streaming_identical_in_other_units(tmp_path, unit, alignment):
+    df = _frame()
+    # Some Chinese, so mixed and char differ from words.
+    df.loc[::3, "reference"] = df.loc[::3, "reference"].astype(str) + " 我喜欢学习"
+    df.loc[::3, "hypothesis"] = df.loc[::3, "hypothesis"].astype(str) + " 我喜换学"
+    path = tmp_path / "u.parquet"
+    df.to_parquet(path, row_group_size=50, index=False)
+    spec = InputSpec(path=str(path))
+    a = score_input(spec, engine="default", unit=unit, alignment=alignment)
+    b = score_input(spec, engine="streaming", chunk_rows=7, unit=unit, alignment=alignment)
+    _same_scored(a, b)
+    assert (b.unit, b.alignment) == (unit, alignment)
+    words = score_input(spec, engine="default")
+    assert a.overall["ref_words"] > words.overall["ref_words"]
+    ra = audit(spec, engine="default", unit=unit, alignment=alignment, **AUDIT)
+    rb = audit(spec, engine="streaming", chunk_rows=7, unit=unit, alignment=alignment, **AUDIT)
+    assert ra.to_json() == rb.to_json()

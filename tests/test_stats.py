@@ -14,11 +14,15 @@ import pandas as pd
 import pytest
 
 from fairaudit import stats
+from fairaudit.cohorts import headline_gap
 from fairaudit.audit import run_discoverer
 from fairaudit.discover import SideInputs
 from fairaudit.discover.attribute import AttributeDiscoverer
+from fairaudit.discover.automatic import AutomaticDiscoverer
+from fairaudit.discover.geodemographic import GeodemographicDiscoverer
 from fairaudit.discover.geographic import GeographicDiscoverer
 from fairaudit.errors import UserInputError
+from fairaudit.io.census import prepare_census
 from fairaudit.result import cohort_statistics
 
 NO_SIDE = SideInputs()
@@ -153,7 +157,7 @@ def test_fast_gap_matches_cohort_statistics():
         mins = [5, 10, 20, 30, int(rng.integers(1, 60))]
         for ms in mins:
             _, summary = cohort_statistics(speakers, assignment, {}, ms)
-            pct, gap_abs = stats._headline_gap(sp["errors"].to_numpy(float), sp["ref_words"].to_numpy(float),
+            pct, gap_abs = headline_gap(sp["errors"].to_numpy(float), sp["ref_words"].to_numpy(float),
                                                assignment.to_numpy(), ms)
             if summary["wer_gap_abs"] is None:
                 assert gap_abs is None
@@ -168,16 +172,22 @@ def test_fast_gap_matches_cohort_statistics():
 
 @pytest.mark.parametrize("disc", discoverers(), ids=lambda d: d.key)
 def test_permutation_null_false_alarm_rate(disc):
-    significant = 0
+    significant, p_values = 0, []
     for s in range(20):
         speakers, _, _ = make_data(100 + s, n=300)
         entry, assignment = observed(disc, speakers)
         perm = stats.permutation_null(disc, speakers, NO_SIDE, entry["wer_gap_pct"], n_perm=100, seed=s,
                                       observed_gap_abs=entry["wer_gap_abs"], audited=assignment.index)
-        assert 1 / 101 <= perm["p_value"] <= 1
+        # the p-value is the rank of the observed gap among the null gaps the search found
+        null = perm["null_gaps_pct"] if perm["statistic"] == "wer_gap_pct" else perm["null_gaps_abs"]
+        obs = entry["wer_gap_pct"] if perm["statistic"] == "wer_gap_pct" else entry["wer_gap_abs"]
+        assert perm["p_value"] == pytest.approx((1 + np.sum(null >= obs - 1e-9 * max(1, abs(obs)))) / 101)
+        p_values.append(perm["p_value"])
         significant += perm["p_value"] < 0.05
     # nominal 5 % = 1 of 20; P(Binomial(20, 0.05) >= 4) = 1.6 %
     assert significant <= 3, significant
+    # under the null the p-values spread over (0, 1] (a biased test would pile up at one end)
+    assert 0.25 <= np.mean(p_values) <= 0.75 and np.max(p_values) > 0.5, p_values
 
 
 # ---------------------------------------------------------------- (c) planted disparity
@@ -289,7 +299,7 @@ def test_permutation_serial_equals_parallel_and_seeded():
 
 
 def test_add_statistics_deterministic_and_schema_valid():
-    jsonschema = pytest.importorskip("jsonschema")
+    import jsonschema
     from fairaudit.result import _clean, schema
 
     speakers, utts, _ = make_data(31, n=300, planted="g")
@@ -330,58 +340,43 @@ def test_add_statistics_deterministic_and_schema_valid():
 
 def test_geodemographic_and_automatic_null_and_planted():
     """One null and one planted run each (the full false-alarm loop runs for geographic/attribute)."""
-    ran = 0
     speakers, utts, _ = make_data(41, n=400, utts_per_speaker=6)
     planted_sp, planted_utts, mask = make_data(41, n=400, utts_per_speaker=6, planted="g")
     rng = np.random.default_rng(41)
-    try:
-        from fairaudit.discover.geodemographic import GeodemographicDiscoverer
-        from fairaudit.io.census import prepare_census
-    except ImportError:
-        GeodemographicDiscoverer = None
-    if GeodemographicDiscoverer is not None:
-        n_z = 40
-        zips = [f"{10000 + 97 * i:05d}" for i in range(n_z)]
-        share_b = rng.uniform(0.0, 1.0, n_z)
-        census = pd.DataFrame({"zip": zips, "pct_x": np.round(share_b, 3), "pct_y": np.round(1 - share_b, 3),
-                               "median_income": np.round(rng.lognormal(np.log(6e4), 0.3, n_z), -2)})
-        side = SideInputs(census=prepare_census(census))
-        # planted: speakers in majority-x zips are the g == "b" speakers
-        x_zips = [z for z, s in zip(zips, share_b) if s > 0.5]
-        o_zips = [z for z, s in zip(zips, share_b) if s <= 0.5]
-        for sp in (speakers, planted_sp):
-            sp["zip"] = np.where(sp["g"] == "b", rng.choice(x_zips, len(sp)), rng.choice(o_zips, len(sp)))
-        speakers["zip"] = rng.choice(zips, len(speakers))          # null: zip unrelated to WER
-        disc = GeodemographicDiscoverer(min_speakers=20, max_depth=1)
-        for sp, us, want_signal in ((speakers, utts, False), (planted_sp, planted_utts, True)):
-            entry, assignment = observed(disc, sp, side)
-            stats.add_statistics(entry, disc, sp, us, side, assignment, n_boot=100, n_perm=200, seed=1)
-            if want_signal:
-                assert entry["p_value"] < 0.01
-                assert entry["honest_gap"]["heldout_gap_pct"] > 50.0
-            else:
-                assert entry["p_value"] > 0.01
-                assert entry["honest_gap"]["discovery_gap_pct"] >= entry["honest_gap"]["heldout_gap_pct"]
-        ran += 1
-    try:
-        from fairaudit.discover.automatic import AutomaticDiscoverer
-    except ImportError:
-        AutomaticDiscoverer = None
-    if AutomaticDiscoverer is not None:
-        pytest.importorskip("sklearn")
-        n = len(speakers)
-        centers = rng.normal(size=(4, 16)) * 3
-        cluster = np.where(planted_sp["g"] == "b", rng.integers(0, 2, n), rng.integers(2, 4, n))
-        emb = (centers[cluster] + rng.normal(size=(n, 16))).astype(np.float32)
-        side = SideInputs(embeddings=emb, embedding_ids=speakers["speaker_id"].to_numpy())
-        disc = AutomaticDiscoverer(min_speakers=20, k=4, max_projection_points=0)
-        for sp, us, want_signal in ((speakers, utts, False), (planted_sp, planted_utts, True)):
-            entry, assignment = observed(disc, sp, side)
-            stats.add_statistics(entry, disc, sp, us, side, assignment, n_boot=100, n_perm=200, seed=1)
-            if want_signal:
-                assert entry["p_value"] < 0.01
-            else:
-                assert entry["p_value"] > 0.01
-        ran += 1
-    if not ran:
-        pytest.skip("neither the geodemographic nor the automatic discoverer is importable")
+    # geodemographic
+    n_z = 40
+    zips = [f"{10000 + 97 * i:05d}" for i in range(n_z)]
+    share_b = rng.uniform(0.0, 1.0, n_z)
+    census = pd.DataFrame({"zip": zips, "pct_x": np.round(share_b, 3), "pct_y": np.round(1 - share_b, 3),
+                           "median_income": np.round(rng.lognormal(np.log(6e4), 0.3, n_z), -2)})
+    side = SideInputs(census=prepare_census(census))
+    # planted: speakers in majority-x zips are the g == "b" speakers
+    x_zips = [z for z, s in zip(zips, share_b) if s > 0.5]
+    o_zips = [z for z, s in zip(zips, share_b) if s <= 0.5]
+    for sp in (speakers, planted_sp):
+        sp["zip"] = np.where(sp["g"] == "b", rng.choice(x_zips, len(sp)), rng.choice(o_zips, len(sp)))
+    speakers["zip"] = rng.choice(zips, len(speakers))          # null: zip unrelated to WER
+    disc = GeodemographicDiscoverer(min_speakers=20, max_depth=1)
+    for sp, us, want_signal in ((speakers, utts, False), (planted_sp, planted_utts, True)):
+        entry, assignment = observed(disc, sp, side)
+        stats.add_statistics(entry, disc, sp, us, side, assignment, n_boot=100, n_perm=200, seed=1)
+        if want_signal:
+            assert entry["p_value"] < 0.01
+            assert entry["honest_gap"]["heldout_gap_pct"] > 50.0
+        else:
+            assert entry["p_value"] > 0.01
+            assert entry["honest_gap"]["discovery_gap_pct"] >= entry["honest_gap"]["heldout_gap_pct"]
+    # automatic
+    n = len(speakers)
+    centers = rng.normal(size=(4, 16)) * 3
+    cluster = np.where(planted_sp["g"] == "b", rng.integers(0, 2, n), rng.integers(2, 4, n))
+    emb = (centers[cluster] + rng.normal(size=(n, 16))).astype(np.float32)
+    side = SideInputs(embeddings=emb, embedding_ids=speakers["speaker_id"].to_numpy())
+    disc = AutomaticDiscoverer(min_speakers=20, k=4, max_projection_points=0)
+    for sp, us, want_signal in ((speakers, utts, False), (planted_sp, planted_utts, True)):
+        entry, assignment = observed(disc, sp, side)
+        stats.add_statistics(entry, disc, sp, us, side, assignment, n_boot=100, n_perm=200, seed=1)
+        if want_signal:
+            assert entry["p_value"] < 0.01
+        else:
+            assert entry["p_value"] > 0.01

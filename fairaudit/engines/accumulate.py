@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from ..accounting import Accounting
 from ..scoring import count_errors
+from ..text_checks import unspaced_rows, unspaced_warning
 from ..speakers import _STR, SPEAKER_COLUMNS, ScoredSet, _text_array, attach_attributes, check_rows
 
 COUNT_NAMES = ("ref_words", "hits", "substitutions", "deletions", "insertions")
@@ -62,8 +63,10 @@ class SeenIds:
 class Accumulator:
     """Feed chunks with :meth:`add` (in input order), then call :meth:`finish`."""
 
-    def __init__(self, normalization: str = "default", *, workers: int | None = None, progress=None) -> None:
+    def __init__(self, normalization: str = "default", *, workers: int | None = None, progress=None,
+                 unit: str = "word", alignment: str = "jiwer") -> None:
         self.normalization = normalization
+        self.unit, self.alignment = unit, alignment
         self.workers = workers
         self.progress = progress
         self.acc = Accounting()
@@ -74,6 +77,7 @@ class Accumulator:
         self.sums = np.zeros((6, 0), np.int64)  # utterances, ref_words, S, D, I, errors per speaker code
         self.parts: list[tuple] = []  # per chunk: row numbers, utt ids, speaker codes, counts (int32)
         self.extras: list[pd.DataFrame] = []
+        self.unspaced = 0  # rows whose reference is in a script written without spaces
 
     def unparsable(self, count: int, examples: list[str]) -> None:
         """Rows the reader could not parse (counted as read, never scored)."""
@@ -100,11 +104,13 @@ class Accumulator:
             return dup
 
         utt, spk, keep = check_rows(frame, acc, duplicated)
+        if "reference" in frame.columns:
+            self.unspaced += unspaced_rows(_text_array(frame["reference"], None))
 
         rows = np.flatnonzero(keep)
         if counts is None:
             c = count_errors(_text_array(frame["reference"], rows), _text_array(frame["hypothesis"], rows),
-                             self.normalization, workers=self.workers)
+                             self.normalization, workers=self.workers, unit=self.unit, alignment=self.alignment)
             cols = {name: np.asarray(getattr(c, name)) for name in COUNT_NAMES}
         else:
             cols = {name: np.asarray(counts[name])[rows] for name in COUNT_NAMES}
@@ -148,7 +154,8 @@ class Accumulator:
         """The scored set, as :func:`fairaudit.speakers.score` would return it (minus transcripts)."""
         acc = self.acc
         acc.rows_read = self.rows + self.bad
-        acc.warnings[:0] = list(warnings)
+        note = unspaced_warning(self.unspaced, self.rows)
+        acc.warnings[:0] = list(warnings) + ([note] if note else [])
         names = np.array(list(self.speaker_codes), dtype=object)
         order = np.argsort(names, kind="stable") if len(names) else np.zeros(0, np.int64)
         rank = np.empty(len(names), np.int64)
@@ -182,7 +189,7 @@ class Accumulator:
         speakers, attribute_columns = attach_attributes(speakers, extra, utts["speaker_id"], list(paths),
                                                         speaker_table, required_attributes, acc)
         return ScoredSet(utts, speakers.reset_index(drop=True), acc, self.normalization, "text", attribute_columns,
-                         text_source=text_source)
+                         text_source=text_source, unit=self.unit, alignment=self.alignment)
 
 
 _CORE = {"utt_id", "speaker_id", "reference", "hypothesis", "errors", "ref_words"}

@@ -26,7 +26,12 @@ from ..errors import UserInputError
 from ..io.readers import InputSpec
 from ..scoring import count_errors
 from ..speakers import _STR, ScoredSet, _clean_ids, _text_array
+from ..io import columns
+from ..text_checks import unspaced_mask
 from .accumulate import COUNT_NAMES, Accumulator
+
+#: per-row flag a partition returns beside its counts (see fairaudit.text_checks)
+UNSPACED_COLUMN = "::unspaced"
 from .streaming import TextSource, _check_columns, check_streamable, parquet_files
 
 
@@ -40,15 +45,18 @@ def _import_dask():
     return dd, Client, LocalCluster
 
 
-def score_partition(pdf: pd.DataFrame, rename: dict[str, str], normalization: str) -> pd.DataFrame:
+def score_partition(pdf: pd.DataFrame, rename: dict[str, str], normalization: str, unit: str = "word",
+                    alignment: str = "jiwer") -> pd.DataFrame:
     """One partition: cleaned ids, counts of every row with both ids (others 0), attributes; no text."""
     clash = [v for k, v in rename.items() if v in pdf.columns and k != v]
     pdf = pdf.drop(columns=clash).rename(columns=rename)
+    pdf = columns.numbers_as_text(columns.ids_as_text(pdf, ["utt_id", "speaker_id"], None, []),
+                                  ["reference", "hypothesis"])
     utt = _clean_ids(pdf["utt_id"])
     spk = _clean_ids(pdf["speaker_id"])
     rows = np.flatnonzero(((utt != "") & (spk != "")).to_numpy())
     c = count_errors(_text_array(pdf["reference"], rows), _text_array(pdf["hypothesis"], rows), normalization,
-                     workers=1)
+                     workers=1, unit=unit, alignment=alignment)
     out = pd.DataFrame({"utt_id": utt.to_numpy(dtype=object), "speaker_id": spk.to_numpy(dtype=object)},
                        index=pd.RangeIndex(len(pdf)))
     for name in COUNT_NAMES:
@@ -58,6 +66,7 @@ def score_partition(pdf: pd.DataFrame, rename: dict[str, str], normalization: st
     for col in pdf.columns:
         if col not in ("utt_id", "speaker_id", "reference", "hypothesis", *COUNT_NAMES):
             out[col] = pdf[col].to_numpy()
+    out[UNSPACED_COLUMN] = unspaced_mask(_text_array(pdf["reference"], None))
     return out
 
 
@@ -77,7 +86,7 @@ def _client(scheduler: str | None, n_workers: int | None):
 
 def score_dask(spec: InputSpec, normalization: str = "default", speaker_table: pd.DataFrame | None = None,
                required_attributes=(), *, scheduler: str | None = None, n_workers: int | None = None,
-               progress=None) -> ScoredSet:
+               progress=None, unit: str = "word", alignment: str = "jiwer") -> ScoredSet:
     """Score a Parquet file, directory or glob on Dask; same result as the default engine.
 
     Rows are numbered across the files in sorted path order (the order of
@@ -90,14 +99,16 @@ def score_dask(spec: InputSpec, normalization: str = "default", speaker_table: p
               spec.speaker_col: "speaker_id"}
     import pyarrow.parquet as pq
 
-    _check_columns(pa.RecordBatch.from_pylist([], schema=pq.read_schema(files[0])), spec)
+    schema = pq.read_schema(files[0])
+    _check_columns(pa.RecordBatch.from_pylist([], schema=schema), spec)
+    warnings = columns.float_id_warnings(schema, [spec.utt_col, spec.speaker_col], spec.path)
     client, cluster = _client(scheduler, n_workers)
     try:
         ddf = dd.read_parquet(files, split_row_groups=True, index=False)
-        meta = score_partition(ddf._meta, rename, normalization)
-        scored = ddf.map_partitions(score_partition, rename, normalization, meta=meta)
+        meta = score_partition(ddf._meta, rename, normalization, unit, alignment)
+        scored = ddf.map_partitions(score_partition, rename, normalization, unit, alignment, meta=meta)
         futures = client.compute(scored.to_delayed())
-        acc = Accumulator(normalization)
+        acc = Accumulator(normalization, unit=unit, alignment=alignment)
         row = 1
         for fut in futures:
             part = fut.result()
@@ -106,6 +117,7 @@ def score_dask(spec: InputSpec, normalization: str = "default", speaker_table: p
                 if isinstance(part[col].dtype, pd.StringDtype) and part[col].dtype != _STR:
                     part[col] = part[col].astype(_STR)
             part.index = np.arange(row, row + len(part))
+            acc.unspaced += int(part.pop(UNSPACED_COLUMN).sum())
             row += len(part)
             acc.add(part.drop(columns=list(COUNT_NAMES)), counts={k: part[k].to_numpy() for k in COUNT_NAMES})
             if progress:
@@ -114,4 +126,5 @@ def score_dask(spec: InputSpec, normalization: str = "default", speaker_table: p
         client.close()
         if cluster is not None:
             cluster.close()
-    return acc.finish(speaker_table, required_attributes, [spec.path], text_source=TextSource(spec, "parquet"))
+    return acc.finish(speaker_table, required_attributes, [spec.path], warnings=warnings,
+                      text_source=TextSource(spec, "parquet"))

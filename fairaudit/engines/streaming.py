@@ -21,7 +21,8 @@ import pyarrow.parquet as pq
 
 from ..errors import UserInputError
 from ..io.common import detect_format, require_file
-from ..io.readers import InputSpec, _need, _short
+from ..io import columns, text_files
+from ..io.readers import InputSpec, _need, _short, _undecodable_or, csv_header
 from ..speakers import ScoredSet
 from .accumulate import Accumulator
 
@@ -88,23 +89,21 @@ class _CsvBad:
 
 def _csv_reader(path: str, delimiter: str, spec: InputSpec, bad: _CsvBad, columns: list[str] | None = None):
     quote = '"' if delimiter == "," else False
-    try:
-        header = pacsv.open_csv(path, parse_options=pacsv.ParseOptions(
-            delimiter=delimiter, quote_char=quote, invalid_row_handler=lambda row: "skip")).schema.names
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise UserInputError(f"cannot read as {'CSV' if delimiter == ',' else 'TSV'}: {_short(exc)}", path=path,
-                             hint="check the delimiter, encoding (UTF-8) and header row, or pass --format") from exc
+    header = csv_header(path, delimiter)
     parse = pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=bad, newlines_in_values=delimiter == ",",
                                quote_char=quote)
     types = {c: pa.string() for c in _string_cols(spec) if c in header}
     convert = pacsv.ConvertOptions(column_types=types, strings_can_be_null=False, quoted_strings_can_be_null=False,
                                    include_columns=columns or [])
+    encoding = text_files.current_encoding()
     try:
-        return pacsv.open_csv(path, parse_options=parse, convert_options=convert,
-                              read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK))
+        return text_files.with_block_retry(lambda size: pacsv.open_csv(
+            path, parse_options=parse, convert_options=convert,
+            read_options=pacsv.ReadOptions(block_size=max(size, _CSV_BLOCK), encoding=encoding)))
     except pa.ArrowInvalid as exc:
-        raise UserInputError(f"cannot parse: {_short(exc)}", path=path,
-                             hint="fix that line or pass --format to choose another reader") from exc
+        raise _undecodable_or(exc, path, UserInputError(
+            f"cannot parse: {_short(exc)}", path=path,
+            hint="fix that line or pass --input-format to choose another reader")) from exc
 
 
 def _batches(reader, path: str) -> Iterator[pa.RecordBatch]:
@@ -112,8 +111,14 @@ def _batches(reader, path: str) -> Iterator[pa.RecordBatch]:
         for batch in reader:
             yield batch
     except pa.ArrowInvalid as exc:
-        raise UserInputError(f"cannot parse: {_short(exc)}", path=path,
-                             hint="fix that line, or use --engine default (it reads bad JSON lines one by one)") from exc
+        if text_files.is_block_too_small(exc):
+            # The first block was read at open time with a retried size; a longer row
+            # further down cannot be re-read without starting again.
+            raise UserInputError(f"a row is longer than the streaming reader's block ({_CSV_BLOCK >> 20} MB)",
+                                 path=path, hint="use --engine default (it retries with larger blocks)") from exc
+        raise _undecodable_or(exc, path, UserInputError(
+            f"cannot parse: {_short(exc)}", path=path,
+            hint="fix that line, or use --engine default (it reads bad JSON lines one by one)")) from exc
 
 
 def iter_batches(spec: InputSpec, fmt: str, chunk_rows: int, bad: _CsvBad,
@@ -126,13 +131,16 @@ def iter_batches(spec: InputSpec, fmt: str, chunk_rows: int, bad: _CsvBad,
                 yield from pf.iter_batches(batch_size=chunk_rows, columns=columns)
             except (pa.ArrowInvalid, OSError) as exc:
                 raise UserInputError(f"not a readable Parquet file: {_short(exc)}", path=path,
-                                     hint="pass --format if the extension is wrong") from exc
+                                     hint="pass --input-format if the extension is wrong") from exc
         return
     if fmt in ("csv", "tsv"):
         reader = _csv_reader(spec.path, "," if fmt == "csv" else "\t", spec, bad, columns)
     else:
         import pyarrow.json as pajson
 
+        if not text_files.is_utf8():
+            raise UserInputError(f"the streaming JSONL reader reads UTF-8 only, not {text_files.current_encoding()}",
+                                 path=spec.path, hint="use --engine default, or re-encode the file as UTF-8")
         try:
             reader = pajson.open_json(spec.path, read_options=pajson.ReadOptions(block_size=_CSV_BLOCK))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
@@ -153,6 +161,8 @@ def _rename(spec: InputSpec) -> dict[str, str]:
 def to_frame(batch: pa.RecordBatch | pa.Table, spec: InputSpec, first_row: int) -> pd.DataFrame:
     """A chunk as the in-memory reader would see it: renamed columns, 1-based row numbers."""
     frame = batch.to_pandas()
+    frame = columns.numbers_as_text(columns.ids_as_text(frame, [spec.utt_col, spec.speaker_col], spec.path, []),
+                                    [spec.ref_col, spec.hyp_col])
     rename = _rename(spec)
     clash = [v for k, v in rename.items() if v in frame.columns and k != v]
     frame = frame.drop(columns=clash).rename(columns=rename)
@@ -206,7 +216,7 @@ class TextSource:
 
 def score_streaming(spec: InputSpec, normalization: str = "default", speaker_table: pd.DataFrame | None = None,
                     required_attributes=(), *, chunk_rows: int | None = None, workers: int | None = None,
-                    progress=None) -> ScoredSet:
+                    progress=None, unit: str = "word", alignment: str = "jiwer") -> ScoredSet:
     """Score a Parquet/CSV/TSV/JSONL utterance table in chunks of ``chunk_rows`` rows.
 
     Same result as ``score(read_utterances(spec), ...)`` (same speaker table, accounting
@@ -218,15 +228,20 @@ def score_streaming(spec: InputSpec, normalization: str = "default", speaker_tab
     if chunk_rows < 1:
         raise UserInputError(f"--chunk-rows {chunk_rows} must be at least 1")
     bad = _CsvBad()
-    acc = Accumulator(normalization, workers=workers, progress=progress)
+    acc = Accumulator(normalization, workers=workers, progress=progress, unit=unit, alignment=alignment)
     row = 1
+    warnings: list[str] = []
     for i, batch in enumerate(iter_batches(spec, fmt, chunk_rows, bad)):
         if i == 0:
             _check_columns(batch, spec)
+            columns.check_unique_names(batch.schema.names, spec.path)
+            text_files.check_decodable_table(pa.Table.from_batches([batch]), spec.path)
+            warnings = columns.float_id_warnings(batch.schema, [spec.utt_col, spec.speaker_col], spec.path)
         acc.add(to_frame(batch, spec, row))
         row += batch.num_rows
     if row == 1:  # no batch at all: the in-memory reader names the missing columns the same way
         _check_columns(pa.RecordBatch.from_pydict({}), spec) if fmt != "parquet" else None
     acc.unparsable(bad.count, bad.examples)
     paths = [spec.path]
-    return acc.finish(speaker_table, required_attributes, paths, text_source=TextSource(spec, fmt))
+    return acc.finish(speaker_table, required_attributes, paths, warnings=warnings,
+                      text_source=TextSource(spec, fmt))

@@ -105,7 +105,7 @@ def read_census(path: str, fmt: str | None = None) -> pd.DataFrame:
     if fmt not in TABLE_FORMATS:
         raise UserInputError(f"census table must be CSV, TSV, JSONL or Parquet, not {fmt}", path=path,
                              hint="name the census file .csv, .tsv, .jsonl or .parquet")
-    frame, bad = _read_table(path, fmt, ["zip"])
+    frame, bad = _read_table(path, fmt, ["zip"], flag=None)
     if bad:
         raise UserInputError(f"{len(bad)} unparsable row(s), first: {bad[0]}", path=path,
                              hint="fix those lines of the census table")

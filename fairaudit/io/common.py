@@ -6,6 +6,7 @@ import io
 import os
 
 from ..errors import UserInputError
+from . import text_files
 
 TABLE_FORMATS = ("csv", "tsv", "jsonl", "parquet")
 ALL_FORMATS = TABLE_FORMATS + ("kaldi", "trn", "nemo")
@@ -50,19 +51,18 @@ def require_file(path: str, what: str = "input file") -> None:
 
 
 def open_text(path: str):
-    """Open a text file for reading, transparently gunzipping ``.gz``."""
+    """Open a text file for a quick look (e.g. its first line), transparently gunzipping
+    ``.gz``, in the run's encoding; bytes that do not decode are replaced, never raised:
+    the reader proper reports them with :func:`read_lines`."""
     require_file(path)
+    encoding = text_files.current_encoding()
     if path.lower().endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="strict")
-    return open(path, encoding="utf-8", errors="strict")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding=encoding, errors="replace")
+    return open(path, encoding=encoding, errors="replace")
 
 
 def read_lines(path: str) -> list[str]:
-    try:
-        with open_text(path) as fh:
-            return fh.read().splitlines()
-    except UnicodeDecodeError as exc:
-        raise UserInputError(f"not valid UTF-8 (byte {exc.start})", path=path,
-                             hint="re-encode the file as UTF-8") from exc
-    except (OSError, EOFError) as exc:
-        raise UserInputError(f"cannot read file: {exc}", path=path) from exc
+    """The lines of a text file in the run's encoding (see :mod:`.text_files`: BOM dropped,
+    lines end at ``\\n``/``\\r\\n`` only, an undecodable byte is an error naming its line)."""
+    require_file(path)
+    return text_files.read_text_lines(path)

@@ -116,7 +116,7 @@ def _read_embedding_table(path: str, utt_to_speaker: pd.Series | None) -> tuple[
                              f"{os.path.basename(path)!r}", path=path, hint=FORMAT_HINT) from None
     if fmt not in ("csv", "tsv", "parquet", "jsonl"):
         raise UserInputError(f"embeddings cannot be read from a {fmt} file", path=path, hint=FORMAT_HINT)
-    frame, bad = _read_table(path, fmt, ["speaker_id", "utt_id"])
+    frame, bad = _read_table(path, fmt, ["speaker_id", "utt_id"], flag=None)
     if bad:
         raise UserInputError(f"{len(bad)} unparsable row(s), first: {bad[0]}", path=path,
                              hint="fix those lines of the embeddings table")

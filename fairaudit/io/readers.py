@@ -20,6 +20,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from ..errors import UserInputError
+from . import columns, text_files
 from .common import detect_format, read_lines, require_file
 
 
@@ -76,15 +77,30 @@ class RawUtterances:
     paths: list[str] = field(default_factory=list)
     #: system name -> column of ``frame`` holding its hypothesis (text) or errors (counts)
     systems: dict[str, str] = field(default_factory=dict)
+    #: hypothesis lines of this system that give no row (drop reason -> one description
+    #: per line: a trn line without '(utt-id)', a repeated hypothesis id), counted in
+    #: ``rows_read`` like ``orphan_hypotheses``
+    hypothesis_drops: dict[str, list[str]] = field(default_factory=dict)
+    #: the same for every system of a Kaldi/trn input with several hypothesis files
+    #: (system name -> drop reason -> descriptions, ``no_reference`` = its orphan ids)
+    system_drops: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     def for_system(self, name: str) -> "RawUtterances":
-        """The input as seen by one system: its column becomes ``hypothesis``/``errors``."""
+        """The input as seen by one system: its column becomes ``hypothesis``/``errors``,
+        and its own hypothesis file's unmatched lines are the ones counted."""
         target = "hypothesis" if self.mode == "text" else "errors"
         col = self.systems.get(name, target)
         frame = self.frame.drop(columns=[c for c in self.frame.columns if c.startswith(SYSTEM_PREFIX)])
         frame[target] = self.frame[col]
-        return RawUtterances(frame, self.mode, self.rows_read, self.unparsable, self.orphan_hypotheses,
-                             self.warnings, self.paths, {name: target})
+        orphans, hyp_drops, rows = self.orphan_hypotheses, self.hypothesis_drops, self.rows_read
+        if name in self.system_drops:
+            own = self.system_drops[name]
+            orphans = own.get("no_reference", [])
+            hyp_drops = {k: v for k, v in own.items() if k != "no_reference"}
+            rows = (self.rows_read - len(self.orphan_hypotheses) - sum(map(len, self.hypothesis_drops.values()))
+                    + len(orphans) + sum(map(len, hyp_drops.values())))
+        return RawUtterances(frame, self.mode, rows, self.unparsable, orphans, self.warnings, self.paths,
+                             {name: target}, hyp_drops)
 
 
 SYSTEM_PREFIX = "::system::"
@@ -92,7 +108,13 @@ SYSTEM_PREFIX = "::system::"
 
 # ---------------------------------------------------------------- table formats
 
-def _read_csv(path: str, delimiter: str, string_cols: list[str]) -> tuple[pa.Table, list[str]]:
+def _other_reader(flag: str | None) -> str:
+    """How to choose another reader: the format flag, or (side tables) the file's extension."""
+    return f"pass {flag}" if flag else "name the file by its format (.csv, .tsv, .jsonl, .parquet)"
+
+
+def _read_csv(path: str, delimiter: str, string_cols: list[str],
+              flag: str | None = "--input-format") -> tuple[pa.Table, list[str]]:
     bad: list[str] = []
 
     def on_bad(row):
@@ -103,22 +125,46 @@ def _read_csv(path: str, delimiter: str, string_cols: list[str]) -> tuple[pa.Tab
     parse = pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_bad,
                                newlines_in_values=delimiter == ",",
                                quote_char='"' if delimiter == "," else False)
-    try:
-        header = pacsv.open_csv(path, parse_options=pacsv.ParseOptions(
-            delimiter=delimiter, quote_char=parse.quote_char, invalid_row_handler=lambda row: "skip")).schema.names
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise UserInputError(f"cannot read as {'CSV' if delimiter == ',' else 'TSV'}: {_short(exc)}", path=path,
-                             hint="check the delimiter, encoding (UTF-8) and header row, or pass --format") from exc
+    header = csv_header(path, delimiter, flag)
     types = {c: pa.string() for c in string_cols if c in header}
     convert = pacsv.ConvertOptions(column_types=types, strings_can_be_null=False,
                                    quoted_strings_can_be_null=False)
+    encoding = text_files.current_encoding()
     try:
-        table = pacsv.read_csv(path, parse_options=parse, convert_options=convert,
-                               read_options=pacsv.ReadOptions(use_threads=True, block_size=1 << 24))
+        table = text_files.with_block_retry(lambda size: pacsv.read_csv(
+            path, parse_options=parse, convert_options=convert,
+            read_options=pacsv.ReadOptions(use_threads=True, block_size=size, encoding=encoding)))
     except pa.ArrowInvalid as exc:
-        raise UserInputError(f"cannot parse: {_short(exc)}", path=path,
-                             hint="fix that line or pass --format to choose another reader") from exc
+        raise _undecodable_or(exc, path, UserInputError(
+            f"cannot parse: {_short(exc)}", path=path,
+            hint=f"fix that line or {_other_reader(flag)} to choose another reader")) from exc
     return table, bad
+
+
+def csv_header(path: str, delimiter: str, flag: str | None = "--input-format") -> list[str]:
+    """Column names of a CSV/TSV file (one-line errors for an unreadable or undecodable
+    header; rows longer than pyarrow's block are retried with a larger block)."""
+    quote = '"' if delimiter == "," else False
+    encoding = text_files.current_encoding()
+    try:
+        names = text_files.with_block_retry(lambda size: pacsv.open_csv(
+            path, parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char=quote,
+                                                   invalid_row_handler=lambda row: "skip"),
+            read_options=pacsv.ReadOptions(block_size=size, encoding=encoding)).schema.names)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise _undecodable_or(exc, path, UserInputError(
+            f"cannot read as {'CSV' if delimiter == ',' else 'TSV'}: {_short(exc)}", path=path,
+            hint=f"check the delimiter and header row, or {_other_reader(flag)}")) from exc
+    columns.check_unique_names(names, path)
+    return names
+
+
+def _undecodable_or(exc: Exception, path: str, error: UserInputError) -> UserInputError:
+    """The decoding error naming the first bad line when ``exc`` is pyarrow's "invalid
+    UTF8", else ``error``."""
+    if "UTF8" in str(exc) or "UTF-8" in str(exc) or "decode" in str(exc).lower():
+        return text_files.first_undecodable(path) or error
+    return error
 
 
 def _short(exc: Exception) -> str:
@@ -126,10 +172,13 @@ def _short(exc: Exception) -> str:
 
 
 def _read_jsonl(path: str) -> tuple[pa.Table | pd.DataFrame, list[str]]:
-    try:
-        return pajson.read_json(path), []
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
+    if text_files.is_utf8():  # pyarrow reads UTF-8 only; other encodings take the line reader
+        try:
+            table = pajson.read_json(path)
+            columns.check_unique_names(table.schema.names, path)
+            return table, []
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
     # Fall back to one line at a time so one bad line costs one row, not the file.
     records, bad = [], []
     for i, line in enumerate(read_lines(path), start=1):
@@ -145,18 +194,27 @@ def _read_jsonl(path: str) -> tuple[pa.Table | pd.DataFrame, list[str]]:
     return pd.DataFrame.from_records(records), bad
 
 
-def _read_table(path: str, fmt: str, string_cols: list[str]) -> tuple[pd.DataFrame, list[str]]:
+def _read_table(path: str, fmt: str, string_cols: list[str],
+                flag: str | None = "--input-format") -> tuple[pd.DataFrame, list[str]]:
+    """(frame, descriptions of unparsable rows) of a CSV/TSV/JSONL/Parquet table.
+
+    ``flag`` is the option that overrides the format (None for side tables, whose format
+    comes from the extension), for the hints.
+    """
     require_file(path)
     if fmt == "parquet":
         try:
             table, bad = pq.read_table(path), []
         except (pa.ArrowInvalid, OSError) as exc:
             raise UserInputError(f"not a readable Parquet file: {_short(exc)}", path=path,
-                                 hint="pass --format if the extension is wrong") from exc
+                                 hint=f"{_other_reader(flag)} if the extension is wrong") from exc
     elif fmt in ("csv", "tsv"):
-        table, bad = _read_csv(path, "," if fmt == "csv" else "\t", string_cols)
+        table, bad = _read_csv(path, "," if fmt == "csv" else "\t", string_cols, flag)
     else:
         table, bad = _read_jsonl(path)
+    if not isinstance(table, pd.DataFrame):
+        columns.check_unique_names(table.schema.names, path)
+        text_files.check_decodable_table(table, path)
     frame = table if isinstance(table, pd.DataFrame) else table.to_pandas()
     return frame, bad
 
@@ -168,15 +226,35 @@ def _split_id_line(line: str) -> tuple[str, str]:
     return parts[0], parts[1] if len(parts) > 1 else ""
 
 
+_TRN = re.compile(r"^(.*?)\s*\(([^()]*)\)\s*$")
+
+
+def _id_lines(path: str, fmt: str):
+    """(line number, utterance id, text) per non-blank line of a Kaldi text or trn file;
+    the id is None for a trn line without '(utt-id)' at its end."""
+    for i, line in enumerate(read_lines(path), start=1):
+        if not line.strip():
+            continue
+        if fmt == "trn":
+            m = _TRN.match(line)
+            if not m or not m.group(2).strip():
+                yield i, None, line
+                continue
+            yield i, m.group(2).strip(), m.group(1)
+        else:
+            yield i, *_split_id_line(line)
+
+
+def _bad_trn_line(path: str, line: int) -> str:
+    return f"{os.path.basename(path)} line {line}: no '(utt-id)' at the end"
+
+
 def _read_kaldi_text(path: str) -> tuple[dict[str, str], list[str], int]:
     out: dict[str, str] = {}
     dup: list[str] = []
     n = 0
-    for line in read_lines(path):
-        if not line.strip():
-            continue
+    for _, utt, text in _id_lines(path, "kaldi"):
         n += 1
-        utt, text = _split_id_line(line)
         if utt in out:
             dup.append(utt)
             continue
@@ -184,27 +262,36 @@ def _read_kaldi_text(path: str) -> tuple[dict[str, str], list[str], int]:
     return out, dup, n
 
 
-_TRN = re.compile(r"^(.*?)\s*\(([^()]*)\)\s*$")
-
-
 def _read_trn(path: str) -> tuple[dict[str, str], list[str], int, list[str]]:
     out: dict[str, str] = {}
     dup, bad = [], []
     n = 0
-    for i, line in enumerate(read_lines(path), start=1):
-        if not line.strip():
-            continue
+    for i, utt, text in _id_lines(path, "trn"):
         n += 1
-        m = _TRN.match(line)
-        if not m or not m.group(2).strip():
-            bad.append(f"{os.path.basename(path)} line {i}: no '(utt-id)' at the end")
+        if utt is None:
+            bad.append(_bad_trn_line(path, i))
             continue
-        text, utt = m.group(1), m.group(2).strip()
         if utt in out:
             dup.append(utt)
             continue
         out[utt] = text
     return out, dup, n, bad
+
+
+def _read_hypotheses(path: str, fmt: str) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Hypotheses by utterance id, and the lines that give none, by drop reason (each
+    described by file and line): a trn line without '(utt-id)', a repeated id (first kept)."""
+    out: dict[str, str] = {}
+    drops: dict[str, list[str]] = {}
+    for i, utt, text in _id_lines(path, fmt):
+        if utt is None:
+            drops.setdefault("unparsable_hypothesis", []).append(_bad_trn_line(path, i))
+        elif utt in out:
+            drops.setdefault("duplicate_hypothesis_id", []).append(
+                f"{os.path.basename(path)} line {i}: utt_id={utt!r}")
+        else:
+            out[utt] = text
+    return out, drops
 
 
 def trn_speaker(utt_id: str) -> str:
@@ -231,11 +318,11 @@ def _paired(spec: InputSpec, fmt: str) -> RawUtterances:
                              hint="pass --hyp FILE (same format as the reference file)")
     if fmt == "kaldi":
         refs, rdup, nref = _read_kaldi_text(spec.path)
-        hyp_sets = [_read_kaldi_text(h)[0] for h in (spec.hyp_path, *spec.more_hyp_paths)]
         bad: list[str] = []
     else:
         refs, rdup, nref, bad = _read_trn(spec.path)
-        hyp_sets = [_read_trn(h)[0] for h in (spec.hyp_path, *spec.more_hyp_paths)]
+    read_hyps = [_read_hypotheses(h, fmt) for h in (spec.hyp_path, *spec.more_hyp_paths)]
+    hyp_sets = [h for h, _ in read_hyps]
     hyps = hyp_sets[0]
     utt2spk = _read_utt2spk(spec.utt2spk) if spec.utt2spk else None
     if utt2spk is None and fmt == "kaldi":
@@ -253,16 +340,21 @@ def _paired(spec: InputSpec, fmt: str) -> RawUtterances:
     for name, more in zip(names[1:], hyp_sets[1:]):
         frame[SYSTEM_PREFIX + name] = [more.get(u, "") for u in ids] + [""] * len(rdup)
     frame.index = np.arange(1, len(frame) + 1)
-    orphans = [u for u in hyps if u not in refs]
+    # Every hypothesis line that pairs with no reference row is a row read and dropped:
+    # per system, as each system has its own hypothesis file.
+    system_drops = {name: {"no_reference": [u for u in h if u not in refs], **drops}
+                    for name, (h, drops) in zip(names, read_hyps)}
+    orphans = system_drops[names[0]]["no_reference"]
+    hyp_drops = {k: v for k, v in system_drops[names[0]].items() if k != "no_reference"}
     warnings = []
     if missing_hyp:
         warnings.append(f"{len(missing_hyp)} utterance(s) have no hypothesis and are scored as empty output "
                         f"(all deletions), e.g. {', '.join(missing_hyp[:3])}")
     systems = {names[0]: "hypothesis", **{n: SYSTEM_PREFIX + n for n in names[1:]}}
-    return RawUtterances(frame, "text", rows_read=nref + len(orphans), unparsable=bad,
-                         orphan_hypotheses=orphans, warnings=warnings,
+    return RawUtterances(frame, "text", rows_read=nref + len(orphans) + sum(map(len, hyp_drops.values())),
+                         unparsable=bad, orphan_hypotheses=orphans, warnings=warnings,
                          paths=[p for p in (spec.path, spec.hyp_path, *spec.more_hyp_paths, spec.utt2spk) if p],
-                         systems=systems)
+                         systems=systems, hypothesis_drops=hyp_drops, system_drops=system_drops)
 
 
 def _nemo(spec: InputSpec) -> RawUtterances:
@@ -278,10 +370,12 @@ def _nemo(spec: InputSpec) -> RawUtterances:
     if utt2spk is not None and spk not in frame:
         frame[spk] = frame[utt].astype(str).map(utt2spk).fillna("")
     _need(frame, {ref: "--ref-col", hyp: "--hyp-col", utt: "--utt-col", spk: "--speaker-col or --utt2spk"}, spec.path)
+    warnings: list[str] = []
+    frame = columns.numbers_as_text(columns.ids_as_text(frame, [utt, spk], spec.path, warnings), [ref, hyp])
     frame = frame.rename(columns={ref: "reference", hyp: "hypothesis", utt: "utt_id", spk: "speaker_id"})
     frame.index = np.arange(1, len(frame) + 1)
     return RawUtterances(frame, "text", rows_read=len(frame) + len(bad), unparsable=bad, paths=[spec.path],
-                         systems={hyp: "hypothesis"})
+                         systems={hyp: "hypothesis"}, warnings=warnings)
 
 
 # ---------------------------------------------------------------- public entry
@@ -361,6 +455,9 @@ def read_utterances(spec: InputSpec) -> RawUtterances:
     frame, bad = _read_table(spec.path, fmt, string_cols)
     frame.index = np.arange(1, len(frame) + 1)
     warnings: list[str] = []
+    frame = columns.ids_as_text(frame, [spec.utt_col, spec.speaker_col], spec.path, warnings)
+    if not spec.counts_mode:
+        frame = columns.numbers_as_text(frame, [spec.ref_col, spec.hyp_col, *spec.more_hyp_cols])
     need = {spec.utt_col: "--utt-col", spec.speaker_col: "--speaker-col"}
     if spec.counts_mode:
         _need(frame, need, spec.path)

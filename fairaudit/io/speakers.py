@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserInputError
+from .columns import ids_as_text
 from .common import detect_format
 from .readers import _read_table
 
@@ -19,7 +20,7 @@ def read_speakers(path: str, speaker_col: str = "speaker_id", fmt: str | None = 
     fmt = detect_format(path, fmt, flag=None)
     if fmt not in ("csv", "tsv", "parquet", "jsonl"):
         raise UserInputError(f"speaker table must be CSV, TSV, JSONL or Parquet, not {fmt}", path=path)
-    frame, bad = _read_table(path, fmt, [speaker_col, "zip"])
+    frame, bad = _read_table(path, fmt, [speaker_col, "zip"], flag=None)
     if bad:
         raise UserInputError(f"{len(bad)} unparsable row(s), first: {bad[0]}", path=path,
                              hint="fix those lines of the speaker table")
@@ -27,6 +28,8 @@ def read_speakers(path: str, speaker_col: str = "speaker_id", fmt: str | None = 
         raise UserInputError(f"column {speaker_col!r} not found (columns: {', '.join(map(str, frame.columns))})",
                              path=path, hint="the speaker table needs a speaker_id column (or pass --speaker-col)")
     frame.index = np.arange(2, len(frame) + 2)  # line numbers, header on line 1
+    warnings: list[str] = []
+    frame = ids_as_text(frame, [speaker_col], path, warnings)
     ids = frame[speaker_col].astype("string").fillna("").str.strip()
     if (ids == "").any():
         raise UserInputError(f"line {ids.index[(ids == '').to_numpy()][0]}: empty speaker id", path=path,
@@ -43,6 +46,7 @@ def read_speakers(path: str, speaker_col: str = "speaker_id", fmt: str | None = 
             frame[col] = _coord(frame[col], col, path, ids.index)
     if "zip" in frame.columns:
         frame["zip"] = frame["zip"].astype("string")
+    frame.attrs["warnings"] = warnings
     return frame
 
 

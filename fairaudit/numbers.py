@@ -1,0 +1,109 @@
+"""The one owner of how numbers are shown to people (console, HTML, gate, power sentences).
+
+report.json keeps full precision; every view formats through these functions, so a WER
+reads "10.92" everywhere and a test can format report.json the same way and compare.
+Units: a *WER* argument is a ratio (0.1092) shown as a percentage; a *pct* argument is
+already in % (a gap, a share); a *pp* argument is a difference of WER ratios shown in
+percentage points.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+NA = "n/a"
+UNDEFINED = "undefined"
+
+
+def wer(x: float | None) -> str:
+    """A WER ratio as a percentage with two decimals (0.10924 -> '10.92'); 'n/a' for None."""
+    return NA if x is None else f"{100 * x:.2f}"
+
+
+def wer_pct(x: float | None) -> str:
+    """A WER ratio with its unit: '10.92 %'."""
+    return NA if x is None else f"{wer(x)} %"
+
+
+def pct(x: float | None, digits: int = 1) -> str:
+    """A value already in % with ``digits`` decimals (54.123 -> '54.1'); 'n/a' for None."""
+    return NA if x is None else f"{x:.{digits}f}"
+
+
+def gap(entry: dict) -> str:
+    """The relative WER gap (%) of a report entry (or any dict with wer_gap_pct/wer_gap_abs):
+    'undefined' when the top cohort's WER is 0 (only the absolute gap exists), 'n/a' when
+    there is no gap at all."""
+    if entry.get("wer_gap_pct") is not None:
+        return pct(entry["wer_gap_pct"])
+    return UNDEFINED if entry.get("wer_gap_abs") is not None else NA
+
+
+def gap_with_unit(entry: dict) -> str:
+    """:func:`gap` followed by ' %' when it is a number."""
+    text = gap(entry)
+    return text if text in (NA, UNDEFINED) else f"{text} %"
+
+
+def pp(x: float | None) -> str:
+    """An absolute WER difference (ratio) in percentage points: '1.23 pp'."""
+    return NA if x is None else f"{100 * x:.2f} pp"
+
+
+def delta(x: float | None) -> str:
+    """A signed WER change (ratio) in percentage points, no unit: '+1.23'."""
+    return NA if x is None else f"{100 * x:+.2f}"
+
+
+def delta_interval(lo: float | None, hi: float | None) -> str:
+    """A signed interval of WER changes (ratios) in points: '[-0.50, +1.20]'."""
+    return NA if lo is None or hi is None else f"[{100 * lo:+.2f}, {100 * hi:+.2f}]"
+
+
+def count(n: Any) -> str:
+    """A count with thousands separators: '6,046'; 'n/a' for None."""
+    return NA if n is None else f"{int(n):,}"
+
+
+def interval(lo: float | None, hi: float | None, ratio: bool = True) -> str:
+    """'[lo, hi]': WER ratios in % with two decimals, or values already in % with one; ''
+    when an end is missing."""
+    if lo is None or hi is None:
+        return ""
+    return f"[{wer(lo)}, {wer(hi)}]" if ratio else f"[{pct(lo)}, {pct(hi)}]"
+
+
+def range_pct(lo: float | None, hi: float | None) -> str:
+    """A compact range of values in % without decimals: '113–251'; 'n/a' when missing."""
+    return NA if lo is None or hi is None else f"{pct(lo, 0)}–{pct(hi, 0)}"
+
+
+def level(x: float | None) -> str:
+    """A confidence level (ratio) as '95 %' (0.95 when None)."""
+    return f"{100 * (x if x is not None else 0.95):g} %"
+
+
+def p_value(p: float | None, none: str = "") -> str:
+    """A p-value: '< 0.001' below 0.001, else three decimals; ``none`` when None."""
+    if p is None:
+        return none
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def share(x: float) -> str:
+    """A cohort share in % in a sentence: no decimals from 10 %, two significant digits below."""
+    return f"{x:.0f}" if x >= 10 else f"{x:.2g}"
+
+
+def whole_pct(x: float | None) -> str:
+    """A percentage without decimals ('75'); 'n/a' for None."""
+    return pct(x, 0)
+
+
+def ratio_as_pct(x: float | None) -> str:
+    """A ratio (power, share of speakers) as a whole percentage: 0.8 -> '80 %'."""
+    return NA if x is None else f"{100 * x:.0f} %"
+
+
+def signed_pct(x: float | None, digits: int = 1) -> str:
+    """A signed change of a value in % (a gap's increase in points): '+3.2'."""
+    return NA if x is None else f"{x:+.{digits}f}"

@@ -1,0 +1,111 @@
+"""Percentile confidence intervals of micro WER and of the gap, resampling speakers.
+
+Utterances of one speaker are correlated, so the unit of resampling is the speaker; within
+each cohort its speakers are resampled with replacement (stratified by cohort).  The
+cohorts are held fixed: the intervals are *conditional on the discovered cohorts* and do
+not correct the selection bias of the search (the permutation null does).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..cohorts import relative_gap
+from . import rng as _rng
+from ._common import BLOCK_CELLS, as_counts, check_count, check_level, check_seed, interval
+
+BOOTSTRAP_METHOD = "percentile bootstrap over speakers, stratified by cohort (cohorts held fixed)"
+
+
+def resample_ratio(e: np.ndarray, w: np.ndarray, n_boot: int, gen: np.random.Generator) -> np.ndarray:
+    """``n_boot`` speaker resamples (with replacement, same size) of sum(e)/sum(w) (ratio).
+
+    Resamples are drawn in blocks of at most ``BLOCK_CELLS`` speaker draws, so memory stays
+    bounded whatever the number of speakers; the block size depends only on ``len(e)``, so
+    the draws (hence the result) are fixed by the generator alone.
+    """
+    n = len(e)
+    out = np.full(n_boot, np.nan)
+    if n == 0:
+        return out
+    step = max(1, BLOCK_CELLS // n)
+    itype = np.int32 if n < 2**31 else np.int64
+    for b0 in range(0, n_boot, step):
+        b = min(step, n_boot - b0)
+        idx = gen.integers(0, n, size=(b, n), dtype=itype)
+        se = e[idx].sum(axis=1)
+        sw = w[idx].sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[b0:b0 + b] = np.where(sw > 0, se / sw, np.nan)
+    return out
+
+
+def bootstrap_cohorts(errors: Any, words: Any, codes: Any, n_boot: int = 1000, seed: int = 0,
+                      level: float = 0.95, pairs: Sequence[tuple[int, int]] | None = None,
+                      n_cohorts: int | None = None, key: str = "") -> dict:
+    """Percentile confidence intervals of cohort WERs and gaps, resampling speakers.
+
+    ``errors``/``words``: per-speaker counts (errors = S + D + I, reference words).
+    ``codes``: per-speaker cohort index 0..C-1 (C = ``n_cohorts`` or ``max(codes) + 1``).
+    Within each cohort its speakers are resampled with replacement (same count), ``n_boot``
+    times; each cohort's statistic is its micro WER, sum(errors) / sum(words) (ratio).
+    ``pairs``: (bottom_code, top_code) pairs whose gap intervals are wanted, computed from
+    the same resamples as the cohort intervals.  ``key``: names the random stream
+    (``stream(seed, "bootstrap", key)``, one child per cohort), e.g. the discoverer's key.
+
+    Returns a dict:
+      ``wer`` (C,) point estimates (ratio); ``lo``/``hi`` (C,) interval ends (ratio, NaN
+      for a cohort without speakers); ``gap_pct``: per pair (lo, hi) of the relative gap
+      100 x (b - t) / t (%), an end None when unbounded (top WER 0 in too many resamples);
+      ``gap_abs``: per pair (lo, hi) of b - t (ratio); ``n_boot``, ``level``, ``seed``;
+      ``resamples`` (n_boot, C) resampled WERs.
+    Cost: one pass over n_boot x speakers draws, in blocks (about 1 s for 100,000
+    speakers x 1000 resamples on one core).
+    """
+    e = as_counts(errors, "errors")
+    w = as_counts(words, "words")
+    c = np.asarray(codes)
+    if not (len(e) == len(w) == len(c)):
+        raise ValueError(f"errors, words and codes differ in length ({len(e)}, {len(w)}, {len(c)})")
+    if len(c) and (not np.issubdtype(c.dtype, np.integer) or c.min() < 0):
+        raise ValueError("codes must be non-negative integer cohort indices")
+    n_boot = check_count(n_boot, "number of bootstrap resamples", 1)
+    level = check_level(level)
+    seed = check_seed(seed)
+    n_c = int(n_cohorts) if n_cohorts is not None else (int(c.max()) + 1 if len(c) else 0)
+
+    order = np.argsort(c, kind="stable")
+    es, ws, cs = e[order], w[order], c[order]
+    bounds = np.searchsorted(cs, np.arange(n_c + 1))
+    gens = [np.random.default_rng(s) for s in _rng.stream(seed, "bootstrap", key).spawn(n_c)]
+    boot = np.full((n_boot, n_c), np.nan)
+    point = np.full(n_c, np.nan)
+    for k in range(n_c):
+        a, b = bounds[k], bounds[k + 1]
+        ek, wk = es[a:b], ws[a:b]
+        if wk.sum() > 0:
+            point[k] = ek.sum() / wk.sum()
+        boot[:, k] = resample_ratio(ek, wk, n_boot, gens[k])
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.full(n_c, np.nan), np.full(n_c, np.nan)
+    has = ~np.isnan(boot).all(axis=0)
+    if has.any():
+        q = np.nanquantile(boot[:, has], [alpha, 1.0 - alpha], axis=0)
+        lo[has], hi[has] = q[0], q[1]
+    gap_pct, gap_abs = [], []
+    for bc, tc in (pairs or []):
+        gap_pct.append(interval(relative_gap(boot[:, bc], boot[:, tc]), level))
+        gap_abs.append(interval(boot[:, bc] - boot[:, tc], level))
+    return {"wer": point, "lo": lo, "hi": hi, "gap_pct": gap_pct, "gap_abs": gap_abs, "n_boot": n_boot,
+            "level": level, "seed": seed, "resamples": boot}
+
+
+def bootstrap_overall(errors: Any, words: Any, n_boot: int = 1000, seed: int = 0,
+                      level: float = 0.95) -> tuple[float | None, float | None]:
+    """Percentile interval (lo, hi) of the micro WER (ratio) of all speakers, resampling speakers."""
+    e = as_counts(errors, "errors")
+    res = bootstrap_cohorts(e, words, np.zeros(len(e), dtype=np.int64), n_boot=n_boot, seed=seed, level=level,
+                            n_cohorts=1, key="overall")
+    lo, hi = res["lo"][0], res["hi"][0]
+    return (None if np.isnan(lo) else float(lo), None if np.isnan(hi) else float(hi))

@@ -1,0 +1,94 @@
+"""The statistics of one report entry: intervals, permutation null, held-out gap."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ._common import check_count, check_level, check_seed
+from .bootstrap import BOOTSTRAP_METHOD, bootstrap_cohorts, bootstrap_overall
+from .heldout import honest_gap
+from .permutation import permutation_null
+
+
+def overall_ci(speakers: pd.DataFrame, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+               ) -> list[float | None] | None:
+    """[lo, hi] percentile interval of the overall WER (ratio), resampling speakers; None if n_boot == 0."""
+    if check_count(n_boot, "number of bootstrap resamples", 0) == 0 or not len(speakers):
+        return None
+    lo, hi = bootstrap_overall(speakers["errors"].to_numpy(dtype=float), speakers["ref_words"].to_numpy(dtype=float),
+                               n_boot=n_boot, seed=seed, level=level)
+    return [lo, hi]
+
+
+def add_statistics(entry: dict, discoverer, speakers: pd.DataFrame, utterances: pd.DataFrame | None, side,
+                   assignment: pd.Series, n_boot: int = 1000, n_perm: int = 200, seed: int = 0,
+                   level: float = 0.95, honest: bool = True, *, alpha: float = 0.05,
+                   workers: int | None = None, statistic: float | None = None,
+                   statistic_name: str | None = None) -> None:
+    """Add confidence intervals, the permutation null and the held-out gap to one report entry.
+
+    ``entry``: the dict built by :func:`fairaudit.audit.run_discoverer` (mutated in place);
+    ``assignment``: its cohort id per speaker_id; ``speakers``/``utterances``: the scored
+    per-speaker and per-utterance tables (``utterances`` may be None: no held-out gap).
+    ``statistic``/``statistic_name``: the discoverer's own search statistic
+    (``Discovery.statistic``), tested instead of the gap when given.
+
+    Adds to each cohort ``wer_ci_low``/``wer_ci_high`` (ratio) and to the entry
+    ``wer_gap_ci_pct`` [lo, hi] (%; None when the gap is undefined), ``wer_gap_abs_ci``
+    [lo, hi] (ratio), ``ci_level``, ``bootstrap`` {n, unit, method, seed}, ``permutation``
+    (see :func:`permutation_null`; None when ``n_perm`` is 0), ``p_value`` (its copy),
+    ``significant`` (p_value < ``alpha``; None when not tested) and ``honest_gap`` (see
+    :func:`honest_gap`; None when ``honest`` is false or there are no utterances).
+    With ``n_boot`` = 0 the intervals are None.  A skipped entry is left alone.  Each
+    statistic draws from its own random stream (:mod:`fairaudit.stats.rng`), named by the
+    discoverer's key.
+    """
+    if entry.get("skipped"):
+        return
+    n_boot = check_count(n_boot, "number of bootstrap resamples", 0)
+    n_perm = check_count(n_perm, "number of permutations", 0)
+    level, seed = check_level(level), check_seed(seed)
+    cohorts = entry.get("cohorts", [])
+    ids = [c["id"] for c in cohorts]
+    bottom, top = entry.get("bottom"), entry.get("top")
+
+    entry["ci_level"] = level
+    entry["wer_gap_ci_pct"] = None
+    entry["wer_gap_abs_ci"] = None
+    if n_boot > 0 and ids:
+        sp = speakers.set_index("speaker_id").loc[assignment.index]
+        codes = pd.Index(ids).get_indexer(assignment.to_numpy())
+        if (codes < 0).any():
+            raise ValueError("assignment names a cohort that is not in the entry")
+        pairs = [(ids.index(bottom), ids.index(top))] if bottom is not None and top is not None else []
+        res = bootstrap_cohorts(sp["errors"].to_numpy(dtype=float), sp["ref_words"].to_numpy(dtype=float), codes,
+                                n_boot=n_boot, seed=seed, level=level, pairs=pairs, n_cohorts=len(ids),
+                                key=discoverer.key)
+        for k, c in enumerate(cohorts):
+            c["wer_ci_low"] = None if np.isnan(res["lo"][k]) else float(res["lo"][k])
+            c["wer_ci_high"] = None if np.isnan(res["hi"][k]) else float(res["hi"][k])
+        if pairs:
+            entry["wer_gap_abs_ci"] = list(res["gap_abs"][0])
+            if entry.get("wer_gap_pct") is not None:
+                entry["wer_gap_ci_pct"] = list(res["gap_pct"][0])
+    else:
+        for c in cohorts:
+            c["wer_ci_low"] = c["wer_ci_high"] = None
+    entry["bootstrap"] = {"n": n_boot, "unit": "speaker", "method": BOOTSTRAP_METHOD, "seed": seed}
+
+    entry["permutation"] = None
+    entry["p_value"] = None
+    entry["significant"] = None
+    if n_perm > 0 and (bottom is not None or statistic is not None):
+        perm = permutation_null(discoverer, speakers, side, entry.get("wer_gap_pct"), n_perm=n_perm, seed=seed,
+                                workers=workers, observed_gap_abs=entry.get("wer_gap_abs"),
+                                audited=assignment.index, assignment=assignment,
+                                observed_statistic=statistic, statistic_name=statistic_name)
+        perm = {k: v for k, v in perm.items() if not k.startswith("null_gaps") and k != "null_statistics"}
+        entry["permutation"] = perm
+        entry["p_value"] = perm["p_value"]
+        entry["significant"] = bool(perm["p_value"] < alpha)
+
+    entry["honest_gap"] = None
+    if honest and utterances is not None and bottom is not None:
+        entry["honest_gap"] = honest_gap(discoverer, utterances, speakers, side, seed=seed, assignment=assignment)

@@ -1,0 +1,42 @@
+"""Rendering: the Jinja2 environment (autoescaping) and the report page."""
+from __future__ import annotations
+
+import functools
+import json
+import os
+
+import jinja2
+
+from fairaudit.result import AuditResult
+
+from .context import build_context
+
+
+@functools.lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("fairaudit.reports", "templates"),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "j2"), default_for_string=True, default=True),
+        undefined=jinja2.ChainableUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    return env
+
+
+def render_html(result: AuditResult) -> str:
+    """The report as one self-contained HTML page (str).
+
+    Reads only ``result.report``; the output depends on nothing else, so rendering a
+    report.json loaded from disk gives the same bytes as rendering the in-memory result.
+    """
+    # Round-trip through JSON: in-memory results may hold numpy scalars or NaN.
+    report = json.loads(result.to_json(indent=None))
+    return environment().get_template("report.html.j2").render(**build_context(report))
+
+
+def write_html(result: AuditResult, path: str) -> str:
+    """Write :func:`render_html` to ``path`` (UTF-8); returns the path."""
+    html = render_html(result)
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="\n") as fh:
+        fh.write(html)
+    return path

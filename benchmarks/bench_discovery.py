@@ -21,8 +21,9 @@ Then the cohort-WER interval coverage (95 % nominal) at 25 and 100 speakers for 
 studentised, percentile and BCa speaker bootstrap (:mod:`fairaudit.intervals`), and the
 scan's cost at 10,000 and 100,000 speakers (windows, one fit, 100 permutations, peak RSS).
 
-``geographic-tree`` is the discoverer on main today (Trinh et al.'s tree, its gap as the
-statistic); ``geographic-scan`` is the spatial scan (:mod:`fairaudit.discover.scan`).
+``geographic`` is the geographic discoverer (the spatial scan's hot spot vs the rest,
+:mod:`fairaudit.discover.geographic`); ``geographic-tree`` is the discoverer before issue 15
+(Trinh et al.'s regions as the cohorts, the bottom-vs-top gap as the statistic).
 Deterministic for a given ``--seed``.
 """
 from __future__ import annotations
@@ -39,19 +40,52 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import pandas as pd  # noqa: E402
+
 from fairaudit import intervals, simulate  # noqa: E402
-from fairaudit.discover import REGISTRY  # noqa: E402
-from fairaudit.discover.scan import HotSpotDiscoverer, p_value  # noqa: E402
+from fairaudit.cohorts import cohort_table  # noqa: E402
+from fairaudit.discover import REGISTRY, Discoverer, Discovery  # noqa: E402
+from fairaudit.discover.geographic import _coords, _usable  # noqa: E402
+from fairaudit.discover.region_tree import grow_tree, place_in_tree  # noqa: E402
 from fairaudit.heldout import heldout_gap  # noqa: E402
-from fairaudit.result import cohort_statistics  # noqa: E402
 from fairaudit.stats import permutation_null  # noqa: E402
+
+
+class TreeBaseline(Discoverer):
+    """Trinh et al.'s regions as the cohorts (the geographic discoverer before issue 15)."""
+
+    name = "geographic_tree"
+
+    def __init__(self, max_regions: int = 16, max_depth: int = 8, **common):
+        super().__init__(**common)
+        self.max_regions, self.max_depth = max_regions, max_depth
+
+    def missing_inputs(self, speakers, side):
+        return None
+
+    def fit(self, speakers, side):
+        lat, lon = _coords(speakers)
+        keep, not_audited = _usable(lat, lon)
+        tree = grow_tree(lat[keep], lon[keep], speakers["errors"].to_numpy(float)[keep],
+                         speakers["ref_words"].to_numpy(float)[keep], min_speakers=self.min_speakers,
+                         max_regions=self.max_regions, max_depth=self.max_depth)
+        ids = speakers["speaker_id"].to_numpy(dtype=object)[keep]
+        cohort = np.array([tree.regions[k]["id"] for k in tree.codes], dtype=object)
+        return Discovery(pd.Series(cohort, index=pd.Index(ids, name="speaker_id")),
+                         {r["id"]: r["id"] for r in tree.regions}, not_audited, definition=tree.definition)
+
+    def assign(self, definition, speakers, side):
+        lat, lon = _coords(speakers)
+        keep, _ = _usable(lat, lon)
+        return pd.Series(place_in_tree(definition, lat[keep], lon[keep]),
+                         index=pd.Index(speakers["speaker_id"].to_numpy(dtype=object)[keep], name="speaker_id"))
 
 #: options of the scan (--scan-temperature, --scan-aggregate)
 SCAN_OPTIONS: dict = {}
 #: discoverer name -> (world kind, constructor)
 DISCOVERERS = {
-    "geographic-scan": ("geographic", lambda seed: HotSpotDiscoverer(seed=seed, **SCAN_OPTIONS)),
-    "geographic-tree": ("geographic", lambda seed: REGISTRY["geographic"](seed=seed)),
+    "geographic": ("geographic", lambda seed: REGISTRY["geographic"](seed=seed, **SCAN_OPTIONS)),
+    "geographic-tree": ("geographic", lambda seed: TreeBaseline(seed=seed)),
     "geodemographic": ("geodemographic", lambda seed: REGISTRY["geodemographic"](seed=seed)),
     "automatic": ("automatic", lambda seed: REGISTRY["automatic"](seed=seed)),
     "attribute": ("attribute", lambda seed: REGISTRY["attribute"](seed=seed, columns=["accent"])),
@@ -69,19 +103,20 @@ def one(task: tuple) -> dict:
     disc = make(seed)
     t0 = time.perf_counter()
     found = disc.fit(w.speakers, w.side)
-    _, summ = cohort_statistics(w.speakers, found.assignment, found.labels, disc.min_speakers)
+    _, summ = cohort_table(w.speakers, found.assignment, found.labels, disc.min_speakers)
     out = {"name": name, "planted": planted, "seed": seed, "gap": summ["wer_gap_pct"], "p": None,
            "precision": 0.0, "recall": 0.0}
     if summ["bottom"] is not None:
         members = found.assignment.index[found.assignment.to_numpy() == summ["bottom"]]
         out["precision"], out["recall"] = simulate.precision_recall(members, w.candidates)
-        if isinstance(disc, HotSpotDiscoverer):
-            out["p"] = p_value(found.details["statistic"], disc.null_statistics(w.speakers, n_perm, seed))
-        else:
-            perm = permutation_null(disc, w.speakers, w.side, summ["wer_gap_pct"], n_perm=n_perm, seed=seed,
-                                    workers=1, observed_gap_abs=summ["wer_gap_abs"], audited=found.assignment.index)
-            out["p"] = perm["p_value"]
-    h = heldout_gap(disc, w.speakers, w.side, folds=folds, repeats=repeats, seed=seed, n_boot=500)
+    if summ["bottom"] is not None or found.statistic is not None:
+        # the audit's own test (fairaudit.stats.add_statistics): its statistic when it has one
+        perm = permutation_null(disc, w.speakers, w.side, summ["wer_gap_pct"], n_perm=n_perm, seed=seed, workers=1,
+                                observed_gap_abs=summ["wer_gap_abs"], assignment=found.assignment,
+                                observed_statistic=found.statistic, statistic_name=found.statistic_name)
+        out["p"] = perm["p_value"]
+    h = heldout_gap(disc, w.speakers, w.side, folds=folds, repeats=repeats, seed=seed, n_boot=500,
+                    assignment=found.assignment)
     out.update(heldout=h["gap_pct"], heldout_ci=h["ci_pct"], heldout_reason=h.get("reason"),
                seconds=time.perf_counter() - t0)
     return out
@@ -140,12 +175,13 @@ def scale(sizes: list[int], n_perm: int) -> str:
             f"{n_perm} permutations (s) | peak RSS (GB) |", "|---|---|---|---|---|---|---|"]
     for n in sizes:
         w = simulate.geographic_world(n_speakers=n, seed=1)
-        disc = HotSpotDiscoverer()
+        disc = REGISTRY["geographic"]()
+        rows_, _ = disc._audited(w.speakers)
         t = time.process_time()
-        win, rows_, _ = disc.windows(w.speakers)
+        win = disc.windows(w.speakers, rows_)
         t_build = time.process_time() - t
         t = time.process_time()
-        disc.fit(w.speakers, w.side)
+        disc.fit(w.speakers, w.side)       # the windows are built: the scan itself
         t_fit = time.process_time() - t
         sp = w.speakers.iloc[rows_]
         t = time.process_time()

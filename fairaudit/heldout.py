@@ -37,10 +37,11 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from .cohorts import rank_cohorts
 from .discover.base import NotEnoughData
 from .errors import UserInputError
 from .intervals import multinomial_counts
-from .stats import rank_cohorts
+from .stats import rng as _rng
 
 HELDOUT_METHOD = ("speakers split at random into {folds} folds, {repeats} times; for each fold the cohorts are "
                   "discovered on the other folds (bottom and top chosen there) and applied to the held-out "
@@ -55,13 +56,13 @@ Assigner = Callable[[Any, pd.DataFrame, Any], "pd.Series | None"]
 
 
 def speaker_folds(speaker_ids: Any, folds: int = 2, repeats: int = 5, seed: int = 0,
-                  strata: Any = None) -> np.ndarray:
+                  strata: Any = None, key: str = "") -> np.ndarray:
     """(repeats x n) fold index (0..folds-1) of each speaker, for each repetition.
 
     Speakers are first put in speaker-id order (the folds do not depend on row order),
-    then shuffled (seeded, one ``SeedSequence`` child per repetition) and dealt round-robin,
-    within each stratum when ``strata`` (one value per speaker) is given, so every fold
-    gets its share of each stratum.
+    then shuffled (stream ``(seed, "heldout", key, "folds")``, one child per repetition)
+    and dealt round-robin, within each stratum when ``strata`` (one value per speaker) is
+    given, so every fold gets its share of each stratum.
     """
     ids = pd.Index(np.asarray(speaker_ids).astype(str))
     n = len(ids)
@@ -69,7 +70,7 @@ def speaker_folds(speaker_ids: Any, folds: int = 2, repeats: int = 5, seed: int 
     groups = (np.zeros(n, dtype=np.int64) if strata is None
               else pd.factorize(pd.Series(np.asarray(strata, dtype=object)).astype(str), sort=True)[0])
     out = np.empty((int(repeats), n), dtype=np.int64)
-    for r, child in enumerate(np.random.SeedSequence(int(seed)).spawn(int(repeats))):
+    for r, child in enumerate(_rng.stream(int(seed), "heldout", key, "folds").spawn(int(repeats))):
         rng = np.random.default_rng(child)
         key = np.empty(n)
         key[canon] = rng.random(n)
@@ -100,7 +101,11 @@ def resolve_assigner(discoverer: Any) -> tuple[str, Assigner | None, str | None]
     if getattr(discoverer, "fixed_cohorts", False):
         return "fixed", None, None
     fn = getattr(discoverer, "assign", None)
-    if callable(fn):
+    # The base class's assign returns None ("cannot"): only an override can place speakers.
+    from .discover.base import Discoverer
+
+    overridden = callable(fn) and getattr(type(discoverer), "assign", None) is not Discoverer.assign
+    if overridden:
         def apply(found, speakers, side):
             return fn(_definition(found), speakers, side)
         return "assign", apply, None
@@ -124,7 +129,8 @@ def _fit(discoverer, table: pd.DataFrame, side) -> Any:
 
 def heldout_gap(discoverer, speakers: pd.DataFrame, side=None, *, folds: int = 2, repeats: int = 5,
                 seed: int = 0, n_boot: int = 1000, level: float = 0.95, stratify: str | None = None,
-                assigner: Assigner | None = None) -> dict:
+                assigner: Assigner | None = None, assignment: pd.Series | None = None,
+                key: str | None = None) -> dict:
     """Bottom-vs-top gap measured on speakers the discovery did not see (module docstring).
 
     ``speakers``: per-speaker table (``speaker_id``, ``errors``, ``ref_words`` and what the
@@ -132,7 +138,10 @@ def heldout_gap(discoverer, speakers: pd.DataFrame, side=None, *, folds: int = 2
     default; a fixed-cohort discoverer is fitted once); ``n_boot``: bootstrap resamples
     for the interval (0 = none); ``level``: its confidence level (ratio); ``stratify``: a
     column of ``speakers`` to balance the folds on; ``assigner``: overrides how held-out
-    speakers are placed (``assigner(found, speakers, side) -> cohort id per speaker_id``).
+    speakers are placed (``assigner(found, speakers, side) -> cohort id per speaker_id``);
+    ``assignment``: the audit's own cohorts, reused for a ``fixed_cohorts`` discoverer
+    instead of a fit; ``key``: names the random streams (``stream(seed, "heldout", key,
+    ...)``, default the discoverer's key).
 
     Returns ``gap_pct`` (mean held-out relative gap, %), ``ci_pct`` [lo, hi] (%),
     ``gap_abs``/``ci_abs`` (WER_bottom - WER_top, ratio), ``bottom_wer``/``top_wer`` (mean
@@ -147,6 +156,7 @@ def heldout_gap(discoverer, speakers: pd.DataFrame, side=None, *, folds: int = 2
         raise UserInputError(f"held-out repetitions must be a whole number >= 1, not {repeats!r}",
                              hint="fix --heldout-splits")
     folds, repeats = int(folds), int(repeats)
+    key = getattr(discoverer, "key", "") if key is None else key
     kind, assign, reason = ("assign", assigner, None) if assigner is not None else resolve_assigner(discoverer)
     if kind == "none":
         return _no_estimate(reason, folds, repeats, seed)
@@ -154,18 +164,20 @@ def heldout_gap(discoverer, speakers: pd.DataFrame, side=None, *, folds: int = 2
     ids = table["speaker_id"].astype(str).to_numpy(dtype=object)
     if stratify is not None and stratify not in table.columns:
         raise UserInputError(f"no column {stratify!r} to stratify the held-out folds on", hint="fix --heldout-stratify")
-    fold_of = speaker_folds(ids, folds, repeats, seed, None if stratify is None else table[stratify].to_numpy())
+    fold_of = speaker_folds(ids, folds, repeats, seed, None if stratify is None else table[stratify].to_numpy(),
+                            key=key)
     e = table["errors"].to_numpy(dtype=float)
     w = table["ref_words"].to_numpy(dtype=float)
     pos = pd.Index(ids)
     min_speakers = discoverer.min_speakers
 
-    full = None
     if kind == "fixed":
-        full = _fit(discoverer, table, side)
-        if full is None or not len(full.assignment):
+        if assignment is None:
+            found = _fit(discoverer, table, side)
+            assignment = None if found is None else found.assignment
+        if assignment is None or not len(assignment):
             return _no_estimate("the discoverer found no cohorts on these speakers", folds, repeats, seed)
-        full_assign = pd.Series(full.assignment.to_numpy(), index=full.assignment.index.astype(str))
+        full_assign = pd.Series(assignment.to_numpy(), index=assignment.index.astype(str))
 
     labels = np.zeros((repeats, len(ids)), dtype=np.int8)
     failed = 0
@@ -222,7 +234,7 @@ def heldout_gap(discoverer, speakers: pd.DataFrame, side=None, *, folds: int = 2
                 "per_repeat_gap_pct": [None if not np.isfinite(v) else float(v) for v in rel],
                 "ci_pct": None, "ci_abs": None, "level": float(level), "n_boot": int(n_boot)})
     if n_boot > 0:
-        rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(0x4E1D,)))
+        rng = _rng.generator(int(seed), "heldout", key, "bootstrap")
         step = max(1, (1 << 22) // max(1, len(ids)))
         rel_b, abs_b = [], []
         for b0 in range(0, n_boot, step):

@@ -7,6 +7,8 @@ import pytest
 
 from fairaudit import simulate
 from fairaudit.discover import scan as sc
+from fairaudit.discover.geographic import HOTSPOT, GeographicDiscoverer
+from fairaudit.stats import permutation_null
 
 
 def small(n=150, seed=0, dup=0):
@@ -125,38 +127,59 @@ def test_refine_and_circle_around_keep_the_radius_rule():
     assert 20 <= found["speakers"] <= win.max_speakers and found["iterations"] >= 1
 
 
-def test_hotspot_discoverer_is_row_order_free_and_assign_reproduces_it():
+def test_geographic_is_row_order_free_and_assign_reproduces_it():
     w = simulate.geographic_world(seed=2)
-    disc = sc.HotSpotDiscoverer()
+    disc = GeographicDiscoverer()
     found = disc.fit(w.speakers, w.side)
-    shuffled = disc.fit(w.speakers.sample(frac=1.0, random_state=1), w.side)
+    shuffled = GeographicDiscoverer().fit(w.speakers.sample(frac=1.0, random_state=1), w.side)
     pd.testing.assert_series_equal(found.assignment.sort_index(), shuffled.assignment.sort_index())
-    again = disc.assign(found.details["definition"], w.speakers, w.side)
+    assert shuffled.statistic == pytest.approx(found.statistic, rel=1e-12)
+    again = disc.assign(found.definition, w.speakers, w.side)
     pd.testing.assert_series_equal(again.sort_index(), found.assignment.sort_index(), check_names=False)
-    centre = found.details["definition"]
-    assert simulate.great_circle_deg(centre["centre_lat"], centre["centre_lon"], 40.71, -74.01) < 0.3
-    assert found.labels[sc.HOTSPOT].startswith("hot spot near ")
+    circle = found.definition["circle"]
+    assert simulate.great_circle_deg(circle["centre_lat"], circle["centre_lon"], 40.71, -74.01) < 0.3
+    assert found.labels[HOTSPOT].startswith("hot spot near ")
 
 
-def test_hotspot_counts_unusable_coordinates():
+def test_geographic_counts_unusable_coordinates():
     w = simulate.geographic_world(seed=2)
     sp = w.speakers.copy()
     sp.loc[:2, "lat"] = np.nan
     sp.loc[3, ["lat", "lon"]] = 0.0
     sp.loc[4, "lat"] = 95.0
-    found = sc.HotSpotDiscoverer().fit(sp, w.side)
+    found = GeographicDiscoverer().fit(sp, w.side)
     assert sum(found.not_audited.values()) == 5 and len(found.assignment) == len(sp) - 5
+
+
+def test_batched_null_is_the_refit_null():
+    w = simulate.geographic_world(seed=5)
+    sp = w.speakers.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    disc = GeographicDiscoverer()
+    found = disc.fit(sp, w.side)
+
+    class Refit(GeographicDiscoverer):
+        def permuted_statistics(self, *args, **kwargs):
+            return None
+
+    kw = dict(n_perm=12, seed=4, workers=1, observed_gap_abs=0.0, assignment=found.assignment,
+              observed_statistic=found.statistic, statistic_name=found.statistic_name, key="geographic")
+    batched = permutation_null(disc, sp, w.side, None, **kw)
+    refit = permutation_null(Refit(), sp, w.side, None, **kw)
+    assert np.allclose(batched["null_statistics"], refit["null_statistics"], rtol=1e-12)
+    assert batched["p_value"] == refit["p_value"] and "batched" in batched["method"]
 
 
 def _detect(planted, seeds, n_perm=99):
     rows = []
     for seed in seeds:
         w = simulate.geographic_world(seed=seed, planted=planted)
-        disc = sc.HotSpotDiscoverer(seed=seed)
+        disc = GeographicDiscoverer(seed=seed)
         found = disc.fit(w.speakers, w.side)
-        p = sc.p_value(found.details["statistic"], disc.null_statistics(w.speakers, n_perm, seed))
-        members = found.assignment.index[found.assignment == sc.HOTSPOT]
-        rows.append((p, *simulate.precision_recall(members, w.candidates)))
+        perm = permutation_null(disc, w.speakers, w.side, None, n_perm=n_perm, seed=seed, workers=1,
+                                observed_gap_abs=0.0, assignment=found.assignment,
+                                observed_statistic=found.statistic, statistic_name=found.statistic_name)
+        members = found.assignment.index[found.assignment == HOTSPOT]
+        rows.append((perm["p_value"], *simulate.precision_recall(members, w.candidates)))
     return np.array(rows)
 
 

@@ -1,7 +1,7 @@
 """Spatial scan statistic (Kulldorff 1997) for a compact geographic hot spot of errors.
 
-Pure functions; the geographic discoverer uses them for its bottom cohort and its
-significance test.
+Pure functions; the geographic discoverer (:mod:`.geographic`) uses them for its bottom
+cohort and its significance test.
 
 Windows
     Speakers are first grouped into *locations*: speakers at identical coordinates are
@@ -52,13 +52,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 from scipy.special import xlogy
 from sklearn.neighbors import BallTree
-
-from ..errors import UserInputError
-from .base import Discoverer, Discovery, SideInputs
 
 EARTH_RADIUS_KM = 6371.0088
 #: cells (rows x centres x neighbours) materialised at once by the batched evaluator
@@ -204,7 +200,7 @@ def _locations(lat: np.ndarray, lon: np.ndarray, max_locations: int
 
 def _on_grid(valid: np.ndarray, size: np.ndarray, min_speakers: int, step: float) -> np.ndarray:
     """Keep, per centre and per size bin [min x step^i, min x step^(i+1)), the largest valid window."""
-    if step <= 1.0:
+    if step <= 1.0 or not valid.any():
         return valid
     bins = np.floor(np.log(np.maximum(size, 1) / min_speakers) / math.log(step) + 1e-9).astype(np.int64)
     r, j = np.nonzero(valid)
@@ -718,142 +714,3 @@ def in_window(definition: dict, lat: Any, lon: Any) -> np.ndarray:
     """
     with np.errstate(invalid="ignore"):
         return distance_km(definition["centre_lat"], definition["centre_lon"], lat, lon) <= definition["radius_km"]
-
-
-# ---------------------------------------------------------------- estimator wrapper
-
-HOTSPOT = "H01"
-REST = "REST"
-
-
-def usable_coordinates(lat: Any, lon: Any) -> tuple[np.ndarray, dict[str, int]]:
-    """(mask of speakers with usable coordinates, not-audited reason -> count).
-
-    Reasons as the geographic discoverer counts them: missing lat/lon, out of range
-    (|lat| > 90 or |lon| > 180 degrees), exactly 0,0 (a common placeholder for unknown).
-    """
-    from .geographic import MISSING, OUT_OF_RANGE, ZERO_ZERO
-
-    lat = pd.to_numeric(pd.Series(lat), errors="coerce").to_numpy(dtype=float)
-    lon = pd.to_numeric(pd.Series(lon), errors="coerce").to_numpy(dtype=float)
-    missing = np.isnan(lat) | np.isnan(lon)
-    out_of_range = ~missing & ((np.abs(lat) > 90) | (np.abs(lon) > 180))
-    zero = ~missing & ~out_of_range & (lat == 0) & (lon == 0)
-    reasons = {r: int(m.sum()) for r, m in ((MISSING, missing), (OUT_OF_RANGE, out_of_range), (ZERO_ZERO, zero))
-               if m.any()}
-    return ~(missing | out_of_range | zero), reasons
-
-
-def _hemi(v: float, pos: str, neg: str) -> str:
-    return f"{abs(v):.2f}°{pos if v >= 0 else neg}"
-
-
-def hotspot_label(window: dict, place: str | None) -> str:
-    """'hot spot near New York, NY (43 km around 40.71°N, 74.01°W)'."""
-    where = f"{window['radius_km']:.0f} km around {_hemi(window['centre_lat'], 'N', 'S')}, " \
-            f"{_hemi(window['centre_lon'], 'E', 'W')}"
-    return f"hot spot near {place} ({where})" if place else f"hot spot ({where})"
-
-
-class HotSpotDiscoverer(Discoverer):
-    """Two cohorts: the spatial scan's hot spot (``H01``) and everybody else (``REST``).
-
-    The hot spot is the circle with the largest scan statistic (:func:`best_window`)
-    among windows of ``min_speakers`` to ``max_share`` x speakers, re-centred on its
-    members (:func:`refine`).  ``Discovery.details`` holds the window (centre, radius,
-    members' count, statistic), ``definition`` (what :meth:`assign` needs: centre and
-    radius) and ``statistic`` / ``statistic_name`` (the scan maximum, the figure the
-    permutation test compares).  Not registered: the geographic discoverer builds on it.
-    """
-
-    name = "hotspot"
-
-    def __init__(self, min_speakers: int = 20, seed: int = 0, max_share: float = 0.25, statistic: str = "z",
-                 aggregate: str = "softmax", temperature: float = 4.0, size_step: float = 1.05,
-                 refine_iterations: int = 3, max_centres: int = MAX_CENTRES, max_locations: int = MAX_LOCATIONS):
-        super().__init__(min_speakers, seed)
-        self.aggregate = aggregate
-        self.temperature = temperature
-        self.max_share = max_share
-        self.statistic = statistic
-        self.size_step = size_step
-        self.refine_iterations = refine_iterations
-        self.max_centres = max_centres
-        self.max_locations = max_locations
-
-    def missing_inputs(self, speakers: pd.DataFrame, side: SideInputs) -> str | None:
-        from .geographic import GeographicDiscoverer
-
-        return GeographicDiscoverer.missing_inputs(self, speakers, side)
-
-    def windows(self, speakers: pd.DataFrame) -> tuple[Windows, np.ndarray, dict[str, int]]:
-        """(windows over the speakers with usable coordinates, their row positions, not-audited counts)."""
-        keep, not_audited = usable_coordinates(speakers["lat"].to_numpy(), speakers["lon"].to_numpy())
-        rows = np.flatnonzero(keep)
-        # Row order must not matter: windows are built on speakers sorted by id.
-        rows = rows[np.argsort(speakers["speaker_id"].astype(str).to_numpy()[rows], kind="stable")]
-        lat = speakers["lat"].to_numpy(dtype=float)[rows]
-        lon = speakers["lon"].to_numpy(dtype=float)[rows]
-        win = build_windows(lat, lon, min_speakers=self.min_speakers, max_share=self.max_share,
-                            size_step=self.size_step, max_centres=self.max_centres,
-                            max_locations=self.max_locations, seed=self.seed)
-        return win, rows, not_audited
-
-    def fit(self, speakers: pd.DataFrame, side: SideInputs) -> Discovery:
-        reason = self.missing_inputs(speakers, side)
-        if reason:
-            raise UserInputError(f"hot-spot scan: {reason}")
-        win, rows, not_audited = self.windows(speakers)
-        ids = speakers["speaker_id"].astype(str).to_numpy(dtype=object)[rows]
-        lat = speakers["lat"].to_numpy(dtype=float)[rows]
-        lon = speakers["lon"].to_numpy(dtype=float)[rows]
-        e = speakers["errors"].to_numpy(dtype=float)[rows]
-        w = speakers["ref_words"].to_numpy(dtype=float)[rows]
-        params = {"min_speakers": int(self.min_speakers), "seed": int(self.seed), "max_share": float(self.max_share),
-                  "statistic": self.statistic, "aggregate": self.aggregate, "temperature": float(self.temperature),
-                  "size_step": float(self.size_step),
-                  "refine_iterations": int(self.refine_iterations)}
-        found = hotspot(lat, lon, e, w, win, statistic=self.statistic, aggregate=self.aggregate,
-                        temperature=self.temperature, iterations=self.refine_iterations) if len(ids) else None
-        index = pd.Index(ids, name="speaker_id")
-        if found is None:
-            label = "all audited speakers (no window has a higher error rate than the rest)"
-            return Discovery(pd.Series("all", index=index, dtype=object), {"all": label}, not_audited, params,
-                             {"definition": None, "statistic": 0.0, "statistic_name": f"scan {self.statistic}",
-                              "windows": win.n_windows})
-        cohort = np.full(len(ids), REST, dtype=object)
-        cohort[found["members"]] = HOTSPOT
-        from .geographic import _place_names
-
-        place = _place_names([(found["centre_lat"], found["centre_lon"])])[0]
-        definition = {"centre_lat": found["centre_lat"], "centre_lon": found["centre_lon"],
-                      "radius_km": found["radius_km"]}
-        window = {k: v for k, v in found.items() if k != "members"}
-        labels = {HOTSPOT: hotspot_label(found, place), REST: "rest of the map"}
-        details = {"definition": definition, "hotspot": window, "statistic": float(found["statistic"]),
-                   "statistic_name": found["statistic_name"], "windows": win.n_windows,
-                   "grouped_into_cells": bool(win.cells)}
-        return Discovery(pd.Series(cohort, index=index, dtype=object), labels, not_audited, params, details,
-                         {HOTSPOT: {"window": definition, "place": place}, REST: {}})
-
-    def null_statistics(self, speakers: pd.DataFrame, n_perm: int = 200, seed: int = 0) -> np.ndarray:
-        """The test statistic of ``n_perm`` permutations of the audited speakers' (errors,
-        ref_words): the batched permutation null (:func:`permuted_statistics`)."""
-        win, rows, _ = self.windows(speakers)
-        return permuted_statistics(win, speakers["errors"].to_numpy(dtype=float)[rows],
-                                   speakers["ref_words"].to_numpy(dtype=float)[rows], n_perm=n_perm, seed=seed,
-                                   statistic=self.statistic, aggregate=self.aggregate, temperature=self.temperature)
-
-    def assign(self, definition: dict | None, speakers: pd.DataFrame, side: SideInputs) -> pd.Series | None:
-        """Cohort per speaker_id for other speakers: inside the saved circle -> H01, else REST.
-
-        Speakers without usable coordinates are left out; with no hot spot (definition
-        None) everybody is "all".
-        """
-        keep, _ = usable_coordinates(speakers["lat"].to_numpy(), speakers["lon"].to_numpy())
-        sub = speakers.loc[keep]
-        index = pd.Index(sub["speaker_id"].astype(str).to_numpy(dtype=object), name="speaker_id")
-        if definition is None:
-            return pd.Series("all", index=index, dtype=object)
-        inside = in_window(definition, sub["lat"].to_numpy(dtype=float), sub["lon"].to_numpy(dtype=float))
-        return pd.Series(np.where(inside, HOTSPOT, REST), index=index, dtype=object)

@@ -32,6 +32,7 @@ top is made on the training folds.  A discoverer that cannot place new speakers 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -163,7 +164,7 @@ def heldout_gap(discoverer, speakers: pd.DataFrame, side=None, *, folds: int = 2
     table = speakers.reset_index(drop=True)
     ids = table["speaker_id"].astype(str).to_numpy(dtype=object)
     if stratify is not None and stratify not in table.columns:
-        raise UserInputError(f"no column {stratify!r} to stratify the held-out folds on", hint="fix --heldout-stratify")
+        raise UserInputError(f"no column {stratify!r} to stratify the held-out folds on", hint="pass a column of the speaker table as stratify")
     fold_of = speaker_folds(ids, folds, repeats, seed, None if stratify is None else table[stratify].to_numpy(),
                             key=key)
     e = table["errors"].to_numpy(dtype=float)
@@ -240,7 +241,9 @@ def heldout_gap(discoverer, speakers: pd.DataFrame, side=None, *, folds: int = 2
         for b0 in range(0, n_boot, step):
             sums = multinomial_counts(rng, len(ids), min(step, n_boot - b0)) @ x
             g = _gaps(sums, repeats)
-            with np.errstate(invalid="ignore"):
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                # a resample with no held-out bottom or top speaker has no gap: NaN, skipped
+                warnings.simplefilter("ignore", RuntimeWarning)
                 rel_b.append(np.nanmean(np.where(ok[None, :], g[0], np.nan), axis=1))
                 abs_b.append(np.nanmean(np.where(ok[None, :], g[2] - g[1], np.nan), axis=1))
         a = (1.0 - level) / 2.0

@@ -238,7 +238,9 @@ class GeographicDiscoverer(Discoverer):
         place = _place_names([(found["centre_lat"], found["centre_lon"])])[0]
         circle = {"centre_lat": found["centre_lat"], "centre_lon": found["centre_lon"],
                   "radius_km": found["radius_km"]}
-        window = {k: v for k, v in found.items() if k != "members"}
+        # JSON: a rate ratio with nothing outside the circle is infinite, a WER undefined
+        window = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                  for k, v in found.items() if k != "members"}
         window["place"] = place
         return Discovery(assignment=pd.Series(cohort, index=index, dtype=object),
                          labels={HOTSPOT: hotspot_label(found, place), REST: "rest of the map"},

@@ -133,9 +133,9 @@ def _fmt(x: float, digits: int = 2) -> str:
 
 def table(results: list[dict], names: list[str]) -> str:
     head = ("| discoverer | power (p<0.05) | precision / recall (all planted) | precision / recall (p<0.05) | "
-            "gap reported, planted / null (%) | held-out gap, planted / null (%) | held-out CI covers 0, null | "
-            "null rejection | s per world |")
-    rows = [head, "|" + "---|" * 9]
+            "gap reported, planted / null (%) | held-out gap, planted / null (%) | held-out gap > 0, null | "
+            "held-out CI covers 0, null | null rejection (p<0.05) | s per world |")
+    rows = [head, "|" + "---|" * 10]
     for name in names:
         pl = [r for r in results if r["name"] == name and r["planted"]]
         nu = [r for r in results if r["name"] == name and not r["planted"]]
@@ -148,10 +148,12 @@ def table(results: list[dict], names: list[str]) -> str:
                  if r["heldout_ci"] and r["heldout_ci"][0] is not None]
         ho = (f"{_fmt(_mean(r['heldout'] for r in pl), 1)} / {_fmt(_mean(r['heldout'] for r in nu), 1)}"
               if any(r["heldout"] is not None for r in pl) else "no honest estimate (cannot assign)")
+        null_held = [r["heldout"] for r in nu if r["heldout"] is not None]
+        positive = f"{100 * np.mean(np.array(null_held) > 0):.0f} %" if null_held else "—"
         rows.append(
             f"| {name} | {power:.2f} | {_mean(r['precision'] for r in pl):.2f} / {_mean(r['recall'] for r in pl):.2f} "
             f"| {_fmt(_mean(r['precision'] for r in det))} / {_fmt(_mean(r['recall'] for r in det))} "
-            f"| {_fmt(_mean(r['gap'] for r in pl), 1)} / {_fmt(_mean(r['gap'] for r in nu), 1)} | {ho} "
+            f"| {_fmt(_mean(r['gap'] for r in pl), 1)} / {_fmt(_mean(r['gap'] for r in nu), 1)} | {ho} | {positive} "
             f"| {_fmt(100 * np.mean(cover), 0) + ' %' if cover else '—'} | {rej:.3f} "
             f"| {_mean(r['seconds'] for r in pl + nu):.2f} |")
     return "\n".join(rows)

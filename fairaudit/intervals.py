@@ -150,6 +150,16 @@ def _interval(method: str, e: np.ndarray, w: np.ndarray, r_b: np.ndarray, se_b: 
     return lo, (float(hi) if np.isfinite(hi) else math.nan)
 
 
+def cohort_interval(e: np.ndarray, w: np.ndarray, n_boot: int, rng: np.random.Generator, level: float = 0.95,
+                    method: str = "studentized") -> tuple[np.ndarray, float, float]:
+    """(resampled WERs (n_boot,), lo, hi) of one cohort's WER (ratios): ``n_boot`` speaker
+    resamples drawn from ``rng``, the ``method`` interval (module docstring); NaN ends for
+    a cohort without words, a NaN upper end when unbounded."""
+    r_b, se_b = _cohort_resamples(e, w, n_boot, rng)
+    lo, hi = _interval(method, e, w, r_b, se_b, level)
+    return r_b, lo, hi
+
+
 def cohort_wer_intervals(errors: Any, words: Any, codes: Any, n_boot: int = 1000, seed: int = 0,
                          level: float = 0.95, method: str = "studentized", n_cohorts: int | None = None,
                          pairs: Sequence[tuple[int, int]] | None = None) -> dict:
@@ -188,9 +198,7 @@ def cohort_wer_intervals(errors: Any, words: Any, codes: Any, n_boot: int = 1000
         ek, wk = es[bounds[k]:bounds[k + 1]], ws[bounds[k]:bounds[k + 1]]
         if wk.sum() > 0:
             point[k] = ek.sum() / wk.sum()
-        r_b, se_b = _cohort_resamples(ek, wk, n_boot, rngs[k])
-        boot[:, k] = r_b
-        lo[k], hi[k] = _interval(method, ek, wk, r_b, se_b, level)
+        boot[:, k], lo[k], hi[k] = cohort_interval(ek, wk, n_boot, rngs[k], level, method)
     gap_pct, gap_abs = [], []
     a = (1.0 - level) / 2.0
     for bc, tc in (pairs or []):

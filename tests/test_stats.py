@@ -124,6 +124,24 @@ def test_bootstrap_cohorts_fields_and_gap_from_same_resamples():
     assert np.isnan(empty["lo"][1]) and not np.isnan(empty["lo"][0])
 
 
+def test_report_cohort_intervals_are_the_studentised_ones():
+    """The report's cohort intervals are fairaudit.intervals' studentised intervals (the ones
+    whose coverage holds at the speaker floor, tests/test_intervals.py), on the bootstrap stream."""
+    from fairaudit import intervals
+    from fairaudit.stats import rng as stats_rng
+
+    speakers, _, _ = make_data(5, n=25)
+    e, w = speakers["errors"].to_numpy(float), speakers["ref_words"].to_numpy(float)
+    codes = np.zeros(25, dtype=np.int64)
+    res = stats.bootstrap_cohorts(e, w, codes, n_boot=400, seed=3, key="k")
+    gen = np.random.default_rng(stats_rng.stream(3, "bootstrap", "k").spawn(1)[0])
+    _, lo, hi = intervals.cohort_interval(e, w, 400, gen, 0.95, "studentized")
+    assert (res["lo"][0], res["hi"][0]) == (lo, hi)
+    perc = stats.bootstrap_cohorts(e, w, codes, n_boot=400, seed=3, key="k", method="percentile")
+    assert perc["hi"][0] < res["hi"][0]          # the skew: bootstrap-t reaches further up
+    assert "studentised" in stats.BOOTSTRAP_METHOD
+
+
 def test_bootstrap_unbounded_relative_gap_end_is_none():
     # top cohort: few errors, often 0 in a resample -> relative gap unbounded above
     errors = np.array([5, 6, 4, 7] * 10 + [0] * 38 + [1, 0])

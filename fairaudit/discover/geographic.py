@@ -16,9 +16,9 @@ gap (the circle found on some speakers, measured on the others).
 Trinh et al.'s clustering tree (:mod:`.region_tree`) is kept as the *partition shown*:
 its regions are drawn on the map and listed in the region table (``details["regions"]``),
 for orientation.  They are not the tested cohorts: a tree this flexible chases the
-noisiest strip of the map (issue 15, on 500 heterogeneous speakers with a +50 % metro:
-power 0.33, bottom-region precision / recall 0.59 / 0.30, reported gap +176 %, against
-0.85, 0.84 / 0.72 and +63 % for the scan; ``benchmarks/bench_discovery.py``).
+noisiest strip of the map (issue 15, on 500 heterogeneous speakers with a +50 % metro,
+200 worlds: power 0.27, bottom-region precision / recall 0.59 / 0.31, reported gap +172 %,
+against 0.84, 0.83 / 0.73 and +62 % for the scan; ``benchmarks/bench_discovery.py``).
 """
 from __future__ import annotations
 

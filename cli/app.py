@@ -91,7 +91,9 @@ def audit(
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples of speakers for confidence intervals (0: none).")] = 1000,
     permutations: Annotated[int, typer.Option("--permutations", help="Permutations for each discoverer's selection-corrected p-value (0: none).")] = 200,
     ci_level: Annotated[float, typer.Option("--ci-level", help="Confidence level of the intervals.")] = 0.95,
-    honest_gap: Annotated[bool, typer.Option("--honest-gap/--no-honest-gap", help="Also measure each gap on held-out utterances.")] = True,
+    honest_gap: Annotated[bool, typer.Option("--honest-gap/--no-honest-gap", help="Also measure each gap on held-out speakers (discover on some speakers, measure on the others).")] = True,
+    heldout_splits: Annotated[int, typer.Option("--heldout-splits", min=1, help="Random repetitions of the speaker split for the held-out gap.")] = 5,
+    heldout_folds: Annotated[int, typer.Option("--heldout-folds", min=2, help="Folds of speakers for the held-out gap (each held out once per repetition).")] = 2,
     adjust: Annotated[Optional[list[str]], typer.Option("--adjust", help="Covariates for adjusted rate ratios (comma-separated or repeated; utterance- or speaker-level columns, numeric or categorical; ref_words = utterance length), e.g. --adjust device,snr_db.")] = None,
     adjust_model: Annotated[str, typer.Option("--adjust-model", help="gee (Poisson GEE, speaker clusters) or frailty (gamma speaker random intercept).")] = "gee",
     adjust_bins: Annotated[int, typer.Option("--adjust-bins", help="Quantile bins of a numeric covariate.")] = 5,
@@ -113,7 +115,8 @@ def audit(
                            n_perm=permutations, ci_level=ci_level, honest=honest_gap, engine=engine,
                            chunk_rows=chunk_rows, scheduler=scheduler, unit=unit, alignment=align,
                            adjust=adjust or (), adjust_model=adjust_model, adjust_bins=adjust_bins,
-                           cohort_tests=cohort_tests)
+                           cohort_tests=cohort_tests,
+                           heldout_splits=heldout_splits, heldout_folds=heldout_folds)
     result.save(out)
     written = ["report.json", "cohorts.csv", "assignments.csv", "speaker_scores.csv", "utterance_scores.parquet"]
     if not no_html:

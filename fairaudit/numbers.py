@@ -38,6 +38,20 @@ def gap(entry: dict) -> str:
     return UNDEFINED if entry.get("wer_gap_abs") is not None else NA
 
 
+def heldout_gap(entry: dict) -> str:
+    """The held-out gap (%) of a report entry (``entry["heldout"]``, speaker split): 'n/a' when
+    it has no estimate or was not computed."""
+    held = entry.get("heldout") or {}
+    return pct(held.get("gap_pct")) if held.get("estimate") else NA
+
+
+def heldout_interval(entry: dict) -> str:
+    """The held-out gap's interval as a compact range ('-12–31'), 'n/a' without one."""
+    held = entry.get("heldout") or {}
+    ci = held.get("ci_pct") if held.get("estimate") else None
+    return range_pct(*ci) if ci else NA
+
+
 def gap_with_unit(entry: dict) -> str:
     """:func:`gap` followed by ' %' when it is a number."""
     text = gap(entry)

@@ -233,10 +233,14 @@ def _discoverer_checks(key: str, d: dict, cfg: GateConfig, system, tag: str, rat
         else:
             ok = gap <= cfg.max_gap_pct
             waived, note = (False, "") if ok else _significance_note(d, cfg)
-            ci = d.get("wer_gap_ci_pct")
+            # The gate compares the gap as found; the held-out gap (the honest figure) is
+            # shown beside it, with its interval (the fixed-cohort interval ignores the search).
+            held = d.get("heldout") or {}
+            ci = held.get("ci_pct") if held.get("estimate") else None
             ci_txt = f" [CI {num.pct(ci[0])}–{num.pct(ci[1])}]" if ci and None not in ci else ""
+            held_txt = f", held-out {num.heldout_gap(d)} %{ci_txt}" if held.get("estimate") else ""
             out.append(Check(f"{tag}{key} {rate} gap", ok or waived,
-                             f"{num.pct(gap)} %{ci_txt} {'≤' if ok else '>'} {cfg.max_gap_pct:g} % "
+                             f"{num.pct(gap)} % as found{held_txt} {'≤' if ok else '>'} {cfg.max_gap_pct:g} % "
                              f"(bottom: {bottom['label'] if bottom else '?'}){note}", key, system,
                              {"gap_pct": gap, "p_value": d.get("p_value")}))
     if cfg.max_bottom_wer is not None and bottom is not None:

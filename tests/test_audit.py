@@ -55,7 +55,8 @@ def test_sample_data_planted_disparity_found(sample_result, planted, key):
     above = {c["id"] for c in d["cohorts"] if c["wer"] > sample_result.overall["wer"]}
     recall = len(set(a.loc[a["cohort_id"].isin(above), "speaker_id"]) & truth) / len(truth)
     assert precision >= 0.9, (key, precision)
-    assert recall >= 0.9, (key, recall)
+    # the geographic hot spot is a circle inside the planted box: it misses the box's corners
+    assert recall >= (0.8 if key == "geographic" else 0.9), (key, recall)
     assert d["wer_gap_pct"] > 40
 
 

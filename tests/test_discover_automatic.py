@@ -193,7 +193,7 @@ def test_statistics_reuse_the_audits_clusters(monkeypatch):
     assert len(calls) == 1
     stats.add_statistics(entry, disc, speakers, utts, side, assignment, n_boot=50, n_perm=30, seed=0, workers=1)
     assert len(calls) == 1, "the permutation null or the held-out gap ran k-means again"
-    assert entry["permutation"]["n"] == 30 and entry["honest_gap"]["bottom"] is not None
+    assert entry["permutation"]["n"] == 30 and entry["heldout"]["estimate"] is True
     # a re-fit on different speakers is a different clustering (and runs k-means)
     AutomaticDiscoverer(k=6, max_projection_points=0).fit(speakers.iloc[:300], side)
     assert len(calls) == 2

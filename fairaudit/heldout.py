@@ -73,9 +73,9 @@ def speaker_folds(speaker_ids: Any, folds: int = 2, repeats: int = 5, seed: int 
     out = np.empty((int(repeats), n), dtype=np.int64)
     for r, child in enumerate(_rng.stream(int(seed), "heldout", key, "folds").spawn(int(repeats))):
         rng = np.random.default_rng(child)
-        key = np.empty(n)
-        key[canon] = rng.random(n)
-        order = np.lexsort((key, groups))              # shuffled within each stratum
+        draw = np.empty(n)
+        draw[canon] = rng.random(n)
+        order = np.lexsort((draw, groups))             # shuffled within each stratum
         g_sorted = groups[order]
         start = np.r_[0, np.flatnonzero(g_sorted[1:] != g_sorted[:-1]) + 1]
         rank = np.arange(n) - np.repeat(start, np.diff(np.r_[start, n]))

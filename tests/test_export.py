@@ -217,11 +217,17 @@ def test_assign_puts_audited_speakers_into_their_cohorts_and_held_out_ones_by_de
     spk = pd.read_csv(SAMPLE / "speakers.csv", dtype={"speaker_id": str, "zip": str}).set_index("speaker_id")
     placed = {k: g.set_index("speaker_id")["cohort_id"] for k, g in table.loc[table["cohort_id"] != ""].groupby("discoverer")}
     held = sorted(sample["held"])
-    # geographic: the speaker lies in its region's cell
-    cells = {c["id"]: c["details"]["cell"] for c in rep["geographic"]["cohorts"]}
-    for s in placed["geographic"].index.intersection(held):
-        lat0, lat1, lon0, lon1 = cells[placed["geographic"][s]]
-        assert lat0 <= spk.loc[s, "lat"] <= lat1 and lon0 <= spk.loc[s, "lon"] <= lon1
+    # geographic: in the hot spot exactly when within its radius (haversine, computed here)
+    circle = rep["geographic"]["definition"]["circle"]
+    hot = rep["geographic"]["bottom"]
+    lat0, lon0 = np.radians(circle["centre_lat"]), np.radians(circle["centre_lon"])
+    geo_held = placed["geographic"].index.intersection(held)
+    assert len(geo_held) > 0
+    for s in geo_held:
+        lat, lon = np.radians(spk.loc[s, "lat"]), np.radians(spk.loc[s, "lon"])
+        h = np.sin((lat - lat0) / 2) ** 2 + np.cos(lat0) * np.cos(lat) * np.sin((lon - lon0) / 2) ** 2
+        km = 2 * 6371.0088 * np.arcsin(np.sqrt(h))
+        assert (placed["geographic"][s] == hot) == (km <= circle["radius_km"]), (s, km)
     # geodemographic: the census rule of the speaker's zip
     rule = rep["geodemographic"]["definition"]
     census = pd.read_csv(SAMPLE / "census.csv", dtype={"zip": str}).set_index("zip")

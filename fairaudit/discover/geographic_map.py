@@ -109,7 +109,7 @@ def region_map(entry: dict, rate: str = "WER"):
     # Labels go on once the layout is final, each where it overlaps nothing (or not at all).
     rend = figure_layers.renderer(fig)
     order = sorted(cohorts, key=lambda c: (c["id"] != entry.get("bottom"), c["id"] != entry.get("top"),
-                                           -(c.get("speakers") or 0), c["rank"]))
+                                           -(c.get("speakers") or 0), c.get("rank", 0)))
     items = []
     for c in order:
         center = c.get("center")

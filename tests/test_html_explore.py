@@ -389,14 +389,24 @@ def test_map_and_scatter_tooltips_and_clicks(browser, sample_out):
     try:
         geo = report["discoverers"]["geographic"]
         b = next(i for i, c in enumerate(geo["cohorts"]) if c["id"] == geo["bottom"])
-        rect = page.locator(f'#d1 figure.map rect.fa-hit[data-cohort="{b}"]')
-        rect.scroll_into_view_if_needed()
-        rect.hover()
+        # the map: the hot spot (the bottom cohort) is reached through its speakers' dots;
+        # hover the hot-spot dot farthest from any dot of another cohort
+        layer = json.loads(page.locator("#fa-fig1-d1").text_content())
+        pts = np.array(layer["points"], dtype=float)
+        mine, other = pts[pts[:, 2] == b], pts[pts[:, 2] != b]
+        assert len(mine) and len(other)
+        gap = ((mine[:, None, :2] - other[None, :, :2]) ** 2).sum(-1).min(1)
+        x, y, _ = mine[int(gap.argmax())]
+        fig = page.locator("#d1 figure.map .fa-fig")
+        fig.scroll_into_view_if_needed()
+        bb = fig.bounding_box()
+        s = bb["width"] / layer["w"]
+        page.mouse.move(bb["x"] + x * s, bb["y"] + y * s)
         tip = page.locator(".fa-tip").inner_text()
         c = geo["cohorts"][b]
         assert c["id"] in tip and f"WER {fmt_wer(c['wer'])} %" in tip and f"{c['speakers']} speakers" in tip
         assert "bottom cohort" in tip
-        rect.click()
+        page.mouse.click(bb["x"] + x * s, bb["y"] + y * s)
         assert page.locator("#fa-dialog-title").inner_text() == c["label"]
         page.keyboard.press("Escape")
         # the overlay lies on the PNG: the rectangles' pixels match the region cells' drawn size

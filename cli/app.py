@@ -91,7 +91,9 @@ def audit(
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples of speakers for confidence intervals (0: none).")] = 1000,
     permutations: Annotated[int, typer.Option("--permutations", help="Permutations for each discoverer's selection-corrected p-value (0: none).")] = 200,
     ci_level: Annotated[float, typer.Option("--ci-level", help="Confidence level of the intervals.")] = 0.95,
-    honest_gap: Annotated[bool, typer.Option("--honest-gap/--no-honest-gap", help="Also measure each gap on held-out utterances.")] = True,
+    honest_gap: Annotated[bool, typer.Option("--honest-gap/--no-honest-gap", help="Also measure each gap on held-out speakers (discover on some speakers, measure on the others).")] = True,
+    heldout_splits: Annotated[int, typer.Option("--heldout-splits", min=1, help="Random repetitions of the speaker split for the held-out gap.")] = 5,
+    heldout_folds: Annotated[int, typer.Option("--heldout-folds", min=2, help="Folds of speakers for the held-out gap (each held out once per repetition).")] = 2,
     no_html: Annotated[bool, typer.Option("--no-html", help="Do not write report.html.")] = False,
     redact_text: Annotated[bool, typer.Option("--redact-text", help="Keep transcripts out of report.json and report.html.")] = False,
     fail_on_gap: Annotated[Optional[float], typer.Option("--fail-on-gap", help="Gate in one step: exit 1 when a discoverer's WER gap (%) exceeds this, or when no gap could be checked.")] = None,
@@ -107,6 +109,7 @@ def audit(
         result = run_audit(spec, speakers=speakers, normalization=normalize, **discovery.audit_kwargs(),
                            workers=workers, progress=progress, redact_text=redact_text, n_boot=bootstrap,
                            n_perm=permutations, ci_level=ci_level, honest=honest_gap, engine=engine,
+                           heldout_splits=heldout_splits, heldout_folds=heldout_folds,
                            chunk_rows=chunk_rows, scheduler=scheduler, unit=unit, alignment=align)
     result.save(out)
     written = ["report.json", "cohorts.csv", "assignments.csv", "speaker_scores.csv"]

@@ -233,7 +233,8 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
           workers: int | None = None, progress: Callable[[int], None] | None = None, options: dict[str, Any] | None = None,
           worst_n: int = 5, redact_text: bool = False, n_boot: int = 1000, n_perm: int = 200,
           ci_level: float = 0.95, honest: bool = True, engine: str = "auto", chunk_rows: int | None = None,
-          scheduler: str | None = None, unit: str = "word", alignment: str = "jiwer") -> AuditResult:
+          scheduler: str | None = None, unit: str = "word", alignment: str = "jiwer", heldout_splits: int = 5,
+          heldout_folds: int = 2) -> AuditResult:
     """Score a decoded test set and run every discoverer whose inputs are present.
 
     ``utterances``: a file path, an :class:`InputSpec` (column mapping, Kaldi/trn...) or a
@@ -253,7 +254,8 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
     ``n_boot``: bootstrap resamples of speakers for confidence intervals (count, 0 = none);
     ``n_perm``: permutations for each discoverer's selection-corrected p-value (0 = none);
     ``ci_level``: confidence level (ratio, 0.95); ``honest``: also measure each discovered
-    gap on held-out utterances.
+    gap on held-out speakers (:func:`fairaudit.heldout.heldout_gap`: ``heldout_folds``
+    folds of speakers, ``heldout_splits`` random repetitions).
     ``engine``/``chunk_rows``/``scheduler``: how the utterances are read and scored (see
     :func:`score_input`); every engine gives the same report.
     ``unit``: ``word`` (WER), ``char`` (CER) or ``mixed`` (MER): what a token is; the
@@ -313,7 +315,8 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
                           normalization=normalization, seed=seed, min_speakers=min_speakers, params=params,
                           options={"bootstrap": n_boot, **(options or {})}, worst_n=worst_n,
                           redact_text=redact_text, n_boot=n_boot_used, n_perm=n_perm, ci_level=ci_level,
-                          honest=honest, workers=workers, timings=timings, warnings=warnings)
+                          honest=honest, workers=workers, timings=timings, warnings=warnings,
+                          heldout_splits=heldout_splits, heldout_folds=heldout_folds)
     timings["total"] = time.perf_counter() - t0
     return result
 
@@ -324,7 +327,7 @@ def audit_scored(scored_sets: dict[str, ScoredSet], discs: list[Discoverer], sid
                  params: dict | None = None, options: dict[str, Any] | None = None, worst_n: int = 5,
                  redact_text: bool = False, n_boot: int = 1000, n_perm: int = 200, ci_level: float = 0.95,
                  honest: bool = True, workers: int | None = None, timings: dict[str, float] | None = None,
-                 warnings: list[str] | None = None) -> AuditResult:
+                 warnings: list[str] | None = None, heldout_splits: int = 5, heldout_folds: int = 2) -> AuditResult:
     """The audit of already scored systems (name -> :class:`ScoredSet`, the first one at the
     top level of the report): every discoverer, its statistics, the report.  The one
     pipeline behind ``audit`` and ``compare`` (which audits its baseline here).
@@ -338,7 +341,8 @@ def audit_scored(scored_sets: dict[str, ScoredSet], discs: list[Discoverer], sid
         fresh = [d.clone() for d in discs] if len(names) > 1 else discs
         entries, parts = discover_all(fresh, sset, side, seed=seed, normalization=normalization, worst_n=worst_n,
                                       redact_text=redact_text, timings=timings, n_boot=n_boot, n_perm=n_perm,
-                                      ci_level=ci_level, honest=honest, workers=workers)
+                                      ci_level=ci_level, honest=honest, workers=workers,
+                                      heldout_splits=heldout_splits, heldout_folds=heldout_folds)
         overall = {**sset.overall, "wer_ci": overall_ci(sset.speakers, n_boot, seed, ci_level)}
         per_system[name] = {"overall": overall, "accounting": sset.accounting.to_dict(), "discoverers": entries}
         for part in parts:
@@ -369,6 +373,7 @@ def audit_scored(scored_sets: dict[str, ScoredSet], discs: list[Discoverer], sid
                         "discoverers": [d.name for d in discs if d.instance_param is None],
                         "params": params or {}, "redact_text": redact_text,
                         "bootstrap": n_boot, "permutations": n_perm, "ci_level": ci_level, "honest_gap": honest,
+                        "heldout_splits": heldout_splits, "heldout_folds": heldout_folds,
                         **(options or {})},
         },
         # Warnings about the statistics (too few resamples), beside the accounting's about rows.
@@ -390,8 +395,8 @@ def audit_scored(scored_sets: dict[str, ScoredSet], discs: list[Discoverer], sid
 def discover_all(discs: list[Discoverer], scored: ScoredSet, side: SideInputs, *, seed: int = 0,
                  normalization: str = "default", worst_n: int = 5, redact_text: bool = False,
                  timings: dict[str, float] | None = None, n_boot: int = 0, n_perm: int = 0,
-                 ci_level: float = 0.95, honest: bool = False,
-                 workers: int | None = None) -> tuple[dict[str, dict], list[pd.DataFrame]]:
+                 ci_level: float = 0.95, honest: bool = False, workers: int | None = None,
+                 heldout_splits: int = 5, heldout_folds: int = 2) -> tuple[dict[str, dict], list[pd.DataFrame]]:
     """Run each discoverer on one scored system (with its statistics); returns report
     entries and assignment frames."""
     entries: dict[str, dict] = {}
@@ -413,7 +418,8 @@ def discover_all(discs: list[Discoverer], scored: ScoredSet, side: SideInputs, *
         own = entry.get("statistic") or {}
         add_statistics(entry, disc, scored.speakers, scored.utterances, side, assignment, n_boot=n_boot,
                        n_perm=n_perm, seed=seed, level=ci_level, honest=honest, workers=workers,
-                       statistic=own.get("value"), statistic_name=own.get("name"))
+                       statistic=own.get("value"), statistic_name=own.get("name"),
+                       heldout_splits=heldout_splits, heldout_folds=heldout_folds)
         if timings is not None:
             timings[f"stats:{disc.key}"] = timings.get(f"stats:{disc.key}", 0.0) + time.perf_counter() - t
         if entry.get("bottom") is not None:

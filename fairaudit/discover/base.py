@@ -300,6 +300,18 @@ class Discoverer(ABC):
         the definitions cannot be applied."""
         return None
 
+    def permuted_statistics(self, speakers: pd.DataFrame, side: SideInputs, discovery: Discovery,
+                            takes: np.ndarray) -> dict | None:
+        """Optional batched permutation null of the own statistic (``Discovery.statistic``).
+
+        ``takes``: (B, rows of ``speakers``) indices; permutation b gives row i the count
+        columns of row ``takes[b, i]`` (the audited rows shuffled among themselves).  Return
+        ``{"statistics": (B,), "gaps_pct": (B,) or None, "gaps_abs": (B,) or None}``: what
+        re-fitting on each permuted table would give as ``Discovery.statistic`` (and the
+        headline gap, % and ratio), computed in one pass; or None to be re-fitted per
+        permutation.  Default: None."""
+        return None
+
     def planter(self, speakers: pd.DataFrame, side: SideInputs, discovery: Discovery) -> "Planter":
         """How ``fairaudit power``/``selftest`` plant a disparity this discoverer can
         express.  ``discovery`` is this discoverer's fit on ``speakers``; the planter draws

@@ -21,6 +21,9 @@ _PARALLEL_MIN_SECONDS = 1.0
 _COUNT_COLUMNS = ("utterances", "ref_words", "substitutions", "deletions", "insertions", "errors", "wer")
 
 PERMUTATION_METHOD = "permutation of speakers' (errors, ref_words) across speakers; discovery re-run each time"
+PERMUTATION_BATCHED_METHOD = ("permutation of speakers' (errors, ref_words) across speakers; the discoverer's own "
+                              "statistic evaluated for all permutations in one batched pass (the same values a re-fit "
+                              "gives)")
 
 
 class _Permuter:
@@ -139,6 +142,11 @@ def permutation_null(discoverer, speakers: pd.DataFrame, side, observed_gap_pct:
     stream_key = discoverer.key if key is None else key
 
     seeds = _rng.stream(seed, "permutation", stream_key).spawn(n_perm)
+    batched = _batched(discoverer, speakers, side, positions, seeds) if own else None
+    if batched is not None:
+        out = _result(n_perm, statistic, observed, seed, *batched, own=True)
+        out["method"] = PERMUTATION_BATCHED_METHOD
+        return out
     args = (discoverer, speakers, side, positions, assignment, own)
     # The first permutation runs here; its time decides whether a pool pays for itself.
     local = _Permuter(*args)
@@ -159,9 +167,47 @@ def permutation_null(discoverer, speakers: pd.DataFrame, side, observed_gap_pct:
     else:
         results.extend(local.run(s) for s in rest)
 
-    null_pct = np.array([r[0] for r in results])
-    null_abs = np.array([r[1] for r in results])
-    null_stat = np.array([r[2] for r in results])
+    return _result(n_perm, statistic, observed, seed, np.array([r[0] for r in results]),
+                   np.array([r[1] for r in results]), np.array([r[2] for r in results]), own=own)
+
+
+def _takes(n: int, positions: np.ndarray, seeds: list) -> np.ndarray:
+    """(B, n) row indices of permutations (the same draws as :meth:`_Permuter.run`)."""
+    out = np.tile(np.arange(n), (len(seeds), 1))
+    for b, s in enumerate(seeds):
+        out[b, positions] = positions[np.random.default_rng(s).permutation(len(positions))]
+    return out
+
+
+def _batched(discoverer, speakers: pd.DataFrame, side, positions: np.ndarray, seeds: list):
+    """(gaps %, gaps abs, statistics) from the discoverer's batched hook, or None (re-fit).
+
+    The hook sees the same permutations as the re-fits would, in blocks of bounded memory;
+    a permutation whose relative gap is undefined counts as +inf, one with no gap as 0, as
+    in :meth:`_Permuter.run`."""
+    from ..discover.base import Discoverer
+
+    hook = getattr(type(discoverer), "permuted_statistics", None)
+    if hook is None or hook is Discoverer.permuted_statistics:
+        return None
+    found = discoverer.fit(speakers, side)
+    n = len(speakers)
+    step = max(1, (1 << 22) // max(1, n))
+    stats, pct, gap_abs = [], [], []
+    for b0 in range(0, len(seeds), step):
+        block = seeds[b0:b0 + step]
+        res = discoverer.permuted_statistics(speakers, side, found, _takes(n, positions, block))
+        if res is None:
+            return None
+        stats.append(np.asarray(res["statistics"], dtype=float))
+        nan = np.full(len(block), np.nan)
+        pct.append(nan if res.get("gaps_pct") is None else np.asarray(res["gaps_pct"], dtype=float))
+        gap_abs.append(nan if res.get("gaps_abs") is None else np.asarray(res["gaps_abs"], dtype=float))
+    return np.concatenate(pct), np.concatenate(gap_abs), np.concatenate(stats)
+
+
+def _result(n_perm: int, statistic: str, observed: float, seed: int, null_pct: np.ndarray, null_abs: np.ndarray,
+            null_stat: np.ndarray, *, own: bool) -> dict:
     null = null_stat if own else (null_pct if statistic == "wer_gap_pct" else null_abs)
     # tolerance: a null run that reproduces the observed split must count as ">="
     hits = int(np.sum(null >= observed - 1e-9 * max(1.0, abs(observed))))

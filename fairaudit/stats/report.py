@@ -6,7 +6,6 @@ import pandas as pd
 
 from ._common import check_count, check_level, check_seed
 from .bootstrap import BOOTSTRAP_METHOD, bootstrap_cohorts, bootstrap_overall
-from .heldout import honest_gap
 from .permutation import permutation_null
 
 
@@ -24,7 +23,7 @@ def add_statistics(entry: dict, discoverer, speakers: pd.DataFrame, utterances: 
                    assignment: pd.Series, n_boot: int = 1000, n_perm: int = 200, seed: int = 0,
                    level: float = 0.95, honest: bool = True, *, alpha: float = 0.05,
                    workers: int | None = None, statistic: float | None = None,
-                   statistic_name: str | None = None) -> None:
+                   statistic_name: str | None = None, heldout_splits: int = 5, heldout_folds: int = 2) -> None:
     """Add confidence intervals, the permutation null and the held-out gap to one report entry.
 
     ``entry``: the dict built by :func:`fairaudit.audit.run_discoverer` (mutated in place);
@@ -37,8 +36,11 @@ def add_statistics(entry: dict, discoverer, speakers: pd.DataFrame, utterances: 
     ``wer_gap_ci_pct`` [lo, hi] (%; None when the gap is undefined), ``wer_gap_abs_ci``
     [lo, hi] (ratio), ``ci_level``, ``bootstrap`` {n, unit, method, seed}, ``permutation``
     (see :func:`permutation_null`; None when ``n_perm`` is 0), ``p_value`` (its copy),
-    ``significant`` (p_value < ``alpha``; None when not tested) and ``honest_gap`` (see
-    :func:`honest_gap`; None when ``honest`` is false or there are no utterances).
+    ``significant`` (p_value < ``alpha``; None when not tested), ``heldout`` (the gap on
+    held-out speakers, :func:`fairaudit.heldout.heldout_gap` with ``heldout_folds`` folds x
+    ``heldout_splits`` repetitions; None when ``honest`` is false) and ``honest_gap`` (the
+    former utterance-split estimate, kept in the schema: always None now, because a
+    speaker's own error level sits in both halves of an utterance split).
     With ``n_boot`` = 0 the intervals are None.  A skipped entry is left alone.  Each
     statistic draws from its own random stream (:mod:`fairaudit.stats.rng`), named by the
     discoverer's key.
@@ -90,5 +92,9 @@ def add_statistics(entry: dict, discoverer, speakers: pd.DataFrame, utterances: 
         entry["significant"] = bool(perm["p_value"] < alpha)
 
     entry["honest_gap"] = None
-    if honest and utterances is not None and bottom is not None:
-        entry["honest_gap"] = honest_gap(discoverer, utterances, speakers, side, seed=seed, assignment=assignment)
+    entry["heldout"] = None
+    if honest:
+        from ..heldout import heldout_gap
+
+        entry["heldout"] = heldout_gap(discoverer, speakers, side, folds=heldout_folds, repeats=heldout_splits,
+                                       seed=seed, n_boot=n_boot, level=level, assignment=assignment)

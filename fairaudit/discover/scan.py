@@ -1,0 +1,716 @@
+"""Spatial scan statistic (Kulldorff 1997) for a compact geographic hot spot of errors.
+
+Pure functions; the geographic discoverer (:mod:`.geographic`) uses them for its bottom
+cohort and its significance test.
+
+Windows
+    Speakers are first grouped into *locations*: speakers at identical coordinates are
+    one location (Kulldorff's circles never separate them); above ``max_locations``
+    distinct coordinates, nearby locations are grouped further into about
+    ``max_locations`` cells of equal size by a balanced k-d partition (median splits on
+    latitude and cos(lat)-scaled longitude, alternately), each placed at its
+    speaker-weighted mean.  A window is a circle around a *centre* location holding its
+    j nearest locations (great-circle distance, scikit-learn ``BallTree`` with the
+    haversine metric: never an n x n matrix): the windows of one centre are nested.
+    Centres are every location, or ``max_centres`` of them drawn with probability
+    proportional to their speakers (seeded) when there are more.  A window is admissible
+    when it holds between ``min_speakers`` and ``max_share`` x speakers, and its edge
+    does not split locations at the same distance.
+
+Window statistic
+    ``"z"`` (default): a one-sided score z of the window's per-speaker error rates
+    against everybody's, each speaker weighted by 1 / (tau^2 + mu / words)
+    (:func:`heterogeneity_weights`: tau^2 = the between-speaker variance of error rates,
+    so a speaker with many words counts more, but never as more than one speaker).
+    ``"poisson"``: Kulldorff's Poisson log-likelihood ratio of errors inside vs outside,
+    reference words as the population (:func:`poisson_llr`), which treats every word as
+    independent.  Only windows with a higher error rate than outside count.
+
+Test statistic and hot spot
+    The test statistic (``aggregate="softmax"``, default) is a soft maximum over the
+    windows, t log(mean exp(z^2 / 2t)): the log of the windows' average Bayes factor
+    (:func:`softmax_statistic`); a real cluster lights up many overlapping windows, noise
+    isolated ones, so this is more powerful than the maximum (``aggregate="max"``,
+    Kulldorff's).  The hot spot is the window with the largest statistic, re-centred on
+    its members (:func:`refine`).  The permutation null (speakers' (errors, ref_words)
+    pairs shuffled) calibrates the p-value with the real heterogeneity.
+
+Batched evaluation
+    Windows depend only on coordinates, so a permutation changes sums only.
+    :func:`scan_statistic` takes a (B x n) matrix of permuted per-speaker errors and
+    words and returns each row's statistic in one pass: location sums by one sparse
+    product, ring sums (the neighbours between two consecutive window sizes of a centre,
+    :meth:`Windows.ring_matrix`) by a second, nested window sums by a cumulative sum over
+    the rings; cost B x (centres x neighbours) multiply-adds, in bounded blocks of memory
+    (500 speakers: about 0.09 s per 100 permutations; 100,000 speakers, grouped into
+    4,096 cells: about 2 s).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.special import xlogy
+from sklearn.neighbors import BallTree
+
+EARTH_RADIUS_KM = 6371.0088
+#: cells (rows x centres x neighbours) materialised at once by the batched evaluator
+BLOCK_CELLS = 1 << 17
+#: default caps: above them, locations are grouped into cells / centres are sampled
+MAX_LOCATIONS = 5000
+MAX_CENTRES = 2000
+
+
+@dataclass
+class _Rings:
+    matrix: sp.csr_matrix   # (rows x width) rings x locations, 0/1
+    rows: np.ndarray        # centre rows with an admissible window
+    cols: np.ndarray        # (rows, width) neighbour position of each admissible window (padded)
+    pad: np.ndarray         # (rows, width) padding (no window)
+    any_pad: bool
+
+
+@dataclass
+class Windows:
+    """Candidate scan windows over a set of speakers (see the module docstring).
+
+    ``location_of`` (n,): location index of each speaker.  ``loc_lat``/``loc_lon`` (G,):
+    location coordinates (degrees).  ``loc_speakers`` (G,): speakers per location (count).
+    ``centres`` (M,): location index of each window centre.  ``neighbours`` (M, L): the L
+    nearest locations of each centre, nearest first (the centre itself first).
+    ``radius_km`` (M, L): great-circle distance from the centre to that neighbour (km).
+    ``size`` (M, L): speakers in the window made of the first j + 1 neighbours (count).
+    ``valid`` (M, L): that window is admissible.  ``cells``: True when locations are
+    cells of several distinct coordinates (large inputs).
+    """
+
+    location_of: np.ndarray
+    loc_lat: np.ndarray
+    loc_lon: np.ndarray
+    loc_speakers: np.ndarray
+    centres: np.ndarray
+    neighbours: np.ndarray
+    radius_km: np.ndarray
+    size: np.ndarray
+    valid: np.ndarray
+    min_speakers: int
+    max_speakers: int
+    cells: bool
+    _ring: "_Rings | None" = field(default=None, repr=False, compare=False)
+
+    @property
+    def n_speakers(self) -> int:
+        return int(len(self.location_of))
+
+    @property
+    def n_windows(self) -> int:
+        """Admissible windows (count)."""
+        return int(self.valid.sum())
+
+    def location_matrix(self) -> sp.csr_matrix:
+        """Sparse (locations x speakers) 0/1 matrix: location sums = matrix @ per-speaker values."""
+        n = self.n_speakers
+        return sp.csr_matrix((np.ones(n), (self.location_of, np.arange(n))), shape=(len(self.loc_lat), n))
+
+    def ring_matrix(self) -> "_Rings":
+        """The sparse (centre x size-step rings) x locations matrix of the batched evaluator.
+
+        For each centre with admissible windows at neighbour positions c_0 < c_1 < ..., ring
+        t holds the neighbours after c_(t-1) up to c_t, so window t = rings 0..t: nested sums
+        are one sparse product and one cumulative sum.  Built once and cached.
+        """
+        if self._ring is None:
+            rows = np.flatnonzero(self.valid.any(axis=1))
+            valid = self.valid[rows]
+            per = valid.sum(axis=1)
+            width = int(per.max()) if len(per) else 0
+            rank = np.cumsum(valid, axis=1)
+            cols = np.zeros((len(rows), width), dtype=np.int64)
+            r_i, j_i = np.nonzero(valid)
+            cols[r_i, rank[r_i, j_i] - 1] = j_i
+            pad = np.arange(width)[None, :] >= per[:, None]
+            # neighbour j of centre m belongs to ring (admissible columns before j), if j <= c_last
+            last = np.where(per > 0, cols[np.arange(len(rows)), np.maximum(per - 1, 0)], -1)
+            ring_of = rank - valid
+            keep = np.arange(self.valid.shape[1])[None, :] <= last[:, None]
+            m_i, j_k = np.nonzero(keep)
+            matrix = sp.csr_matrix((np.ones(len(m_i)), (m_i * width + ring_of[m_i, j_k],
+                                                         self.neighbours[rows][m_i, j_k])),
+                                   shape=(len(rows) * width, len(self.loc_lat)))
+            self._ring = _Rings(matrix=matrix, rows=rows, cols=cols, pad=pad, any_pad=bool(pad.any()))
+        return self._ring
+
+    def members(self, centre: int, j: int) -> np.ndarray:
+        """Positions (into the speaker arrays) of the speakers in window (centre row, j)."""
+        inside = np.zeros(len(self.loc_lat), dtype=bool)
+        inside[self.neighbours[centre, :j + 1]] = True
+        return np.flatnonzero(inside[self.location_of])
+
+
+def _kd_cells(x: np.ndarray, y: np.ndarray, weight: np.ndarray, n_cells: int) -> np.ndarray:
+    """Cell index per point: balanced k-d partition into about ``n_cells`` cells.
+
+    Median splits by cumulative ``weight`` (speakers), on x then y alternately, within
+    each cell; ties are broken by the other coordinate, so the result depends only on the
+    (distinct) points, not on their order.
+    """
+    cell = np.zeros(len(x), dtype=np.int64)
+    depth = max(0, int(math.floor(math.log2(max(1, n_cells)))))  # 2^depth <= n_cells
+    for level in range(depth):
+        a, b = (x, y) if level % 2 == 0 else (y, x)
+        order = np.lexsort((b, a, cell))
+        c_sorted = cell[order]
+        w_sorted = weight[order].astype(float)
+        cum = np.cumsum(w_sorted)
+        starts = np.flatnonzero(np.r_[True, c_sorted[1:] != c_sorted[:-1]])
+        ends = np.r_[starts[1:], len(order)]
+        base = np.repeat(np.r_[0.0, cum[:-1]][starts], ends - starts)
+        total = np.repeat(cum[ends - 1] - np.r_[0.0, cum[:-1]][starts], ends - starts)
+        # A point goes right when the weight before it reaches half of its cell's weight.
+        right = (cum - w_sorted - base) >= total / 2.0
+        single = np.repeat(ends - starts == 1, ends - starts)
+        right &= ~single
+        new = np.empty_like(cell)
+        new[order] = 2 * c_sorted + right
+        cell = new
+    _, cell = np.unique(cell, return_inverse=True)
+    return cell
+
+
+def _locations(lat: np.ndarray, lon: np.ndarray, max_locations: int
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+    """(location_of, loc_lat, loc_lon, loc_speakers, cells?) for the speakers."""
+    coords = np.column_stack([lat, lon])
+    uniq, inv = np.unique(coords, axis=0, return_inverse=True)
+    inv = inv.reshape(-1)
+    count = np.bincount(inv, minlength=len(uniq))
+    if len(uniq) <= max_locations:
+        return inv, uniq[:, 0].copy(), uniq[:, 1].copy(), count, False
+    x = uniq[:, 1] * np.cos(np.radians(uniq[:, 0]))
+    cell_of_u = _kd_cells(x, uniq[:, 0], count, max_locations)
+    g = int(cell_of_u.max()) + 1
+    w = np.bincount(cell_of_u, weights=count, minlength=g)
+    clat = np.bincount(cell_of_u, weights=count * uniq[:, 0], minlength=g) / w
+    clon = np.bincount(cell_of_u, weights=count * uniq[:, 1], minlength=g) / w
+    return cell_of_u[inv], clat, clon, w.astype(np.int64), True
+
+
+def _on_grid(valid: np.ndarray, size: np.ndarray, min_speakers: int, step: float) -> np.ndarray:
+    """Keep, per centre and per size bin [min x step^i, min x step^(i+1)), the largest valid window."""
+    if step <= 1.0 or not valid.any():
+        return valid
+    bins = np.floor(np.log(np.maximum(size, 1) / min_speakers) / math.log(step) + 1e-9).astype(np.int64)
+    r, j = np.nonzero(valid)
+    key = r * (int(bins.max()) + 2) + bins[r, j]
+    last = np.r_[key[1:] != key[:-1], True]   # np.nonzero is row-major: j increases within a key
+    out = np.zeros_like(valid)
+    out[r[last], j[last]] = True
+    return out
+
+
+def build_windows(lat: Any, lon: Any, *, min_speakers: int = 20, max_share: float = 0.25,
+                  size_step: float = 1.05, max_centres: int = MAX_CENTRES, max_locations: int = MAX_LOCATIONS,
+                  seed: int = 0) -> Windows:
+    """Candidate windows around speakers (see the module docstring).
+
+    ``lat``/``lon``: coordinates of the speakers (degrees, finite).  ``min_speakers``:
+    smallest window (count); ``max_share``: largest window as a share of the speakers
+    (ratio; 0.25 = a quarter); ``size_step``: ratio between consecutive window sizes of a
+    centre (1.05: sizes 20, 21, 22, ... 5 % apart; 1 = every size; fewer windows make the
+    permutation null cheaper and barely change the hot spot, whose radius
+    :func:`refine` then sets at full resolution); ``max_centres``/``max_locations``:
+    caps for large inputs (counts); ``seed``: for the centre sample (only used above
+    ``max_centres``).
+    Cost: one BallTree query of the L nearest locations for M centres (L about
+    1.5 x max_share x locations): O(M L log G) time, M x L memory.
+    """
+    lat = np.asarray(lat, dtype=float)
+    lon = np.asarray(lon, dtype=float)
+    if lat.shape != lon.shape or lat.ndim != 1:
+        raise ValueError("lat and lon must be one-dimensional arrays of the same length")
+    if not (np.isfinite(lat).all() and np.isfinite(lon).all()):
+        raise ValueError("lat/lon must be finite (leave speakers without coordinates out first)")
+    if not 0 < max_share <= 1:
+        raise ValueError(f"max_share must be in (0, 1], not {max_share!r}")
+    n = len(lat)
+    min_speakers = max(1, int(min_speakers))
+    max_speakers = int(math.floor(max_share * n))
+    location_of, loc_lat, loc_lon, loc_speakers, cells = _locations(lat, lon, int(max_locations))
+    g = len(loc_lat)
+    if len(loc_lat) > max_centres:
+        rng = np.random.default_rng(seed)
+        centres = np.sort(rng.choice(g, int(max_centres), replace=False, p=loc_speakers / loc_speakers.sum()))
+    else:
+        centres = np.arange(g)
+    pts = np.radians(np.column_stack([loc_lat, loc_lon]))
+    tree = BallTree(pts, metric="haversine")
+    # Enough neighbours to reach max_speakers from a typical centre; more only if needed.
+    k = min(g, max(2, int(math.ceil(1.25 * max_speakers / loc_speakers.mean())) + 2))
+    while True:
+        dist, nbr = tree.query(pts[centres], k=k, sort_results=True)
+        size = np.cumsum(loc_speakers[nbr], axis=1)
+        if k >= g or (size[:, -1] > max_speakers).all():
+            break
+        k = min(g, 2 * k)
+    # Ties: BallTree orders equal distances arbitrarily; order them by location index (the
+    # centre, at distance 0, stays first), so the windows are reproducible.
+    tied = (np.diff(dist, axis=1) == 0).any(axis=1)
+    if tied.any():
+        order = np.lexsort((nbr[tied], dist[tied]), axis=1)
+        nbr[tied] = np.take_along_axis(nbr[tied], order, axis=1)
+        dist[tied] = np.take_along_axis(dist[tied], order, axis=1)
+        size = np.cumsum(loc_speakers[nbr], axis=1)
+    radius = dist * EARTH_RADIUS_KM
+    nxt = np.concatenate([dist[:, 1:], np.full((len(centres), 1), np.inf if k >= g else -1.0)], axis=1)
+    untied = dist < nxt
+    valid = _on_grid((size >= min_speakers) & (size <= max_speakers) & untied, size, min_speakers, size_step)
+    # Neighbours beyond the largest admissible window are never needed.
+    if valid.any():
+        keep = int(np.flatnonzero(valid.any(axis=0))[-1]) + 1
+        nbr, radius, size, valid = nbr[:, :keep], radius[:, :keep], size[:, :keep], valid[:, :keep]
+    return Windows(location_of=location_of, loc_lat=loc_lat, loc_lon=loc_lon, loc_speakers=loc_speakers,
+                   centres=centres, neighbours=nbr.astype(np.int32 if g < 2**31 else np.int64),
+                   radius_km=radius, size=size, valid=valid, min_speakers=min_speakers,
+                   max_speakers=max_speakers, cells=cells)
+
+
+def poisson_llr(c: Any, w: Any, total_c: Any, total_w: Any) -> np.ndarray:
+    """Kulldorff's Poisson log-likelihood ratio of a window (0 unless its rate is higher).
+
+    ``c``/``w``: errors and reference words inside (counts); ``total_c``/``total_w``: all
+    speakers' (broadcastable).  Returns LLR (natural-log units, >= 0).  Written as
+    c ln(c/w) + (C-c) ln((C-c)/(W-w)) - C ln(C/W): two logarithms per window (the hot loop
+    of the permutation null).
+    """
+    c = np.asarray(c, dtype=float)
+    w = np.asarray(w, dtype=float)
+    total_c = np.asarray(total_c, dtype=float)
+    total_w = np.asarray(total_w, dtype=float)
+    tiny = 1e-300  # 0 x log(tiny) = 0: a side without errors contributes nothing
+    rest_c = total_c - c
+    rest_w = total_w - w
+    higher = (c * total_w > total_c * w) & (w > 0) & (rest_w > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        llr = c * np.log(np.maximum(c, tiny) / np.maximum(w, tiny))
+        llr += rest_c * np.log(np.maximum(rest_c, tiny) / np.maximum(rest_w, tiny))
+        llr -= xlogy(total_c, total_c / total_w)
+    return np.where(higher, np.maximum(llr, 0.0), 0.0)
+
+
+def heterogeneity_weights(errors: np.ndarray, words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-speaker (v x rate, v) for the "z" statistic: v = 1 / (tau^2 + mu / words).
+
+    ``errors``/``words``: (..., n) per-speaker counts (rows = permutations).  mu is the
+    micro WER of the row (ratio) and tau^2 the between-speaker variance of error rates,
+    estimated by the method of moments (DerSimonian-Laird form, clipped at 0): a speaker's
+    observed rate has variance tau^2 + mu / words (Poisson within the speaker), so a
+    speaker with many words counts more, but never more than one speaker's worth of
+    information about their cohort.  Speakers without words get weight 0.
+    """
+    e = np.asarray(errors, dtype=float)
+    w = np.asarray(words, dtype=float)
+    tw = w.sum(axis=-1, keepdims=True)
+    mu = e.sum(axis=-1, keepdims=True) / tw
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(w > 0, e / w, 0.0)
+        n_eff = (w > 0).sum(axis=-1, keepdims=True)
+        q = (w * (r - mu) ** 2).sum(axis=-1, keepdims=True)
+        denom = tw - (w * w).sum(axis=-1, keepdims=True) / tw
+        tau2 = np.maximum(0.0, (q - (n_eff - 1) * mu) / denom)
+        v = np.where(w > 0, 1.0 / (tau2 + mu / w), 0.0)
+    return v * r, v
+
+
+def z_statistic(a: Any, v: Any, total_a: Any, total_v: Any) -> np.ndarray:
+    """One-sided score z of a window from sums of v x rate (``a``) and weights (``v``).
+
+    z = (a - (A / V) v) / sqrt(v (1 - v / V)) (the weighted excess of the window's rates
+    over the all-speaker weighted mean, in units of its null standard deviation, with the
+    finite-population factor); 0 unless the window's rate is higher.
+    """
+    a, v = np.asarray(a, dtype=float), np.asarray(v, dtype=float)
+    total_a, total_v = np.asarray(total_a, dtype=float), np.asarray(total_v, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var = v * (1.0 - v / total_v)
+        z = (a - total_a / total_v * v) / np.sqrt(np.maximum(var, 1e-300))
+    return np.where((var > 0) & (z > 0), z, 0.0)
+
+
+def _z_squared_signed(a: np.ndarray, v: np.ndarray, total_a: np.ndarray, total_v: np.ndarray) -> np.ndarray:
+    """z x |z| of :func:`z_statistic` without its square root (monotone in z: for maxima)."""
+    num = a - (total_a / total_v) * v
+    den = v * (1.0 - v / total_v)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = num * np.abs(num) / den
+    return np.where(den > 0, q, 0.0)
+
+
+def _signed_sqrt(q: np.ndarray) -> np.ndarray:
+    return np.sign(q) * np.sqrt(np.abs(q))
+
+
+def _identity(x: np.ndarray) -> np.ndarray:
+    return x
+
+
+def _counts(errors: np.ndarray, words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return np.asarray(errors, dtype=float), np.asarray(words, dtype=float)
+
+
+@dataclass(frozen=True)
+class Statistic:
+    """A scan statistic: per-speaker inputs, the window statistic, and a cheaper monotone
+    surrogate (with its inverse) for the maxima of the batched evaluator."""
+
+    transform: Any
+    window: Any
+    surrogate: Any
+    inverse: Any
+    half_square: Any      # surrogate -> z+^2 / 2 (log-likelihood-ratio units)
+
+
+#: scan statistics by name: "poisson" (Kulldorff's LLR on errors / words) and "z" (score z
+#: with per-speaker heterogeneity weights)
+STATISTICS = {
+    "poisson": Statistic(_counts, poisson_llr, poisson_llr, _identity, _identity),
+    "z": Statistic(heterogeneity_weights, z_statistic, _z_squared_signed, _signed_sqrt,
+                   lambda q: np.maximum(q, 0.0) / 2.0),
+}
+
+
+def _statistic(name: str) -> Statistic:
+    if name not in STATISTICS:
+        raise ValueError(f"unknown scan statistic {name!r}: choose from {', '.join(STATISTICS)}")
+    return STATISTICS[name]
+
+
+def best_window(windows: Windows, errors: Any, words: Any, statistic: str = "poisson") -> dict | None:
+    """The admissible window with the largest statistic, or None when no window is higher.
+
+    ``errors``/``words``: per-speaker counts in the order of the coordinates given to
+    :func:`build_windows`; ``statistic``: "poisson" (Kulldorff's LLR) or "z" (score z with
+    per-speaker heterogeneity weights, :func:`heterogeneity_weights`).  Ties go to the
+    first centre (location order), then the smallest window.  Returns ``statistic``
+    (value), ``statistic_name``, ``centre_lat``/``centre_lon`` (degrees), ``radius_km``
+    (distance to the farthest location inside), ``speakers`` (count), ``members``
+    (speaker positions), ``errors_in``/``words_in`` (counts), ``wer_in``/``wer_out``
+    (ratios), ``rate_ratio`` (wer_in / wer_out) and ``window`` [row, j].
+    """
+    e = np.asarray(errors, dtype=float)
+    w = np.asarray(words, dtype=float)
+    if len(e) != windows.n_speakers or len(w) != windows.n_speakers:
+        raise ValueError("errors/words must have one value per speaker of the windows")
+    if float(w.sum()) <= 0 or not windows.valid.any():
+        return None
+    # The batched evaluator on one row: the same arithmetic (and tie-breaking) as the null.
+    value, row, j = max_statistic(windows, e, w, statistic, return_window=True)
+    if row[0] < 0:
+        return None
+    row, j = int(row[0]), int(j[0])
+    loc = int(windows.centres[row])
+    record = _window_record(windows.members(row, j), e, w, float(value[0]), statistic,
+                            (float(windows.loc_lat[loc]), float(windows.loc_lon[loc])),
+                            float(windows.radius_km[row, j]))
+    record["window"] = [row, j]
+    return record
+
+
+def _blocks(windows: Windows, e: np.ndarray, w: np.ndarray, stat: Statistic, block_cells: int):
+    """Yield (b0, b1, values) for blocks of rows: surrogate values (windows x rows), pads 0.
+
+    Rings x rows in one sparse product per block; the nested windows are then cumulative
+    sums over each centre's rings (windows ordered by centre row, then size).
+    """
+    a, b = stat.transform(e, w)
+    mat = windows.location_matrix()
+    loc_a = np.ascontiguousarray((mat @ a.T).T)      # (B, G)
+    loc_b = np.ascontiguousarray((mat @ b.T).T)
+    total_a, total_b = loc_a.sum(axis=1), loc_b.sum(axis=1)
+    ring = windows.ring_matrix()
+    n_rows, width = ring.cols.shape
+    b_rows = e.shape[0]
+    b_step = max(1, min(b_rows, block_cells // max(1, n_rows * width)))
+    for b0 in range(0, b_rows, b_step):
+        b1 = min(b_rows, b0 + b_step)
+        sa = np.cumsum(np.asarray(ring.matrix @ loc_a[b0:b1].T).reshape(n_rows, width, b1 - b0), axis=1)
+        sb = np.cumsum(np.asarray(ring.matrix @ loc_b[b0:b1].T).reshape(n_rows, width, b1 - b0), axis=1)
+        value = stat.surrogate(sa, sb, total_a[None, None, b0:b1], total_b[None, None, b0:b1])
+        if ring.any_pad:
+            value[ring.pad] = 0.0
+        yield b0, b1, value.reshape(-1, b1 - b0)
+
+
+def _rows(windows: Windows, errors: Any, words: Any) -> tuple[np.ndarray, np.ndarray]:
+    e = np.atleast_2d(np.asarray(errors, dtype=float))
+    w = np.atleast_2d(np.asarray(words, dtype=float))
+    if e.shape != w.shape or e.shape[1] != windows.n_speakers:
+        raise ValueError(f"errors/words must be (B, {windows.n_speakers}), got {e.shape} and {w.shape}")
+    return e, w
+
+
+def max_statistic(windows: Windows, errors: Any, words: Any, statistic: str = "poisson",
+                  block_cells: int = BLOCK_CELLS, return_window: bool = False) -> Any:
+    """Largest admissible-window statistic of each row of (B x n) per-speaker errors and words.
+
+    The batched form of :func:`best_window` for permutation nulls: rows are e.g. permuted
+    copies of the speakers' (errors, ref_words).  Location sums come from one sparse
+    product, window sums from a second (rings, :meth:`Windows.ring_matrix`) and a
+    cumulative sum, in blocks of at most ``block_cells`` numbers.  Returns (B,) floats
+    (0 when no window has a higher rate).  A 1-D input is one row.  With ``return_window``
+    also the (B,) centre rows and (B,) window ends j of each row's best window (-1 when
+    none).
+    """
+    e, w = _rows(windows, errors, words)
+    stat = _statistic(statistic)
+    out = np.zeros(e.shape[0])
+    arg_row = np.full(e.shape[0], -1, dtype=np.int64)
+    arg_j = np.full(e.shape[0], -1, dtype=np.int64)
+    if windows.valid.any():
+        ring = windows.ring_matrix()
+        width = ring.cols.shape[1]
+        for b0, b1, value in _blocks(windows, e, w, stat, block_cells):
+            k = value.argmax(axis=0)             # first maximum: the first centre, then the smallest window
+            best = value[k, np.arange(b1 - b0)]
+            out[b0:b1] = stat.inverse(best)
+            found = best > 0
+            arg_row[b0:b1] = np.where(found, ring.rows[k // width], -1)
+            arg_j[b0:b1] = np.where(found, ring.cols[k // width, k % width], -1)
+    return (out, arg_row, arg_j) if return_window else out
+
+
+def softmax_statistic(windows: Windows, errors: Any, words: Any, statistic: str = "z",
+                      temperature: float = 4.0, block_cells: int = BLOCK_CELLS) -> np.ndarray:
+    """Soft maximum over windows of each row: t log(mean_windows exp(x / t)), x = z+^2 / 2.
+
+    ``x`` is half the squared one-sided z of a window (for "poisson", its LLR, which is
+    about z^2 / 2); ``temperature`` t > 0 (t -> 0 gives the maximum).  exp(x / t) is, up
+    to a constant, the Bayes factor of the window with a N(0, s^2) prior on its
+    standardised excess, t = (1 + s^2) / s^2, so the statistic is the log of the average
+    Bayes factor over windows (Neill's Bayesian scan, in its Gaussian form), scaled by t.
+    A real cluster lights up many overlapping windows, noise mostly isolated ones: on the
+    issue-15 world this finds the planted metro more often than the maximum does (see
+    :data:`SOFTMAX_NOTE`).  Streaming log-sum-exp: bounded memory, no overflow.
+    """
+    e, w = _rows(windows, errors, words)
+    stat = _statistic(statistic)
+    t = float(temperature)
+    if not t > 0:
+        raise ValueError(f"temperature must be > 0, not {temperature!r}")
+    if not windows.valid.any():
+        return np.zeros(e.shape[0])
+    top = np.full(e.shape[0], -np.inf)
+    acc = np.zeros(e.shape[0])
+    for b0, b1, value in _blocks(windows, e, w, stat, block_cells):
+        x = stat.half_square(value) / t
+        m = np.maximum(top[b0:b1], x.max(axis=0))
+        acc[b0:b1] = acc[b0:b1] * np.exp(top[b0:b1] - m) + np.exp(x - m).sum(axis=0)
+        top[b0:b1] = m
+    return t * (top + np.log(acc) - math.log(windows.n_windows))
+
+
+#: measured on the issue-15 world (500 speakers, 98 planted / 97 null replicates, 199
+#: permutations): share of p < 0.05 with the maximum z 0.78 / 0.06, soft maximum t = 1:
+#: 0.82 / 0.05, t = 2: 0.86 / 0.03, t = 4: 0.85 / 0.03
+SOFTMAX_NOTE = "max z: power 0.78; soft max t=2: 0.86, t=4: 0.85 (null 0.03)"
+
+#: how the windows' statistics are summarised into the test statistic
+AGGREGATES = ("softmax", "max")
+
+
+def scan_statistic(windows: Windows, errors: Any, words: Any, statistic: str = "z", aggregate: str = "softmax",
+                   temperature: float = 4.0) -> np.ndarray:
+    """The scan's test statistic of each row: :func:`softmax_statistic` or :func:`max_statistic`."""
+    if aggregate == "softmax":
+        return softmax_statistic(windows, errors, words, statistic, temperature)
+    if aggregate == "max":
+        return max_statistic(windows, errors, words, statistic)
+    raise ValueError(f"unknown aggregate {aggregate!r}: choose from {', '.join(AGGREGATES)}")
+
+
+def permutations(n: int, n_perm: int, seed: int = 0, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """Permutations ``start``..``stop`` (rows) of ``n`` speakers: row i from child i of SeedSequence(seed)."""
+    children = np.random.SeedSequence(int(seed)).spawn(int(n_perm))[start:stop]
+    return np.stack([np.random.default_rng(s).permutation(n) for s in children]) if children else \
+        np.zeros((0, n), dtype=np.int64)
+
+
+def permuted_statistics(windows: Windows, errors: Any, words: Any, n_perm: int = 999, seed: int = 0,
+                        statistic: str = "z", batch: int = 200, aggregate: str = "softmax",
+                        temperature: float = 4.0) -> np.ndarray:
+    """Scan statistic (:func:`scan_statistic`) of ``n_perm`` permutations of the speakers'
+    (errors, words) pairs: the null distribution.
+
+    Each permutation shuffles whole (errors, words) pairs across the speakers, so every
+    speaker keeps a real pair but error rates no longer depend on location; ``batch``
+    permutations are evaluated at once by :func:`scan_statistic`.  Deterministic for a
+    given ``seed`` and independent of ``batch`` (see :func:`permutations`).
+    """
+    e = np.asarray(errors, dtype=float)
+    w = np.asarray(words, dtype=float)
+    out = np.empty(int(n_perm))
+    step = max(1, int(batch))
+    for b0 in range(0, int(n_perm), step):
+        perm = permutations(len(e), n_perm, seed, b0, b0 + step)
+        out[b0:b0 + len(perm)] = scan_statistic(windows, e[perm], w[perm], statistic, aggregate, temperature)
+    return out
+
+
+def _unit(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    la, lo = np.radians(lat), np.radians(lon)
+    return np.column_stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)])
+
+
+def distance_km(lat0: float, lon0: float, lat: Any, lon: Any) -> np.ndarray:
+    """Great-circle distance (km, haversine) from one point to many (degrees)."""
+    lat = np.radians(np.asarray(lat, dtype=float))
+    lon = np.radians(np.asarray(lon, dtype=float))
+    p0, l0 = math.radians(lat0), math.radians(lon0)
+    a = np.sin((lat - p0) / 2) ** 2 + math.cos(p0) * np.cos(lat) * np.sin((lon - l0) / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+
+
+def circle_around(lat: np.ndarray, lon: np.ndarray, errors: np.ndarray, words: np.ndarray, centre: tuple[float, float],
+                  min_speakers: int, max_speakers: int, statistic: str = "poisson") -> dict | None:
+    """Best circle around a fixed ``centre`` (degrees): every radius from ``min_speakers``
+    to ``max_speakers`` speakers (counts), without splitting speakers at equal distance.
+
+    O(n log n): one sort of the distances and cumulative sums.  Returns the window as
+    :func:`best_window` does (``members`` sorted positions), with ``radius_km`` midway
+    between the farthest speaker inside and the nearest outside (so new speakers are
+    placed as a threshold tree places them), or None when no circle has a higher rate.
+    """
+    stat = _statistic(statistic)
+    d = distance_km(centre[0], centre[1], lat, lon)
+    order = np.argsort(d, kind="stable")
+    ds = d[order]
+    a, b = stat.transform(errors, words)
+    value = stat.window(np.cumsum(a[order]), np.cumsum(b[order]), a.sum(), b.sum())
+    k = np.arange(1, len(d) + 1)
+    ok = (k >= min_speakers) & (k <= max_speakers) & np.r_[ds[:-1] < ds[1:], True]
+    value = np.where(ok, value, -1.0)
+    j = int(np.argmax(value))
+    if value[j] <= 0:
+        return None
+    members = np.sort(order[:j + 1])
+    outside = ds[j + 1] if j + 1 < len(ds) else ds[j]
+    return _window_record(members, errors, words, float(value[j]), statistic, centre,
+                          (float(ds[j]) + float(outside)) / 2.0)
+
+
+def _window_record(members: np.ndarray, errors: np.ndarray, words: np.ndarray, value: float, statistic: str,
+                   centre: tuple[float, float], radius_km: float) -> dict:
+    e, w = np.asarray(errors, dtype=float), np.asarray(words, dtype=float)
+    c_in, w_in = float(e[members].sum()), float(w[members].sum())
+    w_out = float(w.sum()) - w_in
+    wer_out = (float(e.sum()) - c_in) / w_out if w_out > 0 else float("nan")
+    return {"statistic": value, "statistic_name": statistic, "centre_lat": float(centre[0]),
+            "centre_lon": float(centre[1]), "radius_km": float(radius_km), "speakers": int(len(members)),
+            "members": members, "errors_in": c_in, "words_in": w_in, "wer_in": c_in / w_in if w_in else float("nan"),
+            "wer_out": wer_out, "rate_ratio": (c_in / w_in) / wer_out if wer_out and w_in else float("inf")}
+
+
+def refine(lat: Any, lon: Any, errors: Any, words: Any, window: dict, *, min_speakers: int, max_speakers: int,
+           statistic: str = "poisson", iterations: int = 3) -> dict:
+    """Re-centre a hot spot on its members and re-choose its radius (mean-shift style).
+
+    The scan's best window is centred on one speaker, whichever one lets the circle
+    take in a few unlucky neighbours; the centroid of its ~50 members (on the unit
+    sphere) is a steadier estimate of where the hot spot is.  Each iteration moves the
+    centre to the members' centroid and picks the best radius around it
+    (:func:`circle_around`), until the members no longer change or after ``iterations``.
+    Measured on the issue-15 world (500 speakers, 200 replicates, z statistic): precision
+    0.80 -> 0.83, recall 0.67 -> 0.71 vs the planted speakers.  The significance test is
+    not affected: it is the scan's maximum, refined or not.
+
+    ``window``: a :func:`best_window` record (``members``); returns a record of the same
+    form plus ``iterations`` (count used).  Unchanged when re-centring finds no window.
+    """
+    lat = np.asarray(lat, dtype=float)
+    lon = np.asarray(lon, dtype=float)
+    xyz = _unit(lat, lon)
+    current = window
+    used = 0
+    for _ in range(int(iterations)):
+        m = xyz[current["members"]].mean(axis=0)
+        centre = (math.degrees(math.atan2(m[2], math.hypot(m[0], m[1]))), math.degrees(math.atan2(m[1], m[0])))
+        nxt = circle_around(lat, lon, errors, words, centre, min_speakers, max_speakers, statistic)
+        if nxt is None:
+            break
+        used += 1
+        same = np.array_equal(nxt["members"], current["members"])
+        current = nxt
+        if same:
+            break
+    out = dict(current)
+    out["iterations"] = used
+    return out
+
+
+def p_value(observed: float, null: np.ndarray) -> float:
+    """Permutation p-value (1 + #{null >= observed}) / (1 + len(null)); ties count as >=."""
+    null = np.asarray(null, dtype=float)
+    hits = int(np.sum(null >= observed - 1e-9 * max(1.0, abs(observed))))
+    return (1 + hits) / (1 + len(null))
+
+
+def hotspot(lat: Any, lon: Any, errors: Any, words: Any, windows: Windows, *, statistic: str = "z",
+            aggregate: str = "softmax", temperature: float = 4.0, iterations: int = 3) -> dict | None:
+    """The hot spot of a set of speakers, with the scan's test statistic.
+
+    The window with the largest statistic (:func:`best_window`), re-centred on its members
+    (:func:`refine`).  (Centring instead where the windows' posterior weight is largest
+    scored better on the issue-15 world, whose plant sits at a metro's densest point, but
+    much worse when the plant is off that point (``simulate.geographic_world(offset_deg=
+    0.5)``: precision 0.59 against 0.73): it partly finds density, not errors.)
+
+    Returns the window record (:func:`refine`) with ``statistic`` = the test statistic
+    (:func:`scan_statistic`, what the permutation null compares), ``statistic_name``,
+    ``window_statistic`` (the circle's own z or LLR), or None when no window has a higher
+    error rate than the rest.
+    """
+    lat = np.asarray(lat, dtype=float)
+    lon = np.asarray(lon, dtype=float)
+    e = np.asarray(errors, dtype=float)
+    w = np.asarray(words, dtype=float)
+    value = float(scan_statistic(windows, e, w, statistic, aggregate, temperature)[0])
+    best = best_window(windows, e, w, statistic)
+    if best is None:
+        return None
+    found = refine(lat, lon, e, w, best, min_speakers=windows.min_speakers, max_speakers=windows.max_speakers,
+                   statistic=statistic, iterations=iterations)
+    found["window_statistic"] = found["statistic"]
+    found["statistic"] = value
+    found["statistic_name"] = (f"scan soft maximum of {statistic} (temperature {temperature:g})"
+                               if aggregate == "softmax" else f"scan maximum of {statistic}")
+    return found
+
+
+def scan(lat: Any, lon: Any, errors: Any, words: Any, *, n_perm: int = 0, seed: int = 0, statistic: str = "z",
+         aggregate: str = "softmax", temperature: float = 4.0, **window_options: Any) -> dict:
+    """Windows, hot spot and (with ``n_perm`` > 0) its permutation p-value, in one call.
+
+    ``window_options`` go to :func:`build_windows`.  Returns ``{"windows", "hotspot",
+    "p_value", "null"}`` (``hotspot`` as :func:`hotspot`; ``p_value``/``null`` None when
+    ``n_perm`` is 0 or there is no hot spot).
+    """
+    windows = build_windows(lat, lon, seed=seed, **window_options)
+    found = hotspot(lat, lon, errors, words, windows, statistic=statistic, aggregate=aggregate,
+                    temperature=temperature)
+    out: dict[str, Any] = {"windows": windows, "hotspot": found, "p_value": None, "null": None}
+    if n_perm > 0 and found is not None:
+        null = permuted_statistics(windows, errors, words, n_perm=n_perm, seed=seed, statistic=statistic,
+                                   aggregate=aggregate, temperature=temperature)
+        out.update(null=null, p_value=p_value(found["statistic"], null))
+    return out
+
+
+def in_window(definition: dict, lat: Any, lon: Any) -> np.ndarray:
+    """Whether points (degrees) fall in a saved window ``{"centre_lat", "centre_lon", "radius_km"}``.
+
+    Great-circle distance <= radius (km); NaN coordinates are outside.
+    """
+    with np.errstate(invalid="ignore"):
+        return distance_km(definition["centre_lat"], definition["centre_lon"], lat, lon) <= definition["radius_km"]

@@ -1,0 +1,106 @@
+"""Held-out gap by speaker split (fairaudit.heldout) on simulated worlds with a known truth."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from fairaudit import simulate
+from fairaudit.discover.attribute import AttributeDiscoverer
+from fairaudit.discover.base import Discoverer, Discovery
+from fairaudit.discover.geographic import GeographicDiscoverer
+from fairaudit.errors import UserInputError
+from fairaudit.heldout import heldout_gap, speaker_folds
+from fairaudit.cohorts import cohort_table
+
+
+def test_folds_are_balanced_seeded_and_row_order_free():
+    ids = np.array([f"s{i:03d}" for i in range(101)])
+    f = speaker_folds(ids, folds=2, repeats=3, seed=1)
+    assert f.shape == (3, 101) and set(np.unique(f)) == {0, 1}
+    assert all(abs((row == 0).sum() - (row == 1).sum()) <= 1 for row in f)
+    assert not np.array_equal(f[0], f[1])
+    order = np.random.default_rng(0).permutation(101)
+    assert np.array_equal(speaker_folds(ids[order], 2, 3, 1), f[:, order])
+    strata = np.where(np.arange(101) < 30, "a", "b")
+    g = speaker_folds(ids, folds=3, repeats=2, seed=1, strata=strata)
+    for row in g:
+        counts = np.bincount(row[:30], minlength=3)
+        assert counts.max() - counts.min() <= 1
+
+
+def _gaps(planted, seeds):
+    held, found = [], []
+    for seed in seeds:
+        w = simulate.geographic_world(seed=seed, planted=planted)
+        disc = GeographicDiscoverer(seed=seed)
+        h = heldout_gap(disc, w.speakers, w.side, folds=2, repeats=3, seed=seed, n_boot=200)
+        assert h["estimate"] and h["ci_pct"][0] <= h["gap_pct"] <= h["ci_pct"][1]
+        held.append(h["gap_pct"])
+        fit = disc.fit(w.speakers, w.side)
+        found.append(cohort_table(w.speakers, fit.assignment, fit.labels, 20)[1]["wer_gap_pct"])
+    return np.array(held), np.array(found)
+
+
+def test_heldout_gap_is_centred_on_zero_without_disparity():
+    held, found = _gaps(False, range(8))
+    assert found.mean() > 15            # the search always finds a gap on the data it saw ...
+    assert abs(held.mean()) < 10        # ... which vanishes on speakers it did not see
+
+
+def test_heldout_gap_near_the_truth_when_planted():
+    held, found = _gaps(True, range(10, 18))
+    assert 20 <= held.mean() <= 75, held
+
+
+@pytest.mark.parametrize("planted, lo, hi", [(True, 30, 70), (False, -15, 15)])
+def test_fixed_cohorts_are_fitted_once_and_measured_held_out(planted, lo, hi):
+    w = simulate.attribute_world(n_speakers=1500, seed=3, planted=planted)
+    h = heldout_gap(AttributeDiscoverer(columns=["accent"]), w.speakers, w.side, folds=2, repeats=4, seed=0,
+                    n_boot=300)
+    assert h["assignment"] == "fixed" and lo <= h["gap_pct"] <= hi, h["gap_pct"]
+    assert h["ci_pct"][0] < h["gap_pct"] < h["ci_pct"][1]
+
+
+class _Halves(Discoverer):
+    """A search that cannot place new speakers (no assign): the lower or upper half by id."""
+
+    name = "halves"
+
+    def missing_inputs(self, speakers, side):
+        return None
+
+    def fit(self, speakers, side):
+        ids = speakers["speaker_id"].astype(str)
+        cut = ids.sort_values().iloc[len(ids) // 2]
+        return Discovery(pd.Series(np.where(ids < cut, "A", "B"), index=pd.Index(ids, name="speaker_id")),
+                         {"A": "lower ids", "B": "upper ids"}, definition={"cut": cut})
+
+
+def _by_cut(found, sp, side):
+    ids = sp["speaker_id"].astype(str)
+    return pd.Series(np.where(ids < found.definition["cut"], "A", "B"), index=ids)
+
+
+def test_a_discoverer_that_cannot_assign_has_no_honest_estimate():
+    w = simulate.geographic_world(seed=0, planted=False)
+    h = heldout_gap(_Halves(), w.speakers, w.side)
+    assert h["estimate"] is False and h["gap_pct"] is None and "cannot apply" in h["reason"]
+    # ... unless the caller says how to place held-out speakers: halves by id carry no
+    # disparity, so the held-out gap of the worse half is near 0 and its interval covers 0
+    h = heldout_gap(_Halves(), w.speakers, w.side, repeats=4, n_boot=300, assigner=_by_cut)
+    assert h["estimate"] is True and h["splits"] == 8
+    assert h["ci_pct"][0] < 0 < h["ci_pct"][1] and abs(h["gap_pct"]) < 15
+    # placing every held-out speaker in a cohort the training fit does not have labels nobody
+    h = heldout_gap(_Halves(), w.speakers, w.side, repeats=2, n_boot=0,
+                    assigner=lambda found, sp, side: pd.Series("C", index=sp["speaker_id"].astype(str)))
+    assert h["estimate"] is False and "both the bottom and the top" in h["reason"]
+
+
+def test_deterministic_and_validated():
+    w = simulate.geographic_world(seed=4)
+    a = heldout_gap(GeographicDiscoverer(), w.speakers, w.side, repeats=2, n_boot=100, seed=3)
+    b = heldout_gap(GeographicDiscoverer(), w.speakers.sample(frac=1.0, random_state=2), w.side, repeats=2,
+                    n_boot=100, seed=3)
+    assert a["gap_pct"] == pytest.approx(b["gap_pct"]) and a["per_repeat_gap_pct"] == pytest.approx(
+        b["per_repeat_gap_pct"])
+    with pytest.raises(UserInputError):
+        heldout_gap(GeographicDiscoverer(), w.speakers, w.side, folds=1)

@@ -14,6 +14,7 @@ from fairaudit.errors import UserInputError
 from fairaudit.io.readers import InputSpec
 from fairaudit.io.writers import write_table
 from fairaudit.speakers import UTTERANCE_COLUMNS
+from fairaudit.stats.report import stage
 from fairaudit.units import TOKEN_NAMES, rate_name
 
 from fairaudit.outputs import shown
@@ -100,6 +101,7 @@ def audit(
     allow_empty: Annotated[bool, typer.Option("--allow-empty", help="With --fail-on-gap: pass when no discoverer could be checked.")] = False,
     workers: c.Workers = None, quiet: c.Quiet = False,
     engine: Engine = "auto", scheduler: Scheduler = None, chunk_rows: ChunkRows = None,
+    profile: Annotated[bool, typer.Option("--profile", help="Print the wall time of every stage (read, score, each discoverer's discovery, bootstrap, permutations, held-out gap, views) after the run; report.json has them as timings either way.")] = False,
 ):
     """Score, discover cohorts, and write report.json, cohorts.csv, assignments.csv, speaker_scores.csv and report.html."""
     from fairaudit.audit import audit as run_audit
@@ -116,11 +118,20 @@ def audit(
     if not no_html:
         from fairaudit.reports.html import write_html
 
-        write_html(result, os.path.join(out, "report.html"))
+        with stage(result.timings, "views:html"):
+            write_html(result, os.path.join(out, "report.html"))
         written.append("report.html")
     if not quiet:
-        print_report(result, c.out_console)
+        with stage(result.timings, "views:console"):
+            print_report(result, c.out_console)
+    # report.json again, now with the time the views took (the JSON alone: milliseconds)
+    result.save_report(out)
+    if not quiet:
         c.out_console.print(f"wrote {shown(out)}/: {', '.join(written)}")
+    if profile:
+        from fairaudit.profile import format_rows, stage_rows
+
+        c.out_console.print(format_rows(stage_rows(result.timings)), markup=False, highlight=False)
     if fail_on_gap is not None:
         from fairaudit.reports.gate import GateConfig
 

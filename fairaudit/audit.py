@@ -26,6 +26,7 @@ from .normalize import DESCRIPTIONS
 from .result import SCHEMA_VERSION, AuditResult, frame_records
 from .speakers import ScoredSet, score
 from .stats import add_statistics, overall_ci
+from .stats.report import stage
 from .units import RATE_NAMES, check_unit
 
 #: the discoverer behind ``by=`` / ``--by`` (attribute cohorts, one instance per entry)
@@ -299,7 +300,8 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
         scored_sets[name] = score(raw.for_system(name) if len(names) > 1 else raw, normalization, speaker_table,
                                   required, workers=workers, progress=progress, unit=unit, alignment=alignment)
         timings[f"score:{name}" if len(names) > 1 else "score"] = time.perf_counter() - t
-    prepare_speakers(scored_sets)
+    with stage(timings, "prepare_speakers"):
+        prepare_speakers(scored_sets)
 
     t = time.perf_counter()
     values = {} if isinstance(side_inputs, SideInputs) else side_values(census, embeddings, embedding_ids,
@@ -308,10 +310,11 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
         values, scored_sets[names[0]].utterances)
     timings["read_side_inputs"] = time.perf_counter() - t
     path_flags = [f.name for f in side_flags() if f.path]
-    files = input_files(spec, [("speakers", speakers), *((n, values.get(n)) for n in path_flags)])
-    result = audit_scored(scored_sets, discs, side, files=files,
-                          fingerprint=audit_fingerprint(spec, files, discs, normalization=normalization,
-                                                        min_speakers=min_speakers, unit=unit, alignment=alignment),
+    with stage(timings, "hash_inputs"):
+        files = input_files(spec, [("speakers", speakers), *((n, values.get(n)) for n in path_flags)])
+        prints = audit_fingerprint(spec, files, discs, normalization=normalization, min_speakers=min_speakers,
+                                   unit=unit, alignment=alignment)
+    result = audit_scored(scored_sets, discs, side, files=files, fingerprint=prints,
                           normalization=normalization, seed=seed, min_speakers=min_speakers, params=params,
                           options={"bootstrap": n_boot, **(options or {})}, worst_n=worst_n,
                           redact_text=redact_text, n_boot=n_boot_used, n_perm=n_perm, ci_level=ci_level,
@@ -343,7 +346,8 @@ def audit_scored(scored_sets: dict[str, ScoredSet], discs: list[Discoverer], sid
                                       redact_text=redact_text, timings=timings, n_boot=n_boot, n_perm=n_perm,
                                       ci_level=ci_level, honest=honest, workers=workers,
                                       heldout_splits=heldout_splits, heldout_folds=heldout_folds)
-        overall = {**sset.overall, "wer_ci": overall_ci(sset.speakers, n_boot, seed, ci_level)}
+        with stage(timings, "bootstrap:overall"):
+            overall = {**sset.overall, "wer_ci": overall_ci(sset.speakers, n_boot, seed, ci_level)}
         per_system[name] = {"overall": overall, "accounting": sset.accounting.to_dict(), "discoverers": entries}
         for part in parts:
             if len(names) > 1:
@@ -407,34 +411,31 @@ def discover_all(discs: list[Discoverer], scored: ScoredSet, side: SideInputs, *
                   and not redact_text and scored.mode == "text")
     pending_worst: list[tuple[dict, pd.Index]] = []
     for disc in discs:
-        t = time.perf_counter()
-        entry, assignment = run_discoverer(disc, scored.speakers, side)
-        if timings is not None:
-            timings[f"discover:{disc.key}"] = timings.get(f"discover:{disc.key}", 0.0) + time.perf_counter() - t
+        with stage(timings, f"discover:{disc.key}"):
+            entry, assignment = run_discoverer(disc, scored.speakers, side)
         entries[disc.key] = entry
         if assignment is None:
             continue
-        t = time.perf_counter()
         own = entry.get("statistic") or {}
         add_statistics(entry, disc, scored.speakers, scored.utterances, side, assignment, n_boot=n_boot,
                        n_perm=n_perm, seed=seed, level=ci_level, honest=honest, workers=workers,
                        statistic=own.get("value"), statistic_name=own.get("name"),
-                       heldout_splits=heldout_splits, heldout_folds=heldout_folds)
-        if timings is not None:
-            timings[f"stats:{disc.key}"] = timings.get(f"stats:{disc.key}", 0.0) + time.perf_counter() - t
-        if entry.get("bottom") is not None:
-            members = assignment.index[assignment.to_numpy() == entry["bottom"]]
-            if fetch_text:
-                entry["worst_utterances"] = []  # filled below: the same place in the report
-                pending_worst.append((entry, members))
-            else:
-                entry["worst_utterances"] = worst_utterances(scored.utterances, members, worst_n, normalization,
-                                                             redact_text or scored.mode != "text", scored.unit,
-                                                             scored.alignment)
-        parts.append(pd.DataFrame({"speaker_id": assignment.index.to_numpy(), "discoverer": disc.key,
-                                   "cohort_id": assignment.to_numpy()}))
+                       heldout_splits=heldout_splits, heldout_folds=heldout_folds, timings=timings)
+        with stage(timings, "worst_utterances"):
+            if entry.get("bottom") is not None:
+                members = assignment.index[assignment.to_numpy() == entry["bottom"]]
+                if fetch_text:
+                    entry["worst_utterances"] = []  # filled below: the same place in the report
+                    pending_worst.append((entry, members))
+                else:
+                    entry["worst_utterances"] = worst_utterances(scored.utterances, members, worst_n, normalization,
+                                                                 redact_text or scored.mode != "text", scored.unit,
+                                                                 scored.alignment)
+            parts.append(pd.DataFrame({"speaker_id": assignment.index.to_numpy(), "discoverer": disc.key,
+                                       "cohort_id": assignment.to_numpy()}))
     if pending_worst:
-        _worst_with_text(pending_worst, scored, worst_n, normalization)
+        with stage(timings, "worst_utterances"):
+            _worst_with_text(pending_worst, scored, worst_n, normalization)
     return entries, parts
 
 

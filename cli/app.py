@@ -14,6 +14,7 @@ from fairaudit.errors import UserInputError
 from fairaudit.io.readers import InputSpec
 from fairaudit.io.writers import write_table
 from fairaudit.speakers import UTTERANCE_COLUMNS
+from fairaudit.stats.permutation import SEQUENTIAL_STOP_AFTER
 from fairaudit.stats.report import stage
 from fairaudit.units import TOKEN_NAMES, rate_name
 
@@ -91,6 +92,7 @@ def audit(
     speakers: c.Speakers = None, normalize: c.Normalize = "default", unit: c.Unit = "word", align: c.Align = "jiwer",
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples of speakers for confidence intervals (0: none).")] = 1000,
     permutations: Annotated[int, typer.Option("--permutations", help="Permutations for each discoverer's selection-corrected p-value (0: none).")] = 200,
+    permutations_stop_after: Annotated[int, typer.Option("--permutations-stop-after", help="Sequential p-value (Besag-Clifford): stop a discoverer's permutations at the H-th null gap >= the observed one (p = H / permutations run); 0: always run --permutations.")] = SEQUENTIAL_STOP_AFTER,
     ci_level: Annotated[float, typer.Option("--ci-level", help="Confidence level of the intervals.")] = 0.95,
     honest_gap: Annotated[bool, typer.Option("--honest-gap/--no-honest-gap", help="Also measure each gap on held-out speakers (discover on some speakers, measure on the others).")] = True,
     heldout_splits: Annotated[int, typer.Option("--heldout-splits", min=1, help="Random repetitions of the speaker split for the held-out gap.")] = 5,
@@ -112,7 +114,7 @@ def audit(
                            workers=workers, progress=progress, redact_text=redact_text, n_boot=bootstrap,
                            n_perm=permutations, ci_level=ci_level, honest=honest_gap, engine=engine,
                            heldout_splits=heldout_splits, heldout_folds=heldout_folds,
-                           chunk_rows=chunk_rows, scheduler=scheduler, unit=unit, alignment=align)
+                           perm_stop_after=permutations_stop_after, chunk_rows=chunk_rows, scheduler=scheduler, unit=unit, alignment=align)
     result.save(out)
     written = ["report.json", "cohorts.csv", "assignments.csv", "speaker_scores.csv"]
     if not no_html:

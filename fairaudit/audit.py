@@ -26,6 +26,7 @@ from .normalize import DESCRIPTIONS
 from .result import SCHEMA_VERSION, AuditResult, frame_records
 from .speakers import ScoredSet, score
 from .stats import add_statistics, overall_ci
+from .stats.permutation import SEQUENTIAL_STOP_AFTER
 from .stats.report import stage
 from .units import RATE_NAMES, check_unit
 
@@ -235,7 +236,7 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
           worst_n: int = 5, redact_text: bool = False, n_boot: int = 1000, n_perm: int = 200,
           ci_level: float = 0.95, honest: bool = True, engine: str = "auto", chunk_rows: int | None = None,
           scheduler: str | None = None, unit: str = "word", alignment: str = "jiwer", heldout_splits: int = 5,
-          heldout_folds: int = 2) -> AuditResult:
+          heldout_folds: int = 2, perm_stop_after: int | None = SEQUENTIAL_STOP_AFTER) -> AuditResult:
     """Score a decoded test set and run every discoverer whose inputs are present.
 
     ``utterances``: a file path, an :class:`InputSpec` (column mapping, Kaldi/trn...) or a
@@ -254,6 +255,9 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
     or ids and counts only with ``redact_text``).
     ``n_boot``: bootstrap resamples of speakers for confidence intervals (count, 0 = none);
     ``n_perm``: permutations for each discoverer's selection-corrected p-value (0 = none);
+    ``perm_stop_after``: h of the sequential (Besag-Clifford) p-value: a discoverer's
+    permutations stop at the h-th null value >= its observed one (p = h / permutations
+    run; None or 0 = always run ``n_perm``);
     ``ci_level``: confidence level (ratio, 0.95); ``honest``: also measure each discovered
     gap on held-out speakers (:func:`fairaudit.heldout.heldout_gap`: ``heldout_folds``
     folds of speakers, ``heldout_splits`` random repetitions).
@@ -272,6 +276,8 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
     # Numbers out of range are refused before any input is read; too few resamples warn.
     seed = limits.check_seed(seed)
     warnings = limits.permutation_warnings(limits.check_count(n_perm, "--permutations", limits.MAX_PERMUTATIONS))
+    perm_stop_after = limits.check_count(perm_stop_after or 0, "--permutations-stop-after",
+                                         limits.MAX_PERMUTATIONS) or None
     n_boot_used = limits.usable_bootstrap(limits.check_count(n_boot, "--bootstrap", limits.MAX_BOOTSTRAP), warnings)
     discs = build_discoverers(discoverers, by, min_speakers=min_speakers, seed=seed, params=params,
                               instances=instances)
@@ -319,7 +325,8 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
                           options={"bootstrap": n_boot, **(options or {})}, worst_n=worst_n,
                           redact_text=redact_text, n_boot=n_boot_used, n_perm=n_perm, ci_level=ci_level,
                           honest=honest, workers=workers, timings=timings, warnings=warnings,
-                          heldout_splits=heldout_splits, heldout_folds=heldout_folds)
+                          heldout_splits=heldout_splits, heldout_folds=heldout_folds,
+                          perm_stop_after=perm_stop_after)
     timings["total"] = time.perf_counter() - t0
     return result
 
@@ -330,12 +337,15 @@ def audit_scored(scored_sets: dict[str, ScoredSet], discs: list[Discoverer], sid
                  params: dict | None = None, options: dict[str, Any] | None = None, worst_n: int = 5,
                  redact_text: bool = False, n_boot: int = 1000, n_perm: int = 200, ci_level: float = 0.95,
                  honest: bool = True, workers: int | None = None, timings: dict[str, float] | None = None,
-                 warnings: list[str] | None = None, heldout_splits: int = 5, heldout_folds: int = 2) -> AuditResult:
+                 warnings: list[str] | None = None, heldout_splits: int = 5, heldout_folds: int = 2,
+                 perm_stop_after: int | None = SEQUENTIAL_STOP_AFTER) -> AuditResult:
     """The audit of already scored systems (name -> :class:`ScoredSet`, the first one at the
     top level of the report): every discoverer, its statistics, the report.  The one
     pipeline behind ``audit`` and ``compare`` (which audits its baseline here).
     ``files``/``fingerprint``: the inputs as :func:`input_files` and
-    :func:`audit_fingerprint` describe them; ``warnings``: about the statistics."""
+    :func:`audit_fingerprint` describe them; ``warnings``: about the statistics;
+    ``perm_stop_after``: see :func:`audit`."""
+    perm_stop_after = perm_stop_after or None
     timings = {} if timings is None else timings
     names = list(scored_sets)
     per_system: dict[str, dict] = {}
@@ -345,7 +355,8 @@ def audit_scored(scored_sets: dict[str, ScoredSet], discs: list[Discoverer], sid
         entries, parts = discover_all(fresh, sset, side, seed=seed, normalization=normalization, worst_n=worst_n,
                                       redact_text=redact_text, timings=timings, n_boot=n_boot, n_perm=n_perm,
                                       ci_level=ci_level, honest=honest, workers=workers,
-                                      heldout_splits=heldout_splits, heldout_folds=heldout_folds)
+                                      heldout_splits=heldout_splits, heldout_folds=heldout_folds,
+                                      perm_stop_after=perm_stop_after)
         with stage(timings, "bootstrap:overall"):
             overall = {**sset.overall, "wer_ci": overall_ci(sset.speakers, n_boot, seed, ci_level)}
         per_system[name] = {"overall": overall, "accounting": sset.accounting.to_dict(), "discoverers": entries}
@@ -376,7 +387,8 @@ def audit_scored(scored_sets: dict[str, ScoredSet], discs: list[Discoverer], sid
                         "by": [",".join(map(str, getattr(d, d.instance_param))) for d in discs if d.instance_param],
                         "discoverers": [d.name for d in discs if d.instance_param is None],
                         "params": params or {}, "redact_text": redact_text,
-                        "bootstrap": n_boot, "permutations": n_perm, "ci_level": ci_level, "honest_gap": honest,
+                        "bootstrap": n_boot, "permutations": n_perm, "permutations_stop_after": perm_stop_after,
+                        "ci_level": ci_level, "honest_gap": honest,
                         "heldout_splits": heldout_splits, "heldout_folds": heldout_folds,
                         **(options or {})},
         },
@@ -400,7 +412,8 @@ def discover_all(discs: list[Discoverer], scored: ScoredSet, side: SideInputs, *
                  normalization: str = "default", worst_n: int = 5, redact_text: bool = False,
                  timings: dict[str, float] | None = None, n_boot: int = 0, n_perm: int = 0,
                  ci_level: float = 0.95, honest: bool = False, workers: int | None = None,
-                 heldout_splits: int = 5, heldout_folds: int = 2) -> tuple[dict[str, dict], list[pd.DataFrame]]:
+                 heldout_splits: int = 5, heldout_folds: int = 2, perm_stop_after: int | None = None
+                 ) -> tuple[dict[str, dict], list[pd.DataFrame]]:
     """Run each discoverer on one scored system (with its statistics); returns report
     entries and assignment frames."""
     entries: dict[str, dict] = {}
@@ -420,7 +433,8 @@ def discover_all(discs: list[Discoverer], scored: ScoredSet, side: SideInputs, *
         add_statistics(entry, disc, scored.speakers, scored.utterances, side, assignment, n_boot=n_boot,
                        n_perm=n_perm, seed=seed, level=ci_level, honest=honest, workers=workers,
                        statistic=own.get("value"), statistic_name=own.get("name"),
-                       heldout_splits=heldout_splits, heldout_folds=heldout_folds, timings=timings)
+                       heldout_splits=heldout_splits, heldout_folds=heldout_folds, timings=timings,
+                       perm_stop_after=perm_stop_after)
         with stage(timings, "worst_utterances"):
             if entry.get("bottom") is not None:
                 members = assignment.index[assignment.to_numpy() == entry["bottom"]]

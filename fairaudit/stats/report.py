@@ -38,7 +38,7 @@ def add_statistics(entry: dict, discoverer, speakers: pd.DataFrame, utterances: 
                    level: float = 0.95, honest: bool = True, *, alpha: float = 0.05,
                    workers: int | None = None, statistic: float | None = None,
                    statistic_name: str | None = None, heldout_splits: int = 5, heldout_folds: int = 2,
-                   timings: dict[str, float] | None = None) -> None:
+                   timings: dict[str, float] | None = None, perm_stop_after: int | None = None) -> None:
     """Add confidence intervals, the permutation null and the held-out gap to one report entry.
 
     ``entry``: the dict built by :func:`fairaudit.audit.run_discoverer` (mutated in place);
@@ -60,6 +60,7 @@ def add_statistics(entry: dict, discoverer, speakers: pd.DataFrame, utterances: 
     statistic draws from its own random stream (:mod:`fairaudit.stats.rng`), named by the
     discoverer's key.  ``timings``: seconds of each statistic are added to it under
     ``bootstrap:<key>``, ``permutation:<key>`` and ``heldout:<key>`` (the report's timings).
+    ``perm_stop_after``: the sequential p-value's h (:func:`permutation_null`; None = all).
     """
     if entry.get("skipped"):
         return
@@ -86,7 +87,8 @@ def add_statistics(entry: dict, discoverer, speakers: pd.DataFrame, utterances: 
             perm = permutation_null(discoverer, speakers, side, entry.get("wer_gap_pct"), n_perm=n_perm, seed=seed,
                                     workers=workers, observed_gap_abs=entry.get("wer_gap_abs"),
                                     audited=assignment.index, assignment=assignment,
-                                    observed_statistic=statistic, statistic_name=statistic_name)
+                                    observed_statistic=statistic, statistic_name=statistic_name,
+                                    stop_after=perm_stop_after)
         perm = {k: v for k, v in perm.items() if not k.startswith("null_gaps") and k != "null_statistics"}
         entry["permutation"] = perm
         entry["p_value"] = perm["p_value"]

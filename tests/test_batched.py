@@ -1,0 +1,95 @@
+"""Batched permutation nulls equal the re-fits they replace, and the sequential p-value.
+
+Every fast path of :func:`fairaudit.stats.permutation_null` (fixed cohorts re-measured in
+blocks, the discoverers' ``permuted_statistics`` hooks) must give, permutation by
+permutation, the statistics a re-fit on the permuted table gives (``batched=False``), on
+planted and null worlds; the Besag-Clifford stop must keep a prefix of the full run.
+"""
+import numpy as np
+import pandas as pd
+import pytest
+
+from fairaudit import simulate
+from fairaudit.discover.attribute import AttributeDiscoverer
+from fairaudit.discover.automatic import AutomaticDiscoverer
+from fairaudit.discover.geodemographic import GeodemographicDiscoverer
+from fairaudit.discover.metadata import MetadataDiscoverer
+from fairaudit.stats import permutation_null
+from fairaudit.cohorts import headline_gap
+
+
+def _null(disc, w, *, batched=True, n_perm=25, seed=3, stop_after=None, statistic=True, speakers=None):
+    sp = w.speakers if speakers is None else speakers
+    found = disc.fit(sp, w.side)
+    pct, gap_abs = headline_gap(*(sp.set_index("speaker_id").loc[found.assignment.index, c].to_numpy(dtype=float)
+                                  for c in ("errors", "ref_words")), found.assignment.to_numpy(), disc.min_speakers)
+    own = found.statistic if statistic else None
+    return permutation_null(disc, sp, w.side, pct, n_perm=n_perm, seed=seed, workers=1,
+                            observed_gap_abs=gap_abs if gap_abs is not None else 0.0,
+                            assignment=found.assignment, observed_statistic=own,
+                            statistic_name=found.statistic_name, stop_after=stop_after, batched=batched)
+
+
+def _same(a, b):
+    for k in ("null_gaps_pct", "null_gaps_abs", "null_statistics"):
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert a["p_value"] == b["p_value"]
+    assert a["permutations_used"] == b["permutations_used"]
+
+
+WORLDS = [
+    ("automatic", lambda: AutomaticDiscoverer(k=6, min_speakers=15)),
+    ("attribute", lambda: AttributeDiscoverer(columns=["accent"], min_speakers=15)),
+    ("attribute", lambda: AttributeDiscoverer(columns=["accent", "gender"], min_speakers=15)),
+]
+
+
+@pytest.mark.parametrize("planted", [True, False])
+@pytest.mark.parametrize("kind,make", WORLDS)
+def test_fixed_cohorts_block_pass_equals_refit(kind, make, planted):
+    w = simulate.world(kind, n_speakers=300, planted=planted, seed=11)
+    disc = make()
+    fast, slow = _null(disc, w), _null(disc, w, batched=False)
+    assert "re-measured" in fast["method"] and "re-run" in slow["method"]
+    _same(fast, slow)
+    assert np.isfinite(fast["null_gaps_pct"]).all() and (fast["null_gaps_pct"] > 0).all()
+
+
+def test_fixed_cohorts_with_an_ineligible_and_an_errorless_cohort():
+    """A cohort below min_speakers never ranks; a top cohort without errors: gap +inf."""
+    w = simulate.attribute_world(n_speakers=300, seed=2)
+    sp = w.speakers.copy()
+    accent = np.where(sp["accent"] == "east-asian", "us-general", sp["accent"]).astype(object)
+    accent[:5] = "tiny"          # 5 speakers: below min_speakers, never bottom or top
+    accent[5:17] = "twelve"      # 12 speakers: eligible, and often without a single error
+    sp["accent"] = accent
+    sp.loc[sp.index.difference(sp.index[::5]), "errors"] = 0     # only every fifth speaker keeps errors
+    sp["wer"] = sp["errors"] / sp["ref_words"]
+    disc = AttributeDiscoverer(columns=["accent"], min_speakers=10)
+    fast, slow = _null(disc, w, speakers=sp, n_perm=60), _null(disc, w, speakers=sp, n_perm=60, batched=False)
+    _same(fast, slow)
+    assert np.isinf(fast["null_gaps_pct"]).any() and np.isfinite(fast["null_gaps_pct"]).any()
+
+
+def test_sequential_stop_keeps_a_prefix_and_gives_h_over_l():
+    w = simulate.attribute_world(n_speakers=300, planted=False, seed=5)
+    disc = AttributeDiscoverer(columns=["gender"], min_speakers=15)
+    full = _null(disc, w, n_perm=200, seed=1)
+    seq = _null(disc, w, n_perm=200, seed=1, stop_after=10)
+    used = seq["permutations_used"]
+    assert seq["stopped_early"] and seq["n"] == 200 and used < 200
+    np.testing.assert_array_equal(seq["null_gaps_pct"], full["null_gaps_pct"][:used])
+    hits = full["null_gaps_pct"][:used] >= seq["observed"] - 1e-9 * max(1.0, abs(seq["observed"]))
+    assert hits.sum() == 10 and hits[-1]          # stopped at the 10th exceedance
+    assert seq["p_value"] == pytest.approx(10 / used)
+    # a re-fitted null stops at the same place
+    _same(seq, _null(disc, w, n_perm=200, seed=1, stop_after=10, batched=False))
+
+
+def test_sequential_stop_changes_nothing_for_a_small_p_value():
+    w = simulate.attribute_world(n_speakers=400, planted=True, effect=2.0, seed=6)
+    disc = AttributeDiscoverer(columns=["accent"], min_speakers=15)
+    full = _null(disc, w, n_perm=99, seed=2)
+    seq = _null(disc, w, n_perm=99, seed=2, stop_after=10)
+    assert full["p_value"] < 0.05 and not seq["stopped_early"]
+    _same(seq, full)

@@ -93,3 +93,24 @@ def test_sequential_stop_changes_nothing_for_a_small_p_value():
     seq = _null(disc, w, n_perm=99, seed=2, stop_after=10)
     assert full["p_value"] < 0.05 and not seq["stopped_early"]
     _same(seq, full)
+
+
+@pytest.mark.parametrize("planted", [True, False])
+@pytest.mark.parametrize("params", [{}, {"max_depth": 3, "min_gain_pct": 0.0}, {"max_depth": 1}])
+def test_geodemographic_hook_equals_refit(planted, params):
+    w = simulate.geodemographic_world(n_speakers=400, planted=planted, seed=21)
+    disc = GeodemographicDiscoverer(min_speakers=12, **params)
+    fast, slow = _null(disc, w, n_perm=30), _null(disc, w, n_perm=30, batched=False)
+    assert "batched" in fast["method"] and "re-run" in slow["method"]
+    _same(fast, slow)
+
+
+def test_geodemographic_hook_with_ties_and_errorless_sides():
+    """Literal and negation tie exactly; many zips without errors give undefined gaps."""
+    w = simulate.geodemographic_world(n_speakers=300, planted=False, seed=8)
+    sp = w.speakers.copy()
+    sp.loc[sp.index[sp.index % 4 != 0], "errors"] = 0
+    sp["wer"] = sp["errors"] / sp["ref_words"]
+    disc = GeodemographicDiscoverer(min_speakers=10, min_gain_pct=0.0)
+    fast, slow = _null(disc, w, speakers=sp, n_perm=40), _null(disc, w, speakers=sp, n_perm=40, batched=False)
+    _same(fast, slow)

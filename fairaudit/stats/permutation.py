@@ -158,7 +158,7 @@ def permutation_null(discoverer, speakers: pd.DataFrame, side, observed_gap_pct:
         observed = float(observed_gap_pct if observed_gap_pct is not None else observed_gap_abs)
     if audited is None:
         audited = (assignment if assignment is not None else discoverer.fit(speakers, side).assignment).index
-    positions = np.flatnonzero(speakers["speaker_id"].isin(pd.Index(audited)).to_numpy())
+    positions = _rows_of(speakers, audited)
     stream_key = discoverer.key if key is None else key
     seeds = _rng.stream(seed, "permutation", stream_key).spawn(n_perm)
     counter = _Exceedances(own, statistic, observed, stop_after)
@@ -277,9 +277,18 @@ class _Exceedances:
         return out
 
 
+def _rows_of(speakers: pd.DataFrame, ids: Any) -> np.ndarray:
+    """Rows of ``speakers`` whose speaker_id is in ``ids``, in table order."""
+    table = pd.Index(speakers["speaker_id"])
+    if table.is_unique:      # a hash lookup of the ids (isin on strings is much slower)
+        rows = table.get_indexer(pd.Index(ids))
+        return np.unique(rows[rows >= 0])
+    return np.flatnonzero(speakers["speaker_id"].isin(pd.Index(ids)).to_numpy())
+
+
 def _takes(n: int, positions: np.ndarray, seeds: list) -> np.ndarray:
     """(B, n) row indices of permutations (the same draws as :meth:`_Permuter.run`)."""
-    out = np.tile(np.arange(n), (len(seeds), 1))
+    out = np.broadcast_to(np.arange(n), (len(seeds), n)).copy()
     for b, s in enumerate(seeds):
         out[b, positions] = positions[np.random.default_rng(s).permutation(len(positions))]
     return out

@@ -114,3 +114,20 @@ def test_geodemographic_hook_with_ties_and_errorless_sides():
     disc = GeodemographicDiscoverer(min_speakers=10, min_gain_pct=0.0)
     fast, slow = _null(disc, w, speakers=sp, n_perm=40), _null(disc, w, speakers=sp, n_perm=40, batched=False)
     _same(fast, slow)
+
+
+@pytest.mark.parametrize("planted", [True, False])
+@pytest.mark.parametrize("params", [{}, {"criterion": "lr", "max_leaves": 8, "min_score": 0.0},
+                                    {"criterion": "difference", "max_depth": 1}])
+def test_metadata_hook_equals_refit(planted, params):
+    w = simulate.attribute_world(n_speakers=400, planted=planted, seed=31, planted_on="age_band=65+,gender=male")
+    sp = w.speakers.copy()
+    sp["age"] = np.round(np.random.default_rng(0).uniform(18, 80, len(sp)))   # a numeric column too
+    sp.loc[sp.index[::17], "accent"] = "NA"                                      # unknown values routed
+    disc = MetadataDiscoverer(min_speakers=15, **params)
+    fast, slow = _null(disc, w, speakers=sp, n_perm=30), _null(disc, w, speakers=sp, n_perm=30, batched=False)
+    assert "batched" in fast["method"] and "re-run" in slow["method"]
+    _same(fast, slow)
+    # the gap's null as well (reported beside the statistic's)
+    gaps = _null(disc, w, speakers=sp, n_perm=30, statistic=False)
+    np.testing.assert_array_equal(gaps["null_gaps_pct"], slow["null_gaps_pct"])

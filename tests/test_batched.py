@@ -131,3 +131,29 @@ def test_metadata_hook_equals_refit(planted, params):
     # the gap's null as well (reported beside the statistic's)
     gaps = _null(disc, w, speakers=sp, n_perm=30, statistic=False)
     np.testing.assert_array_equal(gaps["null_gaps_pct"], slow["null_gaps_pct"])
+
+
+@pytest.mark.parametrize("n", [1, 37, 500, 501, 3000])
+def test_bootstrap_counts_equal_gathered_sums(n):
+    """c @ [e, w] over multinomial counts gives the sums of the drawn speakers, exactly."""
+    from fairaudit.stats.bootstrap import resample_ratio
+    from fairaudit.stats._common import BLOCK_CELLS
+
+    rng = np.random.default_rng(n)
+    e = rng.integers(0, 40, n).astype(float)
+    w = rng.integers(1, 300, n).astype(float)
+    got = resample_ratio(e, w, 300, np.random.default_rng(9))
+    gen, want, step = np.random.default_rng(9), [], max(1, BLOCK_CELLS // n)
+    for b0 in range(0, 300, step):
+        idx = gen.integers(0, n, size=(min(step, 300 - b0), n), dtype=np.int32)
+        want.append(e[idx].sum(axis=1) / w[idx].sum(axis=1))
+    np.testing.assert_array_equal(got, np.concatenate(want))
+
+
+def test_multinomial_counts_count_the_draws():
+    from fairaudit.intervals import multinomial_counts
+
+    got = multinomial_counts(np.random.default_rng(4), 250, 7)
+    draws = np.random.default_rng(4).integers(0, 250, size=(7, 250))
+    np.testing.assert_array_equal(got, np.stack([np.bincount(d, minlength=250) for d in draws]))
+    assert got.dtype == float and (got.sum(axis=1) == 250).all()

@@ -6,9 +6,11 @@ counted ones.
 """
 from __future__ import annotations
 
+import numpy as np
 from rapidfuzz.distance import Levenshtein
 
 from .align_sclite import sclite_ops
+from .lookup import isin
 from .units import tokenize
 
 
@@ -40,7 +42,12 @@ def worst_utterances(utterances, speaker_ids, n: int = 5, normalization: str = "
 
     With ``redact_text`` only ids and counts are kept: no transcript leaves the machine.
     """
-    sub = utterances.loc[utterances["speaker_id"].isin(set(speaker_ids))]
+    mask = isin(utterances["speaker_id"], speaker_ids)
+    errors = utterances["errors"].to_numpy()
+    if mask.sum() > n > 0 and not np.isnan(errors[mask].astype(float)).any():
+        # only rows with at least the n-th largest error count can be among the n worst
+        mask &= errors >= np.partition(errors[mask], -n)[-n]
+    sub = utterances.iloc[np.flatnonzero(mask)]
     if sub.empty:
         return []
     sub = sub.sort_values(["errors", "wer", "utt_id"], ascending=[False, False, True], kind="stable").head(n)

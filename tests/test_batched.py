@@ -157,3 +157,29 @@ def test_multinomial_counts_count_the_draws():
     draws = np.random.default_rng(4).integers(0, 250, size=(7, 250))
     np.testing.assert_array_equal(got, np.stack([np.bincount(d, minlength=250) for d in draws]))
     assert got.dtype == float and (got.sum(axis=1) == 250).all()
+
+
+def test_hash_isin_equals_pandas_isin():
+    from fairaudit.lookup import isin
+
+    rng = np.random.default_rng(3)
+    values = pd.Series(rng.choice(["a", "b", "c", "dd", None], 500), dtype="str")
+    for test in (["a", "dd", "a"], {"b"}, pd.Index(["c", None]), [], np.array(["zz"], dtype=object)):
+        np.testing.assert_array_equal(isin(values, test), values.isin(list(test)).to_numpy())
+
+
+def test_worst_utterances_pruned_like_a_full_sort():
+    from fairaudit.alignment import worst_utterances
+
+    rng = np.random.default_rng(1)
+    n = 3000
+    utts = pd.DataFrame({"utt_id": [f"u{i:05d}" for i in rng.permutation(n)],
+                         "speaker_id": rng.choice([f"s{i}" for i in range(40)], n),
+                         "ref_words": rng.integers(1, 20, n), "errors": rng.integers(0, 4, n)})   # many ties
+    utts["wer"] = utts["errors"] / utts["ref_words"]
+    ids = [f"s{i}" for i in range(0, 40, 3)]
+    for k in (1, 5, 50):
+        want = (utts.loc[utts["speaker_id"].isin(ids)]
+                .sort_values(["errors", "wer", "utt_id"], ascending=[False, False, True], kind="stable").head(k))
+        got = worst_utterances(utts, ids, k, redact_text=True)
+        assert [r["utt_id"] for r in got] == list(want["utt_id"])

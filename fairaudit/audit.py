@@ -423,6 +423,7 @@ def discover_all(discs: list[Discoverer], scored: ScoredSet, side: SideInputs, *
     fetch_text = (scored.text_source is not None and "reference" not in scored.utterances.columns
                   and not redact_text and scored.mode == "text")
     pending_worst: list[tuple[dict, pd.Index]] = []
+    speaker_rows = _UtteranceRows(scored.speakers, scored.utterances)
     for disc in discs:
         with stage(timings, f"discover:{disc.key}"):
             entry, assignment = run_discoverer(disc, scored.speakers, side)
@@ -442,15 +443,33 @@ def discover_all(discs: list[Discoverer], scored: ScoredSet, side: SideInputs, *
                     entry["worst_utterances"] = []  # filled below: the same place in the report
                     pending_worst.append((entry, members))
                 else:
-                    entry["worst_utterances"] = worst_utterances(scored.utterances, members, worst_n, normalization,
-                                                                 redact_text or scored.mode != "text", scored.unit,
-                                                                 scored.alignment)
+                    entry["worst_utterances"] = worst_utterances(
+                        scored.utterances, members, worst_n, normalization, redact_text or scored.mode != "text",
+                        scored.unit, scored.alignment, mask=speaker_rows.mask(members))
             parts.append(pd.DataFrame({"speaker_id": assignment.index.to_numpy(), "discoverer": disc.key,
                                        "cohort_id": assignment.to_numpy()}))
     if pending_worst:
         with stage(timings, "worst_utterances"):
             _worst_with_text(pending_worst, scored, worst_n, normalization)
     return entries, parts
+
+
+class _UtteranceRows:
+    """Which utterances are whose: each utterance's row in the speaker table, looked up
+    once (lazily) for every discoverer's worst utterances."""
+
+    def __init__(self, speakers: pd.DataFrame, utterances: pd.DataFrame):
+        self.speakers, self.utterances, self.rows = speakers, utterances, None
+
+    def mask(self, speaker_ids: pd.Index) -> np.ndarray:
+        """Rows of the utterance table spoken by ``speaker_ids`` (boolean)."""
+        index = pd.Index(self.speakers["speaker_id"])
+        if self.rows is None:
+            self.rows = index.get_indexer(pd.Index(self.utterances["speaker_id"]))
+        member = np.zeros(len(index) + 1, dtype=bool)    # the last slot: not in the table
+        found = index.get_indexer(pd.Index(speaker_ids))
+        member[found[found >= 0]] = True
+        return member[self.rows]
 
 
 def _worst_with_text(pending: list[tuple[dict, pd.Index]], scored: ScoredSet, worst_n: int,

@@ -25,7 +25,7 @@ from .io.speakers import read_speakers
 from .normalize import DESCRIPTIONS
 from .result import SCHEMA_VERSION, AuditResult, frame_records
 from .speakers import ScoredSet, score
-from .stats import add_statistics, overall_ci
+from .stats import overall_ci, parallel
 from .stats.permutation import SEQUENTIAL_STOP_AFTER
 from .stats.report import stage
 from .units import RATE_NAMES, check_unit
@@ -424,18 +424,29 @@ def discover_all(discs: list[Discoverer], scored: ScoredSet, side: SideInputs, *
                   and not redact_text and scored.mode == "text")
     pending_worst: list[tuple[dict, pd.Index]] = []
     speaker_rows = _UtteranceRows(scored.speakers, scored.utterances)
+    fitted = []
     for disc in discs:
         with stage(timings, f"discover:{disc.key}"):
             entry, assignment = run_discoverer(disc, scored.speakers, side)
         entries[disc.key] = entry
-        if assignment is None:
-            continue
-        own = entry.get("statistic") or {}
-        add_statistics(entry, disc, scored.speakers, scored.utterances, side, assignment, n_boot=n_boot,
-                       n_perm=n_perm, seed=seed, level=ci_level, honest=honest, workers=workers,
-                       statistic=own.get("value"), statistic_name=own.get("name"),
-                       heldout_splits=heldout_splits, heldout_folds=heldout_folds, timings=timings,
-                       perm_stop_after=perm_stop_after)
+        if assignment is not None:
+            fitted.append((entry, disc, assignment))
+    # The statistics of each discoverer, side by side in worker processes on large tables.
+    options = {"n_boot": n_boot, "n_perm": n_perm, "seed": seed, "level": ci_level, "honest": honest,
+               "workers": workers, "heldout_splits": heldout_splits, "heldout_folds": heldout_folds,
+               "perm_stop_after": perm_stop_after}
+    n_proc = parallel.processes(len(fitted), len(scored.speakers), workers)
+    if n_proc > 1:
+        # wall time of the side-by-side stages (each discoverer's own stages are timed in its worker)
+        with stage(timings, "statistics"):
+            done = parallel.run_statistics(fitted, scored.speakers, scored.utterances, side, options, n_proc)
+    else:
+        done = parallel.run_statistics(fitted, scored.speakers, scored.utterances, side, options, 1)
+    for (_, disc, assignment), (entry, stat_times) in zip(fitted, done):
+        entries[disc.key] = entry
+        if timings is not None:
+            for k, v in stat_times.items():
+                timings[k] = timings.get(k, 0.0) + v
         with stage(timings, "worst_utterances"):
             if entry.get("bottom") is not None:
                 members = assignment.index[assignment.to_numpy() == entry["bottom"]]

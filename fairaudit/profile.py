@@ -6,7 +6,9 @@
 ``bootstrap:<key>``, ``permutation:<key>``, ``heldout:<key>`` (and any other
 ``<stage>:<key>`` a newer stage adds), ``bootstrap:overall``, ``worst_utterances``; the
 command line adds ``views:<name>`` (HTML, console) and ``write:tables``.  ``total`` is
-the audit up to its report (the views and writing come after it).
+the audit up to its report (the views and writing come after it).  ``statistics``, when
+present, is the wall time of the discoverers' statistics run side by side in worker
+processes (:mod:`fairaudit.stats.parallel`): their own stages then overlap in time.
 """
 from __future__ import annotations
 
@@ -53,7 +55,12 @@ def stage_rows(timings: Mapping[str, float]) -> list[tuple[str, float]]:
     for k in t:
         if k not in used and k != "total" and k not in after:
             take(k)
-    inside = sum(v for k, v in rows)
+    # With ``statistics`` (the wall time of the discoverers' statistics run side by side in
+    # worker processes) the per-discoverer statistics stages overlap: only the wall counts.
+    parallel = "statistics" in t
+    take("statistics")
+    inside = sum(v for k, v in rows if not (parallel and k.partition(":")[0] in PER_DISCOVERER[1:]
+                                            and k.partition(":")[2] != "overall"))
     if "total" in t:
         other = t["total"] - inside
         if other > 0.005:
@@ -71,4 +78,7 @@ def format_rows(rows: list[tuple[str, float]], width: int = 34) -> str:
     lines = [f"{'stage':<{width}}{'seconds':>10}{'share %':>9}"]
     for name, sec in rows:
         lines.append(f"{name:<{width}}{sec:>10.2f}{100.0 * sec / total:>9.1f}")
+    if any(name == "statistics" for name, _ in rows):
+        lines.append("statistics = wall time of the discoverers' bootstrap, permutation and held-out stages, run side "
+                     "by side in worker processes (their rows overlap in time)")
     return "\n".join(lines)

@@ -183,3 +183,22 @@ def test_worst_utterances_pruned_like_a_full_sort():
                 .sort_values(["errors", "wer", "utt_id"], ascending=[False, False, True], kind="stable").head(k))
         got = worst_utterances(utts, ids, k, redact_text=True)
         assert [r["utt_id"] for r in got] == list(want["utt_id"])
+
+
+def test_statistics_side_by_side_equal_serial(monkeypatch):
+    """Discoverers' statistics in two forked workers give the serial run's report."""
+    import fairaudit
+    from fairaudit.stats import parallel
+
+    from conftest import SAMPLE
+
+    args = dict(speakers=str(SAMPLE / "speakers.csv"), census=str(SAMPLE / "census.csv"),
+                embeddings=str(SAMPLE / "embeddings.npy"), embedding_ids=str(SAMPLE / "embedding_ids.txt"),
+                by=["gender"], n_boot=100, n_perm=30, heldout_splits=2, seed=4)
+    serial = fairaudit.audit(str(SAMPLE / "utterances.csv"), workers=1, **args)
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_SPEAKERS", 0)
+    monkeypatch.setattr(parallel, "cpu_count", lambda: 2)
+    side_by_side = fairaudit.audit(str(SAMPLE / "utterances.csv"), workers=2, **args)
+    assert "statistics" in side_by_side.timings and "statistics" not in serial.timings
+    assert side_by_side.timings["permutation:automatic"] > 0
+    assert side_by_side.to_json() == serial.to_json()

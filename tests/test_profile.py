@@ -51,3 +51,12 @@ def test_stage_rows_order_other_and_total():
     assert dict(rows)["other"] == 1.0       # 10 s total, 9 s in recorded stages
     assert dict(rows)["total"] == 12.0      # the views come after the audit's own total
     assert "100.0" in format_rows(rows).splitlines()[-1]
+
+
+def test_stage_rows_with_statistics_side_by_side():
+    t = {"read": 1.0, "discover:a": 1.0, "discover:b": 1.0, "bootstrap:a": 2.0, "permutation:a": 3.0,
+         "heldout:b": 4.0, "statistics": 5.0, "bootstrap:overall": 0.5, "total": 9.0}
+    rows = dict(stage_rows(t))
+    # the overlapping per-discoverer statistics count once, through their wall time
+    assert rows["other"] == 0.5 and rows["total"] == 9.0
+    assert "side by side" in format_rows(stage_rows(t))

@@ -202,3 +202,21 @@ def test_statistics_side_by_side_equal_serial(monkeypatch):
     assert "statistics" in side_by_side.timings and "statistics" not in serial.timings
     assert side_by_side.timings["permutation:automatic"] > 0
     assert side_by_side.to_json() == serial.to_json()
+
+
+@pytest.mark.parametrize("kind,cls", [("geodemographic", GeodemographicDiscoverer), ("metadata", MetadataDiscoverer)])
+def test_power_through_refit_batch_equals_refits(kind, cls):
+    """fairaudit power's batched re-fits (every planted gap of a world at once) change nothing."""
+    from fairaudit.power import estimate_power
+
+    class Refit(cls):
+        def refit_batch(self, *args, **kwargs):
+            return None
+
+    w = simulate.world(kind, n_speakers=300, seed=13)
+    kw = dict(cohort_shares=[0.1, 0.25], n_sim=6, n_perm=30, seed=2, workers=1, gaps=[25.0, 100.0])
+    fast = estimate_power(w.speakers, w.side, [cls(min_speakers=15)], **kw)
+    slow = estimate_power(w.speakers, w.side, [Refit(min_speakers=15)], **kw)
+    assert fast == slow
+    curve = fast["discoverers"][kind]["shares"][-1]["power_curve"]
+    assert curve[-1]["power"] > curve[0]["power"]       # the planted gap is found more often than none

@@ -50,6 +50,7 @@ import pandas as pd
 from ..errors import UserInputError
 from ..io.census import normalize_zip, prepare_census
 from .base import Discoverer, Discovery, SideInputs, register
+from .cache import cached, frame_key
 from .census_rules import (Literal, candidate_literals, choose, choose_batched, memberships, ordered, rule_texts,
                            search)
 from .params import Interval
@@ -157,12 +158,19 @@ class GeodemographicDiscoverer(Discoverer):
 
     def _structure(self, speakers: pd.DataFrame, side: SideInputs) -> "_Structure":
         """Everything of a fit that does not depend on the error counts: the census join,
-        the zips of the audited speakers, the candidate literals and which conjunctions the
-        search grows (growth depends on speaker counts only)."""
+        the zips of the audited speakers, the candidate literals (kept for the next fit on
+        the same speakers and census: :mod:`.cache`)."""
         reason = self.missing_inputs(speakers, side)
         if reason:
             raise UserInputError(f"geodemographic cohorts cannot be found: {reason}")
         census = _census_frame(side)
+        if "speaker_id" not in speakers.columns:     # ids from the index: not worth a key
+            return self._build_structure(speakers, census)
+        key = frame_key(speakers, ["speaker_id", "zip"], int(self.min_speakers))
+        return cached(self, "_structure_cache", key, lambda: self._build_structure(speakers, census),
+                      same=(side.census, census))
+
+    def _build_structure(self, speakers: pd.DataFrame, census: pd.DataFrame) -> "_Structure":
         share_scales = dict(census.attrs.get("share_columns", {}))
         columns = _numeric_columns(census)
         values_all = census[columns].to_numpy(dtype=float, na_value=np.nan)
@@ -193,7 +201,7 @@ class GeodemographicDiscoverer(Discoverer):
 
     def fit(self, speakers: pd.DataFrame, side: SideInputs) -> Discovery:
         st = self._structure(speakers, side)
-        not_audited, aud_ids, zip_of, masks, literals = st.not_audited, st.ids, st.zip_of, st.masks, st.literals
+        not_audited, aud_ids, zip_of, masks, literals = dict(st.not_audited), st.ids, st.zip_of, st.masks, st.literals
         params = {"min_speakers": int(self.min_speakers), "seed": int(self.seed),
                   "max_depth": int(self.max_depth), "max_candidates_shown": int(self.max_candidates_shown),
                   "min_gain_pct": float(self.min_gain_pct)}
@@ -242,43 +250,61 @@ class GeodemographicDiscoverer(Discoverer):
         the search grows (their speaker counts) stay, so the rules' sums are one product
         (permutations x zips) @ (zips x rules) and the choice is :func:`choose_batched`,
         the same ranking, parsimony margin and tie-breaks as :func:`choose`."""
-        st, member, n_in, lits, text_rank = self._batch_structure(speakers, side, discovery)
         b = len(takes)
-        if not len(st.ids) or not len(lits):      # no rule: one cohort, no gap
+        chosen, wer_in, wer_rest = self._batched_choice(speakers, side, *(
+            speakers[c].to_numpy(dtype=float)[takes] for c in ("errors", "ref_words")))[2:]
+        if chosen is None:                          # no rule: one cohort, no gap
             return {"statistics": None, "gaps_pct": np.zeros(b), "gaps_abs": np.zeros(b)}
-        z = len(st.n_z)
-        rows = takes[:, st.audited]
-        cells = (st.zip_of[None, :] + z * np.arange(b)[:, None]).ravel()
-        sums = [np.bincount(cells, weights=speakers[c].to_numpy(dtype=float)[rows].ravel(),
-                            minlength=b * z).reshape(b, z) for c in ("errors", "ref_words")]
-        e_in, w_in = (x @ member for x in sums)
-        chosen, wer_in, wer_rest = choose_batched(n_in, float(st.n_z.sum()), e_in, w_in, sums[0].sum(axis=1),
-                                                  sums[1].sum(axis=1), lits, text_rank, self.min_speakers,
-                                                  self.max_depth, float(self.min_gain_pct))
         bottom, top = np.maximum(wer_in, wer_rest), np.minimum(wer_in, wer_rest)
         gap_abs = np.where(chosen >= 0, bottom - top, 0.0)
         with np.errstate(divide="ignore", invalid="ignore"):
             pct = np.where(chosen < 0, 0.0, np.where(top > 0, 100.0 * gap_abs / top, np.inf))
         return {"statistics": None, "gaps_pct": pct, "gaps_abs": gap_abs}
 
-    def _batch_structure(self, speakers: pd.DataFrame, side: SideInputs, discovery: Discovery):
+    def refit_batch(self, speakers: pd.DataFrame, side: SideInputs, discovery: Discovery, errors: np.ndarray,
+                    words: np.ndarray) -> dict | None:
+        """Cohorts of re-fits on rows of counts at once (power simulations): code 0 = "A"
+        (in the chosen rule), 1 = "B"; all 0 ("all") when no rule is valid."""
+        st, member, chosen = self._batched_choice(speakers, side, errors, words)[:3]
+        codes = np.zeros((len(errors), len(st.ids)), dtype=np.int64)
+        if chosen is not None:
+            has = chosen >= 0
+            inside = member[st.zip_of][:, np.where(has, chosen, 0)].T > 0
+            codes[has] = np.where(inside[has], 0, 1)
+        return {"codes": codes, "statistics": None}
+
+    def _batched_choice(self, speakers: pd.DataFrame, side: SideInputs, errors: np.ndarray, words: np.ndarray):
+        """(structure, zips x rules memberships, chosen rule per row or -1, WER in it, WER
+        of the rest) of re-fits on the rows of ``errors``/``words`` (B x table rows); the
+        last three None when no rule can be formed."""
+        st, member, n_in, lits, text_rank = self._batch_structure(speakers, side)
+        if not len(st.ids) or not len(lits):
+            return st, member, None, None, None
+        b, z = len(errors), len(st.n_z)
+        cells = (st.zip_of[None, :] + z * np.arange(b)[:, None]).ravel()
+        sums = [np.bincount(cells, weights=x[:, st.audited].ravel(), minlength=b * z).reshape(b, z)
+                for x in (errors, words)]
+        e_in, w_in = (x @ member for x in sums)
+        chosen, wer_in, wer_rest = choose_batched(n_in, float(st.n_z.sum()), e_in, w_in, sums[0].sum(axis=1),
+                                                  sums[1].sum(axis=1), lits, text_rank, self.min_speakers,
+                                                  self.max_depth, float(self.min_gain_pct))
+        return st, member, chosen, wer_in, wer_rest
+
+    def _batch_structure(self, speakers: pd.DataFrame, side: SideInputs):
         """(structure, zips x rules memberships, speakers per rule, rules, text ranks), kept
-        on ``discovery`` for the next blocks of the same permutation null (it is the null's
-        own fit, dropped with it)."""
-        cached = getattr(discovery, "_permutation_cache", None)
-        if cached is not None and cached[0] is speakers:
-            return cached[1]
+        for the next blocks (:mod:`.cache`: built from the structure of the same speakers)."""
         st = self._structure(speakers, side)
-        zeros = np.zeros(len(st.n_z))
-        grown = search(st.masks, st.lit_col, st.n_z, zeros, zeros, self.min_speakers, self.max_depth)
-        lits = grown["lits"]
-        member = memberships(st.masks, lits).astype(float)
-        texts = rule_texts(st.literals, lits)
-        text_rank = np.empty(len(texts), dtype=np.int64)
-        text_rank[sorted(range(len(texts)), key=texts.__getitem__)] = np.arange(len(texts))
-        out = (st, member, st.n_z @ member, lits, text_rank)
-        discovery._permutation_cache = (speakers, out)
-        return out
+
+        def build():
+            zeros = np.zeros(len(st.n_z))
+            lits = search(st.masks, st.lit_col, st.n_z, zeros, zeros, self.min_speakers, self.max_depth)["lits"]
+            member = memberships(st.masks, lits).astype(float)
+            texts = rule_texts(st.literals, lits)
+            text_rank = np.empty(len(texts), dtype=np.int64)
+            text_rank[sorted(range(len(texts)), key=texts.__getitem__)] = np.arange(len(texts))
+            return st, member, st.n_z @ member, lits, text_rank
+
+        return cached(self, "_batch_cache", repr((int(self.min_speakers), int(self.max_depth))), build, same=(st,))
 
     def assign(self, definition: dict, speakers: pd.DataFrame, side: SideInputs) -> pd.Series | None:
         """A or B for every speaker whose zip is in the census table, by the saved rule."""

@@ -79,6 +79,7 @@ import pandas as pd
 from ..cohorts import gap, rank_cohorts
 from ..errors import UserInputError
 from .base import Discoverer, Discovery, NotEnoughData, SideInputs, non_attribute_columns, register
+from .cache import cached, frame_key
 from .params import Interval, Options
 from .planting import CohortPlanter, Planter, PooledPlanter
 
@@ -499,12 +500,18 @@ class MetadataDiscoverer(Discoverer):
 
     def _prepare(self, speakers: pd.DataFrame) -> "_Prepared":
         """Everything of a fit that does not depend on the error counts: canonical row
-        order, the coded columns, who has a known value (the permutation null codes the
-        columns once and re-grows only the tree)."""
+        order, the coded columns, who has a known value (kept for the next fit on the same
+        speakers, :mod:`.cache`: the permutation null and power simulations re-grow only
+        the tree)."""
         params = self._params()
         reason = self.missing_inputs(speakers, None)
         if reason:
             raise UserInputError(f"metadata discoverer: {reason}")
+        cols = ["speaker_id", *self.candidate_columns(speakers)]
+        key = frame_key(speakers, cols, repr(sorted(params.items())), repr([str(speakers[c].dtype) for c in cols]))
+        return cached(self, "_prepared_cache", key, lambda: self._build_prepared(speakers, params))
+
+    def _build_prepared(self, speakers: pd.DataFrame, params: dict) -> "_Prepared":
         # Canonical row order (by speaker id): float sums of squared residuals then do not
         # depend on the order of the input rows, so neither does any near-tie.
         rows = np.argsort(speakers["speaker_id"].to_numpy(dtype=str), kind="stable")
@@ -579,7 +586,8 @@ class MetadataDiscoverer(Discoverer):
     def fit(self, speakers: pd.DataFrame, side: SideInputs) -> Discovery:
         """Grow the tree and return one cohort per leaf (see the module docstring)."""
         prep = self._prepare(speakers)
-        params, columns, skipped, not_audited, ids = prep.params, prep.columns, prep.skipped, prep.not_audited, prep.ids
+        params, columns, skipped, ids = prep.params, prep.columns, dict(prep.skipped), prep.ids
+        not_audited = dict(prep.not_audited)
         min_speakers, criterion = params["min_speakers"], params["criterion"]
         err = speakers["errors"].to_numpy(dtype=float)[prep.rows]
         words = speakers["ref_words"].to_numpy(dtype=float)[prep.rows]
@@ -662,33 +670,47 @@ class MetadataDiscoverer(Discoverer):
         text work: the columns are coded once (they do not depend on the counts) and only
         the tree is grown again on each permutation's counts (the search must run again:
         the p-value corrects for it)."""
-        prep = getattr(discovery, "_permutation_cache", None)
-        if prep is None or prep[0] is not speakers:
-            prep = (speakers, self._prepare(speakers))
-            discovery._permutation_cache = prep
-        prep = prep[1]
-        b = len(takes)
-        if not len(prep.ids):
-            return {"statistics": np.full(b, -np.inf), "gaps_pct": np.zeros(b), "gaps_abs": np.zeros(b)}
         e_all = speakers["errors"].to_numpy(dtype=float)
         w_all = speakers["ref_words"].to_numpy(dtype=float)
-        stats, pct, gap_abs = np.empty(b), np.zeros(b), np.zeros(b)
+        b = len(takes)
+        stats, pct, gap_abs = np.full(b, -np.inf), np.zeros(b), np.zeros(b)
         min_speakers = int(self.min_speakers)
-        for i in range(b):
-            rows = takes[i, prep.rows]
-            err, words = e_all[rows], w_all[rows]
-            _, order, _ = self._grow(prep, err, words)
-            codes = np.empty(len(err), dtype=np.int64)
-            # cohort codes in the order of the ids M01, M02, ... (as a factorize of the ids)
-            rank = np.argsort(np.argsort([f"M{j + 1:02d}" for j in range(len(order))], kind="stable"))
-            for j, node in enumerate(order):
-                codes[node.members] = rank[j]
-            stats[i] = _bottom_vs_rest_z(codes, len(order), err, words, min_speakers)
-            wer, ranked = rank_cohorts(codes, len(order), err, words, min_speakers)
+        for i, (codes, k, err, words, stat) in enumerate(self._trees(speakers, e_all[takes], w_all[takes])):
+            stats[i] = stat
+            wer, ranked = rank_cohorts(codes, k, err, words, min_speakers)
             if len(ranked) >= 2:
                 g_pct, gap_abs[i] = gap(float(wer[ranked[0]]), float(wer[ranked[-1]]))
                 pct[i] = math.inf if g_pct is None else g_pct
         return {"statistics": stats, "gaps_pct": pct, "gaps_abs": gap_abs}
+
+    def refit_batch(self, speakers: pd.DataFrame, side: SideInputs, discovery: Discovery, errors: np.ndarray,
+                    words: np.ndarray) -> dict | None:
+        """Cohorts and statistic of re-fits on rows of counts (power simulations): the
+        columns coded once, one tree per row."""
+        prep = self._prepare(speakers)
+        codes = np.zeros((len(errors), len(prep.ids)), dtype=np.int64)
+        stats = np.full(len(errors), -np.inf)
+        for i, (c, _, _, _, stat) in enumerate(self._trees(speakers, errors, words)):
+            codes[i], stats[i] = c, stat
+        return {"codes": codes, "statistics": stats}
+
+    def _trees(self, speakers: pd.DataFrame, errors: np.ndarray, words: np.ndarray):
+        """Per row of ``errors``/``words`` (B x table rows): (cohort codes of the audited
+        speakers in canonical order, as a factorize of the ids M01, M02, ... gives them;
+        number of cohorts; their errors; their words; the own statistic) of a re-fit."""
+        prep = self._prepare(speakers)
+        min_speakers = int(self.min_speakers)
+        for e_row, w_row in zip(errors, words):
+            err, w = e_row[prep.rows], w_row[prep.rows]
+            if not len(prep.ids):
+                yield np.zeros(0, dtype=np.int64), 0, err, w, -np.inf   # a fit without a statistic
+                continue
+            _, order, _ = self._grow(prep, err, w)
+            rank = np.argsort(np.argsort([f"M{j + 1:02d}" for j in range(len(order))], kind="stable"))
+            codes = np.empty(len(err), dtype=np.int64)
+            for j, node in enumerate(order):
+                codes[node.members] = rank[j]
+            yield codes, len(order), err, w, _bottom_vs_rest_z(codes, len(order), err, w, min_speakers)
 
     # ------------------------------------------------------------ applying a saved tree
 

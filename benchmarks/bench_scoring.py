@@ -60,6 +60,32 @@ def _vocabulary(rng: np.random.Generator, size: int) -> list[str]:
     return out
 
 
+def hypothesis_words(rng: np.random.Generator, ref_ids: np.ndarray, lengths: np.ndarray, rate,
+                     vocab_size: int, draw_words) -> tuple[np.ndarray, np.ndarray]:
+    """(hypothesis word ids, words per utterance) from reference word ids with word errors.
+
+    ``rate``: error rate per reference word (a number, or one per word); of it 60 % are
+    substitutions, 25 % deletions, 15 % insertions after the word.  ``draw_words(k)``:
+    k random word ids (the inserted words).
+    """
+    total = len(ref_ids)
+    u = rng.random(total)
+    sub = u < rate * 0.60
+    dele = (u >= rate * 0.60) & (u < rate * 0.85)
+    ins = rng.random(total) < rate * 0.15
+    hyp_main = ref_ids.copy()
+    # A substitution is a different word: shift by 1..V-1.
+    hyp_main[sub] = (ref_ids[sub] + rng.integers(1, vocab_size, int(sub.sum()))) % vocab_size
+    hyp_ins = draw_words(total)
+    # Each reference word yields 0-2 hypothesis words: itself (unless deleted), then an insertion.
+    slots = np.stack([hyp_main, hyp_ins], axis=1).reshape(-1)
+    keep = np.stack([~dele, ins], axis=1).reshape(-1)
+    n = len(lengths)
+    utt_of_word = np.repeat(np.arange(n), lengths)
+    hyp_len = np.bincount(utt_of_word, weights=(~dele).astype(np.int64) + ins, minlength=n).astype(np.int64)
+    return slots[keep], hyp_len
+
+
 def generate(n: int, seed: int = 0, vocab_size: int = 4000, wer: float = 0.10):
     """A pyarrow table of ``n`` utterances: utt_id, speaker_id, reference, hypothesis.
 
@@ -87,20 +113,8 @@ def generate(n: int, seed: int = 0, vocab_size: int = 4000, wer: float = 0.10):
     total = int(lengths.sum())
     ref_ids = rng.choice(vocab_size, total, p=wp).astype(np.int32)
 
-    u = rng.random(total)
-    sub = u < wer * 0.60
-    dele = (u >= wer * 0.60) & (u < wer * 0.85)
-    ins = rng.random(total) < wer * 0.15
-    hyp_main = ref_ids.copy()
-    # A substitution is a different word: shift by 1..V-1.
-    hyp_main[sub] = (ref_ids[sub] + rng.integers(1, vocab_size, int(sub.sum()))) % vocab_size
-    hyp_ins = rng.choice(vocab_size, total, p=wp).astype(np.int32)
-    # Each reference word yields 0-2 hypothesis words: itself (unless deleted), then an insertion.
-    slots = np.stack([hyp_main, hyp_ins], axis=1).reshape(-1)
-    keep = np.stack([~dele, ins], axis=1).reshape(-1)
-    hyp_ids = slots[keep]
-    utt_of_word = np.repeat(np.arange(n), lengths)
-    hyp_len = np.bincount(utt_of_word, weights=(~dele).astype(np.int64) + ins, minlength=n).astype(np.int64)
+    hyp_ids, hyp_len = hypothesis_words(rng, ref_ids, lengths, wer, vocab_size,
+                                        lambda k: rng.choice(vocab_size, k, p=wp).astype(np.int32))
 
     def text(ids: np.ndarray, lens: np.ndarray) -> pa.Array:
         form = ids.astype(np.int64) * K + rng.choice(K, len(ids), p=vprob)

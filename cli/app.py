@@ -14,6 +14,8 @@ from fairaudit.errors import UserInputError
 from fairaudit.io.readers import InputSpec
 from fairaudit.io.writers import write_table
 from fairaudit.speakers import UTTERANCE_COLUMNS
+from fairaudit.stats.permutation import SEQUENTIAL_STOP_AFTER
+from fairaudit.stats.report import stage
 from fairaudit.units import TOKEN_NAMES, rate_name
 
 from fairaudit.outputs import shown
@@ -90,6 +92,7 @@ def audit(
     speakers: c.Speakers = None, normalize: c.Normalize = "default", unit: c.Unit = "word", align: c.Align = "jiwer",
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples of speakers for confidence intervals (0: none).")] = 1000,
     permutations: Annotated[int, typer.Option("--permutations", help="Permutations for each discoverer's selection-corrected p-value (0: none).")] = 200,
+    permutations_stop_after: Annotated[int, typer.Option("--permutations-stop-after", help="Sequential p-value (Besag-Clifford): stop a discoverer's permutations at the H-th null gap >= the observed one (p = H / permutations run); 0: always run --permutations.")] = SEQUENTIAL_STOP_AFTER,
     ci_level: Annotated[float, typer.Option("--ci-level", help="Confidence level of the intervals.")] = 0.95,
     honest_gap: Annotated[bool, typer.Option("--honest-gap/--no-honest-gap", help="Also measure each gap on held-out speakers (discover on some speakers, measure on the others).")] = True,
     heldout_splits: Annotated[int, typer.Option("--heldout-splits", min=1, help="Random repetitions of the speaker split for the held-out gap.")] = 5,
@@ -104,6 +107,7 @@ def audit(
     allow_empty: Annotated[bool, typer.Option("--allow-empty", help="With --fail-on-gap: pass when no discoverer could be checked.")] = False,
     workers: c.Workers = None, quiet: c.Quiet = False,
     engine: Engine = "auto", scheduler: Scheduler = None, chunk_rows: ChunkRows = None,
+    profile: Annotated[bool, typer.Option("--profile", help="Print the wall time of every stage (read, score, each discoverer's discovery, bootstrap, permutations, held-out gap, views) after the run; report.json has them as timings either way.")] = False,
 ):
     """Score, discover cohorts, and write report.json, cohorts.csv, assignments.csv, speaker_scores.csv, utterance_scores.parquet and report.html."""
     from fairaudit.audit import audit as run_audit
@@ -116,17 +120,27 @@ def audit(
                            chunk_rows=chunk_rows, scheduler=scheduler, unit=unit, alignment=align,
                            adjust=adjust or (), adjust_model=adjust_model, adjust_bins=adjust_bins,
                            cohort_tests=cohort_tests,
-                           heldout_splits=heldout_splits, heldout_folds=heldout_folds)
+                           heldout_splits=heldout_splits, heldout_folds=heldout_folds,
+                           perm_stop_after=permutations_stop_after)
     result.save(out)
     written = ["report.json", "cohorts.csv", "assignments.csv", "speaker_scores.csv", "utterance_scores.parquet"]
     if not no_html:
         from fairaudit.reports.html import write_html
 
-        write_html(result, os.path.join(out, "report.html"))
+        with stage(result.timings, "views:html"):
+            write_html(result, os.path.join(out, "report.html"))
         written.append("report.html")
     if not quiet:
-        print_report(result, c.out_console)
+        with stage(result.timings, "views:console"):
+            print_report(result, c.out_console)
+    # report.json again, now with the time the views took (the JSON alone: milliseconds)
+    result.save_report(out)
+    if not quiet:
         c.out_console.print(f"wrote {shown(out)}/: {', '.join(written)}")
+    if profile:
+        from fairaudit.profile import format_rows, stage_rows
+
+        c.out_console.print(format_rows(stage_rows(result.timings)), markup=False, highlight=False)
     if fail_on_gap is not None:
         from fairaudit.reports.gate import GateConfig
 

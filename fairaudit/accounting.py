@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from .lookup import isin
+
 # Reasons a row can be dropped, with the sentence shown to users.
 DROP_REASONS = {
     "unparsable_row": "row could not be parsed (wrong number of fields, bad JSON or bad line)",
@@ -59,10 +61,11 @@ class Accounting:
         speakers."""
         table_ids = pd.Index(table_ids).astype(str)
         scored = pd.Index(scored_ids).astype(str)
-        absent = table_ids[~table_ids.isin(scored)]
-        self.speaker_table = {"rows": int(len(table_ids)), "matched": int(table_ids.isin(scored).sum()),
+        matched = isin(table_ids, scored)
+        absent = table_ids[~matched]
+        self.speaker_table = {"rows": int(len(table_ids)), "matched": int(matched.sum()),
                               "without_utterances": int(len(absent)), "examples": [str(x) for x in absent[:5]],
-                              "speakers_without_row": int((~scored.isin(table_ids)).sum())}
+                              "speakers_without_row": int((~isin(scored, table_ids)).sum())}
         if len(absent):
             self.warnings.append(f"{len(absent)} of {len(table_ids)} speaker(s) in the speaker table have no scored "
                                  f"utterance (e.g. {', '.join(map(repr, self.speaker_table['examples'][:3]))})")

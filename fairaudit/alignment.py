@@ -6,9 +6,11 @@ counted ones.
 """
 from __future__ import annotations
 
+import numpy as np
 from rapidfuzz.distance import Levenshtein
 
 from .align_sclite import sclite_ops
+from .lookup import isin
 from .units import tokenize
 
 
@@ -35,12 +37,20 @@ def align(reference: str, hypothesis: str, normalization: str = "default", unit:
 
 
 def worst_utterances(utterances, speaker_ids, n: int = 5, normalization: str = "default",
-                     redact_text: bool = False, unit: str = "word", alignment: str = "jiwer") -> list[dict]:
+                     redact_text: bool = False, unit: str = "word", alignment: str = "jiwer", *,
+                     mask: np.ndarray | None = None) -> list[dict]:
     """The ``n`` utterances with the most errors among ``speaker_ids`` (ties: higher WER, then id).
 
     With ``redact_text`` only ids and counts are kept: no transcript leaves the machine.
+    ``mask``: which rows of ``utterances`` are those speakers' (computed from
+    ``speaker_ids`` when None).
     """
-    sub = utterances.loc[utterances["speaker_id"].isin(set(speaker_ids))]
+    mask = isin(utterances["speaker_id"], speaker_ids) if mask is None else np.asarray(mask, dtype=bool).copy()
+    errors = utterances["errors"].to_numpy()
+    if mask.sum() > n > 0 and not np.isnan(errors[mask].astype(float)).any():
+        # only rows with at least the n-th largest error count can be among the n worst
+        mask &= errors >= np.partition(errors[mask], -n)[-n]
+    sub = utterances.iloc[np.flatnonzero(mask)]
     if sub.empty:
         return []
     sub = sub.sort_values(["errors", "wer", "utt_id"], ascending=[False, False, True], kind="stable").head(n)

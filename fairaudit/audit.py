@@ -25,7 +25,9 @@ from .io.speakers import read_speakers
 from .normalize import DESCRIPTIONS
 from .result import SCHEMA_VERSION, AuditResult, frame_records
 from .speakers import ScoredSet, score
-from .stats import add_statistics, overall_ci
+from .stats import overall_ci, parallel
+from .stats.permutation import SEQUENTIAL_STOP_AFTER
+from .stats.report import stage
 from .units import RATE_NAMES, check_unit
 
 #: the discoverer behind ``by=`` / ``--by`` (attribute cohorts, one instance per entry)
@@ -235,7 +237,8 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
           ci_level: float = 0.95, honest: bool = True, engine: str = "auto", chunk_rows: int | None = None,
           scheduler: str | None = None, unit: str = "word", alignment: str = "jiwer",
           adjust: Iterable[str] = (), adjust_model: str = "gee", adjust_bins: int = 5,
-          cohort_tests: bool = True, heldout_splits: int = 5, heldout_folds: int = 2) -> AuditResult:
+          cohort_tests: bool = True, heldout_splits: int = 5, heldout_folds: int = 2,
+          perm_stop_after: int | None = SEQUENTIAL_STOP_AFTER) -> AuditResult:
     """Score a decoded test set and run every discoverer whose inputs are present.
 
     ``utterances``: a file path, an :class:`InputSpec` (column mapping, Kaldi/trn...) or a
@@ -254,6 +257,9 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
     or ids and counts only with ``redact_text``).
     ``n_boot``: bootstrap resamples of speakers for confidence intervals (count, 0 = none);
     ``n_perm``: permutations for each discoverer's selection-corrected p-value (0 = none);
+    ``perm_stop_after``: h of the sequential (Besag-Clifford) p-value: a discoverer's
+    permutations stop at the h-th null value >= its observed one (p = h / permutations
+    run; None or 0 = always run ``n_perm``);
     ``ci_level``: confidence level (ratio, 0.95); ``honest``: also measure each discovered
     gap on held-out speakers (:func:`fairaudit.heldout.heldout_gap`: ``heldout_folds``
     folds of speakers, ``heldout_splits`` random repetitions).
@@ -278,6 +284,8 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
     # Numbers out of range are refused before any input is read; too few resamples warn.
     seed = limits.check_seed(seed)
     warnings = limits.permutation_warnings(limits.check_count(n_perm, "--permutations", limits.MAX_PERMUTATIONS))
+    perm_stop_after = limits.check_count(perm_stop_after or 0, "--permutations-stop-after",
+                                         limits.MAX_PERMUTATIONS) or None
     n_boot_used = limits.usable_bootstrap(limits.check_count(n_boot, "--bootstrap", limits.MAX_BOOTSTRAP), warnings)
     discs = build_discoverers(discoverers, by, min_speakers=min_speakers, seed=seed, params=params,
                               instances=instances)
@@ -308,7 +316,8 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
                                   required, workers=workers, progress=progress, unit=unit, alignment=alignment,
                                   utterance_columns=adjust)
         timings[f"score:{name}" if len(names) > 1 else "score"] = time.perf_counter() - t
-    prepare_speakers(scored_sets)
+    with stage(timings, "prepare_speakers"):
+        prepare_speakers(scored_sets)
     if adjust and engine != "default":
         missing = [c for c in adjust if c != "ref_words" and c not in scored_sets[names[0]].speakers.columns]
         if missing:
@@ -329,17 +338,18 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
         values, scored_sets[names[0]].utterances)
     timings["read_side_inputs"] = time.perf_counter() - t
     path_flags = [f.name for f in side_flags() if f.path]
-    files = input_files(spec, [("speakers", speakers), *((n, values.get(n)) for n in path_flags)])
-    result = audit_scored(scored_sets, discs, side, files=files,
-                          fingerprint=audit_fingerprint(spec, files, discs, normalization=normalization,
-                                                        min_speakers=min_speakers, unit=unit, alignment=alignment),
+    with stage(timings, "hash_inputs"):
+        files = input_files(spec, [("speakers", speakers), *((n, values.get(n)) for n in path_flags)])
+        prints = audit_fingerprint(spec, files, discs, normalization=normalization, min_speakers=min_speakers,
+                                   unit=unit, alignment=alignment)
+    result = audit_scored(scored_sets, discs, side, files=files, fingerprint=prints,
                           normalization=normalization, seed=seed, min_speakers=min_speakers, params=params,
                           options={"bootstrap": n_boot, **(options or {})}, worst_n=worst_n,
                           redact_text=redact_text, n_boot=n_boot_used, n_perm=n_perm, ci_level=ci_level,
                           honest=honest, workers=workers, timings=timings, warnings=warnings,
                           cohort_tests=cohort_tests, adjust=adjust, adjust_model=adjust_model,
                           adjust_bins=adjust_bins, heldout_splits=heldout_splits,
-                          heldout_folds=heldout_folds)
+                          heldout_folds=heldout_folds, perm_stop_after=perm_stop_after)
     timings["total"] = time.perf_counter() - t0
     return result
 
@@ -365,14 +375,16 @@ def audit_scored(scored_sets: dict[str, ScoredSet], discs: list[Discoverer], sid
                  honest: bool = True, workers: int | None = None, timings: dict[str, float] | None = None,
                  warnings: list[str] | None = None, cohort_tests: bool = False, adjust: Iterable[str] = (),
                  adjust_model: str = "gee", adjust_bins: int = 5, heldout_splits: int = 5,
-                 heldout_folds: int = 2) -> AuditResult:
+                 heldout_folds: int = 2, perm_stop_after: int | None = SEQUENTIAL_STOP_AFTER) -> AuditResult:
     """The audit of already scored systems (name -> :class:`ScoredSet`, the first one at the
     top level of the report): every discoverer, its statistics, the report.  The one
     pipeline behind ``audit`` and ``compare`` (which audits its baseline here).
     ``files``/``fingerprint``: the inputs as :func:`input_files` and
     :func:`audit_fingerprint` describe them; ``warnings``: about the statistics;
     ``cohort_tests``/``adjust``/``adjust_model``/``adjust_bins``: every cohort's rate
-    ratio vs the rest, raw and adjusted (:func:`fairaudit.adjust.audit_rate_ratios`)."""
+    ratio vs the rest, raw and adjusted (:func:`fairaudit.adjust.audit_rate_ratios`);
+    ``perm_stop_after``: see :func:`audit`."""
+    perm_stop_after = perm_stop_after or None
     timings = {} if timings is None else timings
     names = list(scored_sets)
     per_system: dict[str, dict] = {}
@@ -382,10 +394,12 @@ def audit_scored(scored_sets: dict[str, ScoredSet], discs: list[Discoverer], sid
         entries, parts = discover_all(fresh, sset, side, seed=seed, normalization=normalization, worst_n=worst_n,
                                       redact_text=redact_text, timings=timings, n_boot=n_boot, n_perm=n_perm,
                                       ci_level=ci_level, honest=honest, workers=workers,
-                                      heldout_splits=heldout_splits, heldout_folds=heldout_folds)
+                                      heldout_splits=heldout_splits, heldout_folds=heldout_folds,
+                                      perm_stop_after=perm_stop_after)
         if name == names[0]:  # the report's sections show the first system: its cohorts get drill-downs
             drilldown.add_drilldown(entries, parts, sset, normalization=normalization, redact_text=redact_text)
-        overall = {**sset.overall, "wer_ci": overall_ci(sset.speakers, n_boot, seed, ci_level)}
+        with stage(timings, "bootstrap:overall"):
+            overall = {**sset.overall, "wer_ci": overall_ci(sset.speakers, n_boot, seed, ci_level)}
         per_system[name] = {"overall": overall, "accounting": sset.accounting.to_dict(), "discoverers": entries}
         if cohort_tests or adjust:
             t = time.perf_counter()
@@ -420,7 +434,8 @@ def audit_scored(scored_sets: dict[str, ScoredSet], discs: list[Discoverer], sid
                         "by": [",".join(map(str, getattr(d, d.instance_param))) for d in discs if d.instance_param],
                         "discoverers": [d.name for d in discs if d.instance_param is None],
                         "params": params or {}, "redact_text": redact_text,
-                        "bootstrap": n_boot, "permutations": n_perm, "ci_level": ci_level, "honest_gap": honest,
+                        "bootstrap": n_boot, "permutations": n_perm, "permutations_stop_after": perm_stop_after,
+                        "ci_level": ci_level, "honest_gap": honest,
                         "cohort_tests": bool(cohort_tests or adjust), "adjust": list(adjust),
                         "adjust_model": adjust_model, "adjust_bins": adjust_bins,
                         "heldout_splits": heldout_splits, "heldout_folds": heldout_folds,
@@ -469,7 +484,8 @@ def discover_all(discs: list[Discoverer], scored: ScoredSet, side: SideInputs, *
                  normalization: str = "default", worst_n: int = 5, redact_text: bool = False,
                  timings: dict[str, float] | None = None, n_boot: int = 0, n_perm: int = 0,
                  ci_level: float = 0.95, honest: bool = False, workers: int | None = None,
-                 heldout_splits: int = 5, heldout_folds: int = 2) -> tuple[dict[str, dict], list[pd.DataFrame]]:
+                 heldout_splits: int = 5, heldout_folds: int = 2, perm_stop_after: int | None = None
+                 ) -> tuple[dict[str, dict], list[pd.DataFrame]]:
     """Run each discoverer on one scored system (with its statistics); returns report
     entries and assignment frames."""
     entries: dict[str, dict] = {}
@@ -479,36 +495,64 @@ def discover_all(discs: list[Discoverer], scored: ScoredSet, side: SideInputs, *
     fetch_text = (scored.text_source is not None and "reference" not in scored.utterances.columns
                   and not redact_text and scored.mode == "text")
     pending_worst: list[tuple[dict, pd.Index]] = []
+    speaker_rows = _UtteranceRows(scored.speakers, scored.utterances)
+    fitted = []
     for disc in discs:
-        t = time.perf_counter()
-        entry, assignment = run_discoverer(disc, scored.speakers, side)
-        if timings is not None:
-            timings[f"discover:{disc.key}"] = timings.get(f"discover:{disc.key}", 0.0) + time.perf_counter() - t
+        with stage(timings, f"discover:{disc.key}"):
+            entry, assignment = run_discoverer(disc, scored.speakers, side)
         entries[disc.key] = entry
-        if assignment is None:
-            continue
-        t = time.perf_counter()
-        own = entry.get("statistic") or {}
-        add_statistics(entry, disc, scored.speakers, scored.utterances, side, assignment, n_boot=n_boot,
-                       n_perm=n_perm, seed=seed, level=ci_level, honest=honest, workers=workers,
-                       statistic=own.get("value"), statistic_name=own.get("name"),
-                       heldout_splits=heldout_splits, heldout_folds=heldout_folds)
+        if assignment is not None:
+            fitted.append((entry, disc, assignment))
+    # The statistics of each discoverer, side by side in worker processes on large tables.
+    options = {"n_boot": n_boot, "n_perm": n_perm, "seed": seed, "level": ci_level, "honest": honest,
+               "workers": workers, "heldout_splits": heldout_splits, "heldout_folds": heldout_folds,
+               "perm_stop_after": perm_stop_after}
+    n_proc = parallel.processes(len(fitted), len(scored.speakers), workers)
+    if n_proc > 1:
+        # wall time of the side-by-side stages (each discoverer's own stages are timed in its worker)
+        with stage(timings, "statistics"):
+            done = parallel.run_statistics(fitted, scored.speakers, scored.utterances, side, options, n_proc)
+    else:
+        done = parallel.run_statistics(fitted, scored.speakers, scored.utterances, side, options, 1)
+    for (_, disc, assignment), (entry, stat_times) in zip(fitted, done):
+        entries[disc.key] = entry
         if timings is not None:
-            timings[f"stats:{disc.key}"] = timings.get(f"stats:{disc.key}", 0.0) + time.perf_counter() - t
-        if entry.get("bottom") is not None:
-            members = assignment.index[assignment.to_numpy() == entry["bottom"]]
-            if fetch_text:
-                entry["worst_utterances"] = []  # filled below: the same place in the report
-                pending_worst.append((entry, members))
-            else:
-                entry["worst_utterances"] = worst_utterances(scored.utterances, members, worst_n, normalization,
-                                                             redact_text or scored.mode != "text", scored.unit,
-                                                             scored.alignment)
-        parts.append(pd.DataFrame({"speaker_id": assignment.index.to_numpy(), "discoverer": disc.key,
-                                   "cohort_id": assignment.to_numpy()}))
+            for k, v in stat_times.items():
+                timings[k] = timings.get(k, 0.0) + v
+        with stage(timings, "worst_utterances"):
+            if entry.get("bottom") is not None:
+                members = assignment.index[assignment.to_numpy() == entry["bottom"]]
+                if fetch_text:
+                    entry["worst_utterances"] = []  # filled below: the same place in the report
+                    pending_worst.append((entry, members))
+                else:
+                    entry["worst_utterances"] = worst_utterances(
+                        scored.utterances, members, worst_n, normalization, redact_text or scored.mode != "text",
+                        scored.unit, scored.alignment, mask=speaker_rows.mask(members))
+            parts.append(pd.DataFrame({"speaker_id": assignment.index.to_numpy(), "discoverer": disc.key,
+                                       "cohort_id": assignment.to_numpy()}))
     if pending_worst:
-        _worst_with_text(pending_worst, scored, worst_n, normalization)
+        with stage(timings, "worst_utterances"):
+            _worst_with_text(pending_worst, scored, worst_n, normalization)
     return entries, parts
+
+
+class _UtteranceRows:
+    """Which utterances are whose: each utterance's row in the speaker table, looked up
+    once (lazily) for every discoverer's worst utterances."""
+
+    def __init__(self, speakers: pd.DataFrame, utterances: pd.DataFrame):
+        self.speakers, self.utterances, self.rows = speakers, utterances, None
+
+    def mask(self, speaker_ids: pd.Index) -> np.ndarray:
+        """Rows of the utterance table spoken by ``speaker_ids`` (boolean)."""
+        index = pd.Index(self.speakers["speaker_id"])
+        if self.rows is None:
+            self.rows = index.get_indexer(pd.Index(self.utterances["speaker_id"]))
+        member = np.zeros(len(index) + 1, dtype=bool)    # the last slot: not in the table
+        found = index.get_indexer(pd.Index(speaker_ids))
+        member[found[found >= 0]] = True
+        return member[self.rows]
 
 
 def _worst_with_text(pending: list[tuple[dict, pd.Index]], scored: ScoredSet, worst_n: int,

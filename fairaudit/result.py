@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -269,14 +270,20 @@ class AuditResult:
         self.report[name] = _clean(data)
         return self
 
-    def to_json(self, indent: int | None = 2) -> str:
+    def to_json(self, indent: int | None = 2, *, timings: bool = False) -> str:
         """The report document as JSON text (valid against the report schema).
 
         Indented, except that lists of numbers or strings (per-speaker columns, map
         points, aligned words) stay on one line: one line per item would make a 100k-speaker
-        report several times larger and no easier to read.
+        report several times larger and no easier to read.  ``timings``: include the stage
+        timings (seconds, ``self.timings``) as report.json's ``timings``; off by default
+        because they are the one part that differs between two runs with the same seed
+        (:meth:`save` writes them).
         """
-        doc = _clean(self.report)
+        doc = self.report
+        if timings and self.timings:
+            doc = {**doc, "timings": {str(k): float(v) for k, v in self.timings.items()}}
+        doc = _clean(doc)
         if indent is None:
             return json.dumps(doc, ensure_ascii=False, allow_nan=False)
         flat: list[list] = []
@@ -302,8 +309,8 @@ class AuditResult:
         os.makedirs(out_dir, exist_ok=True)
         name = "compare.json" if self.is_comparison else "report.json"
         paths = {"report": os.path.join(out_dir, name)}
-        with open(paths["report"], "w", encoding="utf-8") as fh:
-            fh.write(self.to_json())
+        # The tables first, so report.json can carry the time they took.
+        t0 = time.perf_counter()
         if tables and not self.is_comparison:
             paths["cohorts"] = os.path.join(out_dir, "cohorts.csv")
             paths["assignments"] = os.path.join(out_dir, "assignments.csv")
@@ -315,8 +322,22 @@ class AuditResult:
             if self.utterances is not None:
                 paths["utterance_scores"] = os.path.join(out_dir, UTTERANCE_SCORES)
                 write_utterance_scores(self.utterances, paths["utterance_scores"])
-        self.path = out_dir
+            if self.timings:
+                self.timings["write:tables"] = time.perf_counter() - t0
+        self.save_report(out_dir)
         return paths
+
+    def save_report(self, out_dir: str | None = None) -> str:
+        """Write report.json (compare.json for a comparison) alone, with the timings; returns its path."""
+        out_dir = out_dir or self.path
+        if not out_dir:
+            raise ValueError("save_report() needs a folder: this result was not loaded from one")
+        os.makedirs(out_dir, exist_ok=True)
+        path = os.path.join(out_dir, "compare.json" if self.is_comparison else "report.json")
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(self.to_json(timings=True))
+        self.path = out_dir
+        return path
 
     @classmethod
     def load(cls, path: str) -> "AuditResult":
@@ -336,13 +357,14 @@ class AuditResult:
                                  hint="pass the report.json written by fairaudit audit") from exc
         if not isinstance(report, dict) or "discoverers" not in report or "schema_version" not in report:
             raise UserInputError("not a fairaudit report (no schema_version/discoverers)", path=path)
+        timings = report.pop("timings", None) or {}
         folder = os.path.dirname(os.path.abspath(path))
         assign_path = os.path.join(folder, "assignments.csv")
         assignments = (pd.read_csv(assign_path, dtype=str, keep_default_na=False) if os.path.exists(assign_path)
                        else pd.DataFrame(columns=["speaker_id", "discoverer", "cohort_id"]))
         scores = os.path.join(folder, SPEAKER_SCORES)
         speakers = read_speaker_scores(scores) if os.path.exists(scores) else None
-        return cls(report=report, assignments=assignments, speakers=speakers, path=folder)
+        return cls(report=report, assignments=assignments, speakers=speakers, path=folder, timings=timings)
 
 
 def write_utterance_scores(utterances: pd.DataFrame, path: str) -> None:

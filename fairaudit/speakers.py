@@ -11,6 +11,7 @@ import pyarrow as pa
 from .accounting import Accounting
 from .errors import UserInputError
 from .io.missing import MissingValues
+from .lookup import isin
 from .io.readers import RawUtterances
 from .geo_sanity import coordinate_warnings
 from .text_checks import unspaced_rows, unspaced_warning
@@ -285,7 +286,7 @@ def attach_attributes(speakers: pd.DataFrame, extra: pd.DataFrame | None, spk: p
         speakers = _join(speakers, attrs)
     if speaker_table is not None:
         acc.warnings.extend(speaker_table.attrs.get("warnings", []))
-        unknown = int((~speakers["speaker_id"].isin(speaker_table.index)).sum())
+        unknown = int((~isin(speakers["speaker_id"], speaker_table.index)).sum())
         if unknown:
             acc.warnings.append(f"{unknown} speaker(s) have no row in the speaker table (their attributes are empty)")
         acc.count_speaker_table(speaker_table.index, speakers["speaker_id"])

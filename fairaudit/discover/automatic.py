@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserInputError
+from ..lookup import isin
 from . import kmeans as km
 from .base import Discoverer, Discovery, NotEnoughData, SideInputs, register
 from .cluster_description import describe
@@ -122,7 +123,7 @@ class AutomaticDiscoverer(Discoverer):
             return MISSING_REASON
         ids = pd.Index(np.asarray(side.embedding_ids).astype(str))
         table = speakers["speaker_id"].astype(str)
-        if len(table) and not table.isin(ids).any():
+        if len(table) and not isin(table, ids).any():
             return (f"none of the {len(table)} speakers has an embedding (embedding ids look like "
                     f"{ids[0] if len(ids) else 'nothing'!r}, speaker ids like {table.iloc[0]!r}; "
                     f"--embedding-ids must use the speaker ids of the input)")

@@ -318,6 +318,20 @@ class Discoverer(ABC):
         permutation.  Default: None."""
         return None
 
+    def refit_batch(self, speakers: pd.DataFrame, side: SideInputs, discovery: Discovery, errors: np.ndarray,
+                    words: np.ndarray) -> dict | None:
+        """Optional: the cohorts B re-fits give, computed at once (``fairaudit power``).
+
+        ``errors``/``words``: (B, rows of ``speakers``) counts replacing the table's
+        ``errors``/``ref_words`` (every other column unchanged); ``discovery`` is this
+        discoverer's fit on ``speakers``.  Only for a discoverer whose audited speakers do
+        not depend on the counts.  Return ``{"codes": (B, len(discovery.assignment)) int
+        array, "statistics": (B,) or None}``: per re-fit, each audited speaker's cohort
+        (codes of a sorted factorize of the re-fit's cohort ids, speakers in
+        ``discovery.assignment`` order) and ``Discovery.statistic`` (-inf when None); or
+        None to be re-fitted one by one.  Default: None."""
+        return None
+
     def planter(self, speakers: pd.DataFrame, side: SideInputs, discovery: Discovery) -> "Planter":
         """How ``fairaudit power``/``selftest`` plant a disparity this discoverer can
         express.  ``discovery`` is this discoverer's fit on ``speakers``; the planter draws

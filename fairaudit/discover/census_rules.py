@@ -125,8 +125,15 @@ def search(masks: np.ndarray, lit_col: list[int], n_z: np.ndarray, e_z: np.ndarr
     else:
         lits = np.zeros((0, max_depth), dtype=np.int64)
         n_in = e_in = w_in = np.zeros(0)
-    n_tot, e_tot, w_tot = n_z.sum(), e_z.sum(), w_z.sum()
-    n_rest, e_rest, w_rest = n_tot - n_in, e_tot - e_in, w_tot - w_in
+    n_rest = n_z.sum() - n_in
+    out = _two_sides(n_in, n_rest, e_in, w_in, e_z.sum() - e_in, w_z.sum() - w_in, min_speakers)
+    return {"lits": lits, "n_in": n_in, "n_rest": n_rest, **out, "valid": int(out["valid_mask"].sum()),
+            "evaluated": int(len(n_in))}
+
+
+def _two_sides(n_in, n_rest, e_in, w_in, e_rest, w_rest, min_speakers: int) -> dict:
+    """Both sides' WERs (ratios), the relative gap (%, NaN when the lower WER is 0), the
+    absolute gap and validity of rules from their sums (arrays of any matching shape)."""
     valid = (n_in >= min_speakers) & (n_rest >= min_speakers) & (w_in > 0) & (w_rest > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         wer_in = np.where(w_in > 0, e_in / np.where(w_in > 0, w_in, 1), np.nan)
@@ -134,9 +141,8 @@ def search(masks: np.ndarray, lit_col: list[int], n_z: np.ndarray, e_z: np.ndarr
         hi, lo = np.maximum(wer_in, wer_rest), np.minimum(wer_in, wer_rest)
         finite = lo > 0
         gap = np.where(finite, 100.0 * (hi - lo) / np.where(finite, lo, 1), np.nan)
-    return {"lits": lits, "n_in": n_in, "n_rest": n_rest, "wer_in": wer_in, "wer_rest": wer_rest,
-            "gap": gap, "abs": hi - lo, "finite": finite, "valid": int(valid.sum()), "valid_mask": valid,
-            "evaluated": int(len(n_in))}
+    return {"wer_in": wer_in, "wer_rest": wer_rest, "gap": gap, "abs": hi - lo, "finite": finite,
+            "valid_mask": valid}
 
 
 def ordered(result: dict, literals: list[Literal], idx: np.ndarray, top: int) -> list[dict]:
@@ -203,3 +209,69 @@ def choose(result: dict, literals: list[Literal], max_depth: int, min_gain_pct: 
         if (fin_b and not fin_c) or (fin_b == fin_c and val_b > val_c * (1 + min_gain_pct / 100.0)):
             chosen = best
     return chosen, best_by_depth
+
+
+def memberships(masks: np.ndarray, lits: np.ndarray) -> np.ndarray:
+    """(zips x rules) truth matrix of rules given as rows of literal ids (-1 = none)."""
+    out = np.ones((masks.shape[0], len(lits)), dtype=bool)
+    for k in range(lits.shape[1] if lits.ndim == 2 else 0):
+        li = lits[:, k]
+        used = li >= 0
+        out[:, used] &= masks[:, li[used]]
+    return out
+
+
+def rule_texts(literals: list[Literal], lits: np.ndarray) -> list[str]:
+    """The text of each rule (literal ids, -1 = none), as :func:`ordered` writes it."""
+    return [" AND ".join(literals[int(l)].text for l in row if l >= 0) for row in lits]
+
+
+def choose_batched(n_in: np.ndarray, n_tot: float, e_in: np.ndarray, w_in: np.ndarray, e_tot: np.ndarray,
+                   w_tot: np.ndarray, lits: np.ndarray, text_rank: np.ndarray, min_speakers: int, max_depth: int,
+                   min_gain_pct: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`search`'s ranking and :func:`choose` for B sets of sums at once (the permutation null).
+
+    ``n_in`` (rules,): speakers in each rule, ``n_tot`` all speakers (the same in every
+    set); ``e_in``/``w_in`` (B, rules): errors and words in each rule; ``e_tot``/``w_tot``
+    (B,): totals; ``lits`` (rules, max_depth): literal ids of each rule (-1 = none);
+    ``text_rank`` (rules,): rank of each rule's text (the last tie-break of
+    :func:`ordered`).  Returns (chosen rule per set, -1 when no rule is valid; WER in the
+    rule; WER of the rest), ratios, computed with :func:`search`'s arithmetic so every
+    value equals a one-set search and choice on the same sums.
+    """
+    r = _two_sides(n_in, n_tot - n_in, e_in, w_in, e_tot[:, None] - e_in, w_tot[:, None] - w_in, min_speakers)
+    valid, wer_in, wer_rest, finite = r["valid_mask"], r["wer_in"], r["wer_rest"], r["finite"]
+    value = np.where(finite, r["gap"], r["abs"])
+    in_hi = wer_in > wer_rest
+    depth = (lits >= 0).sum(axis=1)
+    rows = np.arange(len(e_in))
+    chosen = np.full(len(e_in), -1)
+    fin_c, val_c = np.zeros(len(e_in), dtype=bool), np.zeros(len(e_in))
+    for d in range(1, max_depth + 1):
+        best = _best_rule(valid & (depth == d)[None, :], finite, value, in_hi, text_rank)
+        has = best >= 0
+        pick = np.where(has, best, 0)
+        fin_b, val_b = finite[rows, pick], value[rows, pick]
+        first = has & (chosen < 0)
+        better = has & (chosen >= 0) & ((fin_b & ~fin_c) | ((fin_b == fin_c) & (val_b > val_c * (1 + min_gain_pct / 100.0))))
+        take = first | better
+        chosen = np.where(take, best, chosen)
+        fin_c, val_c = np.where(take, fin_b, fin_c), np.where(take, val_b, val_c)
+    pick = np.where(chosen >= 0, chosen, 0)
+    return chosen, wer_in[rows, pick], wer_rest[rows, pick]
+
+
+def _best_rule(mask: np.ndarray, finite: np.ndarray, value: np.ndarray, in_hi: np.ndarray,
+               text_rank: np.ndarray) -> np.ndarray:
+    """Per row, :func:`ordered`'s first rule among ``mask``: a finite gap first, then the
+    larger gap (absolute difference when undefined), then the rule whose matching side has
+    the higher WER, then the rule text; -1 when the row has none."""
+    has = mask.any(axis=1)
+    fin = mask & finite
+    m = np.where(fin.any(axis=1)[:, None], fin, mask)
+    v = np.where(m, value, -np.inf)
+    m &= v == v.max(axis=1)[:, None]
+    hi = m & in_hi
+    m = np.where(hi.any(axis=1)[:, None], hi, m)
+    rank = np.where(m, text_rank[None, :], len(text_rank))
+    return np.where(has, rank.argmin(axis=1), -1)

@@ -42,6 +42,7 @@ fewer than ``min_speakers`` speakers are not extended (a conjunction only shrink
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -49,7 +50,9 @@ import pandas as pd
 from ..errors import UserInputError
 from ..io.census import normalize_zip, prepare_census
 from .base import Discoverer, Discovery, SideInputs, register
-from .census_rules import Literal, candidate_literals, choose, ordered, search
+from .cache import cached, frame_key
+from .census_rules import (Literal, candidate_literals, choose, choose_batched, memberships, ordered, rule_texts,
+                           search)
 from .params import Interval
 from .planting import Planter, PooledPlanter
 
@@ -83,6 +86,29 @@ def _census_rows(zips: pd.Series, census: pd.DataFrame) -> tuple[np.ndarray, np.
     row = np.full(len(codes), -1, dtype=np.int64)
     row[ok_zip] = row_u[codes[ok_zip]]
     return ok_zip, row
+
+
+@dataclass
+class _Structure:
+    """The count-free part of a fit (:meth:`GeodemographicDiscoverer._structure`)."""
+
+    audited: np.ndarray          # rows of the speaker table whose zip joined the census
+    ids: np.ndarray              # their speaker ids
+    zip_of: np.ndarray           # per audited speaker: index into the zips present
+    n_z: np.ndarray              # speakers per zip (count, as float)
+    columns: list[str]
+    share_scales: dict
+    literals: list[Literal]
+    masks: np.ndarray            # zips x literals
+    lit_col: list[int]
+    thresholds: dict
+    not_audited: dict
+
+    def sums(self, errors: np.ndarray, words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-zip sums of the audited speakers' errors and words (counts; rows of the table)."""
+        z = len(self.n_z)
+        return (np.bincount(self.zip_of, weights=errors[self.audited], minlength=z),
+                np.bincount(self.zip_of, weights=words[self.audited], minlength=z))
 
 
 @register
@@ -130,11 +156,21 @@ class GeodemographicDiscoverer(Discoverer):
             return "no census table (pass --census FILE with a zip column and demographic columns)"
         return None
 
-    def fit(self, speakers: pd.DataFrame, side: SideInputs) -> Discovery:
+    def _structure(self, speakers: pd.DataFrame, side: SideInputs) -> "_Structure":
+        """Everything of a fit that does not depend on the error counts: the census join,
+        the zips of the audited speakers, the candidate literals (kept for the next fit on
+        the same speakers and census: :mod:`.cache`)."""
         reason = self.missing_inputs(speakers, side)
         if reason:
             raise UserInputError(f"geodemographic cohorts cannot be found: {reason}")
         census = _census_frame(side)
+        if "speaker_id" not in speakers.columns:     # ids from the index: not worth a key
+            return self._build_structure(speakers, census)
+        key = frame_key(speakers, ["speaker_id", "zip"], int(self.min_speakers))
+        return cached(self, "_structure_cache", key, lambda: self._build_structure(speakers, census),
+                      same=(side.census, census))
+
+    def _build_structure(self, speakers: pd.DataFrame, census: pd.DataFrame) -> "_Structure":
         share_scales = dict(census.attrs.get("share_columns", {}))
         columns = _numeric_columns(census)
         values_all = census[columns].to_numpy(dtype=float, na_value=np.nan)
@@ -147,13 +183,6 @@ class GeodemographicDiscoverer(Discoverer):
             not_audited[REASON_BAD_ZIP] = int((~ok_zip).sum())
         if (ok_zip & ~audited).sum():
             not_audited[REASON_NOT_IN_CENSUS] = int((ok_zip & ~audited).sum())
-
-        params = {"min_speakers": int(self.min_speakers), "seed": int(self.seed),
-                  "max_depth": int(self.max_depth), "max_candidates_shown": int(self.max_candidates_shown),
-                  "min_gain_pct": float(self.min_gain_pct)}
-        errors = speakers["errors"].to_numpy(dtype=float)[audited]
-        words = speakers["ref_words"].to_numpy(dtype=float)[audited]
-        aud_ids = ids[audited]
         row = row[audited]
 
         # Per-zip sums: every literal is constant within a zip.
@@ -163,13 +192,22 @@ class GeodemographicDiscoverer(Discoverer):
         remap[zip_rows] = np.arange(len(zip_rows))
         zip_of = remap[row]
         n_z = np.bincount(zip_of, minlength=len(zip_rows)).astype(float)
-        e_z = np.bincount(zip_of, weights=errors, minlength=len(zip_rows))
-        w_z = np.bincount(zip_of, weights=words, minlength=len(zip_rows))
-        values = values_all[zip_rows]
+        literals, masks, thresholds = candidate_literals(columns, share_scales, values_all[zip_rows], n_z,
+                                                         self.min_speakers)
+        return _Structure(audited=np.flatnonzero(audited), ids=ids[audited], zip_of=zip_of, n_z=n_z,
+                          columns=columns, share_scales=share_scales, literals=literals, masks=masks,
+                          lit_col=[columns.index(lit.column) for lit in literals], thresholds=thresholds,
+                          not_audited=not_audited)
 
-        literals, masks, thresholds = candidate_literals(columns, share_scales, values, n_z, self.min_speakers)
-        result = search(masks, [columns.index(l.column) for l in literals], n_z, e_z, w_z,
-                         self.min_speakers, self.max_depth)
+    def fit(self, speakers: pd.DataFrame, side: SideInputs) -> Discovery:
+        st = self._structure(speakers, side)
+        not_audited, aud_ids, zip_of, masks, literals = dict(st.not_audited), st.ids, st.zip_of, st.masks, st.literals
+        params = {"min_speakers": int(self.min_speakers), "seed": int(self.seed),
+                  "max_depth": int(self.max_depth), "max_candidates_shown": int(self.max_candidates_shown),
+                  "min_gain_pct": float(self.min_gain_pct)}
+        e_z, w_z = st.sums(speakers["errors"].to_numpy(dtype=float), speakers["ref_words"].to_numpy(dtype=float))
+        result = search(masks, st.lit_col, st.n_z, e_z, w_z, self.min_speakers, self.max_depth)
+        share_scales, thresholds = st.share_scales, st.thresholds
         details = {"rule": None, "candidates": [], "candidates_evaluated": result["evaluated"],
                    "candidates_valid": result["valid"], "share_columns": share_scales,
                    "thresholds": thresholds}
@@ -189,7 +227,7 @@ class GeodemographicDiscoverer(Discoverer):
             return Discovery(assignment, {"all": label}, not_audited, params, details, {"all": {"rule": None}},
                              definition={"kind": "census rule", "literals": [], "in_rule": "all", "rest": "all"})
 
-        in_rule = np.ones(len(zip_rows), dtype=bool)
+        in_rule = np.ones(len(st.n_z), dtype=bool)
         for li in chosen["literal_ids"]:
             in_rule &= masks[:, li]
         assignment = pd.Series(np.where(in_rule[zip_of], "A", "B"), index=pd.Index(aud_ids, name="speaker_id"),
@@ -203,6 +241,70 @@ class GeodemographicDiscoverer(Discoverer):
                          {"A": {"rule": labels["A"]}, "B": {"rule": labels["B"]}}, definition=definition)
 
     # ------------------------------------------------------------ hooks
+
+    def permuted_statistics(self, speakers: pd.DataFrame, side: SideInputs, discovery: Discovery,
+                            takes: np.ndarray) -> dict | None:
+        """The headline gap a re-fit gives on each permutation, for a block at once.
+
+        Under the null only the counts move between speakers: zips, literals and the rules
+        the search grows (their speaker counts) stay, so the rules' sums are one product
+        (permutations x zips) @ (zips x rules) and the choice is :func:`choose_batched`,
+        the same ranking, parsimony margin and tie-breaks as :func:`choose`."""
+        b = len(takes)
+        chosen, wer_in, wer_rest = self._batched_choice(speakers, side, *(
+            speakers[c].to_numpy(dtype=float)[takes] for c in ("errors", "ref_words")))[2:]
+        if chosen is None:                          # no rule: one cohort, no gap
+            return {"statistics": None, "gaps_pct": np.zeros(b), "gaps_abs": np.zeros(b)}
+        bottom, top = np.maximum(wer_in, wer_rest), np.minimum(wer_in, wer_rest)
+        gap_abs = np.where(chosen >= 0, bottom - top, 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pct = np.where(chosen < 0, 0.0, np.where(top > 0, 100.0 * gap_abs / top, np.inf))
+        return {"statistics": None, "gaps_pct": pct, "gaps_abs": gap_abs}
+
+    def refit_batch(self, speakers: pd.DataFrame, side: SideInputs, discovery: Discovery, errors: np.ndarray,
+                    words: np.ndarray) -> dict | None:
+        """Cohorts of re-fits on rows of counts at once (power simulations): code 0 = "A"
+        (in the chosen rule), 1 = "B"; all 0 ("all") when no rule is valid."""
+        st, member, chosen = self._batched_choice(speakers, side, errors, words)[:3]
+        codes = np.zeros((len(errors), len(st.ids)), dtype=np.int64)
+        if chosen is not None:
+            has = chosen >= 0
+            inside = member[st.zip_of][:, np.where(has, chosen, 0)].T > 0
+            codes[has] = np.where(inside[has], 0, 1)
+        return {"codes": codes, "statistics": None}
+
+    def _batched_choice(self, speakers: pd.DataFrame, side: SideInputs, errors: np.ndarray, words: np.ndarray):
+        """(structure, zips x rules memberships, chosen rule per row or -1, WER in it, WER
+        of the rest) of re-fits on the rows of ``errors``/``words`` (B x table rows); the
+        last three None when no rule can be formed."""
+        st, member, n_in, lits, text_rank = self._batch_structure(speakers, side)
+        if not len(st.ids) or not len(lits):
+            return st, member, None, None, None
+        b, z = len(errors), len(st.n_z)
+        cells = (st.zip_of[None, :] + z * np.arange(b)[:, None]).ravel()
+        sums = [np.bincount(cells, weights=x[:, st.audited].ravel(), minlength=b * z).reshape(b, z)
+                for x in (errors, words)]
+        e_in, w_in = (x @ member for x in sums)
+        chosen, wer_in, wer_rest = choose_batched(n_in, float(st.n_z.sum()), e_in, w_in, sums[0].sum(axis=1),
+                                                  sums[1].sum(axis=1), lits, text_rank, self.min_speakers,
+                                                  self.max_depth, float(self.min_gain_pct))
+        return st, member, chosen, wer_in, wer_rest
+
+    def _batch_structure(self, speakers: pd.DataFrame, side: SideInputs):
+        """(structure, zips x rules memberships, speakers per rule, rules, text ranks), kept
+        for the next blocks (:mod:`.cache`: built from the structure of the same speakers)."""
+        st = self._structure(speakers, side)
+
+        def build():
+            zeros = np.zeros(len(st.n_z))
+            lits = search(st.masks, st.lit_col, st.n_z, zeros, zeros, self.min_speakers, self.max_depth)["lits"]
+            member = memberships(st.masks, lits).astype(float)
+            texts = rule_texts(st.literals, lits)
+            text_rank = np.empty(len(texts), dtype=np.int64)
+            text_rank[sorted(range(len(texts)), key=texts.__getitem__)] = np.arange(len(texts))
+            return st, member, st.n_z @ member, lits, text_rank
+
+        return cached(self, "_batch_cache", repr((int(self.min_speakers), int(self.max_depth))), build, same=(st,))
 
     def assign(self, definition: dict, speakers: pd.DataFrame, side: SideInputs) -> pd.Series | None:
         """A or B for every speaker whose zip is in the census table, by the saved rule."""

@@ -76,8 +76,10 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from ..cohorts import gap, rank_cohorts
 from ..errors import UserInputError
 from .base import Discoverer, Discovery, NotEnoughData, SideInputs, non_attribute_columns, register
+from .cache import cached, frame_key
 from .params import Interval, Options
 from .planting import CohortPlanter, Planter, PooledPlanter
 
@@ -175,6 +177,18 @@ class _Split:
 
 
 @dataclass
+class _Prepared:
+    """The count-free part of a fit (:meth:`MetadataDiscoverer._prepare`)."""
+
+    params: dict
+    rows: np.ndarray             # rows of the speaker table of the audited speakers, canonical order
+    columns: list[_Column]
+    skipped: dict[str, str]
+    not_audited: dict[str, int]
+    ids: np.ndarray              # their speaker ids
+
+
+@dataclass
 class _Node:
     id: int
     members: np.ndarray          # positions into the audited-speaker arrays
@@ -258,19 +272,12 @@ def _scores(criterion: str, eL, wL, qL, eR, wR, qR, p: float) -> np.ndarray:
         return 2.0 * (ll(eL, wL, rL) + ll(eR, wR, rR) - ll(total_e, total_w, np.full_like(rL, p)))
 
 
-def _stack(columns: list[_Column]) -> tuple[np.ndarray, np.ndarray]:
-    """(speakers x columns matrix of bins shifted into one range, start of each column's range)."""
-    starts = np.concatenate([[0], np.cumsum([c.n_bins + 1 for c in columns])]).astype(np.int64)
-    stacked = np.column_stack([c.bins + starts[i] for i, c in enumerate(columns)])
-    return stacked, starts
-
-
-def _best_split(columns: list[_Column], stacked: np.ndarray, starts: np.ndarray, members: np.ndarray,
-                err: np.ndarray, words: np.ndarray, min_speakers: int, criterion: str) -> _Split | None:
+def _best_split(columns: list[_Column], members: np.ndarray, err: np.ndarray, words: np.ndarray,
+                min_speakers: int, criterion: str) -> _Split | None:
     """The best admissible split of one node over all columns, or None.
 
-    ``stacked``/``starts``: see :func:`_stack`; the per-bin sums of every column come from
-    four ``np.bincount`` calls over the node's speakers, whatever the number of columns.
+    The per-bin sums of a column come from ``np.bincount`` of the node's speakers' bins
+    (errors, words, squared residuals, speakers), accumulated in speaker order.
     """
     n = len(members)
     if n < 2 * min_speakers:
@@ -278,14 +285,11 @@ def _best_split(columns: list[_Column], stacked: np.ndarray, starts: np.ndarray,
     e, w = err[members], words[members]
     p = float(e.sum() / w.sum()) if w.sum() > 0 else 0.0
     q = (e - p * w) ** 2     # squared residual under "no difference" (speaker_z)
-    idx = stacked[members].ravel()
-    k_cols, size_all = len(columns), int(starts[-1])
-    sums = [np.bincount(idx, weights=np.repeat(x, k_cols), minlength=size_all) for x in (e, w, q)]
-    counts = np.bincount(idx, minlength=size_all)
     best: _Split | None = None
     for ci, col in enumerate(columns):
-        a, b = starts[ci], starts[ci + 1]
-        E, W, Q, N = sums[0][a:b], sums[1][a:b], sums[2][a:b], counts[a:b]
+        bins, size = col.bins[members], col.n_bins + 1
+        E, W, Q = (np.bincount(bins, weights=x, minlength=size) for x in (e, w, q))
+        N = np.bincount(bins, minlength=size)
         present = np.flatnonzero(N[:-1] > 0)
         if len(present) < 2:
             continue
@@ -330,11 +334,16 @@ def bottom_vs_rest_z(cohort: np.ndarray, err: np.ndarray, words: np.ndarray, min
     fewer than two cohorts exist.
     """
     codes, ids = pd.factorize(cohort, sort=True)
-    if len(ids) < 2:
+    return _bottom_vs_rest_z(codes, len(ids), err, words, min_speakers)
+
+
+def _bottom_vs_rest_z(codes: np.ndarray, k: int, err: np.ndarray, words: np.ndarray, min_speakers: int) -> float:
+    """:func:`bottom_vs_rest_z` of cohort codes 0..k-1 in the order of the cohort ids."""
+    if k < 2:
         return 0.0
-    E = np.bincount(codes, weights=err, minlength=len(ids))
-    W = np.bincount(codes, weights=words, minlength=len(ids))
-    N = np.bincount(codes, minlength=len(ids))
+    E = np.bincount(codes, weights=err, minlength=k)
+    W = np.bincount(codes, weights=words, minlength=k)
+    N = np.bincount(codes, minlength=k)
     with np.errstate(divide="ignore", invalid="ignore"):
         wer = np.where(W > 0, E / W, -np.inf)
     wer = np.where(N >= min_speakers, wer, -np.inf)
@@ -489,13 +498,20 @@ class MetadataDiscoverer(Discoverer):
                 coded.append(col)
         return coded, skipped
 
-    def fit(self, speakers: pd.DataFrame, side: SideInputs) -> Discovery:
-        """Grow the tree and return one cohort per leaf (see the module docstring)."""
+    def _prepare(self, speakers: pd.DataFrame) -> "_Prepared":
+        """Everything of a fit that does not depend on the error counts: canonical row
+        order, the coded columns, who has a known value (kept for the next fit on the same
+        speakers, :mod:`.cache`: the permutation null and power simulations re-grow only
+        the tree)."""
         params = self._params()
-        reason = self.missing_inputs(speakers, side)
+        reason = self.missing_inputs(speakers, None)
         if reason:
             raise UserInputError(f"metadata discoverer: {reason}")
-        min_speakers, criterion = params["min_speakers"], params["criterion"]
+        cols = ["speaker_id", *self.candidate_columns(speakers)]
+        key = frame_key(speakers, cols, repr(sorted(params.items())), repr([str(speakers[c].dtype) for c in cols]))
+        return cached(self, "_prepared_cache", key, lambda: self._build_prepared(speakers, params))
+
+    def _build_prepared(self, speakers: pd.DataFrame, params: dict) -> "_Prepared":
         # Canonical row order (by speaker id): float sums of squared residuals then do not
         # depend on the order of the input rows, so neither does any near-tie.
         rows = np.argsort(speakers["speaker_id"].to_numpy(dtype=str), kind="stable")
@@ -509,29 +525,25 @@ class MetadataDiscoverer(Discoverer):
         known_any = np.zeros(len(speakers), bool)
         for col in columns:
             known_any |= col.bins != col.n_bins
-        not_audited = {NO_KNOWN_VALUE: int((~known_any).sum())} if not known_any.all() else {}
         for col in columns:
             col.bins = col.bins[known_any]
-        ids = speakers["speaker_id"].to_numpy(dtype=object)[rows][known_any]
-        err = speakers["errors"].to_numpy(dtype=float)[rows][known_any]
-        words = speakers["ref_words"].to_numpy(dtype=float)[rows][known_any]
-        params_out = {**params, "columns": [c.name for c in columns]}
-        details: dict[str, Any] = {"columns": {c.name: c.kind for c in columns}, "columns_skipped": skipped,
-                                   "criterion": criterion, "splits": [],
-                                   "unknown_values": "follow the side with more known speakers; never a cohort"}
-        if not len(ids):
-            details["stop_reason"] = "no speaker with a known attribute value"
-            return Discovery(assignment=pd.Series([], index=pd.Index([], name="speaker_id"), dtype=object),
-                             labels={}, not_audited=not_audited, params=params_out, details=details)
+        return _Prepared(params=params, rows=rows[known_any], columns=columns, skipped=skipped,
+                         not_audited=({NO_KNOWN_VALUE: int((~known_any).sum())} if not known_any.all() else {}),
+                         ids=speakers["speaker_id"].to_numpy(dtype=object)[rows][known_any])
 
-        stacked, starts = _stack(columns)
-        nodes = {0: _Node(0, np.arange(len(ids)), 0, {})}
+    def _grow(self, prep: "_Prepared", err: np.ndarray, words: np.ndarray,
+              splits: list | None = None) -> tuple[dict[int, "_Node"], list["_Node"], bool]:
+        """Grow the tree on counts ``err``/``words`` (audited speakers, canonical order):
+        (nodes, leaves in cohort order M01, M02, ..., stopped at max_leaves?).  ``splits``:
+        a list to append each split's record to (the report's tree), or None."""
+        params, columns = prep.params, prep.columns
+        min_speakers, criterion = params["min_speakers"], params["criterion"]
+        nodes = {0: _Node(0, np.arange(len(prep.ids)), 0, {})}
         heap: list[tuple[float, int]] = []
 
         def consider(node: _Node) -> None:
             if node.depth < params["max_depth"]:
-                node.split = _best_split(columns, stacked, starts, node.members, err, words, min_speakers,
-                                         criterion)
+                node.split = _best_split(columns, node.members, err, words, min_speakers, criterion)
                 # The root split is always made (when admissible): the audit then always
                 # shows the best attribute split, and the permutation test judges it.
                 if node.split is not None and (node.id == 0 or node.split.score >= params["min_score"]):
@@ -544,8 +556,10 @@ class MetadataDiscoverer(Discoverer):
             node = nodes[nid]
             s = node.split
             col = columns[s.column]
-            b = col.bins[node.members]
-            go_left = np.isin(b, s.left_bins) | ((b == col.n_bins) & s.unknown_left)
+            left = np.zeros(col.n_bins + 1, dtype=bool)     # bin -> goes left (unknown = last bin)
+            left[s.left_bins] = True
+            left[col.n_bins] = s.unknown_left
+            go_left = left[col.bins[node.members]]
             kids = []
             for side_left, mask in ((True, go_left), (False, ~go_left)):
                 cond = dict(node.conditions)
@@ -554,12 +568,11 @@ class MetadataDiscoverer(Discoverer):
                 nodes[kid.id] = kid
                 kids.append(kid)
             node.children = (kids[0].id, kids[1].id)
-            details["splits"].append(self._split_record(node, col, s, kids, criterion))
+            if splits is not None:
+                splits.append(self._split_record(node, col, s, kids, criterion))
             leaves += 1
             for kid in kids:
                 consider(kid)
-        details["stop_reason"] = ("max_leaves" if leaves >= params["max_leaves"]
-                                  else "no leaf can be split (min_speakers/max_depth)")
 
         order, stack = [], [0]
         while stack:   # leaves depth-first, left side first: M01, M02, ...
@@ -568,6 +581,27 @@ class MetadataDiscoverer(Discoverer):
                 order.append(node)
             else:
                 stack.extend(reversed(node.children))
+        return nodes, order, leaves >= params["max_leaves"]
+
+    def fit(self, speakers: pd.DataFrame, side: SideInputs) -> Discovery:
+        """Grow the tree and return one cohort per leaf (see the module docstring)."""
+        prep = self._prepare(speakers)
+        params, columns, skipped, ids = prep.params, prep.columns, dict(prep.skipped), prep.ids
+        not_audited = dict(prep.not_audited)
+        min_speakers, criterion = params["min_speakers"], params["criterion"]
+        err = speakers["errors"].to_numpy(dtype=float)[prep.rows]
+        words = speakers["ref_words"].to_numpy(dtype=float)[prep.rows]
+        params_out = {**params, "columns": [c.name for c in columns]}
+        details: dict[str, Any] = {"columns": {c.name: c.kind for c in columns}, "columns_skipped": skipped,
+                                   "criterion": criterion, "splits": [],
+                                   "unknown_values": "follow the side with more known speakers; never a cohort"}
+        if not len(ids):
+            details["stop_reason"] = "no speaker with a known attribute value"
+            return Discovery(assignment=pd.Series([], index=pd.Index([], name="speaker_id"), dtype=object),
+                             labels={}, not_audited=not_audited, params=params_out, details=details)
+
+        nodes, order, full = self._grow(prep, err, words, details["splits"])
+        details["stop_reason"] = "max_leaves" if full else "no leaf can be split (min_speakers/max_depth)"
         cohort = np.empty(len(ids), dtype=object)
         labels, cohort_details, leaf_of = {}, {}, {}
         by_name = {c.name: c for c in columns}
@@ -627,6 +661,56 @@ class MetadataDiscoverer(Discoverer):
         return {**self._split_rule(node, col), "depth": node.depth, "criterion": criterion, "score": s.score,
                 "wer_left": s.wer_left, "wer_right": s.wer_right, "left_speakers": int(len(kids[0].members)),
                 "right_speakers": int(len(kids[1].members))}
+
+    # ------------------------------------------------------------ the permutation null
+
+    def permuted_statistics(self, speakers: pd.DataFrame, side: SideInputs, discovery: Discovery,
+                            takes: np.ndarray) -> dict | None:
+        """The statistic and gap a re-fit gives on each permutation, without the re-fit's
+        text work: the columns are coded once (they do not depend on the counts) and only
+        the tree is grown again on each permutation's counts (the search must run again:
+        the p-value corrects for it)."""
+        e_all = speakers["errors"].to_numpy(dtype=float)
+        w_all = speakers["ref_words"].to_numpy(dtype=float)
+        b = len(takes)
+        stats, pct, gap_abs = np.full(b, -np.inf), np.zeros(b), np.zeros(b)
+        min_speakers = int(self.min_speakers)
+        for i, (codes, k, err, words, stat) in enumerate(self._trees(speakers, e_all[takes], w_all[takes])):
+            stats[i] = stat
+            wer, ranked = rank_cohorts(codes, k, err, words, min_speakers)
+            if len(ranked) >= 2:
+                g_pct, gap_abs[i] = gap(float(wer[ranked[0]]), float(wer[ranked[-1]]))
+                pct[i] = math.inf if g_pct is None else g_pct
+        return {"statistics": stats, "gaps_pct": pct, "gaps_abs": gap_abs}
+
+    def refit_batch(self, speakers: pd.DataFrame, side: SideInputs, discovery: Discovery, errors: np.ndarray,
+                    words: np.ndarray) -> dict | None:
+        """Cohorts and statistic of re-fits on rows of counts (power simulations): the
+        columns coded once, one tree per row."""
+        prep = self._prepare(speakers)
+        codes = np.zeros((len(errors), len(prep.ids)), dtype=np.int64)
+        stats = np.full(len(errors), -np.inf)
+        for i, (c, _, _, _, stat) in enumerate(self._trees(speakers, errors, words)):
+            codes[i], stats[i] = c, stat
+        return {"codes": codes, "statistics": stats}
+
+    def _trees(self, speakers: pd.DataFrame, errors: np.ndarray, words: np.ndarray):
+        """Per row of ``errors``/``words`` (B x table rows): (cohort codes of the audited
+        speakers in canonical order, as a factorize of the ids M01, M02, ... gives them;
+        number of cohorts; their errors; their words; the own statistic) of a re-fit."""
+        prep = self._prepare(speakers)
+        min_speakers = int(self.min_speakers)
+        for e_row, w_row in zip(errors, words):
+            err, w = e_row[prep.rows], w_row[prep.rows]
+            if not len(prep.ids):
+                yield np.zeros(0, dtype=np.int64), 0, err, w, -np.inf   # a fit without a statistic
+                continue
+            _, order, _ = self._grow(prep, err, w)
+            rank = np.argsort(np.argsort([f"M{j + 1:02d}" for j in range(len(order))], kind="stable"))
+            codes = np.empty(len(err), dtype=np.int64)
+            for j, node in enumerate(order):
+                codes[node.members] = rank[j]
+            yield codes, len(order), err, w, _bottom_vs_rest_z(codes, len(order), err, w, min_speakers)
 
     # ------------------------------------------------------------ applying a saved tree
 

@@ -100,6 +100,8 @@ class _Plan:
     codes: np.ndarray | None = None    # fixed cohorts: cohort code per audited speaker
     null: np.ndarray | None = None     # null gaps (%), inf = unbounded
     aud_of_row: np.ndarray | None = None  # table row -> audited index (-1: not audited)
+    found: Any = None                  # the fit on the real table (Discovery), for refit_batch
+    batched: bool = False              # the discoverer re-fits many count vectors at once
 
 
 def prepare(disc: Discoverer, table: pd.DataFrame, side: SideInputs,
@@ -121,8 +123,11 @@ def prepare(disc: Discoverer, table: pd.DataFrame, side: SideInputs,
     if not len(ids):
         return "no speaker can be audited by this discoverer"
     planter = disc.planter(table, side, found)
+    from ..discover.base import Discoverer as _Base
+
     plan = _Plan(disc.key, disc, positions, ids, planter, assignment=found.assignment,
-                 own_statistic=found.statistic is not None)
+                 own_statistic=found.statistic is not None, found=found,
+                 batched=getattr(type(disc), "refit_batch", _Base.refit_batch) is not _Base.refit_batch)
     if getattr(disc, "fixed_cohorts", False) and not plan.own_statistic:
         plan.codes = pd.factorize(found.assignment.to_numpy(), sort=True)[0]
     return plan
@@ -197,15 +202,35 @@ class _Simulator:
             stat = -math.inf if found.statistic is None else float(found.statistic)
         return aud, codes, e[aud], stat
 
+    def discover_batch(self, plan: _Plan, planted: list[np.ndarray], w: np.ndarray) -> list | None:
+        """:meth:`discover` for every planted gap of one world at once through the
+        discoverer's ``refit_batch`` hook (None when it has none or declines)."""
+        if not plan.batched or plan.codes is not None:
+            return None
+        errors = np.tile(self.errors, (len(planted), 1))
+        errors[:, plan.positions] = np.vstack(planted)
+        words = self.words.copy()
+        words[plan.positions] = w
+        res = plan.disc.refit_batch(self.table, self.side, plan.found, errors,
+                                    np.broadcast_to(words, errors.shape))
+        if res is None:
+            plan.batched = False
+            return None
+        stats = res.get("statistics")
+        aud = np.arange(len(w))
+        return [(aud, res["codes"][j], e, math.nan if stats is None or not plan.own_statistic else float(stats[j]))
+                for j, e in enumerate(planted)]
+
     def detect(self, plan: _Plan, row: PlantRow, seq: np.random.SeedSequence) -> tuple[np.ndarray, int]:
         """(detected (bool) at gap 0 and at every grid gap, planted speakers) for one simulated world."""
         src, e0, w, plant, u, _ = self.world(plan, row, np.random.default_rng(seq))
         in_plant = np.zeros(len(e0), dtype=bool)
         in_plant[plant] = True
         out = np.zeros(len(self.gaps), dtype=bool)
-        for j, g in enumerate(self.gaps):
-            e = self.planted_errors(e0, plant, u, g)
-            aud, codes, e_aud, stat = self.discover(plan, src, e, w)
+        planted = [self.planted_errors(e0, plant, u, g) for g in self.gaps]
+        batch = self.discover_batch(plan, planted, w)
+        for j, e in enumerate(planted):
+            aud, codes, e_aud, stat = batch[j] if batch is not None else self.discover(plan, src, e, w)
             bottom, pct = bottom_mask(e_aud, w[aud], codes, plan.disc.min_speakers)
             if bottom is None:
                 continue

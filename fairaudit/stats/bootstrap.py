@@ -20,6 +20,9 @@ from ..intervals import METHODS, cohort_interval
 from . import rng as _rng
 from ._common import BLOCK_CELLS, as_counts, check_count, check_level, check_seed, interval
 
+#: cohorts above this many speakers count each resample's draws with its own bincount
+_ROWWISE_ABOVE = 500
+
 BOOTSTRAP_METHOD = ("speaker bootstrap stratified by cohort (cohorts held fixed): studentised (bootstrap-t) "
                     "cohort-WER intervals, percentile intervals of the gap")
 
@@ -27,9 +30,13 @@ BOOTSTRAP_METHOD = ("speaker bootstrap stratified by cohort (cohorts held fixed)
 def resample_ratio(e: np.ndarray, w: np.ndarray, n_boot: int, gen: np.random.Generator) -> np.ndarray:
     """``n_boot`` speaker resamples (with replacement, same size) of sum(e)/sum(w) (ratio).
 
-    Resamples are drawn in blocks of at most ``BLOCK_CELLS`` speaker draws, so memory stays
-    bounded whatever the number of speakers; the block size depends only on ``len(e)``, so
-    the draws (hence the result) are fixed by the generator alone.
+    Each resample is a multinomial count vector c over the speakers (how often each was
+    drawn) and its sums are c @ [e, w]: one ``bincount`` and one product per resample, no
+    gather of the drawn speakers' values (with integer counts the sums are exact, so the
+    result equals summing the drawn values).  Resamples are drawn in blocks of at most
+    ``BLOCK_CELLS`` speaker draws, so memory stays bounded whatever the number of speakers;
+    the block size depends only on ``len(e)``, so the draws (hence the result) are fixed
+    by the generator alone.
     """
     n = len(e)
     out = np.full(n_boot, np.nan)
@@ -37,13 +44,19 @@ def resample_ratio(e: np.ndarray, w: np.ndarray, n_boot: int, gen: np.random.Gen
         return out
     step = max(1, BLOCK_CELLS // n)
     itype = np.int32 if n < 2**31 else np.int64
+    totals = np.column_stack([e, w])
+    sums = np.empty((min(step, n_boot), 2))
     for b0 in range(0, n_boot, step):
         b = min(step, n_boot - b0)
         idx = gen.integers(0, n, size=(b, n), dtype=itype)
-        se = e[idx].sum(axis=1)
-        sw = w[idx].sum(axis=1)
+        if n <= _ROWWISE_ABOVE:   # small cohorts: one bincount over the whole block
+            cells = (idx + (np.arange(b, dtype=np.int64) * n)[:, None]).ravel()
+            sums[:b] = np.bincount(cells, minlength=b * n).reshape(b, n) @ totals
+        else:                     # a loop over resamples (not speakers): n counters stay in cache
+            for r in range(b):
+                sums[r] = np.bincount(idx[r], minlength=n) @ totals
         with np.errstate(divide="ignore", invalid="ignore"):
-            out[b0:b0 + b] = np.where(sw > 0, se / sw, np.nan)
+            out[b0:b0 + b] = np.where(sums[:b, 1] > 0, sums[:b, 0] / sums[:b, 1], np.nan)
     return out
 
 

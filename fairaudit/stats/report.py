@@ -1,6 +1,9 @@
 """The statistics of one report entry: intervals, permutation null, held-out gap."""
 from __future__ import annotations
 
+import time
+from contextlib import contextmanager
+
 import numpy as np
 import pandas as pd
 
@@ -19,11 +22,23 @@ def overall_ci(speakers: pd.DataFrame, n_boot: int = 1000, seed: int = 0, level:
     return [lo, hi]
 
 
+@contextmanager
+def stage(timings: dict[str, float] | None, name: str):
+    """Add the wall time of the ``with`` block to ``timings[name]`` (seconds); no-op for None."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        if timings is not None:
+            timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
+
+
 def add_statistics(entry: dict, discoverer, speakers: pd.DataFrame, utterances: pd.DataFrame | None, side,
                    assignment: pd.Series, n_boot: int = 1000, n_perm: int = 200, seed: int = 0,
                    level: float = 0.95, honest: bool = True, *, alpha: float = 0.05,
                    workers: int | None = None, statistic: float | None = None,
-                   statistic_name: str | None = None, heldout_splits: int = 5, heldout_folds: int = 2) -> None:
+                   statistic_name: str | None = None, heldout_splits: int = 5, heldout_folds: int = 2,
+                   timings: dict[str, float] | None = None, perm_stop_after: int | None = None) -> None:
     """Add confidence intervals, the permutation null and the held-out gap to one report entry.
 
     ``entry``: the dict built by :func:`fairaudit.audit.run_discoverer` (mutated in place);
@@ -44,7 +59,9 @@ def add_statistics(entry: dict, discoverer, speakers: pd.DataFrame, utterances: 
     now, because a speaker's own error level sits in both halves of an utterance split).
     With ``n_boot`` = 0 the intervals are None.  A skipped entry is left alone.  Each
     statistic draws from its own random stream (:mod:`fairaudit.stats.rng`), named by the
-    discoverer's key.
+    discoverer's key.  ``timings``: seconds of each statistic are added to it under
+    ``bootstrap:<key>``, ``permutation:<key>`` and ``heldout:<key>`` (the report's timings).
+    ``perm_stop_after``: the sequential p-value's h (:func:`permutation_null`; None = all).
     """
     if entry.get("skipped"):
         return
@@ -58,35 +75,21 @@ def add_statistics(entry: dict, discoverer, speakers: pd.DataFrame, utterances: 
     entry["ci_level"] = level
     entry["wer_gap_ci_pct"] = None
     entry["wer_gap_abs_ci"] = None
-    if n_boot > 0 and ids:
-        sp = speakers.set_index("speaker_id").loc[assignment.index]
-        codes = pd.Index(ids).get_indexer(assignment.to_numpy())
-        if (codes < 0).any():
-            raise ValueError("assignment names a cohort that is not in the entry")
-        pairs = [(ids.index(bottom), ids.index(top))] if bottom is not None and top is not None else []
-        res = bootstrap_cohorts(sp["errors"].to_numpy(dtype=float), sp["ref_words"].to_numpy(dtype=float), codes,
-                                n_boot=n_boot, seed=seed, level=level, pairs=pairs, n_cohorts=len(ids),
-                                key=discoverer.key)
-        for k, c in enumerate(cohorts):
-            c["wer_ci_low"] = None if np.isnan(res["lo"][k]) else float(res["lo"][k])
-            c["wer_ci_high"] = None if np.isnan(res["hi"][k]) else float(res["hi"][k])
-        if pairs:
-            entry["wer_gap_abs_ci"] = list(res["gap_abs"][0])
-            if entry.get("wer_gap_pct") is not None:
-                entry["wer_gap_ci_pct"] = list(res["gap_pct"][0])
-    else:
-        for c in cohorts:
-            c["wer_ci_low"] = c["wer_ci_high"] = None
+    key = discoverer.key
+    with stage(timings, f"bootstrap:{key}"):
+        _add_intervals(entry, cohorts, ids, speakers, assignment, n_boot, seed, level, key)
     entry["bootstrap"] = {"n": n_boot, "unit": "speaker", "method": BOOTSTRAP_METHOD, "seed": seed}
 
     entry["permutation"] = None
     entry["p_value"] = None
     entry["significant"] = None
     if n_perm > 0 and (bottom is not None or statistic is not None):
-        perm = permutation_null(discoverer, speakers, side, entry.get("wer_gap_pct"), n_perm=n_perm, seed=seed,
-                                workers=workers, observed_gap_abs=entry.get("wer_gap_abs"),
-                                audited=assignment.index, assignment=assignment,
-                                observed_statistic=statistic, statistic_name=statistic_name)
+        with stage(timings, f"permutation:{key}"):
+            perm = permutation_null(discoverer, speakers, side, entry.get("wer_gap_pct"), n_perm=n_perm, seed=seed,
+                                    workers=workers, observed_gap_abs=entry.get("wer_gap_abs"),
+                                    audited=assignment.index, assignment=assignment,
+                                    observed_statistic=statistic, statistic_name=statistic_name,
+                                    stop_after=perm_stop_after)
         perm = {k: v for k, v in perm.items() if not k.startswith("null_gaps") and k != "null_statistics"}
         entry["permutation"] = perm
         entry["p_value"] = perm["p_value"]
@@ -97,8 +100,9 @@ def add_statistics(entry: dict, discoverer, speakers: pd.DataFrame, utterances: 
     if honest:
         from ..heldout import heldout_gap
 
-        entry["heldout"] = heldout_gap(discoverer, speakers, side, folds=heldout_folds, repeats=heldout_splits,
-                                       seed=seed, n_boot=n_boot, level=level, assignment=assignment)
+        with stage(timings, f"heldout:{key}"):
+            entry["heldout"] = heldout_gap(discoverer, speakers, side, folds=heldout_folds, repeats=heldout_splits,
+                                           seed=seed, n_boot=n_boot, level=level, assignment=assignment)
     entry["headline_gap"] = headline_gap(entry)
 
 
@@ -124,3 +128,28 @@ def headline_gap(entry: dict) -> dict:
     reason = held.get("reason") or "held-out gap not computed (--no-honest-gap)"
     return {"basis": "discovery", "gap_pct": entry.get("wer_gap_pct"), "gap_abs": entry.get("wer_gap_abs"),
             "ci_pct": None, "ci_abs": None, "label": HEADLINE_DISCOVERY, "reason": reason}
+
+
+def _add_intervals(entry: dict, cohorts: list[dict], ids: list, speakers: pd.DataFrame, assignment: pd.Series,
+                   n_boot: int, seed: int, level: float, key: str) -> None:
+    """Cohort WER intervals (``wer_ci_low``/``wer_ci_high``, ratio) and the gap's intervals
+    (``wer_gap_ci_pct`` %, ``wer_gap_abs_ci`` ratio) of one entry, from one speaker bootstrap."""
+    if not (n_boot > 0 and ids):
+        for c in cohorts:
+            c["wer_ci_low"] = c["wer_ci_high"] = None
+        return
+    bottom, top = entry.get("bottom"), entry.get("top")
+    sp = speakers.set_index("speaker_id").loc[assignment.index]
+    codes = pd.Index(ids).get_indexer(assignment.to_numpy())
+    if (codes < 0).any():
+        raise ValueError("assignment names a cohort that is not in the entry")
+    pairs = [(ids.index(bottom), ids.index(top))] if bottom is not None and top is not None else []
+    res = bootstrap_cohorts(sp["errors"].to_numpy(dtype=float), sp["ref_words"].to_numpy(dtype=float), codes,
+                            n_boot=n_boot, seed=seed, level=level, pairs=pairs, n_cohorts=len(ids), key=key)
+    for k, c in enumerate(cohorts):
+        c["wer_ci_low"] = None if np.isnan(res["lo"][k]) else float(res["lo"][k])
+        c["wer_ci_high"] = None if np.isnan(res["hi"][k]) else float(res["hi"][k])
+    if pairs:
+        entry["wer_gap_abs_ci"] = list(res["gap_abs"][0])
+        if entry.get("wer_gap_pct") is not None:
+            entry["wer_gap_ci_pct"] = list(res["gap_pct"][0])

@@ -1,0 +1,222 @@
+"""Batched permutation nulls equal the re-fits they replace, and the sequential p-value.
+
+Every fast path of :func:`fairaudit.stats.permutation_null` (fixed cohorts re-measured in
+blocks, the discoverers' ``permuted_statistics`` hooks) must give, permutation by
+permutation, the statistics a re-fit on the permuted table gives (``batched=False``), on
+planted and null worlds; the Besag-Clifford stop must keep a prefix of the full run.
+"""
+import numpy as np
+import pandas as pd
+import pytest
+
+from fairaudit import simulate
+from fairaudit.discover.attribute import AttributeDiscoverer
+from fairaudit.discover.automatic import AutomaticDiscoverer
+from fairaudit.discover.geodemographic import GeodemographicDiscoverer
+from fairaudit.discover.metadata import MetadataDiscoverer
+from fairaudit.stats import permutation_null
+from fairaudit.cohorts import headline_gap
+
+
+def _null(disc, w, *, batched=True, n_perm=25, seed=3, stop_after=None, statistic=True, speakers=None):
+    sp = w.speakers if speakers is None else speakers
+    found = disc.fit(sp, w.side)
+    pct, gap_abs = headline_gap(*(sp.set_index("speaker_id").loc[found.assignment.index, c].to_numpy(dtype=float)
+                                  for c in ("errors", "ref_words")), found.assignment.to_numpy(), disc.min_speakers)
+    own = found.statistic if statistic else None
+    return permutation_null(disc, sp, w.side, pct, n_perm=n_perm, seed=seed, workers=1,
+                            observed_gap_abs=gap_abs if gap_abs is not None else 0.0,
+                            assignment=found.assignment, observed_statistic=own,
+                            statistic_name=found.statistic_name, stop_after=stop_after, batched=batched)
+
+
+def _same(a, b):
+    for k in ("null_gaps_pct", "null_gaps_abs", "null_statistics"):
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert a["p_value"] == b["p_value"]
+    assert a["permutations_used"] == b["permutations_used"]
+
+
+WORLDS = [
+    ("automatic", lambda: AutomaticDiscoverer(k=6, min_speakers=15)),
+    ("attribute", lambda: AttributeDiscoverer(columns=["accent"], min_speakers=15)),
+    ("attribute", lambda: AttributeDiscoverer(columns=["accent", "gender"], min_speakers=15)),
+]
+
+
+@pytest.mark.parametrize("planted", [True, False])
+@pytest.mark.parametrize("kind,make", WORLDS)
+def test_fixed_cohorts_block_pass_equals_refit(kind, make, planted):
+    w = simulate.world(kind, n_speakers=300, planted=planted, seed=11)
+    disc = make()
+    fast, slow = _null(disc, w), _null(disc, w, batched=False)
+    assert "re-measured" in fast["method"] and "re-run" in slow["method"]
+    _same(fast, slow)
+    assert np.isfinite(fast["null_gaps_pct"]).all() and (fast["null_gaps_pct"] > 0).all()
+
+
+def test_fixed_cohorts_with_an_ineligible_and_an_errorless_cohort():
+    """A cohort below min_speakers never ranks; a top cohort without errors: gap +inf."""
+    w = simulate.attribute_world(n_speakers=300, seed=2)
+    sp = w.speakers.copy()
+    accent = np.where(sp["accent"] == "east-asian", "us-general", sp["accent"]).astype(object)
+    accent[:5] = "tiny"          # 5 speakers: below min_speakers, never bottom or top
+    accent[5:17] = "twelve"      # 12 speakers: eligible, and often without a single error
+    sp["accent"] = accent
+    sp.loc[sp.index.difference(sp.index[::5]), "errors"] = 0     # only every fifth speaker keeps errors
+    sp["wer"] = sp["errors"] / sp["ref_words"]
+    disc = AttributeDiscoverer(columns=["accent"], min_speakers=10)
+    fast, slow = _null(disc, w, speakers=sp, n_perm=60), _null(disc, w, speakers=sp, n_perm=60, batched=False)
+    _same(fast, slow)
+    assert np.isinf(fast["null_gaps_pct"]).any() and np.isfinite(fast["null_gaps_pct"]).any()
+
+
+def test_sequential_stop_keeps_a_prefix_and_gives_h_over_l():
+    w = simulate.attribute_world(n_speakers=300, planted=False, seed=5)
+    disc = AttributeDiscoverer(columns=["gender"], min_speakers=15)
+    full = _null(disc, w, n_perm=200, seed=1)
+    seq = _null(disc, w, n_perm=200, seed=1, stop_after=10)
+    used = seq["permutations_used"]
+    assert seq["stopped_early"] and seq["n"] == 200 and used < 200
+    np.testing.assert_array_equal(seq["null_gaps_pct"], full["null_gaps_pct"][:used])
+    hits = full["null_gaps_pct"][:used] >= seq["observed"] - 1e-9 * max(1.0, abs(seq["observed"]))
+    assert hits.sum() == 10 and hits[-1]          # stopped at the 10th exceedance
+    assert seq["p_value"] == pytest.approx(10 / used)
+    # a re-fitted null stops at the same place
+    _same(seq, _null(disc, w, n_perm=200, seed=1, stop_after=10, batched=False))
+
+
+def test_sequential_stop_changes_nothing_for_a_small_p_value():
+    w = simulate.attribute_world(n_speakers=400, planted=True, effect=2.0, seed=6)
+    disc = AttributeDiscoverer(columns=["accent"], min_speakers=15)
+    full = _null(disc, w, n_perm=99, seed=2)
+    seq = _null(disc, w, n_perm=99, seed=2, stop_after=10)
+    assert full["p_value"] < 0.05 and not seq["stopped_early"]
+    _same(seq, full)
+
+
+@pytest.mark.parametrize("planted", [True, False])
+@pytest.mark.parametrize("params", [{}, {"max_depth": 3, "min_gain_pct": 0.0}, {"max_depth": 1}])
+def test_geodemographic_hook_equals_refit(planted, params):
+    w = simulate.geodemographic_world(n_speakers=400, planted=planted, seed=21)
+    disc = GeodemographicDiscoverer(min_speakers=12, **params)
+    fast, slow = _null(disc, w, n_perm=30), _null(disc, w, n_perm=30, batched=False)
+    assert "batched" in fast["method"] and "re-run" in slow["method"]
+    _same(fast, slow)
+
+
+def test_geodemographic_hook_with_ties_and_errorless_sides():
+    """Literal and negation tie exactly; many zips without errors give undefined gaps."""
+    w = simulate.geodemographic_world(n_speakers=300, planted=False, seed=8)
+    sp = w.speakers.copy()
+    sp.loc[sp.index[sp.index % 4 != 0], "errors"] = 0
+    sp["wer"] = sp["errors"] / sp["ref_words"]
+    disc = GeodemographicDiscoverer(min_speakers=10, min_gain_pct=0.0)
+    fast, slow = _null(disc, w, speakers=sp, n_perm=40), _null(disc, w, speakers=sp, n_perm=40, batched=False)
+    _same(fast, slow)
+
+
+@pytest.mark.parametrize("planted", [True, False])
+@pytest.mark.parametrize("params", [{}, {"criterion": "lr", "max_leaves": 8, "min_score": 0.0},
+                                    {"criterion": "difference", "max_depth": 1}])
+def test_metadata_hook_equals_refit(planted, params):
+    w = simulate.attribute_world(n_speakers=400, planted=planted, seed=31, planted_on="age_band=65+,gender=male")
+    sp = w.speakers.copy()
+    sp["age"] = np.round(np.random.default_rng(0).uniform(18, 80, len(sp)))   # a numeric column too
+    sp.loc[sp.index[::17], "accent"] = "NA"                                      # unknown values routed
+    disc = MetadataDiscoverer(min_speakers=15, **params)
+    fast, slow = _null(disc, w, speakers=sp, n_perm=30), _null(disc, w, speakers=sp, n_perm=30, batched=False)
+    assert "batched" in fast["method"] and "re-run" in slow["method"]
+    _same(fast, slow)
+    # the gap's null as well (reported beside the statistic's)
+    gaps = _null(disc, w, speakers=sp, n_perm=30, statistic=False)
+    np.testing.assert_array_equal(gaps["null_gaps_pct"], slow["null_gaps_pct"])
+
+
+@pytest.mark.parametrize("n", [1, 37, 500, 501, 3000])
+def test_bootstrap_counts_equal_gathered_sums(n):
+    """c @ [e, w] over multinomial counts gives the sums of the drawn speakers, exactly."""
+    from fairaudit.stats.bootstrap import resample_ratio
+    from fairaudit.stats._common import BLOCK_CELLS
+
+    rng = np.random.default_rng(n)
+    e = rng.integers(0, 40, n).astype(float)
+    w = rng.integers(1, 300, n).astype(float)
+    got = resample_ratio(e, w, 300, np.random.default_rng(9))
+    gen, want, step = np.random.default_rng(9), [], max(1, BLOCK_CELLS // n)
+    for b0 in range(0, 300, step):
+        idx = gen.integers(0, n, size=(min(step, 300 - b0), n), dtype=np.int32)
+        want.append(e[idx].sum(axis=1) / w[idx].sum(axis=1))
+    np.testing.assert_array_equal(got, np.concatenate(want))
+
+
+def test_multinomial_counts_count_the_draws():
+    from fairaudit.intervals import multinomial_counts
+
+    got = multinomial_counts(np.random.default_rng(4), 250, 7)
+    draws = np.random.default_rng(4).integers(0, 250, size=(7, 250))
+    np.testing.assert_array_equal(got, np.stack([np.bincount(d, minlength=250) for d in draws]))
+    assert got.dtype == float and (got.sum(axis=1) == 250).all()
+
+
+def test_hash_isin_equals_pandas_isin():
+    from fairaudit.lookup import isin
+
+    rng = np.random.default_rng(3)
+    values = pd.Series(rng.choice(["a", "b", "c", "dd", None], 500), dtype="str")
+    for test in (["a", "dd", "a"], {"b"}, pd.Index(["c", None]), [], np.array(["zz"], dtype=object)):
+        np.testing.assert_array_equal(isin(values, test), values.isin(list(test)).to_numpy())
+
+
+def test_worst_utterances_pruned_like_a_full_sort():
+    from fairaudit.alignment import worst_utterances
+
+    rng = np.random.default_rng(1)
+    n = 3000
+    utts = pd.DataFrame({"utt_id": [f"u{i:05d}" for i in rng.permutation(n)],
+                         "speaker_id": rng.choice([f"s{i}" for i in range(40)], n),
+                         "ref_words": rng.integers(1, 20, n), "errors": rng.integers(0, 4, n)})   # many ties
+    utts["wer"] = utts["errors"] / utts["ref_words"]
+    ids = [f"s{i}" for i in range(0, 40, 3)]
+    for k in (1, 5, 50):
+        want = (utts.loc[utts["speaker_id"].isin(ids)]
+                .sort_values(["errors", "wer", "utt_id"], ascending=[False, False, True], kind="stable").head(k))
+        got = worst_utterances(utts, ids, k, redact_text=True)
+        assert [r["utt_id"] for r in got] == list(want["utt_id"])
+
+
+def test_statistics_side_by_side_equal_serial(monkeypatch):
+    """Discoverers' statistics in two forked workers give the serial run's report."""
+    import fairaudit
+    from fairaudit.stats import parallel
+
+    from conftest import SAMPLE
+
+    args = dict(speakers=str(SAMPLE / "speakers.csv"), census=str(SAMPLE / "census.csv"),
+                embeddings=str(SAMPLE / "embeddings.npy"), embedding_ids=str(SAMPLE / "embedding_ids.txt"),
+                by=["gender"], n_boot=100, n_perm=30, heldout_splits=2, seed=4)
+    serial = fairaudit.audit(str(SAMPLE / "utterances.csv"), workers=1, **args)
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_SPEAKERS", 0)
+    monkeypatch.setattr(parallel, "cpu_count", lambda: 2)
+    side_by_side = fairaudit.audit(str(SAMPLE / "utterances.csv"), workers=2, **args)
+    assert "statistics" in side_by_side.timings and "statistics" not in serial.timings
+    assert side_by_side.timings["permutation:automatic"] > 0
+    assert side_by_side.to_json() == serial.to_json()
+
+
+@pytest.mark.parametrize("kind,cls", [("geodemographic", GeodemographicDiscoverer), ("metadata", MetadataDiscoverer)])
+def test_power_through_refit_batch_equals_refits(kind, cls):
+    """fairaudit power's batched re-fits (every planted gap of a world at once) change nothing."""
+    from fairaudit.power import estimate_power
+
+    class Refit(cls):
+        def refit_batch(self, *args, **kwargs):
+            return None
+
+    w = simulate.world(kind, n_speakers=300, seed=13)
+    kw = dict(cohort_shares=[0.1, 0.25], n_sim=6, n_perm=30, seed=2, workers=1, gaps=[25.0, 100.0])
+    fast = estimate_power(w.speakers, w.side, [cls(min_speakers=15)], **kw)
+    slow = estimate_power(w.speakers, w.side, [Refit(min_speakers=15)], **kw)
+    assert fast == slow
+    curve = fast["discoverers"][kind]["shares"][-1]["power_curve"]
+    assert curve[-1]["power"] > curve[0]["power"]       # the planted gap is found more often than none

@@ -729,45 +729,51 @@ class MetadataDiscoverer(Discoverer):
         placed = np.ones(len(ids), bool)
         known_any = np.zeros(len(ids), bool)
         tokens = tuple(definition.get("missing_tokens", MISSING_TOKENS))
-        cache: dict[str, tuple[pd.Series | None, np.ndarray | None, np.ndarray]] = {}
+        cache: dict[str, tuple] = {}
 
         def column(name: str, kind: str):
+            """(codes into the column's distinct values (last = missing), their stripped
+            text, their number (numeric), their unknown flag): the text work runs on the
+            distinct values only, not per speaker."""
             if name not in cache:
                 if name not in speakers.columns:
-                    cache[name] = (None, None, np.ones(len(ids), bool))
+                    cache[name] = None
                 else:
-                    text = speakers[name].astype("string").str.strip()
+                    codes, uniques = pd.factorize(speakers[name], use_na_sentinel=True)
+                    codes = np.where(codes < 0, len(uniques), codes)
+                    text = pd.concat([pd.Series(uniques).astype("string"), pd.Series([pd.NA], dtype="string")],
+                                     ignore_index=True).str.strip()
                     unknown = (text.isna() | text.str.lower().isin(tokens)).to_numpy(dtype=bool)
                     num = None
                     if kind == _NUMERIC:
                         num = pd.to_numeric(text.where(~pd.Series(unknown, index=text.index)),
                                             errors="coerce").to_numpy(dtype=float, na_value=np.nan)
                         unknown = unknown | np.isnan(num)
-                    cache[name] = (text, num, unknown)
+                    cache[name] = (codes, text.to_numpy(dtype=object, na_value=None), num, unknown)
             return cache[name]
 
         for name, kind in definition["columns"].items():
-            text, _, unknown = column(name, kind)
-            if text is not None:
-                known_any |= ~unknown
+            col = column(name, kind)
+            if col is not None:
+                known_any |= ~col[3][col[0]]
         for split in definition["splits"]:   # parents come before their children
             here = node == split["node"]
             if not here.any():
                 continue
-            text, num, unknown = column(split["column"], split["kind"])
-            if text is None:
+            col = column(split["column"], split["kind"])
+            if col is None:
                 placed &= ~here
                 continue
+            codes, vals, num, unknown = col
             if split["kind"] == _NUMERIC:
                 side_known_left = num < float(split["threshold"])
                 known = ~unknown
             else:
-                vals = text.to_numpy(dtype=object, na_value=None)
                 in_left = pd.Index(split["left_values"]).get_indexer(vals) >= 0
                 in_right = pd.Index(split["right_values"]).get_indexer(vals) >= 0
                 side_known_left = in_left
                 known = ~unknown & (in_left | in_right)
-            go_left = np.where(known, side_known_left, split["unknown_to"] == "left")
+            go_left = np.where(known, side_known_left, split["unknown_to"] == "left")[codes]
             node = np.where(here, np.where(go_left, split["left"], split["right"]), node)
         leaves = definition["leaves"]
         cohort = np.array([leaves.get(str(n)) for n in node], dtype=object)

@@ -95,6 +95,10 @@ NOT_ATTRIBUTES = frozenset({"cohort", "cohort_id", "system"})
 
 NO_KNOWN_VALUE = "no known value in any attribute column"
 
+#: joint cells (combinations of every column's bins) above which the per-bin sums are
+#: taken column by column
+MAX_CELLS = 4096
+
 #: the search statistic the permutation test uses (``Discovery.statistic_name``)
 STATISTIC_NAME = "bottom_vs_rest_speaker_z"
 
@@ -186,6 +190,7 @@ class _Prepared:
     skipped: dict[str, str]
     not_audited: dict[str, int]
     ids: np.ndarray              # their speaker ids
+    cells: np.ndarray | None = None   # joint cell per audited speaker (:func:`_cells`)
 
 
 @dataclass
@@ -272,12 +277,33 @@ def _scores(criterion: str, eL, wL, qL, eR, wR, qR, p: float) -> np.ndarray:
         return 2.0 * (ll(eL, wL, rL) + ll(eR, wR, rR) - ll(total_e, total_w, np.full_like(rL, p)))
 
 
+def _cells(columns: list[_Column]) -> np.ndarray | None:
+    """Each speaker's joint cell (the combination of its bins in every column), or None
+    when there are more than :data:`MAX_CELLS` combinations."""
+    sizes = [c.n_bins + 1 for c in columns]
+    if not columns or math.prod(sizes) > MAX_CELLS:
+        return None
+    cell = np.zeros(len(columns[0].bins), dtype=np.int64)
+    for col, size in zip(columns, sizes):
+        cell = cell * size + col.bins
+    return cell
+
+
+def _marginals(table: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
+    """Per column, the sums of a joint-cell table over the other columns."""
+    cube = table.reshape(sizes)
+    return [cube.sum(axis=tuple(a for a in range(len(sizes)) if a != i)) for i in range(len(sizes))]
+
+
 def _best_split(columns: list[_Column], members: np.ndarray, err: np.ndarray, words: np.ndarray,
-                min_speakers: int, criterion: str) -> _Split | None:
+                min_speakers: int, criterion: str, cells: np.ndarray | None = None) -> _Split | None:
     """The best admissible split of one node over all columns, or None.
 
     The per-bin sums of a column come from ``np.bincount`` of the node's speakers' bins
-    (errors, words, squared residuals, speakers), accumulated in speaker order.
+    (errors, words, squared residuals, speakers), accumulated in speaker order.  With
+    ``cells`` (:func:`_cells`) the errors, words and speaker counts of every column come
+    from one bincount per quantity over the joint cells instead (integer counts: the same
+    sums in any order); the squared residuals, not integers, keep the per-column order.
     """
     n = len(members)
     if n < 2 * min_speakers:
@@ -286,10 +312,20 @@ def _best_split(columns: list[_Column], members: np.ndarray, err: np.ndarray, wo
     p = float(e.sum() / w.sum()) if w.sum() > 0 else 0.0
     q = (e - p * w) ** 2     # squared residual under "no difference" (speaker_z)
     best: _Split | None = None
+    sizes = [c.n_bins + 1 for c in columns]
+    if cells is not None:
+        cell = cells[members]
+        total = math.prod(sizes)
+        joint = [_marginals(np.bincount(cell, weights=x, minlength=total), sizes) for x in (e, w)]
+        joint.append(_marginals(np.bincount(cell, minlength=total), sizes))
     for ci, col in enumerate(columns):
-        bins, size = col.bins[members], col.n_bins + 1
-        E, W, Q = (np.bincount(bins, weights=x, minlength=size) for x in (e, w, q))
-        N = np.bincount(bins, minlength=size)
+        bins, size = col.bins[members], sizes[ci]
+        Q = np.bincount(bins, weights=q, minlength=size)
+        if cells is not None:
+            E, W, N = joint[0][ci], joint[1][ci], joint[2][ci]
+        else:
+            E, W = (np.bincount(bins, weights=x, minlength=size) for x in (e, w))
+            N = np.bincount(bins, minlength=size)
         present = np.flatnonzero(N[:-1] > 0)
         if len(present) < 2:
             continue
@@ -529,7 +565,8 @@ class MetadataDiscoverer(Discoverer):
             col.bins = col.bins[known_any]
         return _Prepared(params=params, rows=rows[known_any], columns=columns, skipped=skipped,
                          not_audited=({NO_KNOWN_VALUE: int((~known_any).sum())} if not known_any.all() else {}),
-                         ids=speakers["speaker_id"].to_numpy(dtype=object)[rows][known_any])
+                         ids=speakers["speaker_id"].to_numpy(dtype=object)[rows][known_any],
+                         cells=_cells(columns))
 
     def _grow(self, prep: "_Prepared", err: np.ndarray, words: np.ndarray,
               splits: list | None = None) -> tuple[dict[int, "_Node"], list["_Node"], bool]:
@@ -543,7 +580,7 @@ class MetadataDiscoverer(Discoverer):
 
         def consider(node: _Node) -> None:
             if node.depth < params["max_depth"]:
-                node.split = _best_split(columns, node.members, err, words, min_speakers, criterion)
+                node.split = _best_split(columns, node.members, err, words, min_speakers, criterion, prep.cells)
                 # The root split is always made (when admissible): the audit then always
                 # shows the best attribute split, and the permutation test judges it.
                 if node.split is not None and (node.id == 0 or node.split.score >= params["min_score"]):

@@ -236,3 +236,14 @@ def test_kmeans_labels_do_not_depend_on_the_thread_count(n):
     with threadpool_limits(2, user_api="openmp"):
         two = km.make_kmeans(5, n, 3).fit(x).labels_
     np.testing.assert_array_equal(one, two)
+
+
+def test_fixed_cohorts_many_cohorts_take_the_bincount_path(monkeypatch):
+    from fairaudit.stats import permutation
+
+    w = simulate.attribute_world(n_speakers=300, planted=True, seed=12)
+    disc = AttributeDiscoverer(columns=["accent", "age_band"], min_speakers=5)
+    fast = _null(disc, w)
+    monkeypatch.setattr(permutation, "BLOCK_CELLS", 50)      # no room for the indicator matrix
+    _same(_null(disc, w), fast)
+    _same(fast, _null(disc, w, batched=False))

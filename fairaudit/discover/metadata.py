@@ -712,7 +712,8 @@ class MetadataDiscoverer(Discoverer):
         b = len(takes)
         stats, pct, gap_abs = np.full(b, -np.inf), np.zeros(b), np.zeros(b)
         min_speakers = int(self.min_speakers)
-        for i, (codes, k, err, words, stat) in enumerate(self._trees(speakers, e_all[takes], w_all[takes])):
+        for i, (codes, k, err, words, stat) in enumerate(self._trees(speakers, e_all[takes], w_all[takes],
+                                                                      discovery)):
             stats[i] = stat
             wer, ranked = rank_cohorts(codes, k, err, words, min_speakers)
             if len(ranked) >= 2:
@@ -724,18 +725,28 @@ class MetadataDiscoverer(Discoverer):
                     words: np.ndarray) -> dict | None:
         """Cohorts and statistic of re-fits on rows of counts (power simulations): the
         columns coded once, one tree per row."""
-        prep = self._prepare(speakers)
+        prep = self._held_prepare(speakers, discovery)
         codes = np.zeros((len(errors), len(prep.ids)), dtype=np.int64)
         stats = np.full(len(errors), -np.inf)
-        for i, (c, _, _, _, stat) in enumerate(self._trees(speakers, errors, words)):
+        for i, (c, _, _, _, stat) in enumerate(self._trees(speakers, errors, words, discovery)):
             codes[i], stats[i] = c, stat
         return {"codes": codes, "statistics": stats}
 
-    def _trees(self, speakers: pd.DataFrame, errors: np.ndarray, words: np.ndarray):
+    def _held_prepare(self, speakers: pd.DataFrame, discovery: Discovery) -> "_Prepared":
+        """:meth:`_prepare`, kept on ``discovery`` for the next blocks of the same
+        permutation null or power world (the same table: no digest of it per block)."""
+        held = getattr(discovery, "_prepared", None)
+        if held is not None and held[0] is speakers:
+            return held[1]
+        prep = self._prepare(speakers)
+        discovery._prepared = (speakers, prep)
+        return prep
+
+    def _trees(self, speakers: pd.DataFrame, errors: np.ndarray, words: np.ndarray, discovery: Discovery):
         """Per row of ``errors``/``words`` (B x table rows): (cohort codes of the audited
         speakers in canonical order, as a factorize of the ids M01, M02, ... gives them;
         number of cohorts; their errors; their words; the own statistic) of a re-fit."""
-        prep = self._prepare(speakers)
+        prep = self._held_prepare(speakers, discovery)
         min_speakers = int(self.min_speakers)
         for e_row, w_row in zip(errors, words):
             err, w = e_row[prep.rows], w_row[prep.rows]

@@ -26,6 +26,7 @@ from .normalize import DESCRIPTIONS
 from .result import SCHEMA_VERSION, AuditResult, frame_records
 from .speakers import ScoredSet, score
 from .stats import overall_ci, parallel
+from .stats._common import one_thread
 from .stats.permutation import SEQUENTIAL_STOP_AFTER
 from .stats.report import stage
 from .units import RATE_NAMES, check_unit
@@ -391,11 +392,13 @@ def audit_scored(scored_sets: dict[str, ScoredSet], discs: list[Discoverer], sid
     assignment_parts = []
     for name, sset in scored_sets.items():
         fresh = [d.clone() for d in discs] if len(names) > 1 else discs
-        entries, parts = discover_all(fresh, sset, side, seed=seed, normalization=normalization, worst_n=worst_n,
-                                      redact_text=redact_text, timings=timings, n_boot=n_boot, n_perm=n_perm,
-                                      ci_level=ci_level, honest=honest, workers=workers,
-                                      heldout_splits=heldout_splits, heldout_folds=heldout_folds,
-                                      perm_stop_after=perm_stop_after)
+        # One BLAS/OpenMP thread for the discoverers and their statistics (see one_thread).
+        with one_thread():
+            entries, parts = discover_all(fresh, sset, side, seed=seed, normalization=normalization,
+                                          worst_n=worst_n, redact_text=redact_text, timings=timings, n_boot=n_boot,
+                                          n_perm=n_perm, ci_level=ci_level, honest=honest, workers=workers,
+                                          heldout_splits=heldout_splits, heldout_folds=heldout_folds,
+                                          perm_stop_after=perm_stop_after)
         if name == names[0]:  # the report's sections show the first system: its cohorts get drill-downs
             drilldown.add_drilldown(entries, parts, sset, normalization=normalization, redact_text=redact_text)
         with stage(timings, "bootstrap:overall"):

@@ -220,3 +220,30 @@ def test_power_through_refit_batch_equals_refits(kind, cls):
     assert fast == slow
     curve = fast["discoverers"][kind]["shares"][-1]["power_curve"]
     assert curve[-1]["power"] > curve[0]["power"]       # the planted gap is found more often than none
+
+
+@pytest.mark.parametrize("n", [400, 60000])
+def test_kmeans_labels_do_not_depend_on_the_thread_count(n):
+    """fit_labels runs k-means on one OpenMP thread: the labels are those of two threads."""
+    from threadpoolctl import threadpool_limits
+
+    from fairaudit.discover import kmeans as km
+
+    rng = np.random.default_rng(n)
+    x = km.normalise((rng.normal(size=(6, 8))[rng.integers(0, 6, n)] + rng.normal(0, 0.8, (n, 8)))
+                     .astype(np.float32), True)
+    one = km.fit_labels(x, 5, 3)
+    with threadpool_limits(2, user_api="openmp"):
+        two = km.make_kmeans(5, n, 3).fit(x).labels_
+    np.testing.assert_array_equal(one, two)
+
+
+def test_fixed_cohorts_many_cohorts_take_the_bincount_path(monkeypatch):
+    from fairaudit.stats import permutation
+
+    w = simulate.attribute_world(n_speakers=300, planted=True, seed=12)
+    disc = AttributeDiscoverer(columns=["accent", "age_band"], min_speakers=5)
+    fast = _null(disc, w)
+    monkeypatch.setattr(permutation, "BLOCK_CELLS", 50)      # no room for the indicator matrix
+    _same(_null(disc, w), fast)
+    _same(fast, _null(disc, w, batched=False))

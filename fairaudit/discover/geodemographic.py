@@ -252,7 +252,7 @@ class GeodemographicDiscoverer(Discoverer):
         the same ranking, parsimony margin and tie-breaks as :func:`choose`."""
         b = len(takes)
         chosen, wer_in, wer_rest = self._batched_choice(speakers, side, *(
-            speakers[c].to_numpy(dtype=float)[takes] for c in ("errors", "ref_words")))[2:]
+            speakers[c].to_numpy(dtype=float)[takes] for c in ("errors", "ref_words")), discovery)[2:]
         if chosen is None:                          # no rule: one cohort, no gap
             return {"statistics": None, "gaps_pct": np.zeros(b), "gaps_abs": np.zeros(b)}
         bottom, top = np.maximum(wer_in, wer_rest), np.minimum(wer_in, wer_rest)
@@ -265,7 +265,7 @@ class GeodemographicDiscoverer(Discoverer):
                     words: np.ndarray) -> dict | None:
         """Cohorts of re-fits on rows of counts at once (power simulations): code 0 = "A"
         (in the chosen rule), 1 = "B"; all 0 ("all") when no rule is valid."""
-        st, member, chosen = self._batched_choice(speakers, side, errors, words)[:3]
+        st, member, chosen = self._batched_choice(speakers, side, errors, words, discovery)[:3]
         codes = np.zeros((len(errors), len(st.ids)), dtype=np.int64)
         if chosen is not None:
             has = chosen >= 0
@@ -273,11 +273,12 @@ class GeodemographicDiscoverer(Discoverer):
             codes[has] = np.where(inside[has], 0, 1)
         return {"codes": codes, "statistics": None}
 
-    def _batched_choice(self, speakers: pd.DataFrame, side: SideInputs, errors: np.ndarray, words: np.ndarray):
+    def _batched_choice(self, speakers: pd.DataFrame, side: SideInputs, errors: np.ndarray, words: np.ndarray,
+                        discovery: Discovery | None = None):
         """(structure, zips x rules memberships, chosen rule per row or -1, WER in it, WER
         of the rest) of re-fits on the rows of ``errors``/``words`` (B x table rows); the
         last three None when no rule can be formed."""
-        st, member, n_in, lits, text_rank = self._batch_structure(speakers, side)
+        st, member, n_in, lits, text_rank = self._batch_structure(speakers, side, discovery)
         if not len(st.ids) or not len(lits):
             return st, member, None, None, None
         b, z = len(errors), len(st.n_z)
@@ -290,9 +291,14 @@ class GeodemographicDiscoverer(Discoverer):
                                                   self.max_depth, float(self.min_gain_pct))
         return st, member, chosen, wer_in, wer_rest
 
-    def _batch_structure(self, speakers: pd.DataFrame, side: SideInputs):
+    def _batch_structure(self, speakers: pd.DataFrame, side: SideInputs, discovery: Discovery | None = None):
         """(structure, zips x rules memberships, speakers per rule, rules, text ranks), kept
-        for the next blocks (:mod:`.cache`: built from the structure of the same speakers)."""
+        for the next blocks (:mod:`.cache`: built from the structure of the same speakers).
+        The blocks of one permutation null or power world pass the same ``discovery`` and
+        table: their structure is kept on that discovery (no digest of the table per block)."""
+        held = getattr(discovery, "_batch_structure", None)
+        if held is not None and held[0] is speakers:
+            return held[1]
         st = self._structure(speakers, side)
 
         def build():
@@ -304,7 +310,10 @@ class GeodemographicDiscoverer(Discoverer):
             text_rank[sorted(range(len(texts)), key=texts.__getitem__)] = np.arange(len(texts))
             return st, member, st.n_z @ member, lits, text_rank
 
-        return cached(self, "_batch_cache", repr((int(self.min_speakers), int(self.max_depth))), build, same=(st,))
+        out = cached(self, "_batch_cache", repr((int(self.min_speakers), int(self.max_depth))), build, same=(st,))
+        if discovery is not None:
+            discovery._batch_structure = (speakers, out)
+        return out
 
     def assign(self, definition: dict, speakers: pd.DataFrame, side: SideInputs) -> pd.Series | None:
         """A or B for every speaker whose zip is in the census table, by the saved rule."""

@@ -95,6 +95,10 @@ NOT_ATTRIBUTES = frozenset({"cohort", "cohort_id", "system"})
 
 NO_KNOWN_VALUE = "no known value in any attribute column"
 
+#: joint cells (combinations of every column's bins) above which the per-bin sums are
+#: taken column by column
+MAX_CELLS = 4096
+
 #: the search statistic the permutation test uses (``Discovery.statistic_name``)
 STATISTIC_NAME = "bottom_vs_rest_speaker_z"
 
@@ -186,6 +190,7 @@ class _Prepared:
     skipped: dict[str, str]
     not_audited: dict[str, int]
     ids: np.ndarray              # their speaker ids
+    cells: np.ndarray | None = None   # joint cell per audited speaker (:func:`_cells`)
 
 
 @dataclass
@@ -272,12 +277,33 @@ def _scores(criterion: str, eL, wL, qL, eR, wR, qR, p: float) -> np.ndarray:
         return 2.0 * (ll(eL, wL, rL) + ll(eR, wR, rR) - ll(total_e, total_w, np.full_like(rL, p)))
 
 
+def _cells(columns: list[_Column]) -> np.ndarray | None:
+    """Each speaker's joint cell (the combination of its bins in every column), or None
+    when there are more than :data:`MAX_CELLS` combinations."""
+    sizes = [c.n_bins + 1 for c in columns]
+    if not columns or math.prod(sizes) > MAX_CELLS:
+        return None
+    cell = np.zeros(len(columns[0].bins), dtype=np.int64)
+    for col, size in zip(columns, sizes):
+        cell = cell * size + col.bins
+    return cell
+
+
+def _marginals(table: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
+    """Per column, the sums of a joint-cell table over the other columns."""
+    cube = table.reshape(sizes)
+    return [cube.sum(axis=tuple(a for a in range(len(sizes)) if a != i)) for i in range(len(sizes))]
+
+
 def _best_split(columns: list[_Column], members: np.ndarray, err: np.ndarray, words: np.ndarray,
-                min_speakers: int, criterion: str) -> _Split | None:
+                min_speakers: int, criterion: str, cells: np.ndarray | None = None) -> _Split | None:
     """The best admissible split of one node over all columns, or None.
 
     The per-bin sums of a column come from ``np.bincount`` of the node's speakers' bins
-    (errors, words, squared residuals, speakers), accumulated in speaker order.
+    (errors, words, squared residuals, speakers), accumulated in speaker order.  With
+    ``cells`` (:func:`_cells`) the errors, words and speaker counts of every column come
+    from one bincount per quantity over the joint cells instead (integer counts: the same
+    sums in any order); the squared residuals, not integers, keep the per-column order.
     """
     n = len(members)
     if n < 2 * min_speakers:
@@ -286,10 +312,20 @@ def _best_split(columns: list[_Column], members: np.ndarray, err: np.ndarray, wo
     p = float(e.sum() / w.sum()) if w.sum() > 0 else 0.0
     q = (e - p * w) ** 2     # squared residual under "no difference" (speaker_z)
     best: _Split | None = None
+    sizes = [c.n_bins + 1 for c in columns]
+    if cells is not None:
+        cell = cells[members]
+        total = math.prod(sizes)
+        joint = [_marginals(np.bincount(cell, weights=x, minlength=total), sizes) for x in (e, w)]
+        joint.append(_marginals(np.bincount(cell, minlength=total), sizes))
     for ci, col in enumerate(columns):
-        bins, size = col.bins[members], col.n_bins + 1
-        E, W, Q = (np.bincount(bins, weights=x, minlength=size) for x in (e, w, q))
-        N = np.bincount(bins, minlength=size)
+        bins, size = col.bins[members], sizes[ci]
+        Q = np.bincount(bins, weights=q, minlength=size)
+        if cells is not None:
+            E, W, N = joint[0][ci], joint[1][ci], joint[2][ci]
+        else:
+            E, W = (np.bincount(bins, weights=x, minlength=size) for x in (e, w))
+            N = np.bincount(bins, minlength=size)
         present = np.flatnonzero(N[:-1] > 0)
         if len(present) < 2:
             continue
@@ -529,7 +565,8 @@ class MetadataDiscoverer(Discoverer):
             col.bins = col.bins[known_any]
         return _Prepared(params=params, rows=rows[known_any], columns=columns, skipped=skipped,
                          not_audited=({NO_KNOWN_VALUE: int((~known_any).sum())} if not known_any.all() else {}),
-                         ids=speakers["speaker_id"].to_numpy(dtype=object)[rows][known_any])
+                         ids=speakers["speaker_id"].to_numpy(dtype=object)[rows][known_any],
+                         cells=_cells(columns))
 
     def _grow(self, prep: "_Prepared", err: np.ndarray, words: np.ndarray,
               splits: list | None = None) -> tuple[dict[int, "_Node"], list["_Node"], bool]:
@@ -543,7 +580,7 @@ class MetadataDiscoverer(Discoverer):
 
         def consider(node: _Node) -> None:
             if node.depth < params["max_depth"]:
-                node.split = _best_split(columns, node.members, err, words, min_speakers, criterion)
+                node.split = _best_split(columns, node.members, err, words, min_speakers, criterion, prep.cells)
                 # The root split is always made (when admissible): the audit then always
                 # shows the best attribute split, and the permutation test judges it.
                 if node.split is not None and (node.id == 0 or node.split.score >= params["min_score"]):
@@ -675,7 +712,8 @@ class MetadataDiscoverer(Discoverer):
         b = len(takes)
         stats, pct, gap_abs = np.full(b, -np.inf), np.zeros(b), np.zeros(b)
         min_speakers = int(self.min_speakers)
-        for i, (codes, k, err, words, stat) in enumerate(self._trees(speakers, e_all[takes], w_all[takes])):
+        for i, (codes, k, err, words, stat) in enumerate(self._trees(speakers, e_all[takes], w_all[takes],
+                                                                      discovery)):
             stats[i] = stat
             wer, ranked = rank_cohorts(codes, k, err, words, min_speakers)
             if len(ranked) >= 2:
@@ -687,18 +725,28 @@ class MetadataDiscoverer(Discoverer):
                     words: np.ndarray) -> dict | None:
         """Cohorts and statistic of re-fits on rows of counts (power simulations): the
         columns coded once, one tree per row."""
-        prep = self._prepare(speakers)
+        prep = self._held_prepare(speakers, discovery)
         codes = np.zeros((len(errors), len(prep.ids)), dtype=np.int64)
         stats = np.full(len(errors), -np.inf)
-        for i, (c, _, _, _, stat) in enumerate(self._trees(speakers, errors, words)):
+        for i, (c, _, _, _, stat) in enumerate(self._trees(speakers, errors, words, discovery)):
             codes[i], stats[i] = c, stat
         return {"codes": codes, "statistics": stats}
 
-    def _trees(self, speakers: pd.DataFrame, errors: np.ndarray, words: np.ndarray):
+    def _held_prepare(self, speakers: pd.DataFrame, discovery: Discovery) -> "_Prepared":
+        """:meth:`_prepare`, kept on ``discovery`` for the next blocks of the same
+        permutation null or power world (the same table: no digest of it per block)."""
+        held = getattr(discovery, "_prepared", None)
+        if held is not None and held[0] is speakers:
+            return held[1]
+        prep = self._prepare(speakers)
+        discovery._prepared = (speakers, prep)
+        return prep
+
+    def _trees(self, speakers: pd.DataFrame, errors: np.ndarray, words: np.ndarray, discovery: Discovery):
         """Per row of ``errors``/``words`` (B x table rows): (cohort codes of the audited
         speakers in canonical order, as a factorize of the ids M01, M02, ... gives them;
         number of cohorts; their errors; their words; the own statistic) of a re-fit."""
-        prep = self._prepare(speakers)
+        prep = self._held_prepare(speakers, discovery)
         min_speakers = int(self.min_speakers)
         for e_row, w_row in zip(errors, words):
             err, w = e_row[prep.rows], w_row[prep.rows]
@@ -729,45 +777,51 @@ class MetadataDiscoverer(Discoverer):
         placed = np.ones(len(ids), bool)
         known_any = np.zeros(len(ids), bool)
         tokens = tuple(definition.get("missing_tokens", MISSING_TOKENS))
-        cache: dict[str, tuple[pd.Series | None, np.ndarray | None, np.ndarray]] = {}
+        cache: dict[str, tuple] = {}
 
         def column(name: str, kind: str):
+            """(codes into the column's distinct values (last = missing), their stripped
+            text, their number (numeric), their unknown flag): the text work runs on the
+            distinct values only, not per speaker."""
             if name not in cache:
                 if name not in speakers.columns:
-                    cache[name] = (None, None, np.ones(len(ids), bool))
+                    cache[name] = None
                 else:
-                    text = speakers[name].astype("string").str.strip()
+                    codes, uniques = pd.factorize(speakers[name], use_na_sentinel=True)
+                    codes = np.where(codes < 0, len(uniques), codes)
+                    text = pd.concat([pd.Series(uniques).astype("string"), pd.Series([pd.NA], dtype="string")],
+                                     ignore_index=True).str.strip()
                     unknown = (text.isna() | text.str.lower().isin(tokens)).to_numpy(dtype=bool)
                     num = None
                     if kind == _NUMERIC:
                         num = pd.to_numeric(text.where(~pd.Series(unknown, index=text.index)),
                                             errors="coerce").to_numpy(dtype=float, na_value=np.nan)
                         unknown = unknown | np.isnan(num)
-                    cache[name] = (text, num, unknown)
+                    cache[name] = (codes, text.to_numpy(dtype=object, na_value=None), num, unknown)
             return cache[name]
 
         for name, kind in definition["columns"].items():
-            text, _, unknown = column(name, kind)
-            if text is not None:
-                known_any |= ~unknown
+            col = column(name, kind)
+            if col is not None:
+                known_any |= ~col[3][col[0]]
         for split in definition["splits"]:   # parents come before their children
             here = node == split["node"]
             if not here.any():
                 continue
-            text, num, unknown = column(split["column"], split["kind"])
-            if text is None:
+            col = column(split["column"], split["kind"])
+            if col is None:
                 placed &= ~here
                 continue
+            codes, vals, num, unknown = col
             if split["kind"] == _NUMERIC:
                 side_known_left = num < float(split["threshold"])
                 known = ~unknown
             else:
-                vals = text.to_numpy(dtype=object, na_value=None)
                 in_left = pd.Index(split["left_values"]).get_indexer(vals) >= 0
                 in_right = pd.Index(split["right_values"]).get_indexer(vals) >= 0
                 side_known_left = in_left
                 known = ~unknown & (in_left | in_right)
-            go_left = np.where(known, side_known_left, split["unknown_to"] == "left")
+            go_left = np.where(known, side_known_left, split["unknown_to"] == "left")[codes]
             node = np.where(here, np.where(go_left, split["left"], split["right"]), node)
         leaves = definition["leaves"]
         cohort = np.array([leaves.get(str(n)) for n in node], dtype=object)

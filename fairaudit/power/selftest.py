@@ -8,11 +8,12 @@ from ..discover.base import Discoverer, SideInputs
 from ..discover.params import Interval, check
 from ..stats import permutation_null
 from ..stats import rng as _rng
-from ..stats._common import check_count as _check_count, check_seed as _check_seed
+from ..stats._common import check_count as _check_count, check_seed as _check_seed, single_threaded
 from .simulate import (MIN_PRECISION, MIN_RECALL, SELFTEST_METHOD, _Simulator, _check_ratio, _table, _with_lookup,
                        prepare, source)
 
 
+@single_threaded
 def selftest(scored_speakers, side: SideInputs | None = None, discoverers: list[Discoverer] | None = None,
              effect: float = 1.0, share: float = 0.10, seed: int = 0, n_perm: int = 100,
              alpha: float = 0.05, workers: int | None = None) -> dict:

@@ -19,6 +19,7 @@ from ..errors import UserInputError
 from ..stats import permutation_null
 from ..stats import rng as _rng
 from ..stats._common import check_count as _check_count, check_ratio, check_seed as _check_seed, cpu_count as _cpu_count
+from ..stats._common import single_threaded
 
 #: relative WER gaps (%) planted by default
 DEFAULT_GAPS_PCT = (10, 20, 35, 50, 75, 100, 150, 200, 300)
@@ -308,6 +309,7 @@ def _data_summary(table: pd.DataFrame) -> dict:
             "wer": float(e.sum() / w.sum()) if w.sum() > 0 else None}
 
 
+@single_threaded
 def estimate_power(scored_speakers, side: SideInputs | None = None, discoverers: list[Discoverer] | None = None,
                    cohort_shares: Sequence[float] = DEFAULT_SHARES, n_sim: int = 200, n_perm: int = 200,
                    alpha: float = 0.05, power: float = 0.8, seed: int = 0, workers: int | None = None,

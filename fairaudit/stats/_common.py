@@ -1,8 +1,10 @@
 """Helpers shared by the statistics modules: option checks, quantiles, worker count."""
 from __future__ import annotations
 
+import functools
 import math
 import os
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -69,6 +71,33 @@ def interval(x: np.ndarray, level: float) -> tuple[float | None, float | None]:
     """Percentile interval of resampled values; an end on or next to +/-inf is None (unbounded)."""
     a = (1.0 - level) / 2.0
     return quantile(x, a), quantile(x, 1.0 - a)
+
+
+@contextmanager
+def one_thread():
+    """BLAS and OpenMP thread pools at one thread inside the block (restored after).
+
+    The statistics multiply blocks of at most ``BLOCK_CELLS`` cells, small enough that
+    OpenBLAS's threads cost more than they give: on the 2-core benchmark machine a (41 x
+    3,000) @ (3,000 x 200) product took 70 ms with two threads and 1.2 ms with one; k-means
+    likewise (:func:`fairaudit.discover.kmeans.fit_labels`).  The products' values do not
+    depend on the thread count."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:     # scikit-learn's dependency; without it the pools keep their size
+        yield
+        return
+    with threadpool_limits(1):
+        yield
+
+
+def single_threaded(fn):
+    """Decorator: ``fn`` runs inside :func:`one_thread`."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with one_thread():
+            return fn(*args, **kwargs)
+    return wrapper
 
 
 def cpu_count() -> int:

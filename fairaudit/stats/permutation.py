@@ -288,6 +288,11 @@ def _rows_of(speakers: pd.DataFrame, ids: Any) -> np.ndarray:
 
 def _takes(n: int, positions: np.ndarray, seeds: list) -> np.ndarray:
     """(B, n) row indices of permutations (the same draws as :meth:`_Permuter.run`)."""
+    if len(positions) == n:       # every row permuted (positions are 0..n-1): the permutations themselves
+        out = np.empty((len(seeds), n), dtype=np.int64)
+        for b, s in enumerate(seeds):
+            out[b] = np.random.default_rng(s).permutation(n)
+        return out
     out = np.broadcast_to(np.arange(n), (len(seeds), n)).copy()
     for b, s in enumerate(seeds):
         out[b, positions] = positions[np.random.default_rng(s).permutation(len(positions))]
@@ -333,7 +338,8 @@ def _hook_blocks(discoverer, speakers: pd.DataFrame, side, positions: np.ndarray
 class _FixedCohorts:
     """The audit's fixed cohorts re-measured on blocks of permutations at once.
 
-    Cohort sums of a block come from one ``np.bincount`` over (permutation, cohort) cells;
+    Cohort sums of a block are one product (permutations x speakers) @ (speakers x cohorts)
+    (one ``np.bincount`` over (permutation, cohort) cells when there are many cohorts);
     bottom = highest-WER eligible cohort, top = lowest (a cohort without words ranks last,
     as in :func:`fairaudit.cohorts.rank_cohorts`), so every gap equals
     :func:`fairaudit.cohorts.headline_gap` on the permuted table."""
@@ -347,6 +353,13 @@ class _FixedCohorts:
         self.e = speakers["errors"].to_numpy(dtype=float)
         self.w = speakers["ref_words"].to_numpy(dtype=float)
         self.n = len(speakers)
+        # speakers x cohorts indicator: cohort sums of a block are one product (exact: the
+        # counts are whole numbers, the indicator 0/1); many cohorts: a bincount instead
+        self.onehot = None
+        if len(self.codes) * self.k <= BLOCK_CELLS:
+            self.onehot = np.zeros((len(self.codes), self.k))
+            self.onehot[np.arange(len(self.codes)), self.codes] = 1.0
+        self.all_rows = bool(len(self.rows) == self.n and np.array_equal(self.rows, np.arange(self.n)))
 
     def gaps(self, takes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(gap %, gap abs, NaN) per permutation of ``takes`` (B, n)."""
@@ -354,10 +367,13 @@ class _FixedCohorts:
         nan = np.full(b, np.nan)
         if int(self.eligible.sum()) < 2:           # the audit reports no gap
             return np.zeros(b), np.zeros(b), nan
-        rows = takes[:, self.rows]
-        cells = (self.codes[None, :] + self.k * np.arange(b)[:, None]).ravel()
-        e = np.bincount(cells, weights=self.e[rows].ravel(), minlength=b * self.k).reshape(b, self.k)
-        w = np.bincount(cells, weights=self.w[rows].ravel(), minlength=b * self.k).reshape(b, self.k)
+        rows = takes if self.all_rows else takes[:, self.rows]
+        if self.onehot is not None:
+            e, w = self.e[rows] @ self.onehot, self.w[rows] @ self.onehot
+        else:
+            cells = (self.codes[None, :] + self.k * np.arange(b)[:, None]).ravel()
+            e, w = (np.bincount(cells, weights=x[rows].ravel(), minlength=b * self.k).reshape(b, self.k)
+                    for x in (self.e, self.w))
         with np.errstate(divide="ignore", invalid="ignore"):
             wer = (e / w)[:, self.eligible]
         undefined = np.isnan(wer)

@@ -60,3 +60,14 @@ def test_stage_rows_with_statistics_side_by_side():
     # the overlapping per-discoverer statistics count once, through their wall time
     assert rows["other"] == 0.5 and rows["total"] == 9.0
     assert "side by side" in format_rows(stage_rows(t))
+
+
+def test_html_says_how_many_permutations_ran():
+    from fairaudit.reports.html.context import _honest_facts
+
+    entry = {"p_value": 10 / 22, "permutation": {"n": 200, "permutations_used": 22, "stopped_early": True,
+                                                 "stop_after": 10, "null_gap_median_pct": 1.5}}
+    text = dict(_honest_facts(entry))["permutation null"]
+    assert "22 of 200 times" in text and "10th" in text
+    entry["permutation"].update(permutations_used=200, stopped_early=False)
+    assert "(200 times)" in dict(_honest_facts(entry))["permutation null"]

@@ -283,7 +283,9 @@ class GeographicDiscoverer(Discoverer):
         discovery.details["region_tree"] = {"splits": tree.splits, "stop_reason": tree.stop_reason,
                                             "definition": tree.definition}
         ids = speakers["speaker_id"].to_numpy(dtype=object)[rows]
-        in_hot = np.isin(ids, discovery.assignment.index[discovery.assignment.to_numpy() == HOTSPOT])
+        # A hash lookup: np.isin on object ids sorts them (8 s of a 100k-speaker fit).
+        hot_ids = pd.Index(discovery.assignment.index[discovery.assignment.to_numpy() == HOTSPOT], dtype=object)
+        in_hot = hot_ids.get_indexer(pd.Index(ids, dtype=object)) >= 0
         places = _place_names([tuple(r["center"]) for r in tree.regions])
         out = []
         for k, (r, place) in enumerate(zip(tree.regions, places)):

@@ -265,7 +265,12 @@ def _honest_facts(entry: dict) -> list[tuple[str, str]]:
     perm = entry.get("permutation") or {}
     if perm.get("null_gap_median_pct") is not None or entry.get("p_value") is not None:
         text = "the same search on data whose speakers' errors are shuffled"
-        if isinstance(perm.get("n"), int):
+        used = perm.get("permutations_used")
+        if perm.get("stopped_early") and isinstance(used, int) and isinstance(perm.get("n"), int):
+            # Besag-Clifford: stopped at the stop_after-th null value >= the observed one
+            text += (f" ({used:,} of {perm['n']:,} times: stopped at the {perm.get('stop_after')}th null value "
+                     f"at least the observed one)")
+        elif isinstance(perm.get("n"), int):
             text += f" ({perm['n']:,} times)"
         if perm.get("null_gap_median_pct") is not None:
             text += f" finds a median gap of {fmt_pct(perm['null_gap_median_pct'])} %"

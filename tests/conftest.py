@@ -33,6 +33,15 @@ def realdata_dir():
 PLUGIN_EXAMPLE = ROOT / "examples" / "fairaudit-plugin-example"
 
 
+def error_line(r) -> str:
+    """The one message line of a refused run (exit 2, no traceback)."""
+    assert r.exit_code == 2, r.output
+    assert "Traceback" not in r.output and isinstance(r.exception, SystemExit), r.output
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert len(lines) == 1, r.output
+    return lines[0]
+
+
 @pytest.fixture(scope="session")
 def plugin_site(tmp_path_factory):
     """The example plugin package (examples/fairaudit-plugin-example), installed with pip

@@ -22,22 +22,13 @@ from typer.testing import CliRunner
 from fairaudit.audit import audit
 from fairaudit.cli.app import app
 
-from conftest import SAMPLE
+from conftest import SAMPLE, error_line
 
 runner = CliRunner()
 
 
 def run(*args):
     return runner.invoke(app, [str(a) for a in args])
-
-
-def error_line(r) -> str:
-    """The one message line of a refused run (exit 2, no traceback)."""
-    assert r.exit_code == 2, r.output
-    assert "Traceback" not in r.output and isinstance(r.exception, SystemExit), r.output
-    lines = [ln for ln in r.output.splitlines() if ln.strip()]
-    assert len(lines) == 1, r.output
-    return lines[0]
 
 
 def read_rows(path) -> list[dict]:

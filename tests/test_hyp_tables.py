@@ -21,6 +21,8 @@ from fairaudit.io.readers import InputSpec, read_utterances
 from fairaudit.result import validate
 from fairaudit.speakers import score
 
+from conftest import error_line
+
 runner = CliRunner()
 
 
@@ -32,15 +34,6 @@ def ok(r):
     assert r.exit_code == 0, r.output
     assert r.exception is None, r.output
     return r
-
-
-def error_line(r) -> str:
-    """The one message line of a refused run (exit 2, no traceback)."""
-    assert r.exit_code == 2, r.output
-    assert "Traceback" not in r.output and isinstance(r.exception, SystemExit), r.output
-    lines = [ln for ln in r.output.splitlines() if ln.strip()]
-    assert len(lines) == 1, r.output
-    return lines[0]
 
 
 def flat(r) -> str:

@@ -174,16 +174,25 @@ class Joined:
     info: dict                   # report.json inputs.matching entry
 
 
+def _first_repeat(values: pd.Series) -> tuple[str, list] | None:
+    """The first value that occurs more than once, with the index labels of its first two
+    rows; None when every value is distinct."""
+    dup = values.duplicated(keep=False)
+    if not dup.any():
+        return None
+    value = values[dup.to_numpy()].iloc[0]
+    return value, list(values.index[(values == value).to_numpy()][:2])
+
+
 def _ref_collisions(ref_keys: pd.Series, ref_key_col: str, utt_is_key: bool, ref_path: str, how: str) -> None:
     """Refuse reference rows that one hypothesis would pair with twice (see the module
     docstring): the same key (unless it is the utterance id: a ``duplicate_utt_id`` then),
     or, under stem matching, different keys with the same stem."""
     keys = ref_keys[(ref_keys != "").to_numpy()]
     if not utt_is_key:
-        dup = keys.duplicated(keep=False)
-        if dup.any():
-            key = keys[dup.to_numpy()].iloc[0]
-            rows = keys.index[(keys == key).to_numpy()][:2]
+        found = _first_repeat(keys)
+        if found is not None:
+            key, rows = found
             raise UserInputError(
                 f"rows {rows[0]} and {rows[1]} of the reference table have the same key {key!r} in column "
                 f"{ref_key_col!r}: one hypothesis would be scored twice", path=ref_path,
@@ -191,11 +200,9 @@ def _ref_collisions(ref_keys: pd.Series, ref_key_col: str, utt_is_key: bool, ref
     if how != "stem":
         return
     distinct = keys[~keys.duplicated().to_numpy()]
-    stems = file_stem(distinct)
-    dup = stems.duplicated(keep=False)
-    if dup.any():
-        stem = stems[dup.to_numpy()].iloc[0]
-        rows = stems.index[(stems == stem).to_numpy()][:2]
+    found = _first_repeat(file_stem(distinct))
+    if found is not None:
+        stem, rows = found
         raise UserInputError(
             f"rows {rows[0]} and {rows[1]} of the reference table have the same file stem {stem!r} "
             f"({distinct.loc[rows[0]]!r}, {distinct.loc[rows[1]]!r}) in column {ref_key_col!r}: stem matching "

@@ -52,7 +52,7 @@ AllowNormalizerChange = Annotated[bool, typer.Option("--allow-normalizer-change"
 MinSpeakers = Annotated[int, typer.Option("--min-speakers", help="Smallest cohort (speakers) that can be bottom/top.")]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed: same seed, same result.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")]
-Workers = Annotated[Optional[int], typer.Option("--workers", help="Processes for scoring (default: all cores); given as 2 or more, `audit` also runs the discoverers' statistics side by side in that many processes (same results; off by default: no faster on a busy machine).")]
+Workers = Annotated[Optional[int], typer.Option("--workers", help="Processes for scoring (default: all cores) and, from 5,000 speakers, for the discoverers' statistics (default: up to 4, no more than the cores; same results in any number). 1 = everything in one process.")]
 
 
 def make_spec(input: str | None, ref: str | None, hyp: list[str] | None, utt2spk: str | None, fmt: str | None,

@@ -392,24 +392,32 @@ def audit_scored(scored_sets: dict[str, ScoredSet], discs: list[Discoverer], sid
     assignment_parts = []
     for name, sset in scored_sets.items():
         fresh = [d.clone() for d in discs] if len(names) > 1 else discs
+        extra: dict[str, Any] = {}
+
+        def meanwhile(entries: dict[str, dict], parts: list[pd.DataFrame], name=name, sset=sset, fresh=fresh,
+                      extra=extra) -> None:
+            # What needs no statistic, while the statistics run in worker processes.
+            if name == names[0]:  # the report's sections show the first system: its cohorts get drill-downs
+                drilldown.add_drilldown(entries, parts, sset, normalization=normalization, redact_text=redact_text)
+            with stage(timings, "bootstrap:overall"):
+                extra["overall"] = {**sset.overall, "wer_ci": overall_ci(sset.speakers, n_boot, seed, ci_level)}
+            if cohort_tests or adjust:
+                t = time.perf_counter()
+                extra["rate_ratios"] = _rate_ratios(fresh, entries, parts, sset, side, adjust=adjust,
+                                                    model=adjust_model, bins=adjust_bins, seed=seed, level=ci_level)
+                timings["rate_ratios"] = timings.get("rate_ratios", 0.0) + time.perf_counter() - t
+
         # One BLAS/OpenMP thread for the discoverers and their statistics (see one_thread).
         with one_thread():
             entries, parts = discover_all(fresh, sset, side, seed=seed, normalization=normalization,
                                           worst_n=worst_n, redact_text=redact_text, timings=timings, n_boot=n_boot,
                                           n_perm=n_perm, ci_level=ci_level, honest=honest, workers=workers,
                                           heldout_splits=heldout_splits, heldout_folds=heldout_folds,
-                                          perm_stop_after=perm_stop_after)
-        if name == names[0]:  # the report's sections show the first system: its cohorts get drill-downs
-            drilldown.add_drilldown(entries, parts, sset, normalization=normalization, redact_text=redact_text)
-        with stage(timings, "bootstrap:overall"):
-            overall = {**sset.overall, "wer_ci": overall_ci(sset.speakers, n_boot, seed, ci_level)}
-        per_system[name] = {"overall": overall, "accounting": sset.accounting.to_dict(), "discoverers": entries}
-        if cohort_tests or adjust:
-            t = time.perf_counter()
-            per_system[name]["rate_ratios"] = _rate_ratios(fresh, entries, parts, sset, side, adjust=adjust,
-                                                           model=adjust_model, bins=adjust_bins, seed=seed,
-                                                           level=ci_level)
-            timings["rate_ratios"] = timings.get("rate_ratios", 0.0) + time.perf_counter() - t
+                                          perm_stop_after=perm_stop_after, meanwhile=meanwhile)
+        per_system[name] = {"overall": extra["overall"], "accounting": sset.accounting.to_dict(),
+                            "discoverers": entries}
+        if "rate_ratios" in extra:
+            per_system[name]["rate_ratios"] = extra["rate_ratios"]
         for part in parts:
             if len(names) > 1:
                 part.insert(0, "system", name)
@@ -487,10 +495,14 @@ def discover_all(discs: list[Discoverer], scored: ScoredSet, side: SideInputs, *
                  normalization: str = "default", worst_n: int = 5, redact_text: bool = False,
                  timings: dict[str, float] | None = None, n_boot: int = 0, n_perm: int = 0,
                  ci_level: float = 0.95, honest: bool = False, workers: int | None = None,
-                 heldout_splits: int = 5, heldout_folds: int = 2, perm_stop_after: int | None = None
+                 heldout_splits: int = 5, heldout_folds: int = 2, perm_stop_after: int | None = None,
+                 meanwhile: Callable[[dict[str, dict], list[pd.DataFrame]], None] | None = None
                  ) -> tuple[dict[str, dict], list[pd.DataFrame]]:
     """Run each discoverer on one scored system (with its statistics); returns report
-    entries and assignment frames."""
+    entries and assignment frames.  ``meanwhile(entries, assignment frames)``: work that
+    needs no statistic, run in this process while worker processes compute the statistics
+    (or before them, when they run here); it must not touch the statistics' fields
+    (:data:`fairaudit.stats.report.PART_FIELDS`)."""
     entries: dict[str, dict] = {}
     parts = []
     # Chunked engines keep no transcripts: the worst utterances' text is read in one
@@ -506,22 +518,16 @@ def discover_all(discs: list[Discoverer], scored: ScoredSet, side: SideInputs, *
         entries[disc.key] = entry
         if assignment is not None:
             fitted.append((entry, disc, assignment))
-    # The statistics of each discoverer, side by side in worker processes on large tables.
+    # The statistics (bootstrap, permutation null, held-out gap of each discoverer), in
+    # forked worker processes on large tables: started now, collected after the work
+    # below and ``meanwhile``, which need none of them.
     options = {"n_boot": n_boot, "n_perm": n_perm, "seed": seed, "level": ci_level, "honest": honest,
                "workers": workers, "heldout_splits": heldout_splits, "heldout_folds": heldout_folds,
                "perm_stop_after": perm_stop_after}
-    n_proc = parallel.processes(len(fitted), len(scored.speakers), workers)
-    if n_proc > 1:
-        # wall time of the side-by-side stages (each discoverer's own stages are timed in its worker)
-        with stage(timings, "statistics"):
-            done = parallel.run_statistics(fitted, scored.speakers, scored.utterances, side, options, n_proc)
-    else:
-        done = parallel.run_statistics(fitted, scored.speakers, scored.utterances, side, options, 1)
-    for (_, disc, assignment), (entry, stat_times) in zip(fitted, done):
-        entries[disc.key] = entry
-        if timings is not None:
-            for k, v in stat_times.items():
-                timings[k] = timings.get(k, 0.0) + v
+    n_proc = parallel.processes(len(fitted) * len(parallel.PARTS), len(scored.speakers), workers)
+    t_stats = time.perf_counter()
+    pending = parallel.PendingStatistics(fitted, scored.speakers, scored.utterances, side, options, n_proc)
+    for entry, disc, assignment in fitted:
         with stage(timings, "worst_utterances"):
             if entry.get("bottom") is not None:
                 members = assignment.index[assignment.to_numpy() == entry["bottom"]]
@@ -537,6 +543,23 @@ def discover_all(discs: list[Discoverer], scored: ScoredSet, side: SideInputs, *
     if pending_worst:
         with stage(timings, "worst_utterances"):
             _worst_with_text(pending_worst, scored, worst_n, normalization)
+    if meanwhile is not None:
+        meanwhile(entries, parts)
+    if n_proc > 1:
+        t_wait = time.perf_counter()
+        done = pending.finish()
+        if timings is not None:
+            # wall time from the start of the side-by-side statistics to the last result, and
+            # how much of it the audit process spent waiting (its own work ran meanwhile)
+            timings["statistics"] = timings.get("statistics", 0.0) + time.perf_counter() - t_stats
+            timings["statistics_wait"] = timings.get("statistics_wait", 0.0) + time.perf_counter() - t_wait
+    else:
+        done = pending.finish()
+    for (_, disc, _), (entry, stat_times) in zip(fitted, done):
+        entries[disc.key] = entry
+        if timings is not None:
+            for k, v in stat_times.items():
+                timings[k] = timings.get(k, 0.0) + v
     return entries, parts
 
 

@@ -8,7 +8,10 @@
 command line adds ``views:<name>`` (HTML, console) and ``write:tables``.  ``total`` is
 the audit up to its report (the views and writing come after it).  ``statistics``, when
 present, is the wall time of the discoverers' statistics run side by side in worker
-processes (:mod:`fairaudit.stats.parallel`): their own stages then overlap in time.
+processes (:mod:`fairaudit.stats.parallel`): their own stages then overlap in time, and
+with the audit process's own work meanwhile (worst utterances, drill-downs, the overall
+interval, rate ratios); ``statistics_wait`` is the part of it the audit process spent
+waiting for the workers.
 """
 from __future__ import annotations
 
@@ -57,10 +60,15 @@ def stage_rows(timings: Mapping[str, float]) -> list[tuple[str, float]]:
             take(k)
     # With ``statistics`` (the wall time of the discoverers' statistics run side by side in
     # worker processes) the per-discoverer statistics stages overlap: only the wall counts.
+    # The audit process works meanwhile (worst utterances, drill-downs, rate ratios): its
+    # own rows plus ``statistics_wait`` (its wait for the last result) make up its time.
     parallel = "statistics" in t
     take("statistics")
+    take("statistics_wait")
+    waited = "statistics_wait" in t
     inside = sum(v for k, v in rows if not (parallel and k.partition(":")[0] in PER_DISCOVERER[1:]
-                                            and k.partition(":")[2] != "overall"))
+                                            and k.partition(":")[2] != "overall")
+                 and not (waited and k == "statistics"))
     if "total" in t:
         other = t["total"] - inside
         if other > 0.005:
@@ -80,5 +88,6 @@ def format_rows(rows: list[tuple[str, float]], width: int = 34) -> str:
         lines.append(f"{name:<{width}}{sec:>10.2f}{100.0 * sec / total:>9.1f}")
     if any(name == "statistics" for name, _ in rows):
         lines.append("statistics = wall time of the discoverers' bootstrap, permutation and held-out stages, run side "
-                     "by side in worker processes (their rows overlap in time)")
+                     "by side in worker processes (their rows overlap in time, and with the audit process's own "
+                     "work meanwhile); statistics_wait = the part of it the audit process waited")
     return "\n".join(lines)

@@ -204,6 +204,61 @@ def test_statistics_side_by_side_equal_serial(monkeypatch):
     assert side_by_side.to_json() == serial.to_json()
 
 
+def test_statistics_workers_by_default_on_large_tables(monkeypatch):
+    """Default (workers None): side by side from PARALLEL_MIN_SPEAKERS speakers, capped by the
+    cores and DEFAULT_MAX_WORKERS; --workers 1, a small table or one task: serial."""
+    from fairaudit.stats import parallel
+
+    monkeypatch.setattr(parallel, "cpu_count", lambda: 2)
+    big = parallel.PARALLEL_MIN_SPEAKERS
+    assert parallel.processes(15, big, None) == 2
+    assert parallel.processes(15, big, 1) == 1
+    assert parallel.processes(15, big - 1, None) == 1
+    assert parallel.processes(1, big, None) == 1
+    monkeypatch.setattr(parallel, "cpu_count", lambda: 64)
+    assert parallel.processes(15, big, None) == parallel.DEFAULT_MAX_WORKERS
+    assert parallel.processes(15, big, 8) == 8
+
+
+def test_statistic_parts_merge_into_the_serial_entry():
+    """Each part writes only its own fields: parts computed apart and merged give the entry
+    (and its key order) of one add_statistics call."""
+    import json
+
+    import fairaudit
+    from fairaudit.audit import build_discoverers
+    from fairaudit.stats import parallel
+    from fairaudit.stats.report import PARTS, add_statistics, part_result
+
+    from conftest import SAMPLE
+
+    res = fairaudit.audit(str(SAMPLE / "utterances.csv"), speakers=str(SAMPLE / "speakers.csv"), by=["gender"],
+                          n_boot=50, n_perm=20, heldout_splits=2, seed=3, discoverers=["geographic"], workers=1)
+    entry = res.report["discoverers"]["geographic"]
+    fresh = {k: v for k, v in entry.items() if k not in {"headline_gap", "ci_level", "wer_gap_ci_pct",
+                                                          "wer_gap_abs_ci", "bootstrap", "permutation", "p_value",
+                                                          "significant", "honest_gap", "heldout"}}
+    fresh["cohorts"] = [{k: v for k, v in c.items() if k not in {"wer_ci_low", "wer_ci_high"}}
+                        for c in entry["cohorts"]]
+    disc = build_discoverers(["geographic"], seed=3)[0]
+    part = res.assignments[res.assignments["discoverer"] == "geographic"]
+    assignment = pd.Series(part["cohort_id"].to_numpy(), index=part["speaker_id"].to_numpy())
+    opts = dict(n_boot=50, n_perm=20, seed=3, heldout_splits=2, statistic=entry["statistic"]["value"],
+                statistic_name=entry["statistic"]["name"])
+    merged = json.loads(json.dumps(fresh))
+    parallel._placeholders(merged)
+    for p in reversed(PARTS):              # any order
+        one = json.loads(json.dumps(fresh))
+        add_statistics(one, disc, res.speakers, res.utterances, None, assignment, parts=(p,), **opts)
+        parallel.merge_part(merged, part_result(one, p))
+    merged["headline_gap"] = parallel.headline_gap(merged)
+    whole = json.loads(json.dumps(fresh))
+    parallel._placeholders(whole)
+    add_statistics(whole, disc, res.speakers, res.utterances, None, assignment, **opts)
+    assert json.dumps(merged) == json.dumps(whole)
+    assert whole["heldout"] is not None and whole["permutation"] is not None
+
+
 @pytest.mark.parametrize("kind,cls", [("geodemographic", GeodemographicDiscoverer), ("metadata", MetadataDiscoverer)])
 def test_power_through_refit_batch_equals_refits(kind, cls):
     """fairaudit power's batched re-fits (every planted gap of a world at once) change nothing."""

@@ -1,22 +1,26 @@
-"""The statistics of several discoverers side by side, one discoverer per process.
+"""The statistics of the discoverers side by side, in forked worker processes.
 
-Each discoverer's statistics (bootstrap, permutation null, held-out gap) draw from their
-own named random streams and depend on nothing another discoverer computes, so they can
-run in any order and in any process: the report is the same as a serial run's.
+Each discoverer's three statistics (bootstrap intervals, permutation null, held-out gap)
+draw from their own named random streams and depend on nothing another statistic
+computes, so they can run in any order and in any process: the report is the same as a
+serial run's (tested).  A task is one (discoverer, statistic) pair; the slow kinds are
+submitted first (held-out gaps and permutation nulls, then the bootstraps), so two
+workers stay busy to the end.
 
-Opt-in (``--workers N``, N >= 2): on the shared 2-core benchmark machine two workers were
-no faster than one process (21.4 s against 23.1 s for the geodemographic and metadata
-statistics at 100,000 speakers; 62 s against 42 s for all five discoverers, each worker
-2-3x slower than alone: the cores were already busy), and the forked workers' pages
-count again in the summed RSS.  On an idle machine with free cores the statistics of the
-slowest discoverer then run beside the others'.
+On by default for large tables (``PARALLEL_MIN_SPEAKERS`` speakers and more): up to
+``DEFAULT_MAX_WORKERS`` workers, no more than the cores; ``--workers 1`` keeps everything
+in one process.  While the workers compute, the audit process does the work that needs
+no statistic (worst utterances, drill-downs, the overall interval, every cohort's rate
+ratio): see :meth:`PendingStatistics.finish` and :func:`fairaudit.audit.audit_scored`.
+(Measured at 1M utterances / 100k speakers on 2 cores: ``benchmarks/bench_full_audit.py``.)
 
 The workers are forked from the audit process (no data is pickled on the way in; the
 user's script is not imported again, as spawned workers would need).  The discoverers'
 fits stay in the audit process: a fork after OpenMP work (scikit-learn's k-means) must not
 run OpenMP again in the child, and the statistics of the built-in discoverers do not.
-Each worker is limited to one BLAS/OpenMP thread (threadpoolctl), so two workers do not
-oversubscribe the cores.
+Each worker is limited to one BLAS/OpenMP thread (threadpoolctl), so workers do not
+oversubscribe the cores.  Forked pages are shared: the benchmark reports the tree's
+summed RSS and its PSS (shared pages counted once).
 """
 from __future__ import annotations
 
@@ -27,54 +31,110 @@ from typing import Any
 import pandas as pd
 
 from ._common import cpu_count
-from .report import add_statistics
+from .report import CI_FIELDS, PART_FIELDS, PARTS, add_statistics, headline_gap, merge_part, part_result
 
 #: statistics run in worker processes only when the speaker table has at least this many
 #: rows (below, a serial run takes well under a second per discoverer)
 PARALLEL_MIN_SPEAKERS = 5000
+#: workers by default (``workers`` None): each holds its own permutation and resample
+#: blocks (a few hundred MB at 100k speakers), so many cores do not mean many copies
+DEFAULT_MAX_WORKERS = 4
 
 _STATE: dict[str, Any] = {}
 
 
 def processes(n_tasks: int, n_speakers: int, workers: int | None) -> int:
-    """Worker processes for ``n_tasks`` discoverers' statistics: min(tasks, ``workers``,
-    cores) when ``workers`` >= 2 is asked for; 1 (serial) by default (``workers`` None),
-    for small tables and for a single task."""
-    if (workers is None or n_tasks < 2 or n_speakers < PARALLEL_MIN_SPEAKERS
+    """Worker processes for ``n_tasks`` statistics: min(tasks, ``workers`` or
+    :data:`DEFAULT_MAX_WORKERS` when None, cores); 1 (serial: everything in this process)
+    for ``workers`` = 1, small tables, a single task, or without the fork start method."""
+    if (n_tasks < 2 or n_speakers < PARALLEL_MIN_SPEAKERS or (workers is not None and int(workers) <= 1)
             or "fork" not in mp.get_all_start_methods()):
         return 1
-    return max(1, min(n_tasks, int(workers), cpu_count()))
+    return max(1, min(n_tasks, DEFAULT_MAX_WORKERS if workers is None else int(workers), cpu_count()))
+
+
+#: submission order: the kinds that take longest first (longest-processing-time scheduling)
+_ORDER = {"heldout": 0, "permutation": 1, "bootstrap": 2}
+
+
+class PendingStatistics:
+    """The statistics of (entry, discoverer, assignment) ``tasks``, started in ``n_processes``
+    forked workers (or, with 1, computed in this process by :meth:`finish`).
+
+    ``options``: keyword arguments of :func:`add_statistics` (n_boot, n_perm, seed, ...;
+    not ``timings``/``parts``).  Start it, do other work, then :meth:`finish`.
+    """
+
+    def __init__(self, tasks: list[tuple[dict, Any, pd.Series]], speakers: pd.DataFrame,
+                 utterances: pd.DataFrame | None, side, options: dict, n_processes: int):
+        self.tasks, self.speakers, self.utterances, self.side = tasks, speakers, utterances, side
+        self.options, self.n_processes = options, n_processes
+        self.pool = None
+        self.futures: list[tuple[int, str, Any]] = []
+        for entry, _, _ in tasks:
+            _placeholders(entry)
+        if n_processes > 1:
+            state = {"tasks": tasks, "speakers": speakers, "utterances": utterances, "side": side,
+                     "options": {**options, "workers": 1}}
+            self.pool = ProcessPoolExecutor(max_workers=n_processes, mp_context=mp.get_context("fork"),
+                                            initializer=_init, initargs=(state,))
+            jobs = sorted(((i, part) for i in range(len(tasks)) for part in PARTS),
+                          key=lambda t: (_ORDER[t[1]], t[0]))
+            self.futures = [(i, part, self.pool.submit(_run, i, part)) for i, part in jobs]
+
+    def finish(self) -> list[tuple[dict, dict[str, float]]]:
+        """In task order: (entry with its statistics, stage timings in seconds)."""
+        if self.pool is None:
+            out = []
+            for entry, disc, assignment in self.tasks:
+                timings: dict[str, float] = {}
+                _one(entry, disc, assignment, self.speakers, self.utterances, self.side, self.options, timings)
+                out.append((entry, timings))
+            return out
+        try:
+            times: list[dict[str, float]] = [{} for _ in self.tasks]
+            results = {}
+            for i, part, future in self.futures:
+                results[i, part], part_times = future.result()
+                times[i].update(part_times)
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        for (i, part) in sorted(results, key=lambda t: (t[0], PARTS.index(t[1]))):
+            merge_part(self.tasks[i][0], results[i, part])
+        for entry, _, _ in self.tasks:
+            if not entry.get("skipped"):
+                entry["headline_gap"] = headline_gap(entry)
+        return [(entry, t) for (entry, _, _), t in zip(self.tasks, times)]
 
 
 def run_statistics(tasks: list[tuple[dict, Any, pd.Series]], speakers: pd.DataFrame,
                    utterances: pd.DataFrame | None, side, options: dict, n_processes: int
                    ) -> list[tuple[dict, dict[str, float]]]:
-    """:func:`add_statistics` for each (entry, discoverer, assignment) of ``tasks``.
-
-    ``options``: keyword arguments of :func:`add_statistics` (n_boot, n_perm, seed, ...;
-    not ``timings``).  Returns, in task order, (entry with its statistics, stage timings
-    in seconds); with ``n_processes`` > 1 the tasks run in that many forked workers (the
-    permutation nulls inside them serially).
-    """
-    if n_processes <= 1:
-        out = []
-        for entry, disc, assignment in tasks:
-            timings: dict[str, float] = {}
-            _one(entry, disc, assignment, speakers, utterances, side, options, timings)
-            out.append((entry, timings))
-        return out
-    state = {"tasks": tasks, "speakers": speakers, "utterances": utterances, "side": side,
-             "options": {**options, "workers": 1}}
-    with ProcessPoolExecutor(max_workers=n_processes, mp_context=mp.get_context("fork"),
-                             initializer=_init, initargs=(state,)) as pool:
-        # Submitted in discoverer order; a free worker takes the next one.
-        return list(pool.map(_run, range(len(tasks))))
+    """:func:`add_statistics` for each (entry, discoverer, assignment) of ``tasks``, in
+    ``n_processes`` processes (see :class:`PendingStatistics`); returns, in task order,
+    (entry with its statistics, stage timings in seconds)."""
+    return PendingStatistics(tasks, speakers, utterances, side, options, n_processes).finish()
 
 
-def _one(entry, disc, assignment, speakers, utterances, side, options, timings) -> None:
+def _placeholders(entry: dict) -> None:
+    """The statistics' fields, in the order a serial run writes them, so that the report's
+    key order does not depend on which process finished first or on what the audit
+    process added meanwhile."""
+    if entry.get("skipped"):
+        return
+    for part in PARTS:
+        for k in PART_FIELDS[part]:
+            entry.setdefault(k, None)
+    entry.setdefault("headline_gap", None)
+    for cohort in entry.get("cohorts", []):
+        for k in CI_FIELDS:
+            cohort.setdefault(k, None)
+
+
+def _one(entry, disc, assignment, speakers, utterances, side, options, timings, parts=PARTS) -> None:
     own = entry.get("statistic") or {}
     add_statistics(entry, disc, speakers, utterances, side, assignment, statistic=own.get("value"),
-                   statistic_name=own.get("name"), timings=timings, **options)
+                   statistic_name=own.get("name"), timings=timings, parts=parts, **options)
 
 
 def _init(state: dict) -> None:
@@ -88,9 +148,11 @@ def _init(state: dict) -> None:
         pass
 
 
-def _run(i: int) -> tuple[dict, dict[str, float]]:
+def _run(i: int, part: str) -> tuple[dict, dict[str, float]]:
     entry, disc, assignment = _STATE["tasks"][i]
     timings: dict[str, float] = {}
+    if entry.get("skipped"):
+        return {"fields": {}}, timings
     _one(entry, disc, assignment, _STATE["speakers"], _STATE["utterances"], _STATE["side"], _STATE["options"],
-         timings)
-    return entry, timings
+         timings, parts=(part,))
+    return part_result(entry, part), timings

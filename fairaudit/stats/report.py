@@ -38,7 +38,8 @@ def add_statistics(entry: dict, discoverer, speakers: pd.DataFrame, utterances: 
                    level: float = 0.95, honest: bool = True, *, alpha: float = 0.05,
                    workers: int | None = None, statistic: float | None = None,
                    statistic_name: str | None = None, heldout_splits: int = 5, heldout_folds: int = 2,
-                   timings: dict[str, float] | None = None, perm_stop_after: int | None = None) -> None:
+                   timings: dict[str, float] | None = None, perm_stop_after: int | None = None,
+                   parts: tuple[str, ...] = ("bootstrap", "permutation", "heldout")) -> None:
     """Add confidence intervals, the permutation null and the held-out gap to one report entry.
 
     ``entry``: the dict built by :func:`fairaudit.audit.run_discoverer` (mutated in place);
@@ -62,6 +63,9 @@ def add_statistics(entry: dict, discoverer, speakers: pd.DataFrame, utterances: 
     discoverer's key.  ``timings``: seconds of each statistic are added to it under
     ``bootstrap:<key>``, ``permutation:<key>`` and ``heldout:<key>`` (the report's timings).
     ``perm_stop_after``: the sequential p-value's h (:func:`permutation_null`; None = all).
+    ``parts``: which of the three statistics to compute (:data:`PARTS`; each writes only
+    its own fields, :data:`PART_FIELDS`, so parts computed in different processes merge
+    with :func:`merge_part`); ``headline_gap`` is set when all three are done here.
     """
     if entry.get("skipped"):
         return
@@ -72,18 +76,20 @@ def add_statistics(entry: dict, discoverer, speakers: pd.DataFrame, utterances: 
     ids = [c["id"] for c in cohorts]
     bottom, top = entry.get("bottom"), entry.get("top")
 
-    entry["ci_level"] = level
-    entry["wer_gap_ci_pct"] = None
-    entry["wer_gap_abs_ci"] = None
     key = discoverer.key
-    with stage(timings, f"bootstrap:{key}"):
-        _add_intervals(entry, cohorts, ids, speakers, assignment, n_boot, seed, level, key)
-    entry["bootstrap"] = {"n": n_boot, "unit": "speaker", "method": BOOTSTRAP_METHOD, "seed": seed}
+    if "bootstrap" in parts:
+        entry["ci_level"] = level
+        entry["wer_gap_ci_pct"] = None
+        entry["wer_gap_abs_ci"] = None
+        with stage(timings, f"bootstrap:{key}"):
+            _add_intervals(entry, cohorts, ids, speakers, assignment, n_boot, seed, level, key)
+        entry["bootstrap"] = {"n": n_boot, "unit": "speaker", "method": BOOTSTRAP_METHOD, "seed": seed}
 
-    entry["permutation"] = None
-    entry["p_value"] = None
-    entry["significant"] = None
-    if n_perm > 0 and (bottom is not None or statistic is not None):
+    if "permutation" in parts:
+        entry["permutation"] = None
+        entry["p_value"] = None
+        entry["significant"] = None
+    if "permutation" in parts and n_perm > 0 and (bottom is not None or statistic is not None):
         with stage(timings, f"permutation:{key}"):
             perm = permutation_null(discoverer, speakers, side, entry.get("wer_gap_pct"), n_perm=n_perm, seed=seed,
                                     workers=workers, observed_gap_abs=entry.get("wer_gap_abs"),
@@ -95,15 +101,41 @@ def add_statistics(entry: dict, discoverer, speakers: pd.DataFrame, utterances: 
         entry["p_value"] = perm["p_value"]
         entry["significant"] = bool(perm["p_value"] < alpha)
 
-    entry["honest_gap"] = None
-    entry["heldout"] = None
-    if honest:
+    if "heldout" in parts:
+        entry["honest_gap"] = None
+        entry["heldout"] = None
+    if "heldout" in parts and honest:
         from ..heldout import heldout_gap
 
         with stage(timings, f"heldout:{key}"):
             entry["heldout"] = heldout_gap(discoverer, speakers, side, folds=heldout_folds, repeats=heldout_splits,
                                            seed=seed, n_boot=n_boot, level=level, assignment=assignment)
-    entry["headline_gap"] = headline_gap(entry)
+    if set(PARTS) <= set(parts):
+        entry["headline_gap"] = headline_gap(entry)
+
+
+#: the three statistics of an entry, in the order a serial run computes them
+PARTS = ("bootstrap", "permutation", "heldout")
+#: the entry fields each part writes (the bootstrap also writes its cohorts' CI_FIELDS)
+PART_FIELDS = {"bootstrap": ("ci_level", "wer_gap_ci_pct", "wer_gap_abs_ci", "bootstrap"),
+               "permutation": ("permutation", "p_value", "significant"),
+               "heldout": ("honest_gap", "heldout")}
+CI_FIELDS = ("wer_ci_low", "wer_ci_high")
+
+
+def part_result(entry: dict, part: str) -> dict:
+    """What one part wrote into ``entry`` (small: sent back from a worker process)."""
+    out = {"fields": {k: entry[k] for k in PART_FIELDS[part] if k in entry}}
+    if part == "bootstrap":
+        out["cohorts"] = [{k: c[k] for k in CI_FIELDS if k in c} for c in entry.get("cohorts", [])]
+    return out
+
+
+def merge_part(entry: dict, result: dict) -> None:
+    """Copy a :func:`part_result` into ``entry`` (its cohorts in the same order)."""
+    entry.update(result["fields"])
+    for cohort, extra in zip(entry.get("cohorts", []), result.get("cohorts", [])):
+        cohort.update(extra)
 
 
 HEADLINE_HELDOUT = ("held-out: cohorts found on some speakers, gap measured on the others "

@@ -122,17 +122,17 @@ def audit(
                            cohort_tests=cohort_tests,
                            heldout_splits=heldout_splits, heldout_folds=heldout_folds,
                            perm_stop_after=permutations_stop_after)
-    result.save(out)
     written = ["report.json", "cohorts.csv", "assignments.csv", "speaker_scores.csv", "utterance_scores.parquet"]
-    if not no_html:
-        from fairaudit.reports.html import write_html
-
-        with stage(result.timings, "views:html"):
-            write_html(result, os.path.join(out, "report.html"))
-        written.append("report.html")
+    # The HTML page is rendered beside the tables and the console view on large audits
+    # (a forked process: they need only the finished result).
+    html = None if no_html else c.start_html(result, os.path.join(out, "report.html"))
+    result.save(out, report=False)
     if not quiet:
         with stage(result.timings, "views:console"):
             print_report(result, c.out_console)
+    if html is not None:
+        result.timings["views:html"] = html.finish()
+        written.append("report.html")
     # report.json again, now with the time the views took (the JSON alone: milliseconds)
     result.save_report(out)
     if not quiet:

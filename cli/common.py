@@ -289,3 +289,72 @@ def discovery_options(values: dict[str, Any], lookup: dict[str, tuple[str, str, 
         else:
             opts.params.setdefault(name, {})[param] = parse_cli(value, _decl(cls, param))
     return opts
+
+
+class _HtmlJob:
+    """report.html written in this process (small audits) or in a forked child."""
+
+    def __init__(self, result, path: str):
+        import multiprocessing as mp
+
+        from fairaudit.stats import parallel
+
+        self.result, self.path, self.proc, self.conn = result, path, None, None
+        self.seconds = None
+        big = result.speakers is not None and len(result.speakers) >= parallel.PARALLEL_MIN_SPEAKERS
+        if big and "fork" in mp.get_all_start_methods():
+            ctx = mp.get_context("fork")
+            self.conn, child = ctx.Pipe(duplex=False)
+            self.proc = ctx.Process(target=_html_child, args=(result, path, child), daemon=True)
+            self.proc.start()
+            child.close()
+        else:
+            self.seconds = _write_html_timed(result, path)
+
+    def finish(self) -> float:
+        """Wait for the page; returns its rendering time (seconds).  A failure in the child
+        is raised here, as it would have been in this process."""
+        if self.proc is None:
+            return self.seconds
+        try:
+            kind, value = self.conn.recv()
+        except EOFError:
+            kind, value = "crash", f"the HTML worker ended with exit code {self.proc.exitcode}"
+        self.proc.join()
+        if kind == "ok":
+            return value
+        if kind == "user":
+            from fairaudit.errors import UserInputError
+
+            raise UserInputError(value)
+        raise RuntimeError(f"writing {self.path} failed: {value}")
+
+
+def _write_html_timed(result, path: str) -> float:
+    import time
+
+    from fairaudit.reports.html import write_html
+
+    t0 = time.perf_counter()
+    write_html(result, path)
+    return time.perf_counter() - t0
+
+
+def _html_child(result, path: str, conn) -> None:
+    import traceback
+
+    from fairaudit.errors import UserInputError
+
+    try:
+        conn.send(("ok", _write_html_timed(result, path)))
+    except UserInputError as exc:
+        conn.send(("user", str(exc)))
+    except BaseException:   # reported by the parent, which then fails as a serial run would
+        conn.send(("error", traceback.format_exc(limit=5)))
+    finally:
+        conn.close()
+
+
+def start_html(result, path: str) -> _HtmlJob:
+    """Start writing report.html for ``result`` (:class:`_HtmlJob`; ``.finish()`` waits)."""
+    return _HtmlJob(result, path)

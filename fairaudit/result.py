@@ -297,12 +297,13 @@ class AuditResult:
         # the placeholders are strings no report text can hold (a NUL inside markers)
         return _FLAT_TOKEN.sub(lambda m: json.dumps(flat[int(m.group(1))], ensure_ascii=False, allow_nan=False), text)
 
-    def save(self, out_dir: str | None = None, *, tables: bool = True) -> dict[str, str]:
+    def save(self, out_dir: str | None = None, *, tables: bool = True, report: bool = True) -> dict[str, str]:
         """Write the report into ``out_dir`` (default: the folder it came from): report.json
         (compare.json for a comparison) and, with ``tables``, cohorts.csv, assignments.csv,
         speaker_scores.csv and utterance_scores.parquet (ids and counts of every scored
         utterance, never transcripts; written when the utterances are in memory, i.e. by
-        the audit itself).  Returns the paths written."""
+        the audit itself).  ``report`` False: the tables only (the caller writes report.json
+        last, with :meth:`save_report`, once its views are timed).  Returns the paths written."""
         out_dir = out_dir or self.path
         if not out_dir:
             raise ValueError("save() needs a folder: this result was not loaded from one")
@@ -324,7 +325,8 @@ class AuditResult:
                 write_utterance_scores(self.utterances, paths["utterance_scores"])
             if self.timings:
                 self.timings["write:tables"] = time.perf_counter() - t0
-        self.save_report(out_dir)
+        if report:
+            self.save_report(out_dir)
         return paths
 
     def save_report(self, out_dir: str | None = None) -> str:

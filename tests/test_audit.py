@@ -158,3 +158,38 @@ def test_too_little_data_skips_discoverer_not_audit(tmp_path):
                         by=["g"], discoverers=["automatic"], params={"automatic": {"k": 10}})
     assert "k=10" in r.discoverers["automatic"]["skipped"]
     assert r.discoverers["attribute:g"]["skipped"] is None
+
+
+def test_cli_html_in_a_forked_process_is_the_serial_page(tmp_path, monkeypatch):
+    """Large audits render report.html in a forked child beside the tables: same bytes,
+    its time in report.json's timings, every output written."""
+    from fairaudit.stats import parallel
+
+    args = ["audit", str(SAMPLE / "utterances.csv"), "--speakers", str(SAMPLE / "speakers.csv"), "--by", "gender",
+            "--discoverers", "geographic", "--bootstrap", "50", "--permutations", "20", "--quiet"]
+    r = runner.invoke(app, [*args, "--out", str(tmp_path / "serial")])
+    assert r.exit_code == 0, r.output
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_SPEAKERS", 0)
+    r = runner.invoke(app, [*args, "--out", str(tmp_path / "forked"), "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    for name in ("report.html", "cohorts.csv", "assignments.csv", "speaker_scores.csv"):
+        assert (tmp_path / "forked" / name).read_bytes() == (tmp_path / "serial" / name).read_bytes(), name
+    timings = json.loads((tmp_path / "forked" / "report.json").read_text())["timings"]
+    assert timings["views:html"] > 0 and "write:tables" in timings
+
+
+def test_cli_html_failure_in_the_forked_process_is_reported(tmp_path, monkeypatch):
+    """A failure while rendering in the child fails the command as a serial run would."""
+    from fairaudit.reports import html as html_mod
+    from fairaudit.stats import parallel
+
+    def broken(result, path):
+        raise RuntimeError("renderer exploded")
+
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_SPEAKERS", 0)
+    monkeypatch.setattr(html_mod, "write_html", broken)
+    r = runner.invoke(app, ["audit", str(SAMPLE / "utterances.csv"), "--speakers", str(SAMPLE / "speakers.csv"),
+                            "--discoverers", "geographic", "--bootstrap", "20", "--permutations", "0", "--quiet",
+                            "--out", str(tmp_path / "o")])
+    assert r.exit_code != 0
+    assert "renderer exploded" in str(r.exception) or "renderer exploded" in r.output

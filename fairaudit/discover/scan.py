@@ -127,24 +127,27 @@ class Windows:
         """
         if self._ring is None:
             rows = np.flatnonzero(self.valid.any(axis=1))
-            valid = self.valid[rows]
+            whole = len(rows) == len(self.valid)
+            valid = self.valid if whole else self.valid[rows]
             per = valid.sum(axis=1)
             width = int(per.max()) if len(per) else 0
-            rank = np.cumsum(valid, axis=1)
+            # cols[m, t]: neighbour position of centre m's t-th admissible window (row-major
+            # order of the admissible cells: rank within the row = index - the row's start)
+            flat = np.flatnonzero(valid)
+            m_i, j_i = flat // valid.shape[1], flat % valid.shape[1]
+            start = np.r_[0, np.cumsum(per)[:-1]]
             cols = np.zeros((len(rows), width), dtype=np.int64)
-            r_i, j_i = np.nonzero(valid)
-            cols[r_i, rank[r_i, j_i] - 1] = j_i
+            cols[m_i, np.arange(len(flat)) - start[m_i]] = j_i
             pad = np.arange(width)[None, :] >= per[:, None]
-            # neighbour j of centre m belongs to ring (admissible columns before j), if j <= c_last
             last = np.where(per > 0, cols[np.arange(len(rows)), np.maximum(per - 1, 0)], -1)
-            ring_of = rank - valid
-            keep = np.arange(self.valid.shape[1])[None, :] <= last[:, None]
-            # Row-major order of the kept (centre, neighbour) cells is the order of the matrix
-            # rows (centre, ring): the CSR arrays are written directly, without a COO sort.
-            flat = (np.arange(len(rows))[:, None] * width + ring_of)[keep]
+            # Ring t of centre m holds its neighbours c_(t-1)+1 .. c_t: the kept (centre,
+            # neighbour) cells in row-major order are the matrix rows (centre, ring) in order,
+            # so the CSR arrays are written directly (no COO sort).
+            prev = np.concatenate([np.full((len(rows), 1), -1, dtype=np.int64), cols[:, :-1]], axis=1)
             indptr = np.zeros(len(rows) * width + 1, dtype=np.int64)
-            np.cumsum(np.bincount(flat, minlength=len(rows) * width), out=indptr[1:])
-            indices = self.neighbours[rows][keep]
+            np.cumsum(np.where(pad, 0, cols - prev).ravel(), out=indptr[1:])
+            keep = np.arange(self.valid.shape[1])[None, :] <= last[:, None]
+            indices = (self.neighbours if whole else self.neighbours[rows])[keep]
             matrix = sp.csr_matrix((np.ones(len(indices)), indices, indptr), shape=(len(rows) * width, len(self.loc_lat)))
             self._ring = _Rings(matrix=matrix, rows=rows, cols=cols, pad=pad, any_pad=bool(pad.any()))
         return self._ring
@@ -210,7 +213,11 @@ def _on_grid(valid: np.ndarray, size: np.ndarray, min_speakers: int, step: float
         return valid
     # Flat indices: a 2-D np.nonzero and fancy index cost ten times more at 2,000 x 1,300.
     idx = np.flatnonzero(valid)
-    bins = np.floor(np.log(np.maximum(size.ravel()[idx], 1) / min_speakers) / math.log(step) + 1e-9).astype(np.int64)
+    sizes = size.ravel()[idx]
+    # the bin of every size up to the largest, looked up (sizes are counts: one log each)
+    table = np.arange(int(sizes.max()) + 1)
+    table = np.floor(np.log(np.maximum(table, 1) / min_speakers) / math.log(step) + 1e-9).astype(np.int64)
+    bins = table[sizes]
     key = (idx // valid.shape[1]) * (int(bins.max()) + 2) + bins
     last = np.r_[key[1:] != key[:-1], True]   # row-major order: j increases within a key
     out = np.zeros_like(valid)
@@ -256,18 +263,25 @@ def _query(tree: Any, pts: np.ndarray, counts: np.ndarray, max_speakers: int, k:
     return dist, nbr, k >= g
 
 
-def _admissible(dist: np.ndarray, nbr: np.ndarray, counts: np.ndarray, complete: Any, length: np.ndarray | None,
-                min_speakers: int, max_speakers: int, size_step: float
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(nbr, radius_km, size, valid) of the windows along neighbour lists, cut after the
-    largest admissible window.  ``length`` (per row): real entries of padded rows (None:
-    all); ``complete`` (bool or per row): the list holds every location, so its last
-    window's edge splits nothing."""
+def _sizes(nbr: np.ndarray, counts: np.ndarray, length: np.ndarray | None) -> np.ndarray:
+    """Speakers in the first j + 1 neighbours of each list (count); padding adds none."""
     counts_nbr = counts[nbr]
     width = nbr.shape[1]
     if length is not None and (length < width).any():
         counts_nbr[np.arange(width)[None, :] >= length[:, None]] = 0
-    size = np.cumsum(counts_nbr, axis=1)
+    return np.cumsum(counts_nbr, axis=1)
+
+
+def _admissible(dist: np.ndarray, nbr: np.ndarray, counts: np.ndarray, complete: Any, length: np.ndarray | None,
+                min_speakers: int, max_speakers: int, size_step: float, size: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(nbr, radius_km, size, valid) of the windows along neighbour lists, cut after the
+    largest admissible window.  ``length`` (per row): real entries of padded rows (None:
+    all); ``complete`` (bool or per row): the list holds every location, so its last
+    window's edge splits nothing; ``size``: :func:`_sizes`, when known."""
+    width = nbr.shape[1]
+    if size is None:
+        size = _sizes(nbr, counts, length)
     untied = np.empty(dist.shape, dtype=bool)      # a window's edge must not split equal distances
     np.less(dist[:, :-1], dist[:, 1:], out=untied[:, :-1])
     untied[:, -1] = True
@@ -386,7 +400,8 @@ def subset_windows(windows: Windows, positions: Any, min_speakers: int | None = 
     complete = np.full(len(rows), lists.complete)
     # A list that ends before the subset's largest window (and does not hold every location)
     # is queried further, as build_windows would have.
-    reach = np.where(np.arange(nbr.shape[1])[None, :] < length[:, None], counts[nbr], 0).sum(axis=1)
+    size = _sizes(nbr, counts, length)
+    reach = size[np.arange(len(rows)), np.maximum(length - 1, 0)]
     short = ~complete & (reach <= max_speakers)
     if short.any():
         d2, n2, full = _query(lists.tree, lists.pts[centres[short]], counts, max_speakers, 2 * lists.dist.shape[1])
@@ -396,13 +411,15 @@ def subset_windows(windows: Windows, positions: Any, min_speakers: int | None = 
         nbr = np.concatenate([nbr, np.repeat(nbr[:, :1], width - nbr.shape[1], axis=1)], axis=1)
         dist[short], nbr[short], length[short], complete[short] = np.inf, nbr[short, :1], l2, full
         dist[short, :d2.shape[1]], nbr[short, :n2.shape[1]] = d2, n2
-    # Locations renumbered among the present ones (their order kept).
+        size = _sizes(nbr, counts, length)
+    # Locations renumbered among the present ones (their order kept; usually all of them).
+    every = bool(present.all())
     new_id = np.cumsum(present) - 1
-    loc_counts = counts[present]
-    nbr, radius, size, valid = _admissible(dist, new_id[nbr], loc_counts, complete, length, min_speakers,
-                                           max_speakers, lists.size_step)
-    return Windows(location_of=new_id[loc_of], loc_lat=windows.loc_lat[present], loc_lon=windows.loc_lon[present],
-                   loc_speakers=loc_counts, centres=new_id[centres],
+    loc_counts = counts if every else counts[present]
+    nbr, radius, size, valid = _admissible(dist, nbr if every else new_id[nbr], loc_counts, complete, length,
+                                           min_speakers, max_speakers, lists.size_step, size)
+    return Windows(location_of=loc_of if every else new_id[loc_of], loc_lat=windows.loc_lat[present],
+                   loc_lon=windows.loc_lon[present], loc_speakers=loc_counts, centres=new_id[centres],
                    neighbours=nbr.astype(windows.neighbours.dtype), radius_km=radius, size=size, valid=valid,
                    min_speakers=min_speakers, max_speakers=max_speakers, cells=windows.cells)
 

@@ -302,3 +302,36 @@ def test_fixed_cohorts_many_cohorts_take_the_bincount_path(monkeypatch):
     monkeypatch.setattr(permutation, "BLOCK_CELLS", 50)      # no room for the indicator matrix
     _same(_null(disc, w), fast)
     _same(fast, _null(disc, w, batched=False))
+
+
+@pytest.mark.parametrize("planted", [True, False])
+@pytest.mark.parametrize("params", [{}, {"statistic": "poisson"}, {"aggregate": "max"}])
+def test_geographic_fused_pass_equals_two_passes_and_member_sums(planted, params):
+    """The geographic hook's one pass gives each permutation the soft maximum (or maximum)
+    of scan_statistic and the gap of max_statistic's best window summed over its members,
+    as the two passes and the per-permutation loop it replaces did."""
+    from fairaudit.discover import scan as sc
+    from fairaudit.discover.geographic import GeographicDiscoverer
+
+    w = simulate.geographic_world(planted=planted, seed=11)
+    sp = w.speakers.sample(frac=1.0, random_state=2).reset_index(drop=True)
+    disc = GeographicDiscoverer(**params)
+    found = disc.fit(sp, w.side)
+    rows, _ = disc._audited(sp)
+    win = disc.windows(sp, rows)
+    takes = np.stack([np.random.default_rng(s).permutation(len(sp)) for s in range(15)])
+    got = disc.permuted_statistics(sp, w.side, found, takes)
+    e = sp["errors"].to_numpy(dtype=float)[takes[:, rows]]
+    wd = sp["ref_words"].to_numpy(dtype=float)[takes[:, rows]]
+    np.testing.assert_allclose(got["statistics"], sc.scan_statistic(win, e, wd, disc.statistic, disc.aggregate,
+                                                                     disc.temperature), rtol=1e-12)
+    _, best_row, best_j = sc.max_statistic(win, e, wd, disc.statistic, return_window=True)
+    for b, (r, j) in enumerate(zip(best_row, best_j)):
+        inside = np.zeros(len(rows), dtype=bool)
+        inside[win.members(int(r), int(j))] = True
+        wer_in, wer_out = e[b, inside].sum() / wd[b, inside].sum(), e[b, ~inside].sum() / wd[b, ~inside].sum()
+        assert got["gaps_abs"][b] == wer_in - wer_out
+        assert got["gaps_pct"][b] == 100.0 * (wer_in - wer_out) / wer_out
+    # a permutation that moves a speaker without coordinates into the audited set: declined
+    sp.loc[3, "lat"] = np.nan
+    assert disc.permuted_statistics(sp, w.side, disc.fit(sp, w.side), takes) is None

@@ -104,3 +104,44 @@ def test_deterministic_and_validated():
         b["per_repeat_gap_pct"])
     with pytest.raises(UserInputError):
         heldout_gap(GeographicDiscoverer(), w.speakers, w.side, folds=1)
+
+
+def _count_builds(monkeypatch):
+    from fairaudit.discover import geographic
+
+    builds = []
+    real = geographic.build_windows
+    monkeypatch.setattr(geographic, "build_windows", lambda *a, **k: builds.append(len(a[0])) or real(*a, **k))
+    return builds
+
+
+def test_geographic_folds_derive_their_windows_from_the_audit_fit(monkeypatch):
+    """After the audit's fit the training folds derive their windows from its build (no
+    neighbour search per fold); without cells the held-out figures are those of a new build
+    per fold, exactly."""
+    w = simulate.geographic_world(seed=4)
+    builds = _count_builds(monkeypatch)
+    audit = GeographicDiscoverer()
+    audit.fit(w.speakers, w.side)
+    derived = heldout_gap(audit, w.speakers, w.side, n_boot=200)
+    assert builds == [len(w.speakers)]
+    fresh = heldout_gap(GeographicDiscoverer(), w.speakers, w.side, n_boot=200)
+    assert len(builds) == 1 + 10                     # 2 folds x 5 repetitions, each built anew
+    assert derived == fresh and derived["gap_pct"] > 0
+
+
+@pytest.mark.parametrize("planted", [True, False])
+def test_geographic_heldout_with_cells_stays_sensible(planted, monkeypatch):
+    """With cells (by design not what a new build per fold gives: the audit's cells and
+    centres) the held-out gap still finds a planted +50 % metro and nothing in a null world."""
+    w = simulate.geographic_world(n_speakers=3000, seed=0, planted=planted)
+    builds = _count_builds(monkeypatch)
+    audit = GeographicDiscoverer(max_locations=256, max_centres=100)
+    audit.fit(w.speakers, w.side)
+    out = heldout_gap(audit, w.speakers, w.side, n_boot=200)
+    assert len(builds) == 1 and out["estimate"] and out["splits_without_estimate"] == 0
+    lo, hi = out["ci_pct"]
+    if planted:
+        assert 15 < out["gap_pct"] < 85 and lo > 0
+    else:
+        assert abs(out["gap_pct"]) < 10 and lo < 0 < hi

@@ -196,3 +196,67 @@ def test_null_worlds_rarely_reject():
     assert (res[:, 0] < 0.05).sum() <= 3
     # and the p-values are not piled up at 1 either (the test is not vacuous)
     assert np.median(res[:, 0]) < 0.8
+
+
+def _same_windows(a, b):
+    """Equal locations, centres and admissible windows (neighbours, sizes and radii up to
+    each centre's largest admissible window: the only entries the evaluator reads)."""
+    for name in ("location_of", "loc_lat", "loc_lon", "loc_speakers", "centres", "valid"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    last = np.where(a.valid.any(axis=1), a.valid.shape[1] - 1 - np.argmax(a.valid[:, ::-1], axis=1), -1)
+    used = np.arange(a.valid.shape[1])[None, :] <= last[:, None]
+    for name in ("neighbours", "size", "radius_km"):
+        np.testing.assert_array_equal(getattr(a, name)[used], getattr(b, name)[used], err_msg=name)
+    assert (a.min_speakers, a.max_speakers, a.cells) == (b.min_speakers, b.max_speakers, b.cells)
+
+
+@pytest.mark.parametrize("size_step", [1.0, 1.05])
+def test_subset_windows_equal_a_fresh_build_without_cells(size_step, monkeypatch):
+    """No cells and every location a centre: a subset's derived windows are the windows a
+    new build on the subset's coordinates gives, and so are its statistics."""
+    lat, lon, e, w = small(n=300, seed=4, dup=20)
+    full = sc.build_windows(lat, lon, min_speakers=10, size_step=size_step)
+    queried = []
+    query = sc._query
+    monkeypatch.setattr(sc, "_query", lambda *a, **k: queried.append(len(a[1])) or query(*a, **k))
+    assert not full.cells and len(full.centres) == len(full.loc_lat)
+    rng = np.random.default_rng(0)
+    subsets = [np.sort(rng.choice(300, k, replace=False)) for k in (150, 150, 240, 60)]
+    # a skewed subset (the west only, and a few others): lists must be queried further
+    west = np.flatnonzero(lon < -105)
+    subsets.append(np.union1d(west, np.flatnonzero(lon >= -105)[:10]))
+    for sub in subsets:
+        derived = sc.subset_windows(full, sub)
+        fresh = sc.build_windows(lat[sub], lon[sub], min_speakers=10, size_step=size_step)
+        _same_windows(derived, fresh)
+        np.testing.assert_allclose(sc.softmax_statistic(derived, e[sub], w[sub]),
+                                   sc.softmax_statistic(fresh, e[sub], w[sub]), rtol=1e-12)
+        got, want = sc.max_statistic(derived, e[sub], w[sub], "z", return_window=True), \
+            sc.max_statistic(fresh, e[sub], w[sub], "z", return_window=True)
+        assert got[1:] == want[1:] and got[0] == pytest.approx(want[0], rel=1e-12)
+    assert queried      # some centres' lists were too short for a subset and were queried further
+    with pytest.raises(ValueError, match="build_windows"):
+        sc.subset_windows(sc.subset_windows(full, subsets[0]), subsets[0][:50])
+
+
+def test_subset_windows_with_cells_keep_the_rules():
+    """With cells (and sampled centres) a subset keeps the full build's cells and centres;
+    its windows still hold min_speakers..max_share x its speakers, count them right and
+    never split a cell."""
+    w = simulate.geographic_world(n_speakers=3000, seed=2)
+    lat, lon = w.speakers.lat.to_numpy(), w.speakers.lon.to_numpy()
+    full = sc.build_windows(lat, lon, max_locations=128, max_centres=60, min_speakers=15)
+    assert full.cells
+    sub = np.sort(np.random.default_rng(1).choice(3000, 1500, replace=False))
+    derived = sc.subset_windows(full, sub)
+    present = np.unique(full.location_of[sub])
+    np.testing.assert_array_equal(derived.loc_lat, full.loc_lat[present])
+    assert set(map(tuple, np.column_stack([derived.loc_lat[derived.centres], derived.loc_lon[derived.centres]]))) \
+        <= set(map(tuple, np.column_stack([full.loc_lat[full.centres], full.loc_lon[full.centres]])))
+    sizes = derived.size[derived.valid]
+    assert derived.n_windows > 0 and sizes.min() >= 15 and sizes.max() <= 0.25 * 1500
+    for row, j in list(zip(*np.nonzero(derived.valid)))[::53]:
+        members = derived.members(row, j)
+        assert len(members) == derived.size[row, j]
+        cells = np.unique(derived.location_of[members])
+        assert np.isin(np.flatnonzero(np.isin(derived.location_of, cells)), members).all()

@@ -57,20 +57,63 @@ def _counts(e: Any, name: str) -> np.ndarray:
     return a
 
 
+#: at most this many speakers, a block's draws are counted by one bincount over the block
+#: (row offsets); above, one bincount per resample (its counters stay in cache)
+_FLAT_COUNT_MAX = 500
+
+
+def _draw_index(n: int):
+    """The narrowest integer type for uniform draws in [0, n): 32-bit draws cost less to
+    make and to count than 64-bit ones (the draws differ, their distribution does not)."""
+    return np.uint32 if n <= 2**32 else np.int64
+
+
+def _count_rows(draws: np.ndarray, ends: np.ndarray, n: int) -> np.ndarray:
+    """(len(ends) x n) counts of values 0..n-1 in consecutive slices of ``draws`` ending
+    at ``ends`` (row b counts ``draws[ends[b-1]:ends[b]]``), as floats for a product."""
+    size = len(ends)
+    starts = np.r_[0, ends[:-1]]
+    if n <= _FLAT_COUNT_MAX:
+        row = np.repeat(np.arange(size, dtype=np.int64) * n, ends - starts)
+        return np.bincount(draws + row, minlength=size * n).reshape(size, n).astype(float)
+    out = np.empty((size, n))
+    for b in range(size):    # loop over resamples, not speakers
+        out[b] = np.bincount(draws[starts[b]:ends[b]], minlength=n)
+    return out
+
+
 def multinomial_counts(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
     """(size x n) speaker multiplicities of ``size`` resamples of n speakers with replacement.
 
     Row b counts how often each speaker was drawn in n uniform draws (a multinomial count
-    vector, rows sum to n, as floats ready for a matrix product), one ``bincount`` per row
-    (its n counters stay in cache; a single bincount over all rows is 1.5x slower).
+    vector, rows sum to n, as floats ready for a matrix product): ``size`` x n 32-bit
+    draws, counted one resample at a time (n counters stay in cache), or in one
+    ``bincount`` for small n (a Python call per resample would cost more than the count).
     """
     if n == 0:
         return np.zeros((size, 0))
-    draws = rng.integers(0, n, size=(size, n))
-    out = np.empty((size, n))
-    for b in range(size):    # loop over resamples, not speakers
-        out[b] = np.bincount(draws[b], minlength=n)
-    return out
+    draws = rng.integers(0, n, size=size * n, dtype=_draw_index(n))
+    return _count_rows(draws, np.arange(1, size + 1, dtype=np.int64) * n, n)
+
+
+def marginal_counts(rng: np.random.Generator, n: int, m: int, size: int) -> np.ndarray:
+    """(size x m) multiplicities of the first m of n speakers in ``size`` resamples of all n.
+
+    The same distribution as ``multinomial_counts(rng, n, size)[:, :m]`` at a cost of
+    about m instead of n draws per resample: of a resample's n uniform draws, K ~
+    Binomial(n, m / n) land on the m speakers, and given K they are K uniform draws
+    among them.  Used when only m speakers carry weight in the product (the held-out
+    gap's labelled speakers); m == n is :func:`multinomial_counts` itself.
+    """
+    if not 0 <= m <= n:
+        raise ValueError(f"m must be between 0 and n ({n}), not {m}")
+    if m == n:
+        return multinomial_counts(rng, n, size)
+    if m == 0:
+        return np.zeros((size, 0))
+    k = rng.binomial(n, m / n, size=size)
+    draws = rng.integers(0, m, size=int(k.sum()), dtype=_draw_index(m))
+    return _count_rows(draws, np.cumsum(k), m)
 
 
 def _moments(e: np.ndarray, w: np.ndarray) -> np.ndarray:

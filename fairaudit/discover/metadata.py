@@ -940,7 +940,9 @@ class MetadataDiscoverer(Discoverer):
             go_left = np.where(known, side_known_left, split["unknown_to"] == "left")[codes]
             node = np.where(here, np.where(go_left, split["left"], split["right"]), node)
         leaves = definition["leaves"]
-        cohort = np.array([leaves.get(str(n)) for n in node], dtype=object)
+        # the leaf id of each distinct final node (a few), not a dict lookup per speaker
+        finals, inverse = np.unique(node, return_inverse=True)
+        cohort = np.array([leaves.get(str(n)) for n in finals] + [None], dtype=object)[:-1][inverse.reshape(-1)]
         keep = placed & known_any & pd.notna(cohort)
         return pd.Series(cohort[keep], index=pd.Index(ids[keep], name="speaker_id"), dtype=object)
 

@@ -41,7 +41,8 @@ import pandas as pd
 from .cohorts import rank_cohorts
 from .discover.base import NotEnoughData
 from .errors import UserInputError
-from .intervals import marginal_counts
+from . import intervals as _intervals
+from .intervals import COUNT_BLOCK_CELLS, marginal_counts, speaker_resamples
 from .stats import rng as _rng
 
 HELDOUT_METHOD = ("speakers split at random into {folds} folds, {repeats} times; for each fold the cohorts are "
@@ -247,13 +248,9 @@ def heldout_gap(discoverer, speakers: pd.DataFrame, side=None, *, folds: int = 2
                 "per_repeat_gap_pct": [None if not np.isfinite(v) else float(v) for v in rel],
                 "ci_pct": None, "ci_abs": None, "level": float(level), "n_boot": int(n_boot)})
     if n_boot > 0:
-        rng = _rng.generator(int(seed), "heldout", key, "bootstrap")
-        n, m = len(ids), len(labelled)
-        step = max(1, (1 << 22) // max(1, m))
         rel_b, abs_b = [], []
-        for b0 in range(0, n_boot, step):
-            sums = marginal_counts(rng, n, m, min(step, n_boot - b0)) @ x
-            g = _gaps(sums, repeats)
+        for counts in _resamples(int(seed), key, int(n_boot), len(ids), labelled):
+            g = _gaps(counts @ x, repeats)
             with np.errstate(invalid="ignore"), warnings.catch_warnings():
                 # a resample with no held-out bottom or top speaker has no gap: NaN, skipped
                 warnings.simplefilter("ignore", RuntimeWarning)
@@ -263,6 +260,24 @@ def heldout_gap(discoverer, speakers: pd.DataFrame, side=None, *, folds: int = 2
         out["ci_pct"] = _widened(np.concatenate(rel_b), rel[ok], out["gap_pct"], a)
         out["ci_abs"] = _widened(np.concatenate(abs_b), gap_abs_r[ok], out["gap_abs"], a)
     return out
+
+
+def _resamples(seed: int, key: str, n_boot: int, n: int, labelled: np.ndarray):
+    """Blocks of speaker-bootstrap multiplicities of the ``labelled`` rows (the only ones
+    with weight in the held-out sums) in ``n_boot`` resamples of all n speakers.
+
+    The audit's shared speaker resamples (:func:`fairaudit.intervals.speaker_resamples`:
+    drawn once, also serving the overall interval and every other discoverer's held-out
+    gap) when they fit in memory; otherwise this gap's own stream ``(seed, "heldout", key,
+    "bootstrap")``, drawing only the labelled speakers' counts (:func:`marginal_counts`)."""
+    if n_boot * n <= _intervals.SHARED_MAX_CELLS:
+        yield from speaker_resamples(seed, n_boot, n, labelled)
+        return
+    rng = _rng.generator(seed, "heldout", key, "bootstrap")
+    step = max(1, COUNT_BLOCK_CELLS // max(1, len(labelled)))
+    buf = np.empty((min(step, n_boot), len(labelled)))
+    for b0 in range(0, n_boot, step):
+        yield marginal_counts(rng, n, len(labelled), min(step, n_boot - b0), out=buf)
 
 
 def _rows_of(index: pd.Index, pos: pd.Index, ids: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:

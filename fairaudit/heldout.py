@@ -41,7 +41,8 @@ import pandas as pd
 from .cohorts import rank_cohorts
 from .discover.base import NotEnoughData
 from .errors import UserInputError
-from .intervals import multinomial_counts
+from . import intervals as _intervals
+from .intervals import COUNT_BLOCK_CELLS, marginal_counts, speaker_resamples
 from .stats import rng as _rng
 
 HELDOUT_METHOD = ("speakers split at random into {folds} folds, {repeats} times; for each fold the cohorts are "
@@ -178,46 +179,58 @@ def heldout_gap(discoverer, speakers: pd.DataFrame, side=None, *, folds: int = 2
             assignment = None if found is None else found.assignment
         if assignment is None or not len(assignment):
             return _no_estimate("the discoverer found no cohorts on these speakers", folds, repeats, seed)
-        full_assign = pd.Series(assignment.to_numpy(), index=assignment.index.astype(str))
+        # The cohorts are fixed: each speaker's cohort code is looked up once (integer
+        # positions), not per fold (a string reindex of every fold cost a second at 100k).
+        fixed_codes, fixed_ids = _row_codes(assignment, pos, ids)
 
     labels = np.zeros((repeats, len(ids)), dtype=np.int8)
     failed = 0
     fits = 0
     for r in range(repeats):
         for f in range(folds):
-            train = table.loc[fold_of[r] != f]
-            test_rows = np.flatnonzero(fold_of[r] == f)
+            in_test = fold_of[r] == f
             if kind == "fixed":
-                train_assign = full_assign.reindex(train["speaker_id"].astype(str)).dropna()
-                test_assign = full_assign.reindex(ids[test_rows]).dropna()
-            else:
-                found = _fit(discoverer, train, side)
-                fits += 1
-                if found is None:
+                train_codes = np.where(in_test, -1, fixed_codes)
+                pair = _bottom_top_codes(train_codes, len(fixed_ids), e, w, min_speakers)
+                if pair is None:
                     failed += 1
                     continue
-                train_assign = found.assignment
-                test_assign = assign(found, table.iloc[test_rows], side)
-                if test_assign is None:
-                    name = getattr(discoverer, "name", type(discoverer).__name__)
-                    return _no_estimate(f"the {name} discoverer could not apply its cohort definitions to held-out "
-                                        "speakers", folds, repeats, seed)
-            pair = _bottom_top(train_assign, pos, e, w, min_speakers)
+                test_codes = np.where(in_test, fixed_codes, -1)
+                labels[r, test_codes == pair[0]] = BOTTOM
+                labels[r, test_codes == pair[1]] = TOP
+                continue
+            train_rows = np.flatnonzero(~in_test)
+            test_rows = np.flatnonzero(in_test)
+            found = _fit(discoverer, table.iloc[train_rows], side)
+            fits += 1
+            if found is None:
+                failed += 1
+                continue
+            test_assign = assign(found, table.iloc[test_rows], side)
+            if test_assign is None:
+                name = getattr(discoverer, "name", type(discoverer).__name__)
+                return _no_estimate(f"the {name} discoverer could not apply its cohort definitions to held-out "
+                                    "speakers", folds, repeats, seed)
+            codes, uniques = _row_codes(found.assignment, pos, ids, train_rows)
+            pair = _bottom_top_codes(codes, len(uniques), e, w, min_speakers)
             if pair is None:
                 failed += 1
                 continue
-            where = pos.get_indexer(test_assign.index.astype(str))
+            bottom, top = uniques[pair[0]], uniques[pair[1]]
+            where = _rows_of(test_assign.index, pos, ids, test_rows)
             cohort = test_assign.to_numpy()
-            labels[r, where[cohort == pair[0]]] = BOTTOM
-            labels[r, where[cohort == pair[1]]] = TOP
+            labels[r, where[cohort == bottom]] = BOTTOM
+            labels[r, where[cohort == top]] = TOP
 
-    # Per repetition: errors and words of held-out speakers placed in bottom / top.
+    # Only the speakers labelled in some repetition carry weight in the sums: the
+    # bootstrap draws the full speaker resample's counts on them alone (marginal_counts).
+    labelled = np.flatnonzero((labels != OTHER).any(axis=0))
     cols = []
     for r in range(repeats):
         for lab in (BOTTOM, TOP):
-            m = labels[r] == lab
-            cols += [e * m, w * m]
-    x = np.column_stack(cols)                    # (n, 4 R)
+            m = labels[r, labelled] == lab
+            cols += [e[labelled] * m, w[labelled] * m]
+    x = np.column_stack(cols)                    # (m labelled speakers, 4 R)
     point = _gaps(x.sum(axis=0)[None, :], repeats)
     ok = np.isfinite(point[0]) & (point[1] > 0)
     out = {"splits": fits if kind != "fixed" else folds * repeats, "splits_without_estimate": int(failed),
@@ -235,12 +248,9 @@ def heldout_gap(discoverer, speakers: pd.DataFrame, side=None, *, folds: int = 2
                 "per_repeat_gap_pct": [None if not np.isfinite(v) else float(v) for v in rel],
                 "ci_pct": None, "ci_abs": None, "level": float(level), "n_boot": int(n_boot)})
     if n_boot > 0:
-        rng = _rng.generator(int(seed), "heldout", key, "bootstrap")
-        step = max(1, (1 << 22) // max(1, len(ids)))
         rel_b, abs_b = [], []
-        for b0 in range(0, n_boot, step):
-            sums = multinomial_counts(rng, len(ids), min(step, n_boot - b0)) @ x
-            g = _gaps(sums, repeats)
+        for counts in _resamples(int(seed), key, int(n_boot), len(ids), labelled):
+            g = _gaps(counts @ x, repeats)
             with np.errstate(invalid="ignore"), warnings.catch_warnings():
                 # a resample with no held-out bottom or top speaker has no gap: NaN, skipped
                 warnings.simplefilter("ignore", RuntimeWarning)
@@ -252,17 +262,62 @@ def heldout_gap(discoverer, speakers: pd.DataFrame, side=None, *, folds: int = 2
     return out
 
 
-def _bottom_top(assignment: pd.Series, pos: pd.Index, e: np.ndarray, w: np.ndarray, min_speakers: int
-                ) -> tuple[Any, Any] | None:
-    """(bottom id, top id) of an assignment, ranked as the audit ranks (None: < 2 eligible)."""
+def _resamples(seed: int, key: str, n_boot: int, n: int, labelled: np.ndarray):
+    """Blocks of speaker-bootstrap multiplicities of the ``labelled`` rows (the only ones
+    with weight in the held-out sums) in ``n_boot`` resamples of all n speakers.
+
+    The audit's shared speaker resamples (:func:`fairaudit.intervals.speaker_resamples`:
+    drawn once, also serving the overall interval and every other discoverer's held-out
+    gap) when they fit in memory; otherwise this gap's own stream ``(seed, "heldout", key,
+    "bootstrap")``, drawing only the labelled speakers' counts (:func:`marginal_counts`)."""
+    if n_boot * n <= _intervals.SHARED_MAX_CELLS:
+        yield from speaker_resamples(seed, n_boot, n, labelled)
+        return
+    rng = _rng.generator(seed, "heldout", key, "bootstrap")
+    step = max(1, COUNT_BLOCK_CELLS // max(1, len(labelled)))
+    buf = np.empty((min(step, n_boot), len(labelled)))
+    for b0 in range(0, n_boot, step):
+        yield marginal_counts(rng, n, len(labelled), min(step, n_boot - b0), out=buf)
+
+
+def _rows_of(index: pd.Index, pos: pd.Index, ids: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """Row positions in the speaker table of the speaker ids ``index`` (-1: not there).
+
+    ``rows``: the table rows the ids most likely are, in order (a fit's assignment is
+    usually indexed by the very rows it was given); checked by one comparison, the
+    string lookup only when they differ."""
+    if rows is not None and len(index) == len(rows):
+        got = np.asarray(index.astype(str), dtype=object)
+        if np.array_equal(got, ids[rows]):
+            return rows
+    return pos.get_indexer(index.astype(str))
+
+
+def _row_codes(assignment: pd.Series, pos: pd.Index, ids: np.ndarray, rows: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(cohort code per table row, -1 when not assigned; the cohort ids, sorted) of an
+    assignment (cohort id per speaker_id): codes from a sorted factorize, as the audit ranks."""
+    codes = np.full(len(ids), -1, dtype=np.int64)
     if not len(assignment):
+        return codes, np.zeros(0, dtype=object)
+    where = _rows_of(assignment.index, pos, ids, rows)
+    c, uniques = pd.factorize(assignment.to_numpy(), sort=True)
+    keep = where >= 0
+    codes[where[keep]] = c[keep]
+    return codes, np.asarray(uniques, dtype=object)
+
+
+def _bottom_top_codes(codes: np.ndarray, n_cohorts: int, e: np.ndarray, w: np.ndarray, min_speakers: int
+                      ) -> tuple[int, int] | None:
+    """(bottom code, top code) among rows with a code >= 0, ranked as the audit ranks
+    (None: fewer than 2 eligible cohorts)."""
+    have = codes >= 0
+    if not have.any():
         return None
-    rows = pos.get_indexer(assignment.index.astype(str))
-    codes, uniques = pd.factorize(assignment.to_numpy(), sort=True)
-    _, ranked = rank_cohorts(codes, len(uniques), e[rows], w[rows], min_speakers)
+    _, ranked = rank_cohorts(codes[have], n_cohorts, e[have], w[have], min_speakers)
     if len(ranked) < 2:
         return None
-    return uniques[ranked[0]], uniques[ranked[-1]]
+    return int(ranked[0]), int(ranked[-1])
 
 
 def _gaps(sums: np.ndarray, repeats: int) -> np.ndarray:

@@ -39,8 +39,6 @@ METHODS = ("studentized", "percentile", "bca")
 #: below this many speakers the bootstrap-t is unstable (resamples of one repeated speaker
 #: have no spread): such cohorts get the percentile interval
 STUDENTIZED_MIN = 5
-#: numbers (resamples x speakers) materialised at once
-BLOCK_CELLS = 1 << 22
 
 METHOD_TEXT = {
     "studentized": "studentised speaker bootstrap (bootstrap-t with the ratio's linearised standard error), "
@@ -57,20 +55,143 @@ def _counts(e: Any, name: str) -> np.ndarray:
     return a
 
 
-def multinomial_counts(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
+#: at most this many speakers, a block's draws are counted by one bincount over the block
+#: (row offsets); above, one bincount per resample (its counters stay in cache)
+_FLAT_COUNT_MAX = 500
+#: resamples x speakers counted at once into one reused buffer before its product: a
+#: buffer of 8 MB stays in cache, and a fresh 30 MB array per block (mapped anew, zero
+#: pages on first touch) made counting and multiplying twice as slow at 100,000 speakers
+COUNT_BLOCK_CELLS = 1 << 20
+
+
+def _draw_index(n: int):
+    """The narrowest integer type for uniform draws in [0, n): 32-bit draws cost less to
+    make and to count than 64-bit ones (the draws differ, their distribution does not)."""
+    return np.uint32 if n <= 2**32 else np.int64
+
+
+def _buffer(out: np.ndarray | None, size: int, n: int) -> np.ndarray:
+    if out is None:
+        return np.empty((size, n))
+    if out.dtype != np.float64 or out.ndim != 2 or out.shape[0] < size or out.shape[1] < n:
+        raise ValueError(f"out must be a float array of at least {size} x {n}")
+    return out[:size, :n]
+
+
+def _count_into(out: np.ndarray, rng: np.random.Generator, n: int, draws_per_row: np.ndarray) -> np.ndarray:
+    """Fill ``out`` (rows x n) with the counts of ``draws_per_row[b]`` uniform draws in
+    [0, n) per row b: one call per row for large n (draws and counters stay in cache), one
+    flat ``bincount`` over the block for small n."""
+    size = len(out)
+    if n <= _FLAT_COUNT_MAX:
+        draws = rng.integers(0, n, size=int(draws_per_row.sum()), dtype=np.int64)
+        draws += np.repeat(np.arange(size, dtype=np.int64) * n, draws_per_row)
+        out[:] = np.bincount(draws, minlength=size * n).reshape(size, n)
+        return out
+    dtype = _draw_index(n)
+    for b in range(size):    # loop over resamples, not speakers
+        out[b] = np.bincount(rng.integers(0, n, size=int(draws_per_row[b]), dtype=dtype), minlength=n)
+    return out
+
+
+def multinomial_counts(rng: np.random.Generator, n: int, size: int, out: np.ndarray | None = None) -> np.ndarray:
     """(size x n) speaker multiplicities of ``size`` resamples of n speakers with replacement.
 
     Row b counts how often each speaker was drawn in n uniform draws (a multinomial count
-    vector, rows sum to n, as floats ready for a matrix product), one ``bincount`` per row
-    (its n counters stay in cache; a single bincount over all rows is 1.5x slower).
+    vector, rows sum to n, as floats ready for a matrix product): 32-bit draws counted
+    one resample at a time, or in one ``bincount`` for small n (a Python call per resample
+    would cost more than the count).  ``out``: a reused float buffer of at least size x n
+    (the result is a view of it).
     """
+    buf = _buffer(out, size, n)
     if n == 0:
-        return np.zeros((size, 0))
-    draws = rng.integers(0, n, size=(size, n))
-    out = np.empty((size, n))
-    for b in range(size):    # loop over resamples, not speakers
-        out[b] = np.bincount(draws[b], minlength=n)
-    return out
+        return buf
+    return _count_into(buf, rng, n, np.full(size, n, dtype=np.int64))
+
+
+def marginal_counts(rng: np.random.Generator, n: int, m: int, size: int, out: np.ndarray | None = None
+                    ) -> np.ndarray:
+    """(size x m) multiplicities of m of n speakers in ``size`` resamples of all n.
+
+    The same distribution as ``multinomial_counts(rng, n, size)[:, :m]`` (any m of the n:
+    the speakers are exchangeable) at a cost of about m instead of n draws per resample:
+    of a resample's n uniform draws, K ~ Binomial(n, m / n) land on the m speakers, and
+    given K they are K uniform draws among them.  Used when only m speakers carry weight
+    in the product (the held-out gap's labelled speakers); m == n is
+    :func:`multinomial_counts` itself.  ``out``: as there.
+    """
+    if not 0 <= m <= n:
+        raise ValueError(f"m must be between 0 and n ({n}), not {m}")
+    if m == n:
+        return multinomial_counts(rng, n, size, out)
+    buf = _buffer(out, size, m)
+    if m == 0:
+        return buf
+    return _count_into(buf, rng, m, rng.binomial(n, m / n, size=size))
+
+
+#: the shared speaker resamples (:func:`speaker_resamples`) are kept in memory up to this
+#: many cells (resamples x speakers, one byte each: 100 MB at 1,000 x 100,000)
+SHARED_MAX_CELLS = 1 << 28
+
+_SHARED: dict[tuple[int, int, int], np.ndarray] = {}
+
+
+def speaker_resamples(seed: int, n_boot: int, n: int, columns: np.ndarray | None = None):
+    """Blocks of one fixed set of ``n_boot`` speaker resamples of a table of n rows:
+    (b x n) multiplicities as floats (or of the rows ``columns`` only), b rows at a time;
+    each block is a view of a reused buffer, valid until the next one is asked for.
+
+    Row r of the table is drawn ``counts[i, r]`` times in resample i: a plain speaker
+    bootstrap (n draws with replacement, no strata) fixed by (``seed``, ``n_boot``, n)
+    alone, from the stream ``(seed, "bootstrap", "speakers")``.  It serves every statistic
+    that resamples all the speakers of the table (the overall WER's interval, each
+    discoverer's held-out gap): each of them is a correct bootstrap of its own statistic;
+    they share the draws (so their resampling errors are correlated, which no reported
+    number combines), and the draws are made and counted once instead of once each.
+    Kept in memory (one byte per cell) up to :data:`SHARED_MAX_CELLS`; above, drawn again
+    block by block for each caller (the same numbers, since the blocks depend only on n).
+    """
+    from .stats import rng as _rng
+
+    n, n_boot = int(n), int(n_boot)
+    step = max(1, COUNT_BLOCK_CELLS // max(1, n))
+    m = n if columns is None else len(columns)
+    buf = np.empty((min(step, n_boot), n))
+    key = (int(seed), n_boot, n)
+    if n_boot * n > SHARED_MAX_CELLS:
+        gen = _rng.generator(int(seed), "bootstrap", "speakers")
+        for b0 in range(0, n_boot, step):
+            block = multinomial_counts(gen, n, min(step, n_boot - b0), out=buf)
+            yield block if columns is None else block[:, columns]
+        return
+    counts = _SHARED.get(key)
+    if counts is None:
+        _SHARED.clear()     # one table at a time: the audit's
+        gen = _rng.generator(int(seed), "bootstrap", "speakers")
+        counts = np.empty((n_boot, n), dtype=np.uint8)
+        for b0 in range(0, n_boot, step):
+            block = multinomial_counts(gen, n, min(step, n_boot - b0), out=buf)
+            if counts.dtype == np.uint8 and len(block) and block.max() > 255:
+                counts = counts.astype(np.uint16)   # (n > 255 speakers and a row drawn 256 times)
+            counts[b0:b0 + len(block)] = block
+        _SHARED[key] = counts
+    for b0 in range(0, n_boot, step):
+        block = counts[b0:b0 + step]
+        out = buf[:len(block), :m]
+        np.copyto(out, block if columns is None else block[:, columns])
+        yield out
+
+
+def overall_interval(e: Any, w: Any, n_boot: int, seed: int, level: float = 0.95) -> tuple[float, float]:
+    """(lo, hi) studentised interval of the WER (ratio) of all n speakers, on the shared
+    speaker resamples (:func:`speaker_resamples`); NaN ends without words."""
+    e, w = _counts(e, "errors"), _counts(w, "words")
+    x = _moments(e, w)
+    blocks = [c @ x for c in speaker_resamples(seed, n_boot, len(e))]
+    sums = np.concatenate(blocks) if blocks else np.zeros((0, 5))
+    r_b, se_b = _ratio_se(sums, len(e))
+    return _interval("studentized", e, w, r_b, se_b, level)
 
 
 def _moments(e: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -95,10 +216,11 @@ def _cohort_resamples(e: np.ndarray, w: np.ndarray, n_boot: int, rng: np.random.
     r_out, se_out = np.full(n_boot, np.nan), np.full(n_boot, np.nan)
     if n == 0:
         return r_out, se_out
-    step = max(1, BLOCK_CELLS // n)
+    step = max(1, COUNT_BLOCK_CELLS // n)
+    buf = np.empty((min(step, n_boot), n))
     for b0 in range(0, n_boot, step):
         b = min(step, n_boot - b0)
-        sums = multinomial_counts(rng, n, b) @ x
+        sums = multinomial_counts(rng, n, b, out=buf) @ x
         r_out[b0:b0 + b], se_out[b0:b0 + b] = _ratio_se(sums, n)
     return r_out, se_out
 

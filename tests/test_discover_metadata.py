@@ -499,3 +499,32 @@ def test_artie_real_data(tmp_path):
                 assert re.match(r"(age|gender|accent)( in \{|=)", cond), cond
                 assert not re.search(r"\b(NA|nan|None)\b", cond), cond
         assert entry["bottom"] is not None and entry["wer_gap_pct"] > 0
+
+
+@pytest.mark.parametrize("planted, criterion", [(True, "speaker_z"), (False, "speaker_z"), (True, "lr")])
+def test_tree_grown_on_joint_cells_equals_the_speaker_pass(planted, criterion):
+    """The tree grows on per-cell sums when the columns have few joint cells; the same
+    search over the speakers (no cells) picks the same splits, scores equal to rounding
+    (squared residuals from integer moments), and the same own statistic."""
+    from dataclasses import replace
+
+    sp, _ = make_speakers(n=1500, seed=5, planted=planted)
+    sp.loc[sp.index[::13], "accent"] = "unknown"
+    disc = MetadataDiscoverer(criterion=criterion, max_leaves=6, min_score=0.0)
+    prep = disc._prepare(sp)
+    assert prep.cells is not None
+    err = sp["errors"].to_numpy(dtype=float)[prep.rows]
+    words = sp["ref_words"].to_numpy(dtype=float)[prep.rows]
+    by_cells, by_speakers = [], []
+    nodes_c, order_c, _ = disc._grow(prep, err, words, by_cells)
+    nodes_s, order_s, _ = disc._grow(replace(prep, cells=None), err, words, by_speakers)
+    assert len(by_cells) == len(by_speakers) >= 3
+    for a, b in zip(by_cells, by_speakers):
+        assert {k: v for k, v in a.items() if k != "score"} == {k: v for k, v in b.items() if k != "score"}
+        assert a["score"] == pytest.approx(b["score"], rel=1e-9)
+    assert [list(n.members) for n in order_c] == [list(n.members) for n in order_s]
+    # the permutation null's statistic from the leaves' cell sums = the one over speakers
+    (codes, k, _, _, stat), = disc._trees(sp, err[None, :], words[None, :], fit := disc.fit(sp, None),
+                                          audited=True)
+    assert stat == fit.statistic
+    assert k == len(order_c)

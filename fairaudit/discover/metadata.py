@@ -202,6 +202,8 @@ class _Node:
     conditions: dict[str, tuple]
     split: _Split | None = None
     children: tuple[int, int] | None = None
+    cells: np.ndarray | None = None   # cell-level growth: which joint cells the node holds (bool)
+    size: int = 0                     # speakers in the node (count)
 
 
 def _unique_texts(col: pd.Series) -> tuple[np.ndarray, list[str], np.ndarray]:
@@ -304,6 +306,7 @@ def _best_split(columns: list[_Column], members: np.ndarray, err: np.ndarray, wo
     ``cells`` (:func:`_cells`) the errors, words and speaker counts of every column come
     from one bincount per quantity over the joint cells instead (integer counts: the same
     sums in any order); the squared residuals, not integers, keep the per-column order.
+    (The tree itself grows on joint cells when there are few: :func:`_best_split_cells`.)
     """
     n = len(members)
     if n < 2 * min_speakers:
@@ -311,13 +314,13 @@ def _best_split(columns: list[_Column], members: np.ndarray, err: np.ndarray, wo
     e, w = err[members], words[members]
     p = float(e.sum() / w.sum()) if w.sum() > 0 else 0.0
     q = (e - p * w) ** 2     # squared residual under "no difference" (speaker_z)
-    best: _Split | None = None
     sizes = [c.n_bins + 1 for c in columns]
     if cells is not None:
         cell = cells[members]
         total = math.prod(sizes)
         joint = [_marginals(np.bincount(cell, weights=x, minlength=total), sizes) for x in (e, w)]
         joint.append(_marginals(np.bincount(cell, minlength=total), sizes))
+    sums = []
     for ci, col in enumerate(columns):
         bins, size = col.bins[members], sizes[ci]
         Q = np.bincount(bins, weights=q, minlength=size)
@@ -326,6 +329,52 @@ def _best_split(columns: list[_Column], members: np.ndarray, err: np.ndarray, wo
         else:
             E, W = (np.bincount(bins, weights=x, minlength=size) for x in (e, w))
             N = np.bincount(bins, minlength=size)
+        sums.append((E, W, N, Q))
+    return _choose_split(columns, sums, p, min_speakers, criterion)
+
+
+#: rows of a joint-cell table (:func:`_cell_sums`): errors, words, speakers and the
+#: integer moments errors^2, errors x words, words^2 of each cell's speakers
+_CE, _CW, _CN, _CEE, _CEW, _CWW = range(6)
+
+
+def _group_sums(groups: np.ndarray, total: int, err: np.ndarray, words: np.ndarray) -> np.ndarray:
+    """(6, total) table of the sums per group 0..total-1 (joint cells, cohorts) of the
+    rows :data:`_CE` ...: integers, so exact in any order (below 2**53)."""
+    out = np.empty((6, total))
+    for i, x in enumerate((err, words, None, err * err, err * words, words * words)):
+        out[i] = np.bincount(groups, weights=x, minlength=total)
+    return out
+
+
+def _best_split_cells(columns: list[_Column], table: np.ndarray, mask: np.ndarray, min_speakers: int,
+                      criterion: str) -> _Split | None:
+    """:func:`_best_split` of the node made of the joint cells ``mask`` (bool), from the
+    per-cell sums ``table`` (:func:`_cell_sums`): a pass over the cells, not the speakers.
+
+    Errors, words and speakers per bin are the same integer sums as the speaker pass;
+    the squared residuals per bin are sum (e - p w)^2 = E2 - 2 p EW + p^2 W2 from the
+    integer moments (equal up to rounding; order-free)."""
+    sub = table * mask
+    n = float(sub[_CN].sum())
+    if n < 2 * min_speakers:
+        return None
+    e_tot, w_tot = float(sub[_CE].sum()), float(sub[_CW].sum())
+    p = e_tot / w_tot if w_tot > 0 else 0.0
+    q = np.maximum(sub[_CEE] - 2.0 * p * sub[_CEW] + p * p * sub[_CWW], 0.0)
+    sizes = [c.n_bins + 1 for c in columns]
+    marg = [_marginals(x, sizes) for x in (sub[_CE], sub[_CW], sub[_CN], q)]
+    return _choose_split(columns, [tuple(m[ci] for m in marg) for ci in range(len(columns))], p,
+                         min_speakers, criterion)
+
+
+def _choose_split(columns: list[_Column], sums: list[tuple], p: float, min_speakers: int,
+                  criterion: str) -> _Split | None:
+    """The best admissible split given per column its per-bin (errors, words, speakers,
+    squared residuals) sums, the unknown bin last; ``p``: the node's rate (ratio)."""
+    best: _Split | None = None
+    for ci, col in enumerate(columns):
+        E, W, N, Q = sums[ci]
         present = np.flatnonzero(N[:-1] > 0)
         if len(present) < 2:
             continue
@@ -377,20 +426,34 @@ def _bottom_vs_rest_z(codes: np.ndarray, k: int, err: np.ndarray, words: np.ndar
     """:func:`bottom_vs_rest_z` of cohort codes 0..k-1 in the order of the cohort ids."""
     if k < 2:
         return 0.0
-    E = np.bincount(codes, weights=err, minlength=k)
-    W = np.bincount(codes, weights=words, minlength=k)
-    N = np.bincount(codes, minlength=k)
+    return _bottom_vs_rest_sums(_group_sums(codes, k, err, words), min_speakers)
+
+
+def _bottom_vs_rest_sums(table: np.ndarray, min_speakers: int) -> float:
+    """:func:`bottom_vs_rest_z` from per-cohort sums (rows as :func:`_cell_sums`, one
+    column per cohort in id order): the squared residuals of the bottom cohort and of the
+    rest from their integer moments, sum (e - p w)^2 = E2 - 2 p EW + p^2 W2, so the
+    statistic is the same number whether the sums were taken over speakers or over the
+    joint cells of the tree (and in any row order)."""
+    k = table.shape[1]
+    if k < 2:
+        return 0.0
+    E, W, N = table[_CE], table[_CW], table[_CN]
     with np.errstate(divide="ignore", invalid="ignore"):
         wer = np.where(W > 0, E / W, -np.inf)
     wer = np.where(N >= min_speakers, wer, -np.inf)
     b = int(np.argmax(wer))          # first maximum = smallest id (ids are sorted)
-    e_rest, w_rest = err.sum() - E[b], words.sum() - W[b]
+    tot = table.sum(axis=1)
+    rest = tot - table[:, b]
+    e_rest, w_rest = rest[_CE], rest[_CW]
     if not np.isfinite(wer[b]) or w_rest <= 0:
         return 0.0
-    p = err.sum() / words.sum()
-    q = (err - p * words) ** 2
-    q_b = float(q[codes == b].sum())
-    var = q_b / W[b] ** 2 + (float(q.sum()) - q_b) / w_rest ** 2
+    p = tot[_CE] / tot[_CW]
+
+    def q(m):    # sum of squared residuals (e - p w)^2 from integer moments
+        return max(float(m[_CEE] - 2.0 * p * m[_CEW] + p * p * m[_CWW]), 0.0)
+
+    var = q(table[:, b]) / W[b] ** 2 + q(rest) / w_rest ** 2
     return float((wer[b] - e_rest / w_rest) / math.sqrt(var)) if var > 0 else 0.0
 
 
@@ -568,19 +631,38 @@ class MetadataDiscoverer(Discoverer):
                          ids=speakers["speaker_id"].to_numpy(dtype=object)[rows][known_any],
                          cells=_cells(columns))
 
-    def _grow(self, prep: "_Prepared", err: np.ndarray, words: np.ndarray,
-              splits: list | None = None) -> tuple[dict[int, "_Node"], list["_Node"], bool]:
+    def _grow(self, prep: "_Prepared", err: np.ndarray, words: np.ndarray, splits: list | None = None,
+              members: bool = True, table: np.ndarray | None = None
+              ) -> tuple[dict[int, "_Node"], list["_Node"], bool]:
         """Grow the tree on counts ``err``/``words`` (audited speakers, canonical order):
         (nodes, leaves in cohort order M01, M02, ..., stopped at max_leaves?).  ``splits``:
-        a list to append each split's record to (the report's tree), or None."""
+        a list to append each split's record to (the report's tree), or None.
+
+        With joint cells (``prep.cells``) every node is a union of cells: the speakers'
+        counts are summed into the cells once and the whole search runs on the cell
+        table (:func:`_best_split_cells`; a permutation's tree costs one pass over the
+        speakers instead of one per node).  ``members``: fill each leaf's ``members``
+        (speaker positions; the permutation null needs only the cells); ``table``: the
+        cells' sums when the caller has them (:meth:`_cell_table`)."""
         params, columns = prep.params, prep.columns
         min_speakers, criterion = params["min_speakers"], params["criterion"]
-        nodes = {0: _Node(0, np.arange(len(prep.ids)), 0, {})}
+        by_cells = prep.cells is not None
+        if by_cells:
+            sizes = [c.n_bins + 1 for c in columns]
+            total = math.prod(sizes)
+            if table is None:
+                table = _group_sums(prep.cells, total, err, words)
+            cell_bins = np.unravel_index(np.arange(total), sizes)   # each cell's bin in each column
+            root = _Node(0, np.zeros(0, dtype=np.int64), 0, {}, cells=np.ones(total, bool), size=len(prep.ids))
+        else:
+            root = _Node(0, np.arange(len(prep.ids)), 0, {}, size=len(prep.ids))
+        nodes = {0: root}
         heap: list[tuple[float, int]] = []
 
         def consider(node: _Node) -> None:
             if node.depth < params["max_depth"]:
-                node.split = _best_split(columns, node.members, err, words, min_speakers, criterion, prep.cells)
+                node.split = (_best_split_cells(columns, table, node.cells, min_speakers, criterion) if by_cells
+                              else _best_split(columns, node.members, err, words, min_speakers, criterion))
                 # The root split is always made (when admissible): the audit then always
                 # shows the best attribute split, and the permutation test judges it.
                 if node.split is not None and (node.id == 0 or node.split.score >= params["min_score"]):
@@ -596,12 +678,19 @@ class MetadataDiscoverer(Discoverer):
             left = np.zeros(col.n_bins + 1, dtype=bool)     # bin -> goes left (unknown = last bin)
             left[s.left_bins] = True
             left[col.n_bins] = s.unknown_left
-            go_left = left[col.bins[node.members]]
             kids = []
-            for side_left, mask in ((True, go_left), (False, ~go_left)):
+            if by_cells:
+                go_left = left[cell_bins[s.column]]
+                parts = [(node.members, node.cells & go_left), (node.members, node.cells & ~go_left)]
+                sized = [int(round(table[_CN][m].sum())) for _, m in parts]
+            else:
+                go_left = left[col.bins[node.members]]
+                parts = [(node.members[go_left], None), (node.members[~go_left], None)]
+                sized = [len(m) for m, _ in parts]
+            for side_left, (mem, cmask), size in zip((True, False), parts, sized):
                 cond = dict(node.conditions)
                 cond[col.name] = self._narrow(col, cond.get(col.name), s, side_left)
-                kid = _Node(len(nodes), node.members[mask], node.depth + 1, cond)
+                kid = _Node(len(nodes), mem, node.depth + 1, cond, cells=cmask, size=size)
                 nodes[kid.id] = kid
                 kids.append(kid)
             node.children = (kids[0].id, kids[1].id)
@@ -618,6 +707,9 @@ class MetadataDiscoverer(Discoverer):
                 order.append(node)
             else:
                 stack.extend(reversed(node.children))
+        if by_cells and members:
+            for node in order:
+                node.members = np.flatnonzero(node.cells[prep.cells])
         return nodes, order, leaves >= params["max_leaves"]
 
     def fit(self, speakers: pd.DataFrame, side: SideInputs) -> Discovery:
@@ -696,8 +788,8 @@ class MetadataDiscoverer(Discoverer):
     def _split_record(self, node: _Node, col: _Column, s: _Split, kids: list[_Node], criterion: str) -> dict:
         """One split for ``details["splits"]``: the rule plus its score, sizes and WERs."""
         return {**self._split_rule(node, col), "depth": node.depth, "criterion": criterion, "score": s.score,
-                "wer_left": s.wer_left, "wer_right": s.wer_right, "left_speakers": int(len(kids[0].members)),
-                "right_speakers": int(len(kids[1].members))}
+                "wer_left": s.wer_left, "wer_right": s.wer_right, "left_speakers": kids[0].size,
+                "right_speakers": kids[1].size}
 
     # ------------------------------------------------------------ the permutation null
 
@@ -712,8 +804,11 @@ class MetadataDiscoverer(Discoverer):
         b = len(takes)
         stats, pct, gap_abs = np.full(b, -np.inf), np.zeros(b), np.zeros(b)
         min_speakers = int(self.min_speakers)
-        for i, (codes, k, err, words, stat) in enumerate(self._trees(speakers, e_all[takes], w_all[takes],
-                                                                      discovery)):
+        # Only the audited speakers' permuted counts are gathered (one index gather, then
+        # the counts), not every row's and then the audited ones again.
+        sub = takes[:, self._held_prepare(speakers, discovery).rows]
+        for i, (codes, k, err, words, stat) in enumerate(self._trees(speakers, e_all[sub], w_all[sub], discovery,
+                                                                      audited=True)):
             stats[i] = stat
             wer, ranked = rank_cohorts(codes, k, err, words, min_speakers)
             if len(ranked) >= 2:
@@ -742,23 +837,44 @@ class MetadataDiscoverer(Discoverer):
         discovery._prepared = (speakers, prep)
         return prep
 
-    def _trees(self, speakers: pd.DataFrame, errors: np.ndarray, words: np.ndarray, discovery: Discovery):
-        """Per row of ``errors``/``words`` (B x table rows): (cohort codes of the audited
-        speakers in canonical order, as a factorize of the ids M01, M02, ... gives them;
-        number of cohorts; their errors; their words; the own statistic) of a re-fit."""
+    def _trees(self, speakers: pd.DataFrame, errors: np.ndarray, words: np.ndarray, discovery: Discovery,
+               audited: bool = False):
+        """Per row of ``errors``/``words`` (B x table rows; ``audited``: B x audited speakers
+        in canonical order already): (cohort codes of the audited speakers in canonical
+        order, as a factorize of the ids M01, M02, ... gives them; number of cohorts; their
+        errors; their words; the own statistic) of a re-fit."""
         prep = self._held_prepare(speakers, discovery)
         min_speakers = int(self.min_speakers)
+        rank: dict[int, np.ndarray] = {}
         for e_row, w_row in zip(errors, words):
-            err, w = e_row[prep.rows], w_row[prep.rows]
+            err, w = (e_row, w_row) if audited else (e_row[prep.rows], w_row[prep.rows])
             if not len(prep.ids):
                 yield np.zeros(0, dtype=np.int64), 0, err, w, -np.inf   # a fit without a statistic
                 continue
-            _, order, _ = self._grow(prep, err, w)
-            rank = np.argsort(np.argsort([f"M{j + 1:02d}" for j in range(len(order))], kind="stable"))
+            table = None if prep.cells is None else self._cell_table(prep, err, w)
+            _, order, _ = self._grow(prep, err, w, members=prep.cells is None, table=table)
+            k = len(order)
+            if k not in rank:   # code of leaf j: its id's place among the sorted ids M01, M02, ...
+                rank[k] = np.argsort(np.argsort([f"M{j + 1:02d}" for j in range(k)], kind="stable"))
+            if table is not None:
+                # every leaf is a union of cells: codes by cell, the statistic from the
+                # cells' sums gathered per leaf (the same integer sums as over speakers)
+                leaf_of_cell = np.zeros(table.shape[1], dtype=np.int64)
+                for j, node in enumerate(order):
+                    leaf_of_cell[node.cells] = rank[k][j]
+                codes = leaf_of_cell[prep.cells]
+                by_leaf = np.stack([np.bincount(leaf_of_cell, weights=row, minlength=k) for row in table])
+                yield codes, k, err, w, _bottom_vs_rest_sums(by_leaf, min_speakers)
+                continue
             codes = np.empty(len(err), dtype=np.int64)
             for j, node in enumerate(order):
-                codes[node.members] = rank[j]
-            yield codes, len(order), err, w, _bottom_vs_rest_z(codes, len(order), err, w, min_speakers)
+                codes[node.members] = rank[k][j]
+            yield codes, k, err, w, _bottom_vs_rest_z(codes, k, err, w, min_speakers)
+
+    @staticmethod
+    def _cell_table(prep: "_Prepared", err: np.ndarray, words: np.ndarray) -> np.ndarray:
+        """Per joint cell, the sums of :func:`_group_sums` (the tree grows on them)."""
+        return _group_sums(prep.cells, math.prod(c.n_bins + 1 for c in prep.columns), err, words)
 
     # ------------------------------------------------------------ applying a saved tree
 
@@ -824,7 +940,9 @@ class MetadataDiscoverer(Discoverer):
             go_left = np.where(known, side_known_left, split["unknown_to"] == "left")[codes]
             node = np.where(here, np.where(go_left, split["left"], split["right"]), node)
         leaves = definition["leaves"]
-        cohort = np.array([leaves.get(str(n)) for n in node], dtype=object)
+        # the leaf id of each distinct final node (a few), not a dict lookup per speaker
+        finals, inverse = np.unique(node, return_inverse=True)
+        cohort = np.array([leaves.get(str(n)) for n in finals] + [None], dtype=object)[:-1][inverse.reshape(-1)]
         keep = placed & known_any & pd.notna(cohort)
         return pd.Series(cohort[keep], index=pd.Index(ids[keep], name="speaker_id"), dtype=object)
 

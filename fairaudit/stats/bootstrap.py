@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..cohorts import relative_gap
-from ..intervals import METHODS, cohort_interval
+from ..intervals import METHODS, cohort_interval, overall_interval
 from . import rng as _rng
 from ._common import BLOCK_CELLS, as_counts, check_count, check_level, check_seed, interval
 
@@ -120,9 +120,10 @@ def bootstrap_cohorts(errors: Any, words: Any, codes: Any, n_boot: int = 1000, s
 
 def bootstrap_overall(errors: Any, words: Any, n_boot: int = 1000, seed: int = 0,
                       level: float = 0.95) -> tuple[float | None, float | None]:
-    """Percentile interval (lo, hi) of the micro WER (ratio) of all speakers, resampling speakers."""
+    """Studentised interval (lo, hi) of the micro WER (ratio) of all speakers, resampling
+    speakers: the shared resamples of the speaker table (:func:`fairaudit.intervals.speaker_resamples`,
+    also used by the held-out gaps' intervals), not a stream of its own."""
     e = as_counts(errors, "errors")
-    res = bootstrap_cohorts(e, words, np.zeros(len(e), dtype=np.int64), n_boot=n_boot, seed=seed, level=level,
-                            n_cohorts=1, key="overall")
-    lo, hi = res["lo"][0], res["hi"][0]
+    n_boot = check_count(n_boot, "number of bootstrap resamples", 1)
+    lo, hi = overall_interval(e, as_counts(words, "words"), n_boot, check_seed(seed), check_level(level))
     return (None if np.isnan(lo) else float(lo), None if np.isnan(hi) else float(hi))

@@ -103,7 +103,8 @@ def audit(
     cohort_tests: Annotated[bool, typer.Option("--cohort-tests/--no-cohort-tests", help="Test every cohort against the rest (rate ratio, Holm and BH across the audit).")] = True,
     no_html: Annotated[bool, typer.Option("--no-html", help="Do not write report.html.")] = False,
     redact_text: Annotated[bool, typer.Option("--redact-text", help="Keep transcripts out of report.json and report.html.")] = False,
-    fail_on_gap: Annotated[Optional[float], typer.Option("--fail-on-gap", help="Gate in one step: exit 1 when a discoverer's WER gap (%) exceeds this, or when no gap could be checked.")] = None,
+    fail_on_gap: Annotated[Optional[float], typer.Option("--fail-on-gap", help="Gate in one step: exit 1 when a discoverer's WER gap (%) exceeds this, or when no gap could be checked (which gap: --fail-on-gap-basis).")] = None,
+    fail_on_gap_basis: Annotated[str, typer.Option("--fail-on-gap-basis", help="Which gap --fail-on-gap checks: headline (the held-out gap when estimated, else the gap as found, labelled), heldout or found (as `fairaudit gate --gap`).", metavar="headline|heldout|found")] = "headline",
     allow_empty: Annotated[bool, typer.Option("--allow-empty", help="With --fail-on-gap: pass when no discoverer could be checked.")] = False,
     workers: c.Workers = None, quiet: c.Quiet = False,
     engine: Engine = "auto", scheduler: Scheduler = None, chunk_rows: ChunkRows = None,
@@ -111,6 +112,10 @@ def audit(
 ):
     """Score, discover cohorts, and write report.json, cohorts.csv, assignments.csv, speaker_scores.csv, utterance_scores.parquet and report.html."""
     from fairaudit.audit import audit as run_audit
+    from fairaudit.reports.gate import parse_gap_basis
+
+    # a misspelt basis is a usage error before the audit runs, not after
+    basis = parse_gap_basis(fail_on_gap_basis, "--fail-on-gap-basis")
     from fairaudit.reports.console import print_report
 
     with c.progress_bar("scoring", None, not quiet) as progress:
@@ -146,8 +151,8 @@ def audit(
 
         from .cmd_gate import run_gate
 
-        raise typer.Exit(run_gate(result.report, GateConfig(max_gap_pct=fail_on_gap, allow_empty=allow_empty),
-                                  quiet=quiet))
+        raise typer.Exit(run_gate(result.report, GateConfig(max_gap_pct=fail_on_gap, allow_empty=allow_empty,
+                                                            gap=basis), quiet=quiet))
 
 
 def print_summary(scored, out: str | None = None) -> None:

@@ -48,7 +48,8 @@ def run_gate(report: dict, cfg, baseline: dict | None = None, junit: str | None 
 @c.user_errors
 def gate(
     report: Annotated[str, typer.Argument(help="report.json of `fairaudit audit` (or compare.json of `fairaudit compare`).")],
-    max_gap_pct: Annotated[Optional[float], typer.Option("--max-gap-pct", help="Fail when a discoverer's WER gap (%) exceeds this.")] = None,
+    max_gap_pct: Annotated[Optional[float], typer.Option("--max-gap-pct", help="Fail when a discoverer's WER gap (%) exceeds this (which gap: --gap).")] = None,
+    gap: Annotated[Optional[str], typer.Option("--gap", help="Which gap --max-gap-pct checks: headline (default: the held-out gap when the report has an estimate, else the gap as found, labelled), heldout (fail when there is none) or found (as found on the speakers that chose the cohorts: inflated by the search); config key `gap`.", metavar="headline|heldout|found")] = None,
     max_bottom_wer: Annotated[Optional[str], typer.Option("--max-bottom-wer", help="Fail when a bottom cohort's WER exceeds this (0.15 or '15%').")] = None,
     max_overall_wer: Annotated[Optional[str], typer.Option("--max-overall-wer", help="Fail when the overall WER exceeds this (0.15 or '15%').")] = None,
     discoverers: Annotated[Optional[str], typer.Option("--discoverers", help="Comma-separated discoverers to check (default: all that ran); config key `discoverers`. A named discoverer the report lacks or skipped fails the gate.")] = None,
@@ -66,9 +67,11 @@ def gate(
     quiet: c.Quiet = False,
 ):
     """Check a saved audit against thresholds: exit 0 pass, 1 fail, 2 usage/input error."""
-    from fairaudit.reports.gate import load_config, parse_wer
+    from fairaudit.reports.gate import load_config, parse_gap_basis, parse_wer
 
     cfg = load_config(config)
+    if gap is not None:
+        cfg.gap = parse_gap_basis(gap, "--gap")
     # Flags override the config file.
     for name, value in (("max_gap_pct", max_gap_pct), ("max_gap_increase_pct", max_gap_increase_pct),
                         ("max_adjusted_ratio", max_adjusted_ratio),

@@ -18,7 +18,13 @@ from fairaudit.units import rate_name, report_unit
 #: keys accepted in [tool.fairaudit.gate] / fairaudit.toml [gate], and their types
 CONFIG_KEYS = {"max_gap_pct": float, "max_bottom_wer": "wer", "max_overall_wer": "wer", "discoverers": list,
                "max_gap_increase_pct": float, "baseline": str, "require_significant": bool, "max_delta_wer": "wer",
-               "allow_empty": bool, "max_adjusted_ratio": float}
+               "allow_empty": bool, "max_adjusted_ratio": float, "gap": "basis"}
+
+#: which gap --max-gap-pct (and audit --fail-on-gap) checks: ``headline`` (default) the
+#: report's headline gap, i.e. the held-out gap when it has an estimate and the as-found gap
+#: otherwise; ``heldout`` only the held-out gap (a discoverer without one fails the check);
+#: ``found`` the gap as found on the speakers that chose the cohorts (inflated by the search)
+GAP_BASES = ("headline", "heldout", "found")
 
 
 @dataclass
@@ -37,6 +43,8 @@ class GateConfig:
     allow_empty: bool = False
     #: largest adjusted rate ratio vs the rest (ratio, e.g. 1.25) any cohort may have
     max_adjusted_ratio: float | None = None
+    #: which gap max_gap_pct checks (:data:`GAP_BASES`)
+    gap: str = "headline"
     source: str = "flags"
 
     def has_checks(self) -> bool:
@@ -77,6 +85,16 @@ def parse_wer(value: Any, where: str) -> float:
     return ratio
 
 
+def parse_gap_basis(value: Any, where: str) -> str:
+    """Which gap the gap threshold checks: one of :data:`GAP_BASES` ("held-out"/"as-found" accepted)."""
+    text = str(value).strip().lower().replace("-", "").replace("_", "").replace("asfound", "found")
+    if text not in GAP_BASES:
+        raise UserInputError(f"{where}: {value!r} is not a gap to check",
+                             hint=f"choose one of {', '.join(GAP_BASES)} (headline = held-out when estimated, "
+                                  "else as found)")
+    return text
+
+
 def load_config(path: str | None = None, start_dir: str = ".") -> GateConfig:
     """Gate thresholds from ``path``, else ``fairaudit.toml`` ([gate]) or ``pyproject.toml``
     ([tool.fairaudit.gate]) in ``start_dir``; an empty config when there is none."""
@@ -109,6 +127,8 @@ def _from_mapping(section: dict, where: str) -> GateConfig:
             raise UserInputError(f"unknown gate setting {key!r}", path=where, hint=f"known: {', '.join(CONFIG_KEYS)}")
         if kind == "wer":
             value = parse_wer(value, f"{where}: {key}")
+        elif kind == "basis":
+            value = parse_gap_basis(value, f"{where}: {key}")
         elif kind is float:
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 raise UserInputError(f"{key} = {value!r} is not a number", path=where)
@@ -222,27 +242,7 @@ def _discoverer_checks(key: str, d: dict, cfg: GateConfig, system, tag: str, rat
     cohorts = {c["id"]: c for c in d.get("cohorts", [])}
     bottom = cohorts.get(d.get("bottom"))
     if cfg.max_gap_pct is not None:
-        gap = d.get("wer_gap_pct")
-        if d.get("bottom") is None:
-            out.append(Check(f"{tag}{key} {rate} gap", False, f"no gap: {d.get('note', 'fewer than two eligible cohorts')}",
-                             key, system))
-        elif gap is None:
-            out.append(Check(f"{tag}{key} {rate} gap", False,
-                             f"relative gap undefined (top cohort {rate} is 0), absolute gap {_fmt_wer(d.get('wer_gap_abs'))}",
-                             key, system))
-        else:
-            ok = gap <= cfg.max_gap_pct
-            waived, note = (False, "") if ok else _significance_note(d, cfg)
-            # The gate compares the gap as found; the held-out gap (the honest figure) is
-            # shown beside it, with its interval (the fixed-cohort interval ignores the search).
-            held = d.get("heldout") or {}
-            ci = held.get("ci_pct") if held.get("estimate") else None
-            ci_txt = f" [CI {num.pct(ci[0])}–{num.pct(ci[1])}]" if ci and None not in ci else ""
-            held_txt = f", held-out {num.heldout_gap(d)} %{ci_txt}" if held.get("estimate") else ""
-            out.append(Check(f"{tag}{key} {rate} gap", ok or waived,
-                             f"{num.pct(gap)} % as found{held_txt} {'≤' if ok else '>'} {cfg.max_gap_pct:g} % "
-                             f"(bottom: {bottom['label'] if bottom else '?'}){note}", key, system,
-                             {"gap_pct": gap, "p_value": d.get("p_value")}))
+        out.append(_gap_check(key, d, cfg, system, tag, rate, bottom))
     if cfg.max_bottom_wer is not None and bottom is not None:
         ok = bottom["wer"] <= cfg.max_bottom_wer
         out.append(Check(f"{tag}{key} bottom-cohort {rate}", ok,
@@ -253,6 +253,72 @@ def _discoverer_checks(key: str, d: dict, cfg: GateConfig, system, tag: str, rat
         if adjusted is not None:
             out.append(adjusted)
     return out
+
+
+def checked_gap(d: dict, basis: str = "headline") -> dict:
+    """The gap a gap threshold checks for one discoverer entry, and why that one.
+
+    Returns ``basis`` ("heldout" or "found": what is checked), ``gap_pct`` (%, None when
+    undefined or missing), ``gap_abs`` (ratio), ``ci_pct`` (the held-out interval, %, or
+    None), ``why`` (one phrase for the verdict line) and ``missing`` (True when ``basis`` =
+    "heldout" was asked for and the entry has no held-out estimate).  ``headline`` follows
+    the report's headline (``entry["headline_gap"]``, :func:`fairaudit.stats.report.headline_gap`):
+    the held-out gap when it has an estimate, the as-found gap otherwise.
+    """
+    held = d.get("heldout") or {}
+    found = {"basis": "found", "gap_pct": d.get("wer_gap_pct"), "gap_abs": d.get("wer_gap_abs"), "ci_pct": None,
+             "missing": False}
+    if basis == "found":
+        return {**found, "why": "the as-found gap (--gap found)"}
+    if basis == "headline":
+        from fairaudit.stats.report import headline_gap
+
+        # The report's own headline (reports before it was saved: the same rule, recomputed).
+        head = d.get("headline_gap") or headline_gap(d)
+        if head.get("basis") == "heldout":
+            return {"basis": "heldout", "gap_pct": head.get("gap_pct"), "gap_abs": head.get("gap_abs"),
+                    "ci_pct": head.get("ci_pct"), "missing": False, "why": "the headline gap: held-out"}
+        return {**found, "why": f"the headline gap: as found, no held-out estimate ({head.get('reason')})"}
+    if held.get("estimate"):
+        return {"basis": "heldout", "gap_pct": held.get("gap_pct"), "gap_abs": held.get("gap_abs"),
+                "ci_pct": held.get("ci_pct"), "missing": False, "why": "the held-out gap (--gap heldout)"}
+    reason = held.get("reason") or "held-out gap not computed (--no-honest-gap)"
+    return {**found, "basis": "heldout", "gap_pct": None, "missing": True, "why": f"no held-out gap: {reason}"}
+
+
+def _gap_check(key: str, d: dict, cfg: GateConfig, system, tag: str, rate: str, bottom: dict | None) -> Check:
+    """``max_gap_pct`` against the gap :func:`checked_gap` picks (``cfg.gap``); the verdict
+    line names the gap checked and why, with the other one beside it."""
+    name = f"{tag}{key} {rate} gap"
+    if d.get("bottom") is None:
+        return Check(name, False, f"no gap: {d.get('note', 'fewer than two eligible cohorts')}", key, system)
+    pick = checked_gap(d, cfg.gap)
+    details = {"gap_pct": pick["gap_pct"], "gap_basis": pick["basis"], "found_gap_pct": d.get("wer_gap_pct"),
+               "p_value": d.get("p_value")}
+    if pick["missing"]:
+        return Check(name, False, f"nothing checked: {pick['why']}; run the audit with --honest-gap or gate "
+                                  "with --gap found or headline", key, system, details)
+    gap = pick["gap_pct"]
+    if gap is None:
+        what = "held-out" if pick["basis"] == "heldout" else "as-found"
+        return Check(name, False, f"{what} relative gap undefined (top cohort {rate} is 0), absolute gap "
+                                  f"{_fmt_wer(pick['gap_abs'])}; checked {pick['why']}", key, system, details)
+    ok = gap <= cfg.max_gap_pct
+    waived, note = (False, "") if ok else _significance_note(d, cfg)
+    ci = pick["ci_pct"]
+    ci_txt = f" [CI {num.pct(ci[0])}–{num.pct(ci[1])}]" if ci and None not in ci else ""
+    if pick["basis"] == "heldout":
+        # The other figure beside it: the as-found gap is inflated by the search.
+        other = d.get("wer_gap_pct")
+        shown = f"{num.pct(gap)} % held-out{ci_txt}"
+        beside = f"; as found {num.pct(other)} %" if other is not None else ""
+    else:
+        shown = f"{num.pct(gap)} % as found"
+        held = d.get("heldout") or {}
+        beside = f"; held-out {num.heldout_gap(d)} %" if held.get("estimate") else ""
+    return Check(name, ok or waived,
+                 f"{shown} {'≤' if ok else '>'} {cfg.max_gap_pct:g} % (checked {pick['why']}{beside}; "
+                 f"bottom: {bottom['label'] if bottom else '?'}){note}", key, system, details)
 
 
 def _adjusted_check(key: str, d: dict, cfg: GateConfig, system, tag: str) -> Check | None:

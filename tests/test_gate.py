@@ -1,4 +1,5 @@
 """`fairaudit gate`: exit codes, thresholds from config, baseline, JUnit and Markdown outputs."""
+import json
 import xml.etree.ElementTree as ET
 
 import pandas as pd
@@ -11,7 +12,7 @@ from fairaudit.cli.app import app
 runner = CliRunner()
 
 
-def make_report(tmp_path, name: str, bad_wer_words: int) -> str:
+def make_report(tmp_path, name: str, bad_wer_words: int, **audit_kwargs) -> str:
     """An audit with two attribute cohorts; cohort 'b' loses ``bad_wer_words`` of 10 words."""
     rows = []
     for s in range(40):
@@ -21,7 +22,7 @@ def make_report(tmp_path, name: str, bad_wer_words: int) -> str:
         hyp = " ".join(f"w{i}" for i in range(drop, 10))
         rows += [{"utt_id": f"{name}{s}-{u}", "speaker_id": f"s{s}", "reference": ref, "hypothesis": hyp, "grp": grp}
                  for u in range(2)]
-    result = fairaudit.audit(pd.DataFrame(rows), by=["grp"], discoverers=[], min_speakers=5)
+    result = fairaudit.audit(pd.DataFrame(rows), by=["grp"], discoverers=[], min_speakers=5, **audit_kwargs)
     out = tmp_path / name
     result.save(str(out))
     return str(out / "report.json")
@@ -106,10 +107,80 @@ def test_junit_and_markdown(reports, tmp_path):
     assert "❌" in text and "✅" in text
 
 
+def _with_heldout(path, gap_pct: float, ci: list[float]) -> str:
+    """The saved report with the held-out gap of its one entry set to ``gap_pct`` (a search
+    whose as-found gap is inflated: the attribute fixture's two gaps are otherwise equal)."""
+    from fairaudit.stats.report import headline_gap
+
+    doc = json.loads(open(path).read())
+    entry = doc["discoverers"]["attribute:grp"]
+    entry["heldout"].update(gap_pct=gap_pct, ci_pct=ci)
+    entry["headline_gap"] = headline_gap(entry)
+    with open(path, "w") as fh:
+        json.dump(doc, fh)
+    return path
+
+
+def test_gap_threshold_checks_the_heldout_gap_when_there_is_one(reports):
+    _, cand = reports                       # as found: 200 %
+    _with_heldout(cand, 40.0, [10.0, 70.0])
+    r = gate(cand, "--max-gap-pct", 150)
+    assert r.exit_code == 0, r.output
+    assert "PASS attribute:grp WER gap: 40.0 % held-out [CI 10.0–70.0] ≤ 150 %" in r.output
+    assert "checked the headline gap: held-out; as found 200.0 %" in r.output
+    r = gate(cand, "--max-gap-pct", 30)
+    assert r.exit_code == 1 and "FAIL attribute:grp WER gap: 40.0 % held-out" in r.output
+    # --gap heldout asks for the same figure explicitly
+    r = gate(cand, "--max-gap-pct", 150, "--gap", "heldout")
+    assert r.exit_code == 0 and "checked the held-out gap (--gap heldout)" in r.output
+
+
+def test_gap_option_chooses_the_as_found_gap(reports, tmp_path, monkeypatch):
+    _, cand = reports
+    _with_heldout(cand, 40.0, [10.0, 70.0])
+    r = gate(cand, "--max-gap-pct", 150, "--gap", "found")
+    assert r.exit_code == 1, r.output
+    assert "FAIL attribute:grp WER gap: 200.0 % as found > 150 % (checked the as-found gap" in r.output
+    assert "held-out 40.0 %" in r.output
+    assert gate(cand, "--max-gap-pct", 150, "--gap", "as-found").exit_code == 1   # the spelling of the docs
+    r = gate(cand, "--max-gap-pct", 150, "--gap", "honest")
+    assert r.exit_code == 2 and "not a gap to check" in r.output and "Traceback" not in r.output
+    # the config key, and the flag over it
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fairaudit.toml").write_text('[gate]\nmax_gap_pct = 150\ngap = "found"\n')
+    assert gate(cand).exit_code == 1
+    assert gate(cand, "--gap", "headline").exit_code == 0
+    (tmp_path / "fairaudit.toml").write_text('[gate]\nmax_gap_pct = 150\ngap = "best"\n')
+    r = gate(cand)
+    assert r.exit_code == 2 and "gap" in r.output
+
+
+def test_gap_threshold_without_heldout_estimate_labels_the_fallback(tmp_path):
+    path = make_report(tmp_path, "nohonest", 3, honest=False)     # as found: 200 %
+    r = gate(path, "--max-gap-pct", 150)
+    assert r.exit_code == 1, r.output
+    assert ("FAIL attribute:grp WER gap: 200.0 % as found > 150 % (checked the headline gap: as found, "
+            "no held-out estimate (held-out gap not computed (--no-honest-gap))") in r.output
+    assert gate(path, "--max-gap-pct", 250).exit_code == 0
+    # asked for the held-out gap, a report without one fails the check instead of passing silently
+    r = gate(path, "--max-gap-pct", 250, "--gap", "heldout")
+    assert r.exit_code == 1 and "nothing checked: no held-out gap" in r.output
+
+
 def test_audit_fail_on_gap(tmp_path):
     from conftest import SAMPLE
     args = ["audit", str(SAMPLE / "utterances.csv"), "--speakers", str(SAMPLE / "speakers.csv"),
             "--discoverers", "geographic", "--no-html", "-q", "--out", str(tmp_path / "o")]
     assert runner.invoke(app, args + ["--fail-on-gap", "1000"]).exit_code == 0
     r = runner.invoke(app, args + ["--fail-on-gap", "10"])
-    assert r.exit_code == 1 and "FAIL geographic WER gap" in r.output
+    assert r.exit_code == 1 and "FAIL geographic WER gap" in r.output and "checked the headline gap" in r.output
+    entry = json.loads((tmp_path / "o" / "report.json").read_text())["discoverers"]["geographic"]
+    held, found = entry["heldout"]["gap_pct"], entry["wer_gap_pct"]
+    assert entry["headline_gap"]["basis"] == "heldout" and held != found
+    # a threshold between the two: the headline (held-out) gap and the as-found one disagree
+    mid = f"{(held + found) / 2:.6f}"
+    codes = {basis: runner.invoke(app, args + ["--fail-on-gap", mid, "--fail-on-gap-basis", basis]).exit_code
+             for basis in ("headline", "found")}
+    assert codes == ({"headline": 0, "found": 1} if held < found else {"headline": 1, "found": 0})
+    r = runner.invoke(app, args + ["--fail-on-gap", "10", "--fail-on-gap-basis", "honest"])
+    assert r.exit_code == 2 and "--fail-on-gap-basis" in r.output

@@ -127,6 +127,56 @@ def test_refine_and_circle_around_keep_the_radius_rule():
     assert 20 <= found["speakers"] <= win.max_speakers and found["iterations"] >= 1
 
 
+def test_window_inclusion_equals_its_definition():
+    # The cumulative-sum form against the definition: every admissible window centred in
+    # the chosen locations, weighted by exp(z^2 / 2t) when its rate is higher, holds its members.
+    w = simulate.geographic_world(n_speakers=150, seed=3)
+    sp = w.speakers
+    e, wd = sp.errors.to_numpy(float), sp.ref_words.to_numpy(float)
+    win = sc.build_windows(sp.lat, sp.lon, min_speakers=10, size_step=1.2)
+    chosen = np.zeros(len(win.loc_lat), dtype=bool)
+    chosen[::3] = True
+    a, v = sc.heterogeneity_weights(e, wd)
+    num, den = np.zeros(len(e)), 0.0
+    for m, j in zip(*np.nonzero(win.valid)):
+        if not chosen[win.centres[m]]:
+            continue
+        inside = win.members(m, j)
+        z = float(sc.z_statistic(a[inside].sum(), v[inside].sum(), a.sum(), v.sum()))
+        if z > 0:
+            q = np.exp(z * z / 2 / 4.0)
+            num[inside] += q
+            den += q
+    p = sc.window_inclusion(win, e, wd, chosen, "z", temperature=4.0)
+    assert den > 0 and np.allclose(p, num / den, rtol=1e-9, atol=1e-12)
+    assert not sc.window_inclusion(win, e, wd, np.zeros(len(win.loc_lat), dtype=bool)).any()
+
+
+def test_refine_recentres_towards_the_planted_speakers():
+    # The error-weighted posterior step (refine with windows) against the mean shift alone,
+    # over 30 planted worlds: precision gains (here 0.80 -> 0.83; 200 worlds of
+    # benchmarks/bench_discovery.py: 0.835 -> 0.86) for at most a little recall (0.67 -> 0.65;
+    # 200 worlds: 0.735 -> 0.75).
+    rows = []
+    for seed in range(300, 330):
+        w = simulate.geographic_world(seed=seed)
+        sp = w.speakers
+        lat, lon = sp.lat.to_numpy(), sp.lon.to_numpy()
+        e, wd = sp.errors.to_numpy(float), sp.ref_words.to_numpy(float)
+        win = sc.build_windows(lat, lon)
+        best = sc.best_window(win, e, wd, "z")
+        kw = dict(min_speakers=win.min_speakers, max_speakers=win.max_speakers, statistic="z")
+        shift = sc.refine(lat, lon, e, wd, best, **kw)
+        post = sc.refine(lat, lon, e, wd, best, windows=win, **kw)
+        assert set(np.flatnonzero(sc.in_window(post, lat, lon))) == set(post["members"])
+        ids = sp.speaker_id.to_numpy()
+        rows.append([*simulate.precision_recall(ids[shift["members"]], w.planted),
+                     *simulate.precision_recall(ids[post["members"]], w.planted), post["recentred"]])
+    res = np.array(rows, dtype=float).mean(axis=0)
+    assert res[2] > res[0] + 0.02 and res[3] >= res[1] - 0.03, res
+    assert 0 < res[4] <= 1
+
+
 def test_geographic_is_row_order_free_and_assign_reproduces_it():
     w = simulate.geographic_world(seed=2)
     disc = GeographicDiscoverer()

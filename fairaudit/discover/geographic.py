@@ -128,7 +128,8 @@ class GeographicDiscoverer(Discoverer):
     size_step : float, default 1.05
         Ratio between consecutive circle sizes around one centre (1 = every size).
     refine_iterations : int, default 3
-        Times the hot spot is re-centred on its members' centroid (0 = never).
+        Times the hot spot is re-centred on its members' centroid, before one last
+        re-centring on the error-weighted posterior centroid (0 = neither).
     max_centres : int, default 2000
         Most circle centres (speakers drawn by density above it).
     max_locations : int, default 5000

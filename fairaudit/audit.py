@@ -398,7 +398,9 @@ def audit_scored(scored_sets: dict[str, ScoredSet], discs: list[Discoverer], sid
                       extra=extra) -> None:
             # What needs no statistic, while the statistics run in worker processes.
             if name == names[0]:  # the report's sections show the first system: its cohorts get drill-downs
-                drilldown.add_drilldown(entries, parts, sset, normalization=normalization, redact_text=redact_text)
+                with stage(timings, "drilldown"):
+                    drilldown.add_drilldown(entries, parts, sset, normalization=normalization,
+                                            redact_text=redact_text)
             with stage(timings, "bootstrap:overall"):
                 extra["overall"] = {**sset.overall, "wer_ci": overall_ci(sset.speakers, n_boot, seed, ci_level)}
             if cohort_tests or adjust:
@@ -458,7 +460,8 @@ def audit_scored(scored_sets: dict[str, ScoredSet], discs: list[Discoverer], sid
         "system": names[0],
         **per_system[names[0]],
     }
-    report["speaker_table"] = drilldown.speaker_table(scored.speakers, ci_level)
+    with stage(timings, "speaker_table"):
+        report["speaker_table"] = drilldown.speaker_table(scored.speakers, ci_level)
     if len(names) > 1:
         drilldown.add_system_comparison(per_system, assignment_parts,
                                         {n: s.speakers for n, s in scored_sets.items()})

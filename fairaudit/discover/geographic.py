@@ -238,6 +238,17 @@ class GeographicDiscoverer(Discoverer):
         self.__dict__["_windows_cache"] = (key, win)
         return win
 
+    def clone(self, **changes):
+        """A new, unfitted discoverer with the same parameters; it shares the windows built
+        from coordinates (never from error counts), so a clone fitted on the same speakers
+        or a subset of them (the adjusted models' held-out half) needs no new neighbour
+        search (see :meth:`windows`)."""
+        new = super().clone(**changes)
+        base = self.__dict__.get("_windows_base")
+        if base is not None:
+            new.__dict__["_windows_base"] = base
+        return new
+
     def fit(self, speakers: pd.DataFrame, side: SideInputs) -> Discovery:
         """Scan for the hot spot; cohorts H01 (hot spot) and REST (see the module docstring)."""
         reason = self.missing_inputs(speakers, side)

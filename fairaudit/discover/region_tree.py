@@ -48,12 +48,21 @@ class _Node:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _axis_orders(lat: np.ndarray, lon: np.ndarray) -> dict[str, np.ndarray]:
+    """Every speaker sorted by latitude and by longitude (stable): a node's order by a
+    coordinate is this order restricted to its members."""
+    return {"lat": np.argsort(lat, kind="stable"), "lon": np.argsort(lon, kind="stable")}
+
+
 def _best_split(lat: np.ndarray, lon: np.ndarray, err: np.ndarray, words: np.ndarray,
-                members: np.ndarray, min_speakers: int, criterion: str = "difference") -> _Split | None:
+                members: np.ndarray, min_speakers: int, criterion: str = "difference",
+                orders: dict[str, np.ndarray] | None = None) -> _Split | None:
     """Best split of one node, or None if no split leaves ``min_speakers`` on each side.
 
     Vectorised: per axis one stable sort and two cumulative sums, then every admissible
     cut (left side = the first k speakers in coordinate order) is scored at once.
+    ``members`` are in increasing order; with ``orders`` (:func:`_axis_orders`) the sort
+    is the presorted order filtered to the members (the same order, O(n) per node).
     """
     n = len(members)
     if n < 2 * min_speakers:
@@ -62,14 +71,23 @@ def _best_split(lat: np.ndarray, lon: np.ndarray, err: np.ndarray, words: np.nda
     total_e, total_w = float(e.sum()), float(w.sum())
     k = np.arange(min_speakers, n - min_speakers + 1)  # left-side speaker counts allowed
     best: _Split | None = None
+    if orders is not None:
+        in_node = np.zeros(len(lat), dtype=bool)
+        in_node[members] = True
     for axis, coord in (("lat", lat), ("lon", lon)):
-        c = coord[members]
-        order = np.argsort(c, kind="stable")
-        cs = c[order]
+        if orders is not None:
+            # members are increasing, so (coordinate, position) order = (coordinate, index) order
+            g = orders[axis]
+            sel = g[in_node[g]]
+            cs, e_sorted, w_sorted = coord[sel], err[sel], words[sel]
+        else:
+            c = coord[members]
+            order = np.argsort(c, kind="stable")
+            cs, e_sorted, w_sorted = c[order], e[order], w[order]
         # errors/ref_words are integer counts: float64 sums below 2**53 are exact, so the
         # result does not depend on row order (ties of equal coordinates are summed whole).
-        ce = np.cumsum(e[order])[k - 1]
-        cw = np.cumsum(w[order])[k - 1]
+        ce = np.cumsum(e_sorted)[k - 1]
+        cw = np.cumsum(w_sorted)[k - 1]
         rw = total_w - cw
         ok = (cs[k - 1] < cs[k]) & (cw > 0) & (rw > 0)
         if not ok.any():
@@ -145,10 +163,11 @@ def grow_tree(lat: np.ndarray, lon: np.ndarray, err: np.ndarray, words: np.ndarr
                                           float(lon.max())], 0)
     nodes = {0: root}
     heap: list[tuple[float, int]] = []
+    orders = _axis_orders(lat, lon)
 
     def consider(node: _Node) -> None:
         if node.depth < max_depth:
-            node.split = _best_split(lat, lon, err, words, node.members, min_speakers, criterion)
+            node.split = _best_split(lat, lon, err, words, node.members, min_speakers, criterion, orders)
             if node.split is not None:
                 heapq.heappush(heap, (-node.split.diff, node.id))  # ties: earlier node first
 

@@ -144,12 +144,14 @@ class Windows:
             last = np.where(per > 0, cols[np.arange(len(rows)), np.maximum(per - 1, 0)], -1)
             # Ring t of centre m holds its neighbours c_(t-1)+1 .. c_t: the kept (centre,
             # neighbour) cells in row-major order are the matrix rows (centre, ring) in order,
-            # so the CSR arrays are written directly (no COO sort).
+            # so the CSR arrays are written directly (no COO conversion).
             prev = np.concatenate([np.full((len(rows), 1), -1, dtype=np.int64), cols[:, :-1]], axis=1)
             indptr = np.zeros(len(rows) * width + 1, dtype=np.int64)
             np.cumsum(np.where(pad, 0, cols - prev).ravel(), out=indptr[1:])
             keep = np.arange(self.valid.shape[1])[None, :] <= last[:, None]
             indices = (self.neighbours if whole else self.neighbours[rows])[keep]
+            # (each ring's locations in neighbour order: windows of the same speakers around two
+            # centres may differ in the last bits; :data:`TIE_TOLERANCE` treats them as tied)
             matrix = sp.csr_matrix((np.ones(len(indices)), indices, indptr), shape=(len(rows) * width, len(self.loc_lat)))
             self._ring = _Rings(matrix=matrix, rows=rows, cols=cols, pad=pad, any_pad=bool(pad.any()))
         return self._ring
@@ -170,9 +172,14 @@ def _kd_cells(x: np.ndarray, y: np.ndarray, weight: np.ndarray, n_cells: int) ->
     """
     cell = np.zeros(len(x), dtype=np.int64)
     depth = max(0, int(math.floor(math.log2(max(1, n_cells)))))  # 2^depth <= n_cells
+    # The order by (cell, a, b) of each level is the order by (a, b), sorted once per axis,
+    # stably re-sorted by cell (a radix sort when cell numbers fit in 16 bits): the same
+    # permutation as np.lexsort((b, a, cell)), without a 3-key sort per level.
+    by_axis = (np.lexsort((y, x)), np.lexsort((x, y)))
+    small = np.uint16 if depth <= 16 else np.int64
     for level in range(depth):
-        a, b = (x, y) if level % 2 == 0 else (y, x)
-        order = np.lexsort((b, a, cell))
+        g = by_axis[level % 2]
+        order = g[np.argsort(cell[g].astype(small), kind="stable")]
         c_sorted = cell[order]
         w_sorted = weight[order].astype(float)
         cum = np.cumsum(w_sorted)
@@ -194,9 +201,14 @@ def _kd_cells(x: np.ndarray, y: np.ndarray, weight: np.ndarray, n_cells: int) ->
 def _locations(lat: np.ndarray, lon: np.ndarray, max_locations: int
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
     """(location_of, loc_lat, loc_lon, loc_speakers, cells?) for the speakers."""
-    coords = np.column_stack([lat, lon])
-    uniq, inv = np.unique(coords, axis=0, return_inverse=True)
-    inv = inv.reshape(-1)
+    # Distinct (lat, lon) in lexicographic order, as np.unique(axis=0) gives them (which
+    # sorts a structured view: several times slower).
+    order = np.lexsort((lon, lat))
+    la, lo = lat[order], lon[order]
+    first = np.r_[True, (la[1:] != la[:-1]) | (lo[1:] != lo[:-1])] if len(la) else np.zeros(0, dtype=bool)
+    inv = np.empty(len(lat), dtype=np.int64)
+    inv[order] = np.cumsum(first) - 1
+    uniq = np.column_stack([la[first], lo[first]])
     count = np.bincount(inv, minlength=len(uniq))
     if len(uniq) <= max_locations:
         return inv, uniq[:, 0].copy(), uniq[:, 1].copy(), count, False
@@ -220,8 +232,11 @@ def _on_grid(valid: np.ndarray, size: np.ndarray, min_speakers: int, step: float
     table = np.arange(int(sizes.max()) + 1)
     table = np.floor(np.log(np.maximum(table, 1) / min_speakers) / math.log(step) + 1e-9).astype(np.int64)
     bins = table[sizes]
-    key = (idx // valid.shape[1]) * (int(bins.max()) + 2) + bins
-    last = np.r_[key[1:] != key[:-1], True]   # row-major order: j increases within a key
+    # last of each (row, bin) run: row-major order, so j increases within a run, and a run
+    # also ends where the next row starts (found by one search per row, not a division)
+    last = np.r_[bins[1:] != bins[:-1], True]
+    starts = np.searchsorted(idx, np.arange(1, valid.shape[0]) * valid.shape[1])
+    last[starts[starts > 0] - 1] = True
     out = np.zeros_like(valid)
     out.ravel()[idx[last]] = True
     return out
@@ -489,16 +504,33 @@ def z_statistic(a: Any, v: Any, total_a: Any, total_v: Any) -> np.ndarray:
 
 
 def _z_squared_signed(a: np.ndarray, v: np.ndarray, total_a: np.ndarray, total_v: np.ndarray) -> np.ndarray:
-    """z x |z| of :func:`z_statistic` without its square root (monotone in z: for maxima)."""
-    num = a - (total_a / total_v) * v
-    den = v * (1.0 - v / total_v)
+    """z x |z| of :func:`z_statistic` without its square root (monotone in z: for maxima).
+
+    The hot loop of the permutation null: written with output buffers (two temporaries
+    instead of seven), the same operations in the same order as
+    num x |num| / den, num = a - (A / V) v, den = v (1 - v / V)."""
+    num = np.multiply(np.asarray(total_a / total_v), v)
+    np.subtract(a, num, out=num)
+    den = np.divide(v, total_v)
+    np.subtract(1.0, den, out=den)
+    np.multiply(v, den, out=den)
+    q = np.abs(num)
     with np.errstate(divide="ignore", invalid="ignore"):
-        q = num * np.abs(num) / den
-    return np.where(den > 0, q, 0.0)
+        np.multiply(num, q, out=q)
+        np.divide(q, den, out=q)
+    np.copyto(q, 0.0, where=~(den > 0))
+    return q
 
 
 def _signed_sqrt(q: np.ndarray) -> np.ndarray:
     return np.sign(q) * np.sqrt(np.abs(q))
+
+
+def _half_positive(q: np.ndarray) -> np.ndarray:
+    """max(q, 0) / 2: z+^2 / 2 from z x |z| (one new array)."""
+    x = np.maximum(q, 0.0)
+    x /= 2.0
+    return x
 
 
 def _identity(x: np.ndarray) -> np.ndarray:
@@ -526,7 +558,7 @@ class Statistic:
 STATISTICS = {
     "poisson": Statistic(_counts, poisson_llr, poisson_llr, _identity, _identity),
     "z": Statistic(heterogeneity_weights, z_statistic, _z_squared_signed, _signed_sqrt,
-                   lambda q: np.maximum(q, 0.0) / 2.0),
+                   _half_positive),
 }
 
 
@@ -570,12 +602,16 @@ def best_window(windows: Windows, errors: Any, words: Any, statistic: str = "poi
 def _location_sums(windows: Windows, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(B, G) location sums of (B, n) per-speaker values: one sparse product each."""
     a, b = np.atleast_2d(a), np.atleast_2d(b)
-    g = len(windows.loc_lat)
+    g, rows = len(windows.loc_lat), a.shape[0]
     # one bincount over (row, location) cells: the sums run in speaker order, as the
     # sparse product (locations x speakers) @ values did
-    idx = (np.arange(a.shape[0])[:, None] * g + windows.location_of[None, :]).ravel()
-    return (np.bincount(idx, weights=a.ravel(), minlength=a.shape[0] * g).reshape(-1, g),
-            np.bincount(idx, weights=b.ravel(), minlength=a.shape[0] * g).reshape(-1, g))
+    idx = windows.__dict__.get("_cell_index")
+    if idx is None or len(idx) < rows * windows.n_speakers:
+        idx = (np.arange(rows)[:, None] * g + windows.location_of[None, :]).ravel()
+        windows.__dict__["_cell_index"] = idx        # the same for every block of this size
+    idx = idx[:rows * windows.n_speakers]
+    return (np.bincount(idx, weights=a.ravel(), minlength=rows * g).reshape(-1, g),
+            np.bincount(idx, weights=b.ravel(), minlength=rows * g).reshape(-1, g))
 
 
 def _blocks(windows: Windows, loc_a: np.ndarray, loc_b: np.ndarray, stat: Statistic, block_cells: int):
@@ -595,10 +631,8 @@ def _blocks(windows: Windows, loc_a: np.ndarray, loc_b: np.ndarray, stat: Statis
     b_step = max(1, min(b_rows, block_cells // max(1, n_rows * width)))
     for b0 in range(0, b_rows, b_step):
         b1 = min(b_rows, b0 + b_step)
-        # a and b in one product (the matrix is read once; each column's sums are the same)
-        both = np.vstack([loc_a[b0:b1], loc_b[b0:b1]]).T
-        s_ab = np.cumsum(np.asarray(ring.matrix @ both).reshape(n_rows, width, 2 * (b1 - b0)), axis=1)
-        sa, sb = s_ab[..., :b1 - b0], s_ab[..., b1 - b0:]
+        sa = np.cumsum(np.asarray(ring.matrix @ loc_a[b0:b1].T).reshape(n_rows, width, b1 - b0), axis=1)
+        sb = np.cumsum(np.asarray(ring.matrix @ loc_b[b0:b1].T).reshape(n_rows, width, b1 - b0), axis=1)
         value = stat.surrogate(sa, sb, total_a[None, None, b0:b1], total_b[None, None, b0:b1])
         if ring.any_pad:
             value[ring.pad] = 0.0
@@ -611,6 +645,13 @@ def _rows(windows: Windows, errors: Any, words: Any) -> tuple[np.ndarray, np.nda
     if e.shape != w.shape or e.shape[1] != windows.n_speakers:
         raise ValueError(f"errors/words must be (B, {windows.n_speakers}), got {e.shape} and {w.shape}")
     return e, w
+
+
+#: window statistics within this relative distance of the largest tie with it: two
+#: centres' windows of the same speakers are summed over their rings in another order, so
+#: their values may differ in the last bits; the first centre (then the smallest window)
+#: wins, as it does an exact tie
+TIE_TOLERANCE = 1e-12
 
 
 def _evaluate(windows: Windows, loc_a: np.ndarray, loc_b: np.ndarray, stat: Statistic, temperature: float | None,
@@ -643,16 +684,20 @@ def _evaluate(windows: Windows, loc_a: np.ndarray, loc_b: np.ndarray, stat: Stat
         arg_j = np.full(b_rows, -1, dtype=np.int64)
     for b0, b1, value in _blocks(windows, loc_a, loc_b, stat, block_cells):
         if best:
-            k = value.argmax(axis=0)             # first maximum: the first centre, then the smallest window
-            top_value = value[k, np.arange(b1 - b0)]
+            cols_b = np.arange(b1 - b0)
+            top_value = value[value.argmax(axis=0), cols_b]
+            # first maximum (the first centre, then the smallest window), ties within rounding
+            k = (value >= top_value - TIE_TOLERANCE * np.abs(top_value)).argmax(axis=0)
             mx[b0:b1] = stat.inverse(top_value)
             found = top_value > 0
             arg_row[b0:b1] = np.where(found, ring.rows[k // width], -1)
             arg_j[b0:b1] = np.where(found, ring.cols[k // width, k % width], -1)
         if temperature is not None:
-            x = stat.half_square(value) / t
+            x = stat.half_square(value)
+            x = np.divide(x, t, out=None if x is value else x)   # never overwrite the values
             m = np.maximum(top[b0:b1], x.max(axis=0))
-            acc[b0:b1] = acc[b0:b1] * np.exp(top[b0:b1] - m) + np.exp(x - m).sum(axis=0)
+            np.subtract(x, m, out=x)
+            acc[b0:b1] = acc[b0:b1] * np.exp(top[b0:b1] - m) + np.exp(x, out=x).sum(axis=0)
             top[b0:b1] = m
     if temperature is not None:
         out["softmax"] = t * (top + np.log(acc) - math.log(windows.n_windows))
@@ -755,8 +800,8 @@ def permuted_pass(windows: Windows, errors: Any, words: Any, perm: Any, statisti
     passes of :func:`scan_statistic` and :func:`max_statistic` in one).  The statistic's
     per-speaker inputs are computed once and permuted with the pairs: the "z" weights'
     mu and tau^2 are sums over all speakers, the same for every permutation (up to the
-    order of the sums: rounding, about 1e-16 relative).  The best window's sums come from
-    the location sums along its centre's neighbour list (whole numbers: exact).
+    order of the sums: rounding, about 1e-16 relative).  The best window's errors and
+    words are summed over its members (whole numbers: exact in any order).
     """
     if aggregate not in AGGREGATES:
         raise ValueError(f"unknown aggregate {aggregate!r}: choose from {', '.join(AGGREGATES)}")
@@ -784,13 +829,12 @@ def permuted_pass(windows: Windows, errors: Any, words: Any, perm: Any, statisti
         out["statistic"][c0:c1] = res["softmax"] if t is not None else res["max"]
         out["row"][c0:c1], out["j"][c0:c1] = res["row"], res["j"]
         if inside:
-            loc_e, loc_w = (loc_a, loc_b) if stat.transform is _counts else _location_sums(windows, e[p], w[p])
-            found = res["row"] >= 0
-            nbr = windows.neighbours[np.maximum(res["row"], 0)]
-            mask = (np.arange(nbr.shape[1])[None, :] <= res["j"][:, None]) & found[:, None]
-            rows = np.arange(len(p))[:, None]
-            out["errors_in"][c0:c1] = np.where(mask, loc_e[rows, nbr], 0.0).sum(axis=1)
-            out["words_in"][c0:c1] = np.where(mask, loc_w[rows, nbr], 0.0).sum(axis=1)
+            # the best window's members (their locations) and the pairs permuted onto them
+            for b in np.flatnonzero(res["row"] >= 0):
+                in_loc = np.zeros(len(windows.loc_lat), dtype=bool)
+                in_loc[windows.neighbours[res["row"][b], :res["j"][b] + 1]] = True
+                who = p[b][in_loc[windows.location_of]]
+                out["errors_in"][c0 + b], out["words_in"][c0 + b] = e[who].sum(), w[who].sum()
     return out
 
 

@@ -104,3 +104,50 @@ def test_deterministic_and_validated():
         b["per_repeat_gap_pct"])
     with pytest.raises(UserInputError):
         heldout_gap(GeographicDiscoverer(), w.speakers, w.side, folds=1)
+
+
+def _slow_heldout(disc, speakers, side, folds, repeats, seed, fixed):
+    """The held-out gap by its definition, with pandas: per repetition and fold, bottom and
+    top ranked on the training speakers (cohort_table), the held-out speakers labelled."""
+    sp = speakers.reset_index(drop=True)
+    fold_of = speaker_folds(sp["speaker_id"], folds, repeats, seed, key=disc.key)
+    full = disc.fit(sp, side).assignment if fixed else None
+    per_repeat = []
+    for r in range(repeats):
+        placed = {"b": [], "t": []}
+        for f in range(folds):
+            train, test = sp.loc[fold_of[r] != f], sp.loc[fold_of[r] == f]
+            if fixed:
+                train_assign = full.reindex(train["speaker_id"]).dropna()
+                test_assign = full.reindex(test["speaker_id"]).dropna()
+            else:
+                found = disc.fit(train, side)
+                train_assign, test_assign = found.assignment, disc.assign(found.definition, test, side)
+            summ = cohort_table(train, train_assign, {}, disc.min_speakers)[1]
+            placed["b"] += list(test_assign.index[test_assign.to_numpy() == summ["bottom"]])
+            placed["t"] += list(test_assign.index[test_assign.to_numpy() == summ["top"]])
+        wer = {k: sp.set_index("speaker_id").loc[v, "errors"].sum() / sp.set_index("speaker_id").loc[v, "ref_words"].sum()
+               for k, v in placed.items()}
+        per_repeat.append(100 * (wer["b"] - wer["t"]) / wer["t"])
+    return per_repeat
+
+
+@pytest.mark.parametrize("fixed", [True, False])
+def test_heldout_point_estimates_equal_the_definition(fixed):
+    """The integer-position bookkeeping (codes looked up once, no per-fold reindex) gives the
+    gaps of the definition exactly; only the interval's draws are the fast path's own."""
+    if fixed:
+        w = simulate.attribute_world(n_speakers=900, seed=2, planted=True)
+        disc = AttributeDiscoverer(columns=["accent"])
+    else:
+        w = simulate.geographic_world(seed=6, planted=True)
+        disc = GeographicDiscoverer(seed=6)
+    sp = w.speakers.sample(frac=1.0, random_state=1)           # row order is not id order
+    h = heldout_gap(disc, sp, w.side, folds=2, repeats=3, seed=4, n_boot=200)
+    want = _slow_heldout(disc, sp, w.side, 2, 3, 4, fixed)
+    assert h["per_repeat_gap_pct"] == pytest.approx(want, rel=1e-12)
+    assert h["gap_pct"] == pytest.approx(np.mean(want), rel=1e-12)
+    assert h["ci_pct"][0] < h["gap_pct"] < h["ci_pct"][1]
+    # deterministic for a seed, intervals included
+    again = heldout_gap(disc, sp, w.side, folds=2, repeats=3, seed=4, n_boot=200)
+    assert again["ci_pct"] == h["ci_pct"]

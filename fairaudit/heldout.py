@@ -19,7 +19,8 @@ no disparity at all).  This module holds out **speakers**:
 
 Interval: a speaker bootstrap of the held-out measurement with the labels held fixed:
 each resample draws the speakers with replacement (one multinomial count vector, shared
-by all repetitions), recomputes every repetition's gap and their mean; the percentile
+by all repetitions, and the audit's shared speaker resamples,
+:func:`fairaudit.intervals.speaker_resamples`), recomputes every repetition's gap and their mean; the percentile
 interval of that mean, widened about the estimate by the split-to-split spread of the
 repetitions (s^2 / R more variance: which speakers happened to be held out, a part of the
 estimate's noise the fixed-label bootstrap cannot see; see :func:`_widened`).

@@ -272,7 +272,7 @@ def _resamples(seed: int, key: str, n_boot: int, n: int, labelled: np.ndarray):
     gap) when they fit in memory; otherwise this gap's own stream ``(seed, "heldout", key,
     "bootstrap")``, drawing only the labelled speakers' counts (:func:`marginal_counts`)."""
     if n_boot * n <= _intervals.SHARED_MAX_CELLS:
-        yield from speaker_resamples(seed, n_boot, n, labelled)
+        yield from speaker_resamples(seed, n_boot, n, None if len(labelled) == n else labelled)
         return
     rng = _rng.generator(seed, "heldout", key, "bootstrap")
     step = max(1, COUNT_BLOCK_CELLS // max(1, len(labelled)))

@@ -151,3 +151,22 @@ def test_heldout_point_estimates_equal_the_definition(fixed):
     # deterministic for a seed, intervals included
     again = heldout_gap(disc, sp, w.side, folds=2, repeats=3, seed=4, n_boot=200)
     assert again["ci_pct"] == h["ci_pct"]
+
+
+def test_two_cohort_sums_from_totals_equal_the_full_product():
+    """With every held-out speaker labelled bottom or top in every repetition (two
+    cohorts), the bootstrap's product takes the top sums as totals minus bottom sums:
+    the same numbers as the full (labelled x 4 R) product; otherwise the full product."""
+    from fairaudit.heldout import BOTTOM, OTHER, TOP, _repeat_sums
+
+    rng = np.random.default_rng(0)
+    n, repeats = 50, 3
+    e, w = rng.integers(0, 30, n).astype(float), rng.integers(1, 200, n).astype(float)
+    counts = rng.integers(0, 4, (6, n)).astype(float)
+    for labels in (rng.choice([BOTTOM, TOP], (repeats, n)), rng.choice([OTHER, BOTTOM, TOP], (repeats, n))):
+        labels = labels.astype(np.int8)
+        labelled = np.flatnonzero((labels != OTHER).any(axis=0))
+        x = np.column_stack([v[labelled] * (labels[r, labelled] == lab)
+                             for r in range(repeats) for lab in (BOTTOM, TOP) for v in (e, w)])
+        got = _repeat_sums(labels, labelled, x, repeats)(counts[:, labelled])
+        np.testing.assert_array_equal(got, counts[:, labelled] @ x)

@@ -19,7 +19,8 @@ no disparity at all).  This module holds out **speakers**:
 
 Interval: a speaker bootstrap of the held-out measurement with the labels held fixed:
 each resample draws the speakers with replacement (one multinomial count vector, shared
-by all repetitions), recomputes every repetition's gap and their mean; the percentile
+by all repetitions, and the audit's shared speaker resamples,
+:func:`fairaudit.intervals.speaker_resamples`), recomputes every repetition's gap and their mean; the percentile
 interval of that mean, widened about the estimate by the split-to-split spread of the
 repetitions (s^2 / R more variance: which speakers happened to be held out, a part of the
 estimate's noise the fixed-label bootstrap cannot see; see :func:`_widened`).
@@ -249,8 +250,9 @@ def heldout_gap(discoverer, speakers: pd.DataFrame, side=None, *, folds: int = 2
                 "ci_pct": None, "ci_abs": None, "level": float(level), "n_boot": int(n_boot)})
     if n_boot > 0:
         rel_b, abs_b = [], []
+        product = _repeat_sums(labels, labelled, x, repeats)
         for counts in _resamples(int(seed), key, int(n_boot), len(ids), labelled):
-            g = _gaps(counts @ x, repeats)
+            g = _gaps(product(counts), repeats)
             with np.errstate(invalid="ignore"), warnings.catch_warnings():
                 # a resample with no held-out bottom or top speaker has no gap: NaN, skipped
                 warnings.simplefilter("ignore", RuntimeWarning)
@@ -262,8 +264,27 @@ def heldout_gap(discoverer, speakers: pd.DataFrame, side=None, *, folds: int = 2
     return out
 
 
+def _repeat_sums(labels: np.ndarray, labelled: np.ndarray, x: np.ndarray, repeats: int):
+    """counts (b x labelled) -> the (b x 4 R) sums [eb, wb, et, wt] per repetition: counts @ x.
+
+    When every labelled speaker is labelled (bottom or top) in every repetition (two
+    cohorts: gender, a census rule, a hot spot and the rest), the top sums are the
+    totals minus the bottom sums, so the product needs 2 R + 2 columns instead of 4 R
+    (integer sums: exact either way)."""
+    if not (labels[:, labelled] != OTHER).all():
+        return lambda counts: counts @ x
+    xb = x.reshape(len(x), repeats, 4)
+    slim = np.column_stack([xb[:, :, 0], xb[:, :, 1], xb[:, 0, 0] + xb[:, 0, 2], xb[:, 0, 1] + xb[:, 0, 3]])
+
+    def product(counts: np.ndarray) -> np.ndarray:
+        s = counts @ slim
+        eb, wb, e_tot, w_tot = s[:, :repeats], s[:, repeats:2 * repeats], s[:, -2:-1], s[:, -1:]
+        return np.stack([eb, wb, e_tot - eb, w_tot - wb], axis=2).reshape(len(counts), 4 * repeats)
+    return product
+
+
 def _resamples(seed: int, key: str, n_boot: int, n: int, labelled: np.ndarray):
-    """Blocks of speaker-bootstrap multiplicities of the ``labelled`` rows (the only ones
+    """Blocks of speaker-bootstrap multiplicities of the ``labelled`` rows (ascending; the only ones
     with weight in the held-out sums) in ``n_boot`` resamples of all n speakers.
 
     The audit's shared speaker resamples (:func:`fairaudit.intervals.speaker_resamples`:
@@ -271,7 +292,7 @@ def _resamples(seed: int, key: str, n_boot: int, n: int, labelled: np.ndarray):
     gap) when they fit in memory; otherwise this gap's own stream ``(seed, "heldout", key,
     "bootstrap")``, drawing only the labelled speakers' counts (:func:`marginal_counts`)."""
     if n_boot * n <= _intervals.SHARED_MAX_CELLS:
-        yield from speaker_resamples(seed, n_boot, n, labelled)
+        yield from speaker_resamples(seed, n_boot, n, None if len(labelled) == n else labelled)
         return
     rng = _rng.generator(seed, "heldout", key, "bootstrap")
     step = max(1, COUNT_BLOCK_CELLS // max(1, len(labelled)))

@@ -163,7 +163,7 @@ def speaker_resamples(seed: int, n_boot: int, n: int, columns: np.ndarray | None
         gen = _rng.generator(int(seed), "bootstrap", "speakers")
         for b0 in range(0, n_boot, step):
             block = multinomial_counts(gen, n, min(step, n_boot - b0), out=buf)
-            yield block if columns is None else block[:, columns]
+            yield block if columns is None else np.take(block, columns, axis=1)
         return
     counts = _SHARED.get(key)
     if counts is None:
@@ -179,7 +179,7 @@ def speaker_resamples(seed: int, n_boot: int, n: int, columns: np.ndarray | None
     for b0 in range(0, n_boot, step):
         block = counts[b0:b0 + step]
         out = buf[:len(block), :m]
-        np.copyto(out, block if columns is None else block[:, columns])
+        np.copyto(out, block if columns is None else np.take(block, columns, axis=1))
         yield out
 
 

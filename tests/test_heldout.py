@@ -145,3 +145,68 @@ def test_geographic_heldout_with_cells_stays_sensible(planted, monkeypatch):
         assert 15 < out["gap_pct"] < 85 and lo > 0
     else:
         assert abs(out["gap_pct"]) < 10 and lo < 0 < hi
+
+def _slow_heldout(disc, speakers, side, folds, repeats, seed, fixed):
+    """The held-out gap by its definition, with pandas: per repetition and fold, bottom and
+    top ranked on the training speakers (cohort_table), the held-out speakers labelled."""
+    sp = speakers.reset_index(drop=True)
+    fold_of = speaker_folds(sp["speaker_id"], folds, repeats, seed, key=disc.key)
+    full = disc.fit(sp, side).assignment if fixed else None
+    per_repeat = []
+    for r in range(repeats):
+        placed = {"b": [], "t": []}
+        for f in range(folds):
+            train, test = sp.loc[fold_of[r] != f], sp.loc[fold_of[r] == f]
+            if fixed:
+                train_assign = full.reindex(train["speaker_id"]).dropna()
+                test_assign = full.reindex(test["speaker_id"]).dropna()
+            else:
+                found = disc.fit(train, side)
+                train_assign, test_assign = found.assignment, disc.assign(found.definition, test, side)
+            summ = cohort_table(train, train_assign, {}, disc.min_speakers)[1]
+            placed["b"] += list(test_assign.index[test_assign.to_numpy() == summ["bottom"]])
+            placed["t"] += list(test_assign.index[test_assign.to_numpy() == summ["top"]])
+        wer = {k: sp.set_index("speaker_id").loc[v, "errors"].sum() / sp.set_index("speaker_id").loc[v, "ref_words"].sum()
+               for k, v in placed.items()}
+        per_repeat.append(100 * (wer["b"] - wer["t"]) / wer["t"])
+    return per_repeat
+
+
+@pytest.mark.parametrize("fixed", [True, False])
+def test_heldout_point_estimates_equal_the_definition(fixed):
+    """The integer-position bookkeeping (codes looked up once, no per-fold reindex) gives the
+    gaps of the definition exactly; only the interval's draws are the fast path's own."""
+    if fixed:
+        w = simulate.attribute_world(n_speakers=900, seed=2, planted=True)
+        disc = AttributeDiscoverer(columns=["accent"])
+    else:
+        w = simulate.geographic_world(seed=6, planted=True)
+        disc = GeographicDiscoverer(seed=6)
+    sp = w.speakers.sample(frac=1.0, random_state=1)           # row order is not id order
+    h = heldout_gap(disc, sp, w.side, folds=2, repeats=3, seed=4, n_boot=200)
+    want = _slow_heldout(disc, sp, w.side, 2, 3, 4, fixed)
+    assert h["per_repeat_gap_pct"] == pytest.approx(want, rel=1e-12)
+    assert h["gap_pct"] == pytest.approx(np.mean(want), rel=1e-12)
+    assert h["ci_pct"][0] < h["gap_pct"] < h["ci_pct"][1]
+    # deterministic for a seed, intervals included
+    again = heldout_gap(disc, sp, w.side, folds=2, repeats=3, seed=4, n_boot=200)
+    assert again["ci_pct"] == h["ci_pct"]
+
+
+def test_two_cohort_sums_from_totals_equal_the_full_product():
+    """With every held-out speaker labelled bottom or top in every repetition (two
+    cohorts), the bootstrap's product takes the top sums as totals minus bottom sums:
+    the same numbers as the full (labelled x 4 R) product; otherwise the full product."""
+    from fairaudit.heldout import BOTTOM, OTHER, TOP, _repeat_sums
+
+    rng = np.random.default_rng(0)
+    n, repeats = 50, 3
+    e, w = rng.integers(0, 30, n).astype(float), rng.integers(1, 200, n).astype(float)
+    counts = rng.integers(0, 4, (6, n)).astype(float)
+    for labels in (rng.choice([BOTTOM, TOP], (repeats, n)), rng.choice([OTHER, BOTTOM, TOP], (repeats, n))):
+        labels = labels.astype(np.int8)
+        labelled = np.flatnonzero((labels != OTHER).any(axis=0))
+        x = np.column_stack([v[labelled] * (labels[r, labelled] == lab)
+                             for r in range(repeats) for lab in (BOTTOM, TOP) for v in (e, w)])
+        got = _repeat_sums(labels, labelled, x, repeats)(counts[:, labelled])
+        np.testing.assert_array_equal(got, counts[:, labelled] @ x)

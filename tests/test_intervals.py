@@ -47,3 +47,63 @@ def test_deterministic_per_seed_and_one_speaker_cohort():
     assert 0 <= a["lo"][0] <= a["wer"][0] <= a["hi"][0]
     with pytest.raises(ValueError):
         intervals.cohort_wer_intervals(e, w, codes, method="magic")
+
+
+def test_marginal_counts_are_the_full_multinomial_on_m_speakers():
+    """The Binomial split draws the counts of m of n speakers at a cost of m draws: the
+    same distribution as the full resample's counts on them (mean, variance, and the
+    variance and covariance of their sum, over many resamples)."""
+    n, m, size = 60, 7, 40_000
+    fast = intervals.marginal_counts(np.random.default_rng(1), n, m, size)
+    full = intervals.multinomial_counts(np.random.default_rng(2), n, size)[:, :m]
+    assert fast.shape == (size, m) and (fast >= 0).all() and np.array_equal(fast, np.round(fast))
+    se = 4 * np.sqrt(1.0 / size)       # generous: count variance ~1
+    assert abs(fast.mean() - 1.0) < se and abs(full.mean() - 1.0) < se
+    assert fast.var() == pytest.approx(1 - 1 / n, abs=0.03) and full.var() == pytest.approx(1 - 1 / n, abs=0.03)
+    # the sum over the m speakers is Binomial(n, m / n): variance m (1 - m / n)
+    for c in (fast, full):
+        assert c.sum(axis=1).var() == pytest.approx(m * (1 - m / n), rel=0.05)
+        cov = np.cov(c[:, 0], c[:, 1])[0, 1]
+        assert cov == pytest.approx(-1 / n, abs=0.02)    # multinomial: counts compete
+    # m == n is the full multinomial, the same draws; a buffer is reused, not copied
+    buf = np.empty((5, 60))
+    got = intervals.marginal_counts(np.random.default_rng(3), 60, 60, 5, out=buf)
+    assert np.shares_memory(got, buf)
+    np.testing.assert_array_equal(got, intervals.multinomial_counts(np.random.default_rng(3), 60, 5))
+    # large n (one draw per resample row) and small n (one flat bincount) both count n draws
+    for k in (7, 900):
+        c = intervals.multinomial_counts(np.random.default_rng(4), k, 30)
+        assert (c.sum(axis=1) == k).all()
+    with pytest.raises(ValueError):
+        intervals.marginal_counts(np.random.default_rng(0), 5, 6, 2)
+
+
+def test_shared_speaker_resamples_are_fixed_by_seed_and_size(monkeypatch):
+    """The shared resamples depend on (seed, n_boot, n) alone; kept in memory or drawn again
+    (above the memory cap) they are the same numbers, and a column subset is their columns."""
+    n, b = 1234, 300
+    kept = np.concatenate([blk.copy() for blk in intervals.speaker_resamples(5, b, n)])
+    assert kept.shape == (b, n) and (kept.sum(axis=1) == n).all()
+    again = np.concatenate([blk.copy() for blk in intervals.speaker_resamples(5, b, n)])
+    np.testing.assert_array_equal(kept, again)
+    cols = np.array([3, 0, 1000])
+    sub = np.concatenate([blk.copy() for blk in intervals.speaker_resamples(5, b, n, cols)])
+    np.testing.assert_array_equal(sub, kept[:, cols])
+    other = np.concatenate([blk.copy() for blk in intervals.speaker_resamples(6, b, n)])
+    assert not np.array_equal(other, kept)
+    monkeypatch.setattr(intervals, "SHARED_MAX_CELLS", 0)
+    redrawn = np.concatenate([blk.copy() for blk in intervals.speaker_resamples(5, b, n)])
+    np.testing.assert_array_equal(redrawn, kept)
+
+
+def test_overall_interval_is_the_studentised_interval_of_the_shared_resamples():
+    rng = np.random.default_rng(8)
+    w = rng.integers(20, 200, 400).astype(float)
+    e = rng.binomial(w.astype(int), 0.1).astype(float)
+    counts = np.concatenate([blk.copy() for blk in intervals.speaker_resamples(2, 500, len(e))])
+    r_b = counts @ e / (counts @ w)
+    lo, hi = intervals.overall_interval(e, w, 500, 2)
+    assert lo < e.sum() / w.sum() < hi
+    # the studentised ends sit near the percentile ones for 400 speakers (little skew)
+    p_lo, p_hi = np.quantile(r_b, [0.025, 0.975])
+    assert lo == pytest.approx(p_lo, rel=0.02) and hi == pytest.approx(p_hi, rel=0.02)

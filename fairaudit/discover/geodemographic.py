@@ -251,8 +251,11 @@ class GeodemographicDiscoverer(Discoverer):
         (permutations x zips) @ (zips x rules) and the choice is :func:`choose_batched`,
         the same ranking, parsimony margin and tie-breaks as :func:`choose`."""
         b = len(takes)
+        # Only the audited speakers' permuted counts are gathered (one index gather, then
+        # the counts), not every row's and then the audited ones again.
+        sub = np.take(takes, self._batch_structure(speakers, side, discovery)[0].audited, axis=1)   # C order
         chosen, wer_in, wer_rest = self._batched_choice(speakers, side, *(
-            speakers[c].to_numpy(dtype=float)[takes] for c in ("errors", "ref_words")), discovery)[2:]
+            speakers[c].to_numpy(dtype=float)[sub] for c in ("errors", "ref_words")), discovery, audited=True)[2:]
         if chosen is None:                          # no rule: one cohort, no gap
             return {"statistics": None, "gaps_pct": np.zeros(b), "gaps_abs": np.zeros(b)}
         bottom, top = np.maximum(wer_in, wer_rest), np.minimum(wer_in, wer_rest)
@@ -274,17 +277,17 @@ class GeodemographicDiscoverer(Discoverer):
         return {"codes": codes, "statistics": None}
 
     def _batched_choice(self, speakers: pd.DataFrame, side: SideInputs, errors: np.ndarray, words: np.ndarray,
-                        discovery: Discovery | None = None):
+                        discovery: Discovery | None = None, audited: bool = False):
         """(structure, zips x rules memberships, chosen rule per row or -1, WER in it, WER
-        of the rest) of re-fits on the rows of ``errors``/``words`` (B x table rows); the
-        last three None when no rule can be formed."""
+        of the rest) of re-fits on the rows of ``errors``/``words`` (B x table rows, or
+        B x audited speakers with ``audited``); the last three None when no rule can be formed."""
         st, member, n_in, lits, text_rank = self._batch_structure(speakers, side, discovery)
         if not len(st.ids) or not len(lits):
             return st, member, None, None, None
         b, z = len(errors), len(st.n_z)
         cells = (st.zip_of[None, :] + z * np.arange(b)[:, None]).ravel()
-        sums = [np.bincount(cells, weights=x[:, st.audited].ravel(), minlength=b * z).reshape(b, z)
-                for x in (errors, words)]
+        sums = [np.bincount(cells, weights=(x if audited else np.take(x, st.audited, axis=1)).ravel(),
+                            minlength=b * z).reshape(b, z) for x in (errors, words)]
         e_in, w_in = (x @ member for x in sums)
         chosen, wer_in, wer_rest = choose_batched(n_in, float(st.n_z.sum()), e_in, w_in, sums[0].sum(axis=1),
                                                   sums[1].sum(axis=1), lits, text_rank, self.min_speakers,

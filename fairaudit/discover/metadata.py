@@ -806,7 +806,7 @@ class MetadataDiscoverer(Discoverer):
         min_speakers = int(self.min_speakers)
         # Only the audited speakers' permuted counts are gathered (one index gather, then
         # the counts), not every row's and then the audited ones again.
-        sub = takes[:, self._held_prepare(speakers, discovery).rows]
+        sub = np.take(takes, self._held_prepare(speakers, discovery).rows, axis=1)   # C order: rows contiguous
         for i, (codes, k, err, words, stat) in enumerate(self._trees(speakers, e_all[sub], w_all[sub], discovery,
                                                                       audited=True)):
             stats[i] = stat

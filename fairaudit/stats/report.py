@@ -14,7 +14,8 @@ from .permutation import permutation_null
 
 def overall_ci(speakers: pd.DataFrame, n_boot: int = 1000, seed: int = 0, level: float = 0.95
                ) -> list[float | None] | None:
-    """[lo, hi] percentile interval of the overall WER (ratio), resampling speakers; None if n_boot == 0."""
+    """[lo, hi] studentised interval of the overall WER (ratio), resampling speakers (the
+    shared speaker resamples, :func:`fairaudit.stats.bootstrap.bootstrap_overall`); None if n_boot == 0."""
     if check_count(n_boot, "number of bootstrap resamples", 0) == 0 or not len(speakers):
         return None
     lo, hi = bootstrap_overall(speakers["errors"].to_numpy(dtype=float), speakers["ref_words"].to_numpy(dtype=float),

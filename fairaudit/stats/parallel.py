@@ -74,6 +74,7 @@ class PendingStatistics:
         for entry, _, _ in tasks:
             _placeholders(entry)
         if n_processes > 1:
+            _draw_shared_resamples(speakers, options)
             state = {"tasks": tasks, "speakers": speakers, "utterances": utterances, "side": side,
                      "options": {**options, "workers": 1}}
             self.pool = ProcessPoolExecutor(max_workers=n_processes, mp_context=mp.get_context("fork"),
@@ -114,6 +115,17 @@ def run_statistics(tasks: list[tuple[dict, Any, pd.Series]], speakers: pd.DataFr
     ``n_processes`` processes (see :class:`PendingStatistics`); returns, in task order,
     (entry with its statistics, stage timings in seconds)."""
     return PendingStatistics(tasks, speakers, utterances, side, options, n_processes).finish()
+
+
+def _draw_shared_resamples(speakers: pd.DataFrame, options: dict) -> None:
+    """Draw the audit's shared speaker resamples (:func:`fairaudit.intervals.speaker_resamples`)
+    before the workers fork, so they inherit one copy (shared pages) instead of each
+    drawing its own for its held-out gaps."""
+    from ..intervals import speaker_resamples
+
+    n_boot = int(options.get("n_boot") or 0)
+    if n_boot > 0 and options.get("honest") and len(speakers):
+        next(iter(speaker_resamples(int(options.get("seed") or 0), n_boot, len(speakers))), None)
 
 
 def _placeholders(entry: dict) -> None:

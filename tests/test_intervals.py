@@ -107,3 +107,15 @@ def test_overall_interval_is_the_studentised_interval_of_the_shared_resamples():
     # the studentised ends sit near the percentile ones for 400 speakers (little skew)
     p_lo, p_hi = np.quantile(r_b, [0.025, 0.975])
     assert lo == pytest.approx(p_lo, rel=0.02) and hi == pytest.approx(p_hi, rel=0.02)
+
+
+@pytest.mark.parametrize("n", [250, 777, 12345])
+def test_counts_are_the_former_draws(n):
+    """Counting one resample at a time into a reused buffer (32-bit draws, a call per row)
+    draws exactly what one (resamples x n) 64-bit call drew: the cohort intervals keep
+    their numbers for a seed."""
+    buf = np.empty((12, n))
+    got = intervals.multinomial_counts(np.random.default_rng(3), n, 10, out=buf)
+    draws = np.random.default_rng(3).integers(0, n, size=(10, n))
+    np.testing.assert_array_equal(got, np.stack([np.bincount(d, minlength=n) for d in draws]))
+    assert np.shares_memory(got, buf)

@@ -107,3 +107,58 @@ def test_overall_interval_is_the_studentised_interval_of_the_shared_resamples():
     # the studentised ends sit near the percentile ones for 400 speakers (little skew)
     p_lo, p_hi = np.quantile(r_b, [0.025, 0.975])
     assert lo == pytest.approx(p_lo, rel=0.02) and hi == pytest.approx(p_hi, rel=0.02)
+
+
+@pytest.mark.parametrize("n", [250, 777, 12345])
+def test_counts_are_the_former_draws(n):
+    """Counting one resample at a time into a reused buffer (32-bit draws, a call per row)
+    draws exactly what one (resamples x n) 64-bit call drew: the cohort intervals keep
+    their numbers for a seed."""
+    buf = np.empty((12, n))
+    got = intervals.multinomial_counts(np.random.default_rng(3), n, 10, out=buf)
+    draws = np.random.default_rng(3).integers(0, n, size=(10, n))
+    np.testing.assert_array_equal(got, np.stack([np.bincount(d, minlength=n) for d in draws]))
+    assert np.shares_memory(got, buf)
+
+
+def test_stratified_resamples_from_the_shared_base_equal_fresh_strata():
+    """Cohort resamples built on the kept base draws of the table (completed to each
+    cohort's size, or drawn afresh when the base overshoots) have the distribution of the
+    stratified bootstrap: each cohort's count of one marked speaker is Binomial(n_k, 1/n_k),
+    its resampled WER has the fresh draws' mean and spread, and cohorts are independent."""
+    from fairaudit.stats import rng as stats_rng
+
+    rng = np.random.default_rng(5)
+    n_table, sizes = 90, [4, 16, 50]              # 20 table rows in no cohort
+    rows = np.sort(rng.choice(n_table, sum(sizes), replace=False))
+    bounds = np.r_[0, np.cumsum(sizes)]
+    w = rng.integers(20, 200, sum(sizes)).astype(float)
+    e = rng.binomial(w.astype(int), 0.1).astype(float)
+    marked = e.copy()
+    marked[bounds[:-1]] = 1.0                    # the first speaker of each cohort ...
+    ones = np.ones(sum(sizes))
+    marked[np.setdiff1d(np.arange(sum(sizes)), bounds[:-1])] = 0.0
+    b = 20_000
+
+    def gens(seed):
+        return [np.random.default_rng(s) for s in stats_rng.stream(seed, "bootstrap", "t").spawn(3)]
+
+    # ... is drawn Binomial(n_k, 1/n_k) times: mean 1, variance 1 - 1/n_k (R_b = count / n_k)
+    res = intervals.stratified_resamples(1, b, n_table, rows, marked, ones, bounds, gens(1))
+    for k, n_k in enumerate(sizes):
+        count = np.round(res[k][0] * n_k)
+        np.testing.assert_allclose(res[k][0] * n_k, count, atol=1e-9)
+        assert count.min() >= 0 and count.max() <= n_k
+        assert count.mean() == pytest.approx(1.0, abs=0.03)
+        assert count.var() == pytest.approx(1 - 1 / n_k, rel=0.05)
+    # the WERs: the fresh stratified draws' mean and spread; cohorts independent
+    res = intervals.stratified_resamples(2, b, n_table, rows, e, w, bounds, gens(2))
+    for k in range(3):
+        a, z = bounds[k], bounds[k + 1]
+        fresh, _, _ = intervals.cohort_interval(e[a:z], w[a:z], b, np.random.default_rng(k), 0.95)
+        assert res[k][0].mean() == pytest.approx(fresh.mean(), rel=0.003)
+        assert res[k][0].std() == pytest.approx(fresh.std(), rel=0.04)
+    assert abs(np.corrcoef(res[1][0], res[2][0])[0, 1]) < 0.03
+    # fixed by the seeds
+    again = intervals.stratified_resamples(2, b, n_table, rows, e, w, bounds, gens(2))
+    np.testing.assert_array_equal(again[2][0], res[2][0])

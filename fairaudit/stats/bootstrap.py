@@ -16,7 +16,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..cohorts import relative_gap
-from ..intervals import METHODS, cohort_interval, overall_interval
+from .. import intervals as _intervals
+from ..intervals import (METHODS, cohort_interval, interval_from_resamples, overall_interval,
+                         stratified_resamples)
 from . import rng as _rng
 from ._common import BLOCK_CELLS, as_counts, check_count, check_level, check_seed, interval
 
@@ -62,7 +64,8 @@ def resample_ratio(e: np.ndarray, w: np.ndarray, n_boot: int, gen: np.random.Gen
 
 def bootstrap_cohorts(errors: Any, words: Any, codes: Any, n_boot: int = 1000, seed: int = 0,
                       level: float = 0.95, pairs: Sequence[tuple[int, int]] | None = None,
-                      n_cohorts: int | None = None, key: str = "", method: str = "studentized") -> dict:
+                      n_cohorts: int | None = None, key: str = "", method: str = "studentized",
+                      table_rows: Any = None, n_table: int | None = None) -> dict:
     """Confidence intervals of cohort WERs and gaps, resampling speakers.
 
     ``errors``/``words``: per-speaker counts (errors = S + D + I, reference words).
@@ -73,7 +76,12 @@ def bootstrap_cohorts(errors: Any, words: Any, codes: Any, n_boot: int = 1000, s
     the same resamples as the cohort intervals.  ``key``: names the random stream
     (``stream(seed, "bootstrap", key)``, one child per cohort), e.g. the discoverer's key.
     ``method``: the cohort-WER interval, "studentized" (default), "percentile" or "bca"
-    (:func:`fairaudit.intervals.cohort_interval`).
+    (:func:`fairaudit.intervals.cohort_interval`).  ``table_rows``/``n_table``: each
+    speaker's row in the audit's speaker table of ``n_table`` rows; given, the resamples
+    are built on the table's shared base draws and completed to each cohort's size
+    (:func:`fairaudit.intervals.stratified_resamples`: the same stratified bootstrap in
+    distribution, at about a tenth of the draws), while those fit in memory
+    (:data:`fairaudit.intervals.SHARED_MAX_CELLS`); otherwise each cohort is drawn afresh.
 
     Returns a dict:
       ``wer`` (C,) point estimates (ratio); ``lo``/``hi`` (C,) interval ends (ratio, NaN
@@ -104,12 +112,22 @@ def bootstrap_cohorts(errors: Any, words: Any, codes: Any, n_boot: int = 1000, s
     gens = [np.random.default_rng(s) for s in _rng.stream(seed, "bootstrap", key).spawn(n_c)]
     boot = np.full((n_boot, n_c), np.nan)
     point, lo, hi = np.full(n_c, np.nan), np.full(n_c, np.nan), np.full(n_c, np.nan)
+    shared = None
+    if table_rows is not None and n_table is not None and n_boot * int(n_table) <= _intervals.SHARED_MAX_CELLS:
+        rows = np.asarray(table_rows, dtype=np.int64)
+        if len(rows) != len(c) or (len(rows) and (rows.min() < 0 or rows.max() >= int(n_table))):
+            raise ValueError("table_rows must give each speaker's row in a table of n_table rows")
+        shared = stratified_resamples(seed, n_boot, int(n_table), rows[order], es, ws, bounds, gens)
     for k in range(n_c):
         a, b = bounds[k], bounds[k + 1]
         ek, wk = es[a:b], ws[a:b]
         if wk.sum() > 0:
             point[k] = ek.sum() / wk.sum()
-        boot[:, k], lo[k], hi[k] = cohort_interval(ek, wk, n_boot, gens[k], level, method)
+        if shared is None:
+            boot[:, k], lo[k], hi[k] = cohort_interval(ek, wk, n_boot, gens[k], level, method)
+        else:
+            boot[:, k] = shared[k][0]
+            lo[k], hi[k] = interval_from_resamples(method, ek, wk, *shared[k], level)
     gap_pct, gap_abs = [], []
     for bc, tc in (pairs or []):
         gap_pct.append(interval(relative_gap(boot[:, bc], boot[:, tc]), level))

@@ -172,13 +172,18 @@ def _add_intervals(entry: dict, cohorts: list[dict], ids: list, speakers: pd.Dat
             c["wer_ci_low"] = c["wer_ci_high"] = None
         return
     bottom, top = entry.get("bottom"), entry.get("top")
-    sp = speakers.set_index("speaker_id").loc[assignment.index]
+    table_ids = pd.Index(speakers["speaker_id"])
+    rows = table_ids.get_indexer(pd.Index(assignment.index))
+    if (rows < 0).any() or not table_ids.is_unique:
+        raise ValueError("assignment names speakers that are not (once) in the speaker table")
+    sp = speakers.iloc[rows]
     codes = pd.Index(ids).get_indexer(assignment.to_numpy())
     if (codes < 0).any():
         raise ValueError("assignment names a cohort that is not in the entry")
     pairs = [(ids.index(bottom), ids.index(top))] if bottom is not None and top is not None else []
     res = bootstrap_cohorts(sp["errors"].to_numpy(dtype=float), sp["ref_words"].to_numpy(dtype=float), codes,
-                            n_boot=n_boot, seed=seed, level=level, pairs=pairs, n_cohorts=len(ids), key=key)
+                            n_boot=n_boot, seed=seed, level=level, pairs=pairs, n_cohorts=len(ids), key=key,
+                            table_rows=rows, n_table=len(speakers))
     for k, c in enumerate(cohorts):
         c["wer_ci_low"] = None if np.isnan(res["lo"][k]) else float(res["lo"][k])
         c["wer_ci_high"] = None if np.isnan(res["hi"][k]) else float(res["hi"][k])

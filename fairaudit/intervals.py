@@ -257,6 +257,19 @@ def stratified_resamples(seed: int, n_boot: int, n_table: int, rows: np.ndarray,
     return out
 
 
+def keep_resamples(seed: int, n_boot: int, n: int, *, full: bool = True, strata: bool = True) -> None:
+    """Draw the kept resample sets now (:func:`speaker_resamples` with ``full``, the base of
+    :func:`stratified_resamples` with ``strata``), e.g. before worker processes fork so that
+    they inherit one copy instead of each drawing its own; a no-op above
+    :data:`SHARED_MAX_CELLS` (nothing is kept there)."""
+    if int(n_boot) <= 0 or int(n) <= 0 or int(n_boot) * int(n) > SHARED_MAX_CELLS:
+        return
+    if full:
+        next(iter(speaker_resamples(seed, n_boot, n)), None)
+    if strata:
+        next(iter(_kept_counts(int(seed), int(n_boot), int(n), "base", int(STRATA_BASE * int(n)), None)), None)
+
+
 def interval_from_resamples(method: str, e: np.ndarray, w: np.ndarray, r_b: np.ndarray, se_b: np.ndarray,
                             level: float) -> tuple[float, float]:
     """(lo, hi) of one cohort's WER (ratio) from its resampled (R_b, se_b): the ``method``

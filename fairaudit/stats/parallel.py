@@ -118,14 +118,13 @@ def run_statistics(tasks: list[tuple[dict, Any, pd.Series]], speakers: pd.DataFr
 
 
 def _draw_shared_resamples(speakers: pd.DataFrame, options: dict) -> None:
-    """Draw the audit's shared speaker resamples (:func:`fairaudit.intervals.speaker_resamples`)
-    before the workers fork, so they inherit one copy (shared pages) instead of each
-    drawing its own for its held-out gaps."""
-    from ..intervals import speaker_resamples
+    """Draw the audit's kept speaker resamples (:func:`fairaudit.intervals.keep_resamples`:
+    the overall/held-out set and the cohort intervals' base) before the workers fork, so
+    they inherit one copy (shared pages) instead of each drawing its own."""
+    from ..intervals import keep_resamples
 
     n_boot = int(options.get("n_boot") or 0)
-    if n_boot > 0 and options.get("honest") and len(speakers):
-        next(iter(speaker_resamples(int(options.get("seed") or 0), n_boot, len(speakers))), None)
+    keep_resamples(int(options.get("seed") or 0), n_boot, len(speakers), full=bool(options.get("honest")))
 
 
 def _placeholders(entry: dict) -> None:

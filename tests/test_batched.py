@@ -335,3 +335,34 @@ def test_geographic_fused_pass_equals_two_passes_and_member_sums(planted, params
     # a permutation that moves a speaker without coordinates into the audited set: declined
     sp.loc[3, "lat"] = np.nan
     assert disc.permuted_statistics(sp, w.side, disc.fit(sp, w.side), takes) is None
+
+
+def test_permutations_are_drawn_once_and_shared_by_the_discoverers():
+    """Every discoverer's null uses the shared stream: the same shuffles, drawn once and kept
+    (equal to drawing them afresh), and a p-value that does not depend on the keeping."""
+    from fairaudit.stats import permutation as perm
+
+    perm._KEPT.clear()
+    seeds = perm.permutation_seeds(5, 30)
+    assert seeds[3].spawn_key == perm.permutation_seeds(5, 30, key=perm.SHARED_STREAM)[3].spawn_key
+    first = perm._takes(400, np.arange(400), seeds)
+    assert len(perm._KEPT) == 30
+    again = perm._takes(400, np.arange(400), seeds)
+    fresh = np.stack([np.random.default_rng(s).permutation(400) for s in seeds])
+    np.testing.assert_array_equal(first, fresh)
+    np.testing.assert_array_equal(again, fresh)
+    sub = np.arange(0, 400, 2)
+    part = perm._takes(400, sub, seeds[:2])
+    np.testing.assert_array_equal(part[1, sub], sub[np.random.default_rng(seeds[1]).permutation(200)])
+    np.testing.assert_array_equal(part[1, 1::2], np.arange(1, 400, 2))
+
+    w = simulate.world("automatic", n_speakers=300, seed=2)
+    disc = AutomaticDiscoverer(min_speakers=15)
+    found = disc.fit(w.speakers, w.side)
+    gap = headline_gap(w.speakers.set_index("speaker_id").loc[found.assignment.index, "errors"].to_numpy(),
+                       w.speakers.set_index("speaker_id").loc[found.assignment.index, "ref_words"].to_numpy(),
+                       found.assignment.to_numpy(), 15)[0]
+    kept = permutation_null(disc, w.speakers, w.side, gap, n_perm=40, seed=1, assignment=found.assignment)
+    perm._KEPT.clear()
+    cold = permutation_null(disc, w.speakers, w.side, gap, n_perm=40, seed=1, assignment=found.assignment)
+    assert kept["p_value"] == cold["p_value"] and kept["null_gap_p95_pct"] == cold["null_gap_p95_pct"]

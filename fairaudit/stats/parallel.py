@@ -119,12 +119,15 @@ def run_statistics(tasks: list[tuple[dict, Any, pd.Series]], speakers: pd.DataFr
 
 def _draw_shared_resamples(speakers: pd.DataFrame, options: dict) -> None:
     """Draw the audit's kept speaker resamples (:func:`fairaudit.intervals.keep_resamples`:
-    the overall/held-out set and the cohort intervals' base) before the workers fork, so
+    the overall/held-out set and the cohort intervals' base) and its permutations
+    (:func:`fairaudit.stats.permutation.keep_permutations`) before the workers fork, so
     they inherit one copy (shared pages) instead of each drawing its own."""
     from ..intervals import keep_resamples
+    from .permutation import keep_permutations
 
-    n_boot = int(options.get("n_boot") or 0)
-    keep_resamples(int(options.get("seed") or 0), n_boot, len(speakers), full=bool(options.get("honest")))
+    n_boot, seed = int(options.get("n_boot") or 0), int(options.get("seed") or 0)
+    keep_resamples(seed, n_boot, len(speakers), full=bool(options.get("honest")))
+    keep_permutations(seed, int(options.get("n_perm") or 0), len(speakers))
 
 
 def _placeholders(entry: dict) -> None:

@@ -38,12 +38,27 @@ Test statistic and hot spot
 Batched evaluation
     Windows depend only on coordinates, so a permutation changes sums only.
     :func:`scan_statistic` takes a (B x n) matrix of permuted per-speaker errors and
-    words and returns each row's statistic in one pass: location sums by one sparse
-    product, ring sums (the neighbours between two consecutive window sizes of a centre,
-    :meth:`Windows.ring_matrix`) by a second, nested window sums by a cumulative sum over
-    the rings; cost B x (centres x neighbours) multiply-adds, in bounded blocks of memory
-    (500 speakers: about 0.09 s per 100 permutations; 100,000 speakers, grouped into
-    4,096 cells: about 2 s).
+    words and returns each row's statistic in one pass: location sums (one bincount),
+    ring sums (the neighbours between two consecutive window sizes of a centre,
+    :meth:`Windows.ring_matrix`) by a sparse product, nested window sums by a cumulative
+    sum over the rings; cost B x (centres x neighbours) multiply-adds, in bounded blocks
+    of memory (one row at a time at 100,000 speakers: it stays in the CPU cache).
+    :func:`permuted_pass` evaluates permutations of one table: the per-speaker inputs
+    are computed once and permuted, and one evaluation gives both the test statistic and
+    each permutation's best window (whose gap the permutation null also records).
+    Measured at 100,000 speakers (4,096 cells, 2,000 centres, 202,000 windows) on the
+    shared 2-core machine: about 7 ms per permutation (0.36 s per 40 against 1.25 s for
+    the former two passes).
+
+Subsets
+    Each :func:`build_windows` result keeps its centres' untruncated neighbour lists, so
+    :func:`subset_windows` derives the windows of a subset of its speakers (a held-out
+    training fold) without a new neighbour search: the same cells and centres, sizes and
+    admissibility from the subset's speakers (0.08 s against 0.9 s for a new build of
+    50,000 speakers).  Without cells, and when every location is a centre, that is
+    exactly what a new build on the subset gives; otherwise the cells and centres are the
+    full build's (chosen from coordinates, which carry no error information) instead of
+    the subset's own.
 """
 from __future__ import annotations
 

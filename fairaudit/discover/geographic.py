@@ -378,11 +378,15 @@ class GeographicDiscoverer(Discoverer):
         if not len(rows):
             return None
         win = self.windows(speakers, rows)
-        where = np.full(len(speakers), -1, dtype=np.int64)
-        where[rows] = np.arange(len(rows))
-        perm = where[np.asarray(takes)[:, rows]]
-        if (perm < 0).any():
-            return None
+        takes = np.asarray(takes)
+        if len(rows) == len(speakers) and (rows == np.arange(len(rows))).all():
+            perm = takes                  # every row audited, in speaker-id order already
+        else:
+            where = np.full(len(speakers), -1, dtype=np.int64)
+            where[rows] = np.arange(len(rows))
+            perm = where[takes[:, rows]]
+            if (perm < 0).any():
+                return None
         e = speakers["errors"].to_numpy(dtype=float)[rows]
         w = speakers["ref_words"].to_numpy(dtype=float)[rows]
         res = permuted_pass(win, e, w, perm, self.statistic, self.aggregate, float(self.temperature), inside=True)

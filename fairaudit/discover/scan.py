@@ -243,7 +243,7 @@ def _on_grid(valid: np.ndarray, size: np.ndarray, min_speakers: int, step: float
     sizes = size.ravel()[idx]
     # the bin of every size up to the largest, looked up (sizes are counts: one log each)
     table = np.arange(int(sizes.max()) + 1)
-    table = np.floor(np.log(np.maximum(table, 1) / min_speakers) / math.log(step) + 1e-9).astype(np.int64)
+    table = np.floor(np.log(np.maximum(table, 1) / min_speakers) / math.log(step) + 1e-9).astype(np.int32)
     bins = table[sizes]
     # last of each (row, bin) run: row-major order, so j increases within a run, and a run
     # also ends where the next row starts (found by one search per row, not a division)
@@ -290,16 +290,18 @@ def _query(tree: Any, pts: np.ndarray, counts: np.ndarray, max_speakers: int, k:
         order = np.lexsort((nbr[tied], dist[tied]), axis=1)
         nbr[tied] = np.take_along_axis(nbr[tied], order, axis=1)
         dist[tied] = np.take_along_axis(dist[tied], order, axis=1)
-    return dist, nbr, k >= g
+    # 32-bit location indices: half the memory traffic of every later pass over the lists
+    return dist, nbr.astype(np.int32) if g < 2**31 else nbr, k >= g
 
 
 def _sizes(nbr: np.ndarray, counts: np.ndarray, length: np.ndarray | None) -> np.ndarray:
     """Speakers in the first j + 1 neighbours of each list (count); padding adds none."""
-    counts_nbr = counts[nbr]
+    small = np.int32 if counts.sum() < 2**31 else np.int64    # speakers: 32 bits suffice
+    counts_nbr = counts.astype(small, copy=False)[nbr]
     width = nbr.shape[1]
     if length is not None and (length < width).any():
         counts_nbr[np.arange(width)[None, :] >= length[:, None]] = 0
-    return np.cumsum(counts_nbr, axis=1)
+    return np.cumsum(counts_nbr, axis=1, dtype=small)
 
 
 def _admissible(dist: np.ndarray, nbr: np.ndarray, counts: np.ndarray, complete: Any, length: np.ndarray | None,

@@ -157,8 +157,9 @@ class GeographicDiscoverer(Discoverer):
     coordinates that carry no error information, where a fresh fit would draw its own.
     Below both caps the windows, and so the fit, are exactly a fresh fit's.  A re-fit on
     identical inputs returns (a copy of) the previous result.  At 100,000 speakers (1M
-    utterances, shared 2-core machine) the geographic stages went from discover 3.5 s,
-    permutation 10.3 s, held-out 20.3 s to 2.3 s, 3.5 s and 3.8 s in the same load
+    utterances, shared 2-core machine, back-to-back runs) the geographic stages went from
+    discover 2.8 s, permutation 5.8 s, held-out 11.1 s to 1.8 s, 2.5 s and 4.2 s (of which
+    about 2.4 s is the held-out bootstrap, as for any discoverer) with the same report
     (``fairaudit audit --profile``; benchmarks/README.md).
     """
 

@@ -677,7 +677,29 @@ def _evaluate(windows: Windows, loc_a: np.ndarray, loc_b: np.ndarray, stat: Stat
     Returns ``softmax`` (B,) or None, ``max`` (B,) (the best surrogate's inverse: the
     largest window statistic), ``row``/``j`` (B,) the best window's centre row and end
     (-1 when no window is higher) or None.
+
+    A single row is evaluated for both and kept with its location sums: a fit asks for
+    its soft maximum and then for its best window (:func:`hotspot`), and everything here
+    depends on the location sums only, so equal sums give the kept result.
     """
+    if loc_a.shape[0] == 1:
+        held = windows.__dict__.get("_last_row")
+        same = (held is not None and held[0] is stat and held[4] == block_cells and np.array_equal(held[2], loc_a)
+                and np.array_equal(held[3], loc_b))
+        if not same or (temperature is not None and held[1] != temperature):
+            held = (stat, temperature, loc_a.copy(), loc_b.copy(), block_cells,
+                    _evaluate_rows(windows, loc_a, loc_b, stat, temperature, True, block_cells))
+            windows.__dict__["_last_row"] = held
+        out = {k: (None if v is None else v.copy()) for k, v in held[5].items()}
+        if temperature is None:
+            out["softmax"] = None
+        return out
+    return _evaluate_rows(windows, loc_a, loc_b, stat, temperature, best, block_cells)
+
+
+def _evaluate_rows(windows: Windows, loc_a: np.ndarray, loc_b: np.ndarray, stat: Statistic,
+                   temperature: float | None, best: bool, block_cells: int) -> dict:
+    """:func:`_evaluate` without the kept single row."""
     b_rows = loc_a.shape[0]
     out: dict[str, Any] = {"softmax": None, "max": None, "row": None, "j": None}
     if not windows.valid.any():

@@ -524,6 +524,13 @@ def _z_squared_signed(a: np.ndarray, v: np.ndarray, total_a: np.ndarray, total_v
     The hot loop of the permutation null: written with output buffers (two temporaries
     instead of seven), the same operations in the same order as
     num x |num| / den, num = a - (A / V) v, den = v (1 - v / V)."""
+    a, v = np.asarray(a, dtype=float), np.asarray(v, dtype=float)
+    if a.ndim == 0 or a.shape != np.broadcast_shapes(a.shape, v.shape, np.shape(total_a), np.shape(total_v)):
+        num = a - (total_a / total_v) * v          # other shapes: the plain form
+        den = v * (1.0 - v / total_v)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            q = num * np.abs(num) / den
+        return np.where(den > 0, q, 0.0)
     num = np.multiply(np.asarray(total_a / total_v), v)
     np.subtract(a, num, out=num)
     den = np.divide(v, total_v)

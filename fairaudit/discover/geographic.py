@@ -76,6 +76,12 @@ def _coords(speakers: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
             pd.to_numeric(speakers["lon"], errors="coerce").to_numpy(dtype=float))
 
 
+def _coords_at(speakers: pd.DataFrame, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_coords` of ``speakers.iloc[rows]``, without copying the whole table's rows."""
+    lat, lon = _coords(speakers)
+    return lat[rows], lon[rows]
+
+
 class BoxPlanter(Planter):
     """The k audited speakers nearest to a random audited speaker in a lat/lon box
     (Chebyshev distance in degrees: a square box grown until it holds k speakers)."""
@@ -226,7 +232,7 @@ class GeographicDiscoverer(Discoverer):
         neighbour lists, sizes and admissibility from the subset's speakers) instead of a
         new neighbour search; see the class docstring.
         """
-        lat, lon = _coords(speakers.iloc[rows])
+        lat, lon = _coords_at(speakers, rows)
         options = self._window_options()
         digest = hashlib.sha1(np.ascontiguousarray(np.column_stack([lat, lon])).tobytes())
         digest.update(repr(options).encode())
@@ -276,7 +282,7 @@ class GeographicDiscoverer(Discoverer):
         if not len(ids):
             return Discovery(assignment=pd.Series([], index=index, dtype=object), labels={}, not_audited=not_audited,
                              params=params, details={"stop_reason": "no speaker with usable lat/lon"})
-        lat, lon = _coords(speakers.iloc[rows])
+        lat, lon = _coords_at(speakers, rows)
         e = speakers["errors"].to_numpy(dtype=float)[rows]
         w = speakers["ref_words"].to_numpy(dtype=float)[rows]
         # The same speakers, coordinates and counts as the last fit (the permutation null
@@ -344,7 +350,7 @@ class GeographicDiscoverer(Discoverer):
     def _regions(self, speakers: pd.DataFrame, discovery: Discovery) -> list[dict]:
         """Trinh et al.'s regions over the audited speakers, with their counts and WER."""
         rows, _ = self._audited(speakers)
-        lat, lon = _coords(speakers.iloc[rows])
+        lat, lon = _coords_at(speakers, rows)
         e = speakers["errors"].to_numpy(dtype=float)[rows]
         w = speakers["ref_words"].to_numpy(dtype=float)[rows]
         tree = grow_tree(lat, lon, e, w, min_speakers=int(self.min_speakers), max_regions=int(self.max_regions),

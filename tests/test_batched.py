@@ -304,9 +304,9 @@ def test_fixed_cohorts_many_cohorts_take_the_bincount_path(monkeypatch):
     _same(fast, _null(disc, w, batched=False))
 
 
-@pytest.mark.parametrize("planted", [True, False])
+@pytest.mark.parametrize("planted,shuffled", [(True, True), (False, True), (True, False)])
 @pytest.mark.parametrize("params", [{}, {"statistic": "poisson"}, {"aggregate": "max"}])
-def test_geographic_fused_pass_equals_two_passes_and_member_sums(planted, params):
+def test_geographic_fused_pass_equals_two_passes_and_member_sums(planted, shuffled, params):
     """The geographic hook's one pass gives each permutation the soft maximum (or maximum)
     of scan_statistic and the gap of max_statistic's best window summed over its members,
     as the two passes and the per-permutation loop it replaces did."""
@@ -314,10 +314,12 @@ def test_geographic_fused_pass_equals_two_passes_and_member_sums(planted, params
     from fairaudit.discover.geographic import GeographicDiscoverer
 
     w = simulate.geographic_world(planted=planted, seed=11)
-    sp = w.speakers.sample(frac=1.0, random_state=2).reset_index(drop=True)
+    sp = w.speakers.sample(frac=1.0, random_state=2).reset_index(drop=True) if shuffled else \
+        w.speakers.sort_values("speaker_id").reset_index(drop=True)
     disc = GeographicDiscoverer(**params)
     found = disc.fit(sp, w.side)
     rows, _ = disc._audited(sp)
+    assert shuffled or (rows == np.arange(len(sp))).all()      # the no-reordering path
     win = disc.windows(sp, rows)
     takes = np.stack([np.random.default_rng(s).permutation(len(sp)) for s in range(15)])
     got = disc.permuted_statistics(sp, w.side, found, takes)

@@ -325,3 +325,23 @@ def test_windows_of_the_same_speakers_tie_and_the_first_centre_wins(seed, option
     best = frozenset(win.members(int(row[0]), int(j[0])))
     same = [(r, c) for r, c in zip(*np.nonzero(win.valid)) if frozenset(win.members(r, c)) == best]
     assert len(same) > 1 and same[0] == (row[0], j[0])
+
+
+def test_kept_single_row_evaluation_never_returns_another_rows_result():
+    """One windows object asked in turn for rows with other counts, statistics and
+    temperatures answers as a fresh one does (a single row's evaluation is kept for the
+    next question about the same location sums)."""
+    lat, lon, e, w = small()
+    kept = sc.build_windows(lat, lon)
+    rng = np.random.default_rng(3)
+    e2 = rng.permutation(e)
+    asks = [("max", e, "z", None), ("soft", e, "z", 4.0), ("max", e, "z", None), ("soft", e, "z", 2.0),
+            ("max", e2, "z", None), ("soft", e2, "poisson", 4.0), ("max", e2, "poisson", None), ("soft", e, "z", 4.0)]
+    for kind, errors, statistic, t in asks:
+        fresh = sc.build_windows(lat, lon)
+        if kind == "max":
+            got, want = (sc.max_statistic(x, errors, w, statistic, return_window=True) for x in (kept, fresh))
+            assert got[1:] == want[1:] and got[0][0] == want[0][0]
+        else:
+            assert sc.softmax_statistic(kept, errors, w, statistic, t)[0] == \
+                sc.softmax_statistic(fresh, errors, w, statistic, t)[0]

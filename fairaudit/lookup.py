@@ -28,7 +28,8 @@ def isin(values: Any, test: Any) -> np.ndarray:
 def positions(values: Any, table: Any) -> np.ndarray:
     """Position of each of ``values`` in ``table`` (int64 numpy array, -1 when absent).
 
-    Equal to ``pd.Index(table).get_indexer(values)`` for a ``table`` without duplicates.
+    Equal to ``pd.Index(table).get_indexer(values)`` for a ``table`` without duplicates
+    (and ``values`` without missing ids, when they equal ``table``).
     On pyarrow-backed strings both sides stay in Arrow (``pyarrow.compute.index_in``):
     1,000,000 utterance speaker ids against 100,000 speakers in 0.05 s, where the
     Index look-up takes 0.3 s.
@@ -36,6 +37,10 @@ def positions(values: Any, table: Any) -> np.ndarray:
     arrow_values, arrow_table = _arrow(values), _arrow(table)
     if arrow_values is not None and arrow_table is not None:
         import pyarrow.compute as pc
+
+        if len(arrow_values) == len(arrow_table) and arrow_values.equals(arrow_table):
+            # the usual case: ids in the table's own order (a compare of buffers, no hashing)
+            return np.arange(len(arrow_values), dtype=np.int64)
 
         value_set = arrow_table.combine_chunks()
         if value_set.type != arrow_values.type:

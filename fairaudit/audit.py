@@ -544,8 +544,12 @@ def discover_all(discs: list[Discoverer], scored: ScoredSet, side: SideInputs, *
                     rows = drilldown.ranking(scored)
                     cohort = rows.per_row(assignment.index, np.where(in_bottom, 0, -1))
                     wanted.append((entry, rows.candidates(cohort, 1, worst_n)[0]))
-            parts.append(pd.DataFrame({"speaker_id": assignment.index.to_numpy(), "discoverer": disc.key,
-                                       "cohort_id": assignment.to_numpy()}))
+            # str columns passed as they are: to_numpy makes 100k Python objects that the
+            # frame turns back into Arrow strings (0.06 s per discoverer), the same column
+            ids, values = assignment.index, assignment
+            parts.append(pd.DataFrame({"speaker_id": ids.array if ids.dtype == "str" else ids.to_numpy(),
+                                       "discoverer": disc.key,
+                                       "cohort_id": values.array if values.dtype == "str" else values.to_numpy()}))
         for (entry, _), sub in zip(wanted, drilldown.take_rows(scored.utterances, [r for _, r in wanted])):
             entry["worst_utterances"] = worst_utterances(
                 sub, None, worst_n, normalization, redact_text or scored.mode != "text",

@@ -108,6 +108,8 @@ class UtteranceRanking:
 
     #: largest cohorts x error levels table the candidate thresholds are counted in
     MAX_CELLS = 20_000_000
+    #: candidates of one cohort above which ties at its threshold are cut by WER
+    REFINE_ABOVE = 2048
 
     def __init__(self, utterances: pd.DataFrame, speakers: pd.DataFrame):
         self.utterances, self.speakers = utterances, speakers
@@ -122,6 +124,7 @@ class UtteranceRanking:
         else:
             self.level = None
         self.n_levels = int(self.level.max()) + 1 if self.level is not None and len(self.level) else 1
+        self.wer = utterances["wer"].to_numpy(dtype=float)
         self._sorted: tuple[list[str], np.ndarray] | None = None
 
     def per_row(self, speaker_ids: Any, codes: np.ndarray) -> np.ndarray:
@@ -159,8 +162,38 @@ class UtteranceRanking:
             take = np.flatnonzero(cohort > 0)
         group = cohort[take]
         order = np.argsort(group, kind="stable")
-        return np.split(take[order], np.searchsorted(group[order], np.arange(2, n_cohorts + 1)))[:n_cohorts] \
+        out = np.split(take[order], np.searchsorted(group[order], np.arange(2, n_cohorts + 1)))[:n_cohorts] \
             if n_cohorts else []
+        return [self._by_wer(rows, n) if len(rows) > self.REFINE_ABOVE else rows for rows in out]
+
+    def _by_wer(self, rows: np.ndarray, n: int) -> np.ndarray:
+        """``rows`` (one cohort's candidates) cut down when many tie at its threshold error
+        count (a near-perfect system: most utterances have 0 errors): of the tied rows, only
+        those with at least the k-th largest WER can fill the k places left (WER is the
+        second sort key), and of those tied in WER too, the k' smallest utt_ids (the third);
+        NaN WERs (sorted last) keep every row."""
+        if self.level is None or n <= 0:
+            return rows
+        level = self.level[rows]
+        tied = level == level.min()
+        k = n - int((~tied).sum())
+        wer = self.wer[rows]
+        if k <= 0 or k >= tied.sum() or np.isnan(wer[tied]).any():
+            return rows
+        kth = np.partition(wer[tied], -k)[-k]
+        sure = ~tied | (wer > kth)
+        boundary = tied & (wer == kth)
+        k_id = n - int(sure.sum())
+        if int(boundary.sum()) <= max(k_id, self.REFINE_ABOVE):
+            return rows[sure | boundary]
+        ids = _take(self.utterances[["utt_id"]], rows[boundary])["utt_id"].to_numpy(dtype=object)
+        try:
+            last = np.partition(ids, k_id - 1)[k_id - 1]
+            keep_id = ids <= last
+        except TypeError:   # ids that do not compare (mixed types): keep them all
+            return rows[sure | boundary]
+        boundary[np.flatnonzero(boundary)[~keep_id]] = False
+        return rows[sure | boundary]
 
     def sorted_speakers(self) -> tuple[list[str], np.ndarray]:
         """(speaker ids as str, sorted: the ``speaker_table`` order; the speaker-table row of each)."""

@@ -98,3 +98,42 @@ def test_take_chunk_wise_equals_iloc():
     groups = [rows[::2], rows[5:9], np.array([], np.int64)]
     for got, g in zip(drilldown.take_rows(utts, groups), groups):
         pd.testing.assert_frame_equal(got, utts.iloc[g])
+
+
+def test_speaker_table_intervals_equal_the_chi2_definition():
+    """Quantiles evaluated once per distinct error count give the per-speaker chi-square interval."""
+    from scipy.stats import chi2
+
+    rng = np.random.default_rng(9)
+    n = 3000
+    speakers = pd.DataFrame({"speaker_id": _str([f"s{i:04d}" for i in rng.permutation(n)]),
+                             "utterances": rng.integers(1, 9, n), "errors": rng.integers(0, 40, n),
+                             "ref_words": rng.integers(0, 200, n)})      # some speakers without words
+    table = drilldown.speaker_table(speakers, 0.9)
+    sp = speakers.sort_values("speaker_id")
+    e, w = sp["errors"].to_numpy(float), sp["ref_words"].to_numpy(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        low = np.where(e > 0, chi2.ppf(0.05, 2 * e) / 2, 0.0) / w
+        high = chi2.ppf(0.95, 2 * (e + 1)) / 2 / w
+    assert table["speaker_id"] == sorted(sp["speaker_id"])
+    for got, want in ((table["wer_ci_low"], low), (table["wer_ci_high"], high)):
+        assert [g is None for g in got] == list(w == 0)
+        assert np.allclose([g for g in got if g is not None], np.round(want[w > 0], 4), atol=1e-4)
+
+
+def test_ties_at_the_threshold_are_cut_by_wer():
+    """A near-perfect system (most utterances without errors): candidates stay few and exact."""
+    utts, speakers = _tables(11, n=6000)
+    rng = np.random.default_rng(12)
+    utts["errors"] = np.where(rng.random(len(utts)) < 0.999, 0, 1)
+    utts["wer"] = utts["errors"] / utts["ref_words"]
+    rank = drilldown.UtteranceRanking(utts, speakers)
+    rank.REFINE_ABOVE = 50
+    ids = speakers["speaker_id"].to_numpy(dtype=object)
+    codes = np.arange(len(ids)) % 2
+    for n in (1, 3, 5, 12):
+        cand = rank.candidates(rank.per_row(pd.Index(ids), codes), 2, n)
+        for c in range(2):
+            got = worst_utterances(utts.iloc[cand[c]], None, n, redact_text=True, mask=np.ones(len(cand[c]), bool))
+            assert got == _full_sort(utts, ids[codes == c], n)
+            assert len(cand[c]) < 1000

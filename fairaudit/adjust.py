@@ -980,11 +980,16 @@ def split_speakers(ids: Sequence[str], seed: int, key: str) -> np.ndarray:
     row order."""
     from .stats import rng
 
-    ids = np.asarray(ids).astype(str)
-    order = np.argsort(ids, kind="stable")
+    index = pd.Index(ids) if not isinstance(ids, pd.Index) else ids
+    if index.dtype == "str" and index.is_monotonic_increasing:
+        # ids sorted already (an assignment in the speaker table's order): the stable
+        # argsort is the identity, without 100k ids copied into a numpy str array
+        order = np.arange(len(index))
+    else:
+        order = np.argsort(np.asarray(ids).astype(str), kind="stable")
     gen = rng.generator(seed, "adjust", key)
-    pick = gen.permutation(len(ids))[: len(ids) // 2]
-    mask = np.ones(len(ids), bool)
+    pick = gen.permutation(len(order))[: len(order) // 2]
+    mask = np.ones(len(order), bool)
     mask[order[pick]] = False
     return mask
 

@@ -453,3 +453,16 @@ def test_speaker_codes_equal_a_sorted_factorize():
     want_codes, want_uniques = pd.factorize(ids.to_numpy(), sort=True)
     assert (codes == want_codes).all() and uniques.equals(pd.Index(want_uniques))
     assert uniques.dtype == pd.Index(want_uniques).dtype
+
+
+def test_split_of_sorted_str_ids_equals_the_sorting_split():
+    """The shortcut for ids already sorted (str Index) draws the split the argsort path draws."""
+    from fairaudit.adjust import split_speakers
+
+    ids = [f"s{i:05d}" for i in range(999)] + ["t\u00e9", "t\U0001f600"]
+    fast = split_speakers(pd.Index(ids, dtype="str"), 3, "geographic")
+    slow = split_speakers(pd.Index(ids, dtype=object), 3, "geographic")   # object ids: the argsort path
+    assert (fast == slow).all() and (~fast).sum() == len(ids) // 2
+    shuffled = np.random.default_rng(0).permutation(len(ids))
+    again = split_speakers(pd.Index(np.array(ids, dtype=object)[shuffled], dtype="str"), 3, "geographic")
+    assert (again == fast[shuffled]).all()

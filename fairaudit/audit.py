@@ -541,9 +541,9 @@ def discover_all(discs: list[Discoverer], scored: ScoredSet, side: SideInputs, *
                     entry["worst_utterances"] = []  # filled below: the same place in the report
                     pending_worst.append((entry, assignment.index[in_bottom]))
                 else:
-                    rows = drilldown.ranking(scored)
-                    cohort = rows.per_row(assignment.index, np.where(in_bottom, 0, -1))
-                    wanted.append((entry, rows.candidates(cohort, 1, worst_n)[0]))
+                    ranked = drilldown.ranking(scored)
+                    cohort = ranked.per_row(assignment.index, np.where(in_bottom, 0, -1))
+                    wanted.append((entry, ranked.candidates(cohort, 1, worst_n)[0]))
             # str columns passed as they are: to_numpy makes 100k Python objects that the
             # frame turns back into Arrow strings (0.06 s per discoverer), the same column
             ids, values = assignment.index, assignment

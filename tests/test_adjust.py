@@ -416,3 +416,53 @@ def test_cohorts_found_on_half_the_speakers_are_matched_by_overlap():
     assert m["c"] == ("z", 1.0)
     half = pd.Series(list("xxyyyz"), index=["s0", "s1", "s2", "s4", "s5", "s8"])
     assert match_cohorts(full, half)["a"] == ("x", pytest.approx(2 / 3))
+
+
+def test_cohort_matching_equals_the_crosstab_definition():
+    """The integer-coded matching gives what a pandas cross table of the shared speakers gives."""
+    from fairaudit.adjust import match_cohorts
+
+    def by_crosstab(full, half):
+        common = full.index.intersection(half.index)
+        table = pd.crosstab(full.loc[common].to_numpy(), half.loc[common].to_numpy())
+        size_f, size_h = table.sum(axis=1), table.sum(axis=0)
+        out = {}
+        for fid in table.index:
+            jac = table.loc[fid] / (size_f[fid] + size_h - table.loc[fid])
+            out[fid] = (jac.idxmax(), float(jac[jac.idxmax()]))
+        return out
+
+    rng = np.random.default_rng(2)
+    ids = np.array([f"s{i:04d}" for i in range(2000)], dtype=object)
+    for k_full, k_half in ((2, 2), (7, 4), (12, 30)):
+        full = pd.Series(rng.choice([f"c{i}" for i in range(k_full)], len(ids)), index=ids)
+        keep = rng.permutation(len(ids))[:900]
+        half = pd.Series(rng.choice([f"h{i}" for i in range(k_half)], len(keep)), index=ids[keep])
+        half.iloc[:5] = np.nan                                     # unplaced speakers are left out
+        half.index = list(half.index[:-3]) + ["x1", "x2", "x3"]    # speakers the audit did not see
+        got, want = match_cohorts(full, half), by_crosstab(full, half)
+        assert list(got) == list(want) and got == want
+
+
+def test_speaker_codes_equal_a_sorted_factorize():
+    from fairaudit.adjust import _sorted_codes
+
+    rng = np.random.default_rng(3)
+    ids = pd.Series([f"s{int(i)}" for i in rng.integers(0, 300, 5000)], dtype="str")
+    codes, uniques = _sorted_codes(ids)
+    want_codes, want_uniques = pd.factorize(ids.to_numpy(), sort=True)
+    assert (codes == want_codes).all() and uniques.equals(pd.Index(want_uniques))
+    assert uniques.dtype == pd.Index(want_uniques).dtype
+
+
+def test_split_of_sorted_str_ids_equals_the_sorting_split():
+    """The shortcut for ids already sorted (str Index) draws the split the argsort path draws."""
+    from fairaudit.adjust import split_speakers
+
+    ids = [f"s{i:05d}" for i in range(999)] + ["t\u00e9", "t\U0001f600"]
+    fast = split_speakers(pd.Index(ids, dtype="str"), 3, "geographic")
+    slow = split_speakers(pd.Index(ids, dtype=object), 3, "geographic")   # object ids: the argsort path
+    assert (fast == slow).all() and (~fast).sum() == len(ids) // 2
+    shuffled = np.random.default_rng(0).permutation(len(ids))
+    again = split_speakers(pd.Index(np.array(ids, dtype=object)[shuffled], dtype="str"), 3, "geographic")
+    assert (again == fast[shuffled]).all()

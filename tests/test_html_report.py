@@ -194,3 +194,21 @@ def test_browser_sample_report_headline_matches_json(browser, sample_out):
         assert page.evaluate("document.documentElement.scrollWidth") <= 1280
     finally:
         page.close()
+
+
+def test_clean_equals_report_json_read_back():
+    """render_html cleans the in-memory report instead of writing and parsing its JSON: the
+    cleaned document must be report.json read back (NaN/inf -> null in long columns too)."""
+    from fairaudit.result import _clean
+
+    n = 5000
+    doc = {"schema_version": "x", "a": np.float64(0.25), "b": np.int64(3), "c": (1, 2.5, None), 7: np.bool_(True),
+           "floats": [0.1 * i for i in range(n)], "nan_late": [1.0] * n + [float("nan")],
+           "inf": [None, 2.0, float("inf"), 0], "neg_inf": [float("-inf")] + [0.0] * n,
+           "huge": [2.0 ** 1023, 2.0 ** 1023, 1.0], "bigint": [10 ** 400, 1.5], "mixed": ["x", 1.0, float("nan")],
+           "arr": np.array([1.0, np.nan]), "nested": [{"v": float("nan")}, [1, 2]], "bools": [True, False, None]}
+    got = _clean(doc)
+    assert got == json.loads(AuditResult(report=doc).to_json(indent=None))
+    assert got["nan_late"][-1] is None and got["inf"] == [None, 2.0, None, 0] and got["neg_inf"][0] is None
+    assert got["huge"] == [2.0 ** 1023, 2.0 ** 1023, 1.0] and got["mixed"] == ["x", 1.0, None]
+    assert got["floats"] is not doc["floats"]  # a copy: the page may not alias the result

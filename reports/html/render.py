@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import functools
-import json
 import os
 
 import jinja2
 
-from fairaudit.result import AuditResult
+from fairaudit.result import AuditResult, _clean
 
 from .context import build_context
 
@@ -27,8 +26,10 @@ def render_html(result: AuditResult) -> str:
     Reads only ``result.report``; the output depends on nothing else, so rendering a
     report.json loaded from disk gives the same bytes as rendering the in-memory result.
     """
-    # Round-trip through JSON: in-memory results may hold numpy scalars or NaN.
-    report = json.loads(result.to_json(indent=None))
+    # In-memory results may hold numpy scalars, tuples or NaN: cleaned as report.json is
+    # written (the cleaned document equals report.json read back, without the 6 MB JSON
+    # text a 100k-speaker report would make and parse again).
+    report = _clean(result.report)
     return environment().get_template("report.html.j2").render(**build_context(report))
 
 

@@ -212,3 +212,39 @@ def test_clean_equals_report_json_read_back():
     assert got["nan_late"][-1] is None and got["inf"] == [None, 2.0, None, 0] and got["neg_inf"][0] is None
     assert got["huge"] == [2.0 ** 1023, 2.0 ** 1023, 1.0] and got["mixed"] == ["x", 1.0, None]
     assert got["floats"] is not doc["floats"]  # a copy: the page may not alias the result
+
+
+def test_fit_axes_keeps_every_label_inside_the_figure():
+    """The report's large figures have no layout engine: fit_axes must leave room for long
+    tick labels, the axis labels and a legend beside or below the axes, and no more."""
+    from fairaudit.reports.html.figures import EDGE_PX, figure, fit_axes, measuring_renderer, mpl_context
+
+    with mpl_context():
+        for rows, beside in ((3, False), (40, True)):
+            fig = figure(9.0, 1.5 + 0.27 * rows, layout=None)
+            ax = fig.add_subplot()
+            ax.barh(np.arange(rows), np.linspace(1, 60, rows), label="WER")
+            ax.set_yticks(np.arange(rows), [f"C{i:02d} a long cohort label number {i} " * (1 + i % 2) for i in range(rows)])
+            ax.set_xlabel("WER (%)")
+            ax.set_ylabel("cohort")
+            rend = measuring_renderer(fig)
+            if beside:
+                legend = ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5))
+                fit_axes(fig, ax, rend, right=legend.get_window_extent(rend).width + 0.012 * fig.bbox.width)
+            else:
+                legend = fig.legend(loc="lower center", bbox_to_anchor=(0.5, EDGE_PX / fig.bbox.height), borderaxespad=0)
+                fit_axes(fig, ax, rend, bottom=legend.get_window_extent(rend).height + 6)
+            fig.canvas.draw()
+            frame = fig.bbox
+            boxes = [t.get_window_extent(rend) for axis in (ax.xaxis, ax.yaxis)
+                     for loc, t in zip(axis.get_majorticklocs(), axis.get_majorticklabels())
+                     if t.get_text() and min(axis.get_view_interval()) <= loc <= max(axis.get_view_interval())]
+            labels = [ax.xaxis.label.get_window_extent(rend), ax.yaxis.label.get_window_extent(rend)]
+            for b in [*boxes, *labels, legend.get_window_extent(rend)]:
+                assert b.x0 >= 0 and b.y0 >= 0 and b.x1 <= frame.x1 and b.y1 <= frame.y1, b
+            assert not legend.get_window_extent(rend).overlaps(ax.get_window_extent(rend))
+            for lab in labels:
+                assert not any(lab.overlaps(b) for b in boxes)
+            assert not legend.get_window_extent(rend).overlaps(labels[0]) or beside
+            # no room wasted: the widest tick label ends near the figure's left edge
+            assert min(b.x0 for b in boxes) - labels[1].x1 < 12 and labels[1].x0 < 3 * EDGE_PX

@@ -98,22 +98,33 @@ def fit_axes(fig, ax, rend, *, right: float = 0.0, bottom: float = 0.0) -> None:
         prev = pos
 
 
+#: PNG deflate level: 3 encodes the report's figures ~30 % faster than PIL's default 6, at
+#: the same size within a few per cent (flat colours and text compress either way)
+PNG_LEVEL = 3
+
+
 def png(fig, drawn: bool = False) -> str:
-    """The figure as a PNG data URI (no 'Software' metadata: the bytes depend on the report only).
+    """The figure as a PNG data URI (no text metadata: the bytes depend on the report only).
 
     ``drawn``: the figure was just drawn on its Agg canvas
     (:func:`fairaudit.reports.figure_layers.renderer`, to read its geometry) and has not
-    changed since: its pixels are encoded as they are, as ``savefig`` would after drawing
-    it once more (a draw is most of a figure's cost).
+    changed since: its pixels are encoded as they are (a draw is most of a figure's cost);
+    otherwise it is drawn once here, as ``savefig`` would at the figure's dpi.  An opaque
+    figure (the report's have white backgrounds) is stored as RGB: its alpha channel says
+    nothing and costs a quarter of the pixels.
     """
-    buf = io.BytesIO()
-    if drawn:
-        from matplotlib import image
+    from PIL import Image
 
-        image.imsave(buf, fig.canvas.buffer_rgba(), format="png", origin="upper", dpi=fig.dpi,
-                     metadata={"Software": None})
-    else:
-        fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    if not drawn:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+        canvas.draw()
+    rgba = np.asarray(fig.canvas.buffer_rgba())
+    pixels = rgba[..., :3] if (rgba[..., 3] == 255).all() else rgba
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buf, format="png", compress_level=PNG_LEVEL,
+                                                       dpi=(fig.dpi, fig.dpi))
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 

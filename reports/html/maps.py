@@ -48,7 +48,9 @@ def state_outlines(continental: bool = True) -> tuple[tuple[np.ndarray, ...], st
         if continental:
             lon0, lon1, lat0, lat1 = CONTINENTAL
             states = states.clip((lon0, lat0, lon1, lat1))
-        geoms = shapely.simplify(states.geometry.to_numpy(), 0.01)
+        # Douglas-Peucker without the topology check: outlines to draw, not to compute with
+        # (10x faster: the check was 0.18 s of a map's first drawing in a process)
+        geoms = shapely.simplify(states.geometry.to_numpy(), 0.01, preserve_topology=False)
     except Exception as exc:  # a broken or unreadable shapefile must not break the report
         return (), f"the county shapefile could not be read ({type(exc).__name__})"
     rings = []

@@ -1,5 +1,6 @@
 """The self-contained HTML report: escaping of untrusted text, size, redaction, re-rendering,
 and the page as a real browser (headless Chromium) shows it."""
+import base64
 import copy
 import csv
 import json
@@ -248,3 +249,31 @@ def test_fit_axes_keeps_every_label_inside_the_figure():
             assert not legend.get_window_extent(rend).overlaps(labels[0]) or beside
             # no room wasted: the widest tick label ends near the figure's left edge
             assert min(b.x0 for b in boxes) - labels[1].x1 < 12 and labels[1].x0 < 3 * EDGE_PX
+
+
+def test_png_encodes_the_drawn_pixels_opaque_as_rgb():
+    """png() of a figure not yet drawn draws it once; of a drawn one, encodes its pixels:
+    the same bytes.  Opaque figures are stored as RGB, a transparent one keeps its alpha."""
+    import io
+
+    from PIL import Image
+
+    from fairaudit.reports import figure_layers
+    from fairaudit.reports.html.figures import figure, png
+
+    def make(face):
+        fig = figure(3, 2)
+        fig.set_facecolor(face)
+        fig.add_subplot().plot([0, 1], [1, 0])
+        return fig
+
+    fresh = png(make("white"))
+    drawn = make("white")
+    figure_layers.renderer(drawn)
+    assert png(drawn, drawn=True) == fresh
+    modes = []
+    for src in (fresh, png(make("none"))):
+        im = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
+        modes.append(im.mode)
+        assert im.size == (3 * 96, 2 * 96) and not {k for k in im.info if k not in ("dpi",)}
+    assert modes == ["RGB", "RGBA"]

@@ -277,3 +277,32 @@ def test_png_encodes_the_drawn_pixels_opaque_as_rgb():
         modes.append(im.mode)
         assert im.size == (3 * 96, 2 * 96) and not {k for k in im.info if k not in ("dpi",)}
     assert modes == ["RGB", "RGBA"]
+
+
+def test_state_outlines_are_kept_between_runs(tmp_path, monkeypatch):
+    """The dissolved outlines are written to the cache folder once and read back bit for bit
+    (no shapefile read); an unreadable cache file is computed again."""
+    import geopandas
+
+    from fairaudit.reports.html import maps
+
+    monkeypatch.setenv("FAIRAUDIT_CACHE_DIR", str(tmp_path / "cache"))
+    maps.state_outlines.cache_clear()
+    try:
+        computed, missing = maps.state_outlines(True)
+        assert missing is None and len(computed) >= 49
+        files = list((tmp_path / "cache").glob("state_outlines-*.npz"))
+        assert len(files) == 1
+        maps.state_outlines.cache_clear()
+        with monkeypatch.context() as m:
+            m.setattr(geopandas, "read_file", lambda *a, **k: (_ for _ in ()).throw(AssertionError("read")))
+            cached, missing = maps.state_outlines(True)
+        assert missing is None and len(cached) == len(computed)
+        assert all(np.array_equal(a, b) and a.shape[1] == 2 for a, b in zip(cached, computed))
+        files[0].write_bytes(b"not an npz file")
+        maps.state_outlines.cache_clear()
+        again, missing = maps.state_outlines(True)
+        assert missing is None and all(np.array_equal(a, b) for a, b in zip(again, computed))
+        assert files[0].read_bytes()[:2] == b"PK"  # written anew
+    finally:
+        maps.state_outlines.cache_clear()

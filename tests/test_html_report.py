@@ -306,3 +306,19 @@ def test_state_outlines_are_kept_between_runs(tmp_path, monkeypatch):
         assert files[0].read_bytes()[:2] == b"PK"  # written anew
     finally:
         maps.state_outlines.cache_clear()
+
+
+def test_compiled_templates_kept_between_runs_render_the_same_page(sample_out, tmp_path, monkeypatch):
+    from fairaudit.reports.html import render
+
+    monkeypatch.setenv("FAIRAUDIT_CACHE_DIR", str(tmp_path / "cache"))
+    result = AuditResult.load(str(sample_out / "report.json"))
+    pages = []
+    try:
+        for _ in range(2):  # compiled and written, then read back by a "new process"
+            render.environment.cache_clear()
+            pages.append(render.render_html(result))
+    finally:
+        render.environment.cache_clear()
+    assert list((tmp_path / "cache" / "jinja").glob("__jinja2_*.cache"))
+    assert pages[0] == pages[1] == (sample_out / "report.html").read_text(encoding="utf-8")

@@ -8,6 +8,8 @@ import os
 
 import numpy as np
 
+from .cache import cache_dir
+
 #: lon_min, lon_max, lat_min, lat_max of the main US map (continental states)
 CONTINENTAL = (-125.0, -66.0, 24.0, 50.0)
 
@@ -29,13 +31,6 @@ def counties_shapefile() -> str | None:
 TOLERANCE = 0.01
 #: bump when the outlines are computed differently: old cache files are then ignored
 _CACHE_FORMAT = 1
-
-
-def cache_dir() -> str:
-    """Where computed state outlines are kept between runs: ``$FAIRAUDIT_CACHE_DIR``, else
-    ``$XDG_CACHE_HOME/fairaudit``, else ``~/.cache/fairaudit`` (as matplotlib keeps its font list)."""
-    return os.environ.get("FAIRAUDIT_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "fairaudit")
 
 
 def _cache_path(shapefile: str, continental: bool) -> str | None:

@@ -8,13 +8,26 @@ import jinja2
 
 from fairaudit.result import AuditResult, _clean
 
+from .cache import cache_dir
 from .context import build_context
+
+
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """Compiled templates kept between runs (keyed by their source's checksum: an edited
+    template is compiled again); compiling them was 0.08 s of every cold report."""
+    folder = cache_dir("jinja")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError:
+        return None
+    # jinja2 raises when it cannot write a compiled template: a read-only home compiles each time
+    return jinja2.FileSystemBytecodeCache(folder) if os.access(folder, os.W_OK) else None
 
 
 @functools.lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("fairaudit.reports", "templates"),
+        loader=jinja2.PackageLoader("fairaudit.reports", "templates"), bytecode_cache=_bytecode_cache(),
         autoescape=jinja2.select_autoescape(enabled_extensions=("html", "j2"), default_for_string=True, default=True),
         undefined=jinja2.ChainableUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     return env

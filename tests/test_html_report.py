@@ -322,3 +322,15 @@ def test_compiled_templates_kept_between_runs_render_the_same_page(sample_out, t
         render.environment.cache_clear()
     assert list((tmp_path / "cache" / "jinja").glob("__jinja2_*.cache"))
     assert pages[0] == pages[1] == (sample_out / "report.html").read_text(encoding="utf-8")
+
+
+def test_fit_axes_keeps_an_axes_when_labels_do_not_fit():
+    from fairaudit.reports.html.figures import figure, fit_axes, measuring_renderer, png
+
+    fig = figure(2, 1, layout=None)
+    ax = fig.add_subplot()
+    ax.set_yticks([0, 1], ["x" * 80, "y"])
+    fit_axes(fig, ax, measuring_renderer(fig), right=500, bottom=300)  # no ValueError from subplots_adjust
+    box = ax.get_position()
+    assert box.width >= 0.2 - 1e-9 and box.height >= 0.2 - 1e-9
+    assert png(fig).startswith("data:image/png;base64,")

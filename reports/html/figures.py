@@ -92,6 +92,11 @@ def fit_axes(fig, ax, rend, *, right: float = 0.0, bottom: float = 0.0) -> None:
         rgt = EDGE_PX + right + max((b.width / 2 for b in xs), default=0.0)
         top = EDGE_PX + max((b.height / 2 for b in ys), default=0.0)
         pos = (left / W, low / H, 1 - rgt / W, 1 - top / H)
+        # decorations wider or taller than the figure: the axes keeps a fifth of it (labels clip)
+        if pos[2] - pos[0] < 0.2:
+            pos = (min(pos[0], 0.6), pos[1], max(min(pos[0], 0.6) + 0.2, pos[2]), pos[3])
+        if pos[3] - pos[1] < 0.2:
+            pos = (pos[0], min(pos[1], 0.6), pos[2], max(min(pos[1], 0.6) + 0.2, pos[3]))
         if prev is not None and all(abs(a - b) < 0.5 / min(W, H) for a, b in zip(pos, prev)):
             return
         fig.subplots_adjust(left=pos[0], bottom=pos[1], right=pos[2], top=pos[3])

@@ -8,7 +8,8 @@ import os
 
 def cache_dir(*parts: str) -> str:
     """``$FAIRAUDIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/fairaudit``, else
-    ``~/.cache/fairaudit``; ``parts`` name a folder inside it."""
+    ``~/.cache/fairaudit``; ``parts`` name a folder inside it.  Compiled templates are
+    code the report runs: the folder must be one only its user can write."""
     root = os.environ.get("FAIRAUDIT_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "fairaudit")
     return os.path.join(root, *parts)

@@ -218,7 +218,7 @@ def bar_chart(entry: dict, overall_wer: float | None, rate: str = "WER") -> dict
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     # The legend below the axes, the axes fitted above it from one measurement of the labels
-    # (no layout engine: constrained layout was two thirds of a chart's time).
+    # (no layout engine: constrained layout measured every artist twice per draw).
     rend = measuring_renderer(fig)
     legend = fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, EDGE_PX / fig.bbox.height),
                         ncols=len(handles), fontsize=8, frameon=False, borderaxespad=0)

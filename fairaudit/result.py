@@ -28,6 +28,17 @@ cohort_statistics = cohort_table
 
 
 _PLAIN = frozenset({str, int, float, bool, type(None)})
+_NUMERIC = frozenset({int, float, bool, type(None)})
+
+
+def _finite_sum(values: list) -> bool:
+    """True when the numbers (None, int, float, bool) of ``values`` sum to a finite float:
+    then none of them is NaN or infinite (either would make the sum so).  False also when
+    the sum overflows: the caller then checks each value."""
+    try:
+        return math.isfinite(sum(filter(None, values)))  # filter(None): drops None (and zeros)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def _clean(obj):
@@ -35,7 +46,12 @@ def _clean(obj):
     if isinstance(obj, dict):
         return {str(k): _clean(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        if all(type(v) in _PLAIN for v in obj):  # per-speaker columns: one quick pass, no recursion
+        # per-speaker columns (100k values): type checks and the finiteness test in C, no
+        # recursion; a copy either way (the caller owns what it gets)
+        kinds = set(map(type, obj))
+        if kinds <= _PLAIN:
+            if float not in kinds or (kinds <= _NUMERIC and _finite_sum(obj)):
+                return list(obj)
             return [None if type(v) is float and not math.isfinite(v) else v for v in obj]
         return [_clean(v) for v in obj]
     if isinstance(obj, (np.integer,)):

@@ -1,5 +1,6 @@
 """The self-contained HTML report: escaping of untrusted text, size, redaction, re-rendering,
 and the page as a real browser (headless Chromium) shows it."""
+import base64
 import copy
 import csv
 import json
@@ -194,3 +195,142 @@ def test_browser_sample_report_headline_matches_json(browser, sample_out):
         assert page.evaluate("document.documentElement.scrollWidth") <= 1280
     finally:
         page.close()
+
+
+def test_clean_equals_report_json_read_back():
+    """render_html cleans the in-memory report instead of writing and parsing its JSON: the
+    cleaned document must be report.json read back (NaN/inf -> null in long columns too)."""
+    from fairaudit.result import _clean
+
+    n = 5000
+    doc = {"schema_version": "x", "a": np.float64(0.25), "b": np.int64(3), "c": (1, 2.5, None), 7: np.bool_(True),
+           "floats": [0.1 * i for i in range(n)], "nan_late": [1.0] * n + [float("nan")],
+           "inf": [None, 2.0, float("inf"), 0], "neg_inf": [float("-inf")] + [0.0] * n,
+           "huge": [2.0 ** 1023, 2.0 ** 1023, 1.0], "bigint": [10 ** 400, 1.5], "mixed": ["x", 1.0, float("nan")],
+           "arr": np.array([1.0, np.nan]), "nested": [{"v": float("nan")}, [1, 2]], "bools": [True, False, None]}
+    got = _clean(doc)
+    assert got == json.loads(AuditResult(report=doc).to_json(indent=None))
+    assert got["nan_late"][-1] is None and got["inf"] == [None, 2.0, None, 0] and got["neg_inf"][0] is None
+    assert got["huge"] == [2.0 ** 1023, 2.0 ** 1023, 1.0] and got["mixed"] == ["x", 1.0, None]
+    assert got["floats"] is not doc["floats"]  # a copy: the page may not alias the result
+
+
+def test_fit_axes_keeps_every_label_inside_the_figure():
+    """The report's large figures have no layout engine: fit_axes must leave room for long
+    tick labels, the axis labels and a legend beside or below the axes, and no more."""
+    from fairaudit.reports.html.figures import EDGE_PX, figure, fit_axes, measuring_renderer, mpl_context
+
+    with mpl_context():
+        for rows, beside in ((3, False), (40, True)):
+            fig = figure(9.0, 1.5 + 0.27 * rows, layout=None)
+            ax = fig.add_subplot()
+            ax.barh(np.arange(rows), np.linspace(1, 60, rows), label="WER")
+            ax.set_yticks(np.arange(rows), [f"C{i:02d} a long cohort label number {i} " * (1 + i % 2) for i in range(rows)])
+            ax.set_xlabel("WER (%)")
+            ax.set_ylabel("cohort")
+            rend = measuring_renderer(fig)
+            if beside:
+                legend = ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5))
+                fit_axes(fig, ax, rend, right=legend.get_window_extent(rend).width + 0.012 * fig.bbox.width)
+            else:
+                legend = fig.legend(loc="lower center", bbox_to_anchor=(0.5, EDGE_PX / fig.bbox.height), borderaxespad=0)
+                fit_axes(fig, ax, rend, bottom=legend.get_window_extent(rend).height + 6)
+            fig.canvas.draw()
+            frame = fig.bbox
+            boxes = [t.get_window_extent(rend) for axis in (ax.xaxis, ax.yaxis)
+                     for loc, t in zip(axis.get_majorticklocs(), axis.get_majorticklabels())
+                     if t.get_text() and min(axis.get_view_interval()) <= loc <= max(axis.get_view_interval())]
+            labels = [ax.xaxis.label.get_window_extent(rend), ax.yaxis.label.get_window_extent(rend)]
+            for b in [*boxes, *labels, legend.get_window_extent(rend)]:
+                assert b.x0 >= 0 and b.y0 >= 0 and b.x1 <= frame.x1 and b.y1 <= frame.y1, b
+            assert not legend.get_window_extent(rend).overlaps(ax.get_window_extent(rend))
+            for lab in labels:
+                assert not any(lab.overlaps(b) for b in boxes)
+            assert not legend.get_window_extent(rend).overlaps(labels[0]) or beside
+            # no room wasted: the widest tick label ends near the figure's left edge
+            assert min(b.x0 for b in boxes) - labels[1].x1 < 12 and labels[1].x0 < 3 * EDGE_PX
+
+
+def test_png_encodes_the_drawn_pixels_opaque_as_rgb():
+    """png() of a figure not yet drawn draws it once; of a drawn one, encodes its pixels:
+    the same bytes.  Opaque figures are stored as RGB, a transparent one keeps its alpha."""
+    import io
+
+    from PIL import Image
+
+    from fairaudit.reports import figure_layers
+    from fairaudit.reports.html.figures import figure, png
+
+    def make(face):
+        fig = figure(3, 2)
+        fig.set_facecolor(face)
+        fig.add_subplot().plot([0, 1], [1, 0])
+        return fig
+
+    fresh = png(make("white"))
+    drawn = make("white")
+    figure_layers.renderer(drawn)
+    assert png(drawn, drawn=True) == fresh
+    modes = []
+    for src in (fresh, png(make("none"))):
+        im = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
+        modes.append(im.mode)
+        assert im.size == (3 * 96, 2 * 96) and not {k for k in im.info if k not in ("dpi",)}
+    assert modes == ["RGB", "RGBA"]
+
+
+def test_state_outlines_are_kept_between_runs(tmp_path, monkeypatch):
+    """The dissolved outlines are written to the cache folder once and read back bit for bit
+    (no shapefile read); an unreadable cache file is computed again."""
+    import geopandas
+
+    from fairaudit.reports.html import maps
+
+    monkeypatch.setenv("FAIRAUDIT_CACHE_DIR", str(tmp_path / "cache"))
+    maps.state_outlines.cache_clear()
+    try:
+        computed, missing = maps.state_outlines(True)
+        assert missing is None and len(computed) >= 49
+        files = list((tmp_path / "cache").glob("state_outlines-*.npz"))
+        assert len(files) == 1
+        maps.state_outlines.cache_clear()
+        with monkeypatch.context() as m:
+            m.setattr(geopandas, "read_file", lambda *a, **k: (_ for _ in ()).throw(AssertionError("read")))
+            cached, missing = maps.state_outlines(True)
+        assert missing is None and len(cached) == len(computed)
+        assert all(np.array_equal(a, b) and a.shape[1] == 2 for a, b in zip(cached, computed))
+        files[0].write_bytes(b"not an npz file")
+        maps.state_outlines.cache_clear()
+        again, missing = maps.state_outlines(True)
+        assert missing is None and all(np.array_equal(a, b) for a, b in zip(again, computed))
+        assert files[0].read_bytes()[:2] == b"PK"  # written anew
+    finally:
+        maps.state_outlines.cache_clear()
+
+
+def test_compiled_templates_kept_between_runs_render_the_same_page(sample_out, tmp_path, monkeypatch):
+    from fairaudit.reports.html import render
+
+    monkeypatch.setenv("FAIRAUDIT_CACHE_DIR", str(tmp_path / "cache"))
+    result = AuditResult.load(str(sample_out / "report.json"))
+    pages = []
+    try:
+        for _ in range(2):  # compiled and written, then read back by a "new process"
+            render.environment.cache_clear()
+            pages.append(render.render_html(result))
+    finally:
+        render.environment.cache_clear()
+    assert list((tmp_path / "cache" / "jinja").glob("__jinja2_*.cache"))
+    assert pages[0] == pages[1] == (sample_out / "report.html").read_text(encoding="utf-8")
+
+
+def test_fit_axes_keeps_an_axes_when_labels_do_not_fit():
+    from fairaudit.reports.html.figures import figure, fit_axes, measuring_renderer, png
+
+    fig = figure(2, 1, layout=None)
+    ax = fig.add_subplot()
+    ax.set_yticks([0, 1], ["x" * 80, "y"])
+    fit_axes(fig, ax, measuring_renderer(fig), right=500, bottom=300)  # no ValueError from subplots_adjust
+    box = ax.get_position()
+    assert box.width >= 0.2 - 1e-9 and box.height >= 0.2 - 1e-9
+    assert png(fig).startswith("data:image/png;base64,")

@@ -75,7 +75,8 @@ def _definition(entry: dict, c: dict) -> list[str]:
 def projection_scatter(entry: dict, rate: str = "WER"):
     """The 2-D PCA projection of the speaker embeddings, coloured by cluster."""
     from fairaudit.reports import figure_layers
-    from fairaudit.reports.html.figures import BOTTOM_COLOR, DPI, TOP_COLOR, figure, png, short
+    from fairaudit.reports.html.figures import (BOTTOM_COLOR, DPI, TOP_COLOR, figure, fit_axes, measuring_renderer, png,
+                                                short)
     from fairaudit.reports.sections import Figure
     import matplotlib
 
@@ -90,7 +91,7 @@ def projection_scatter(entry: dict, rate: str = "WER"):
     ids += sorted(set(cohort) - set(ids))
     cmap = matplotlib.colormaps["tab20" if len(ids) > 10 else "tab10"]
     bottom, top = entry.get("bottom"), entry.get("top")
-    fig = figure(9.0, 5.6)
+    fig = figure(9.0, 5.6, layout=None)  # placed by fit_axes: no layout engine measuring every artist twice
     ax = fig.add_subplot()
     for i, cid in enumerate(ids):
         m = cohort == cid
@@ -114,9 +115,14 @@ def projection_scatter(entry: dict, rate: str = "WER"):
     ax.set_ylabel("PC 2" + (f" ({100 * evr[1]:.1f} % of variance)" if len(evr) > 1 and evr[1] is not None else ""))
     ax.grid(color="#eeeeee", linewidth=0.6)
     ax.set_axisbelow(True)
+    rend = measuring_renderer(fig)
+    beside = 0.0
     if len(ids) <= 24:
-        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
-    figure_layers.renderer(fig)
+        legend = ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
+        # the legend hangs off the axes' right edge (1 % of its width away): that much room kept
+        beside = legend.get_window_extent(rend).width + 0.012 * fig.bbox.width
+    fit_axes(fig, ax, rend, right=beside)
+    fig.canvas.draw()
     position = {c["id"]: i for i, c in enumerate(entry.get("cohorts", []))}
     index = np.array([position.get(c, -1) for c in cohort])
     known = index >= 0

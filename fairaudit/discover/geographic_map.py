@@ -20,7 +20,8 @@ def region_map(entry: dict, rate: str = "WER"):
     as a circle, speakers as dots."""
     # The report's helpers are imported here: this module is loaded with the discoverers.
     from fairaudit.reports import figure_layers
-    from fairaudit.reports.html.figures import BOTTOM_COLOR, DPI, FEW_COLOR, TOP_COLOR, figure, png, short
+    from fairaudit.reports.html.figures import (BOTTOM_COLOR, DPI, FEW_COLOR, TOP_COLOR, figure, fit_axes,
+                                                measuring_renderer, png, short)
     from fairaudit.reports.html.maps import CONTINENTAL, state_outlines
     from fairaudit.reports.sections import Figure
     import matplotlib
@@ -52,7 +53,9 @@ def region_map(entry: dict, rate: str = "WER"):
     mid_lat = 0.5 * (frame[2] + frame[3])
     width = 10.0
     height = min(8.5, max(3.0, width * 0.92 * (frame[3] - frame[2]) / ((frame[1] - frame[0]) * math.cos(math.radians(mid_lat)))))
-    fig = figure(width, height)
+    # No layout engine: the map is placed from one measurement of its labels, so its labels
+    # can be placed and its geometry read before its one draw.
+    fig = figure(width, height, layout=None)
     ax = fig.add_subplot()
     if rings:
         ax.add_collection(PolyCollection(rings, facecolors="#f3f1ea", edgecolors="#8c8c8c", linewidths=0.5, zorder=1))
@@ -90,7 +93,8 @@ def region_map(entry: dict, rate: str = "WER"):
         ax.add_patch(Rectangle(bottom_cell[:2], *bottom_cell[2:], fill=False, edgecolor=BOTTOM_COLOR, linewidth=1.2,
                                linestyle="--", zorder=6))
     sm = cm.ScalarMappable(norm=norm, cmap=cmap)
-    bar = fig.colorbar(sm, ax=ax, shrink=0.75, pad=0.01)
+    cax = fig.add_axes((0.9, 0.125, 0.02, 0.75))  # moved beside the map once the map's box is known
+    bar = fig.colorbar(sm, cax=cax)
     bar.set_label(f"region {rate} (%)")
     bar.ax.yaxis.set_major_formatter(lambda v, _pos: f"{100 * v:.0f}")
     ax.set_xlim(frame[0], frame[1])
@@ -106,8 +110,26 @@ def region_map(entry: dict, rate: str = "WER"):
     if any(c.get("too_few_speakers") for c in cohorts):
         handles.append(Patch(facecolor=FEW_COLOR, hatch="...", edgecolor="#555555", label="too few speakers"))
     legend = ax.legend(handles=handles, loc="lower left", fontsize=8, framealpha=0.92)
+    # The colour bar (3/4 of the map's height, 1/20 of that wide, as colorbar(shrink=0.75)
+    # draws it) and its labels take the right margin; the map fills the rest at its aspect.
+    rend = measuring_renderer(fig)
+    px = fig.dpi / 72.0
+    gap, bar_w = 0.01 * fig.bbox.width, 0.75 * 0.8 * fig.bbox.height / 20
+    bar_labels = max((t.width for t in [t.get_window_extent(rend) for t in cax.yaxis.get_majorticklabels()
+                                        if t.get_text()]), default=0.0)
+    beside = (gap + bar_w + (matplotlib.rcParams["ytick.major.size"] + matplotlib.rcParams["ytick.major.pad"]) * px
+              + bar_labels + cax.yaxis.labelpad * px + cax.yaxis.label.get_window_extent(rend).width)
+    fit_axes(fig, ax, rend, right=beside)
+    ax.apply_aspect()
+    box = ax.get_position()
+    W = fig.bbox.width
+    # the aspect may leave the map narrower than its place: map and bar centred in the width left
+    shift = max(0.0, (ax.get_position(original=True).x1 - box.x1) / 2)
+    if shift:
+        box = box.translated(shift, 0)
+        ax.set_position(box)
+    cax.set_position((box.x1 + gap / W, box.y0 + 0.125 * box.height, bar_w / W, 0.75 * box.height))
     # Labels go on once the layout is final, each where it overlaps nothing (or not at all).
-    rend = figure_layers.renderer(fig)
     order = sorted(cohorts, key=lambda c: (c["id"] != entry.get("bottom"), c["id"] != entry.get("top"),
                                            -(c.get("speakers") or 0), c.get("rank", 0)))
     items = []
@@ -141,7 +163,8 @@ def region_map(entry: dict, rate: str = "WER"):
     if unlabelled:
         caption += (f" {len(unlabelled):,} region label(s) had no free place and are left out"
                     f" ({', '.join(unlabelled[:12])}{', …' if len(unlabelled) > 12 else ''}): the table lists every region.")
-    src = png(fig)
+    fig.canvas.draw()
+    src = png(fig, drawn=True)
     layer.update(figure_layers.png_size(src))
     return Figure(src=src, alt=f"map of the regions coloured by {rate}", caption=caption, width=int(width * DPI),
                   css="map", layer=layer)

@@ -14,7 +14,8 @@ the template never marks report text ``|safe``.
 Modules: :mod:`.context` (the view model; each discoverer's own part comes from its
 ``report_section`` hook), :mod:`.figures` (matplotlib helpers, the cohort bar chart),
 :mod:`.maps` (US state outlines), :mod:`.render` (the page), :mod:`.compare` (the
-``fairaudit compare`` page).
+``fairaudit compare`` page), :mod:`.cache` (the folder keeping state outlines and compiled
+templates between runs).
 """
 from .compare import render_compare_html, write_compare_html
 from .context import build_context, fmt_ci, fmt_count, fmt_gap, fmt_level, fmt_p, fmt_pct, fmt_pp, fmt_wer

@@ -165,23 +165,82 @@ def _kept_counts(seed: int, n_boot: int, n: int, kind: str, draws: int, columns:
         return
     key = (kind, seed, n_boot, n)
     counts = _SHARED.get(key)
+    if isinstance(counts, _SharedCounts):
+        counts = counts.array if counts.ready[0] == 1 else None   # a shared buffer not (yet) filled: draw here
     if counts is None:
         for old in [k for k in _SHARED if k[0] == kind]:
             del _SHARED[old]            # one table at a time: the audit's
-        gen = _rng.generator(seed, *names)
-        counts = np.empty((n_boot, n), dtype=np.uint8)
-        for b0 in range(0, n_boot, step):
-            b = min(step, n_boot - b0)
-            block = _count_into(buf[:b], gen, n, sizes[:b]) if n else buf[:b]
-            if counts.dtype == np.uint8 and block.size and block.max() > 255:
-                counts = counts.astype(np.uint16)   # (n > 255 speakers and a row drawn 256 times)
-            counts[b0:b0 + b] = block
+        counts = _fill_counts(np.empty((n_boot, n), dtype=np.uint8), seed, n_boot, n, kind, draws)
         _SHARED[key] = counts
     for b0 in range(0, n_boot, step):
         block = counts[b0:b0 + step]
         out = buf[:len(block), :m]
         np.copyto(out, block if columns is None else np.take(block, columns, axis=1))
         yield out
+
+
+def _fill_counts(counts: np.ndarray, seed: int, n_boot: int, n: int, kind: str, draws: int) -> np.ndarray:
+    """Draw one kept set into ``counts`` (n_boot x n, uint8) block by block, the same numbers
+    for any caller; returns it (a uint16 copy if a count passes 255, which only tables of
+    fewer than a few hundred speakers can reach)."""
+    from .stats import rng as _rng
+
+    names = ("bootstrap", "speakers") if kind == "full" else ("bootstrap", "strata")
+    step = max(1, COUNT_BLOCK_CELLS // max(1, n))
+    buf = np.empty((min(step, n_boot), n))
+    sizes = np.full(min(step, n_boot), draws, dtype=np.int64)
+    gen = _rng.generator(seed, *names)
+    for b0 in range(0, n_boot, step):
+        b = min(step, n_boot - b0)
+        block = _count_into(buf[:b], gen, n, sizes[:b]) if n else buf[:b]
+        if counts.dtype == np.uint8 and block.size and block.max() > 255:
+            counts = counts.astype(np.uint16)   # (n > 255 speakers and a row drawn 256 times)
+        counts[b0:b0 + b] = block
+    return counts
+
+
+class _SharedCounts:
+    """A kept set in anonymous shared memory (visible to processes forked after it was
+    made, whoever fills it) and its ready flag (1 once filled)."""
+
+    def __init__(self, n_boot: int, n: int):
+        import mmap
+
+        self._mm = mmap.mmap(-1, n_boot * n + 1)        # MAP_SHARED | MAP_ANONYMOUS
+        self.array = np.frombuffer(self._mm, dtype=np.uint8, count=n_boot * n).reshape(n_boot, n)
+        self.ready = np.frombuffer(self._mm, dtype=np.uint8, count=1, offset=n_boot * n)
+
+
+def share_resamples(seed: int, n_boot: int, n: int, *, full: bool = True, strata: bool = True):
+    """Reserve the kept resample sets (:func:`speaker_resamples` with ``full``, the base of
+    :func:`stratified_resamples` with ``strata``) in memory shared with processes forked
+    from now on; returns ``fill()``, which draws them (the same numbers as drawing them
+    here) and marks them ready.  Worker processes forked before ``fill`` returns see the
+    numbers once it has; one that needs a set before that (or after a failed fill) draws
+    its own copy, the same numbers again.  A no-op (``fill`` does nothing) when nothing
+    would be kept (above :data:`SHARED_MAX_CELLS`)."""
+    seed, n_boot, n = int(seed), int(n_boot), int(n)
+    if n_boot <= 0 or n <= 255 or n_boot * n > SHARED_MAX_CELLS:
+        return lambda: None
+    todo = []
+    for kind, on in (("full", full), ("base", strata)):
+        key = (kind, seed, n_boot, n)
+        held = _SHARED.get(key)
+        if not on or isinstance(held, np.ndarray):
+            continue                    # not wanted, or already drawn in this process
+        for old in [k for k in _SHARED if k[0] == kind]:
+            del _SHARED[old]
+        shared = _SharedCounts(n_boot, n)
+        _SHARED[key] = shared
+        todo.append((kind, shared))
+
+    def fill() -> None:
+        for kind, shared in todo:
+            draws = n if kind == "full" else int(STRATA_BASE * n)
+            out = _fill_counts(shared.array, seed, n_boot, n, kind, draws)
+            if out is shared.array:     # (a uint16 copy cannot be shared: the workers draw their own)
+                shared.ready[0] = 1
+    return fill
 
 
 def speaker_resamples(seed: int, n_boot: int, n: int, columns: np.ndarray | None = None):
@@ -255,19 +314,6 @@ def stratified_resamples(seed: int, n_boot: int, n_table: int, rows: np.ndarray,
         else:
             out.append(_ratio_se(np.concatenate(sums[k]), n_k))
     return out
-
-
-def keep_resamples(seed: int, n_boot: int, n: int, *, full: bool = True, strata: bool = True) -> None:
-    """Draw the kept resample sets now (:func:`speaker_resamples` with ``full``, the base of
-    :func:`stratified_resamples` with ``strata``), e.g. before worker processes fork so that
-    they inherit one copy instead of each drawing its own; a no-op above
-    :data:`SHARED_MAX_CELLS` (nothing is kept there)."""
-    if int(n_boot) <= 0 or int(n) <= 0 or int(n_boot) * int(n) > SHARED_MAX_CELLS:
-        return
-    if full:
-        next(iter(speaker_resamples(seed, n_boot, n)), None)
-    if strata:
-        next(iter(_kept_counts(int(seed), int(n_boot), int(n), "base", int(STRATA_BASE * int(n)), None)), None)
 
 
 def interval_from_resamples(method: str, e: np.ndarray, w: np.ndarray, r_b: np.ndarray, se_b: np.ndarray,

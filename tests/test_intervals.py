@@ -162,3 +162,43 @@ def test_stratified_resamples_from_the_shared_base_equal_fresh_strata():
     # fixed by the seeds
     again = intervals.stratified_resamples(2, b, n_table, rows, e, w, bounds, gens(2))
     np.testing.assert_array_equal(again[2][0], res[2][0])
+
+
+def test_shared_resamples_filled_after_fork_are_seen_by_the_worker():
+    """share_resamples: a process forked before fill() reads the filled numbers (the same
+    as drawing them in one process); before fill, a caller draws its own, the same again."""
+    import multiprocessing as mp
+
+    from fairaudit import intervals as iv
+
+    n, n_boot, seed = 700, 40, 11
+    iv._SHARED.clear()
+    plain = np.concatenate([b.copy() for b in iv.speaker_resamples(seed, n_boot, n)])
+    iv._SHARED.clear()
+    fill = iv.share_resamples(seed, n_boot, n)
+    early = iv._SHARED[("full", seed, n_boot, n)]
+    assert early.ready[0] == 0
+    ctx = mp.get_context("fork")
+    go, out = ctx.Event(), ctx.Queue()
+
+    def child():
+        go.wait()
+        got = np.concatenate([b.copy() for b in iv.speaker_resamples(seed, n_boot, n)])
+        held = iv._SHARED[("full", seed, n_boot, n)]
+        # still the shared buffer (not a copy of its own drawn in the child), and its numbers
+        out.put((isinstance(held, iv._SharedCounts), got.tolist()))
+
+    proc = ctx.Process(target=child)
+    proc.start()
+    fill()
+    go.set()
+    shared_in_child, got = out.get(timeout=60)
+    proc.join(timeout=60)
+    assert early.ready[0] == 1 and shared_in_child
+    np.testing.assert_array_equal(early.array, plain)
+    np.testing.assert_array_equal(np.asarray(got), plain)
+    assert (plain.sum(axis=1) == n).all()
+    iv._SHARED.clear()
+    iv.share_resamples(seed, n_boot, n)            # reserved, never filled: the caller draws
+    np.testing.assert_array_equal(np.concatenate([b.copy() for b in iv.speaker_resamples(seed, n_boot, n)]), plain)
+    iv._SHARED.clear()

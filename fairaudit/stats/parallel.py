@@ -1,11 +1,14 @@
 """The statistics of the discoverers side by side, in forked worker processes.
 
 Each discoverer's three statistics (bootstrap intervals, permutation null, held-out gap)
-draw from their own named random streams and depend on nothing another statistic
-computes, so they can run in any order and in any process: the report is the same as a
-serial run's (tested).  A task is one (discoverer, statistic) pair; the slow kinds are
-submitted first (held-out gaps and permutation nulls, then the bootstraps), so two
-workers stay busy to the end.
+draw from named random streams (the permutations and the kept speaker resamples are
+shared by the discoverers: :mod:`fairaudit.stats.permutation`, :mod:`fairaudit.intervals`)
+and depend on nothing another statistic computes, so they can run in any order and in
+any process: the report is the same as a serial run's (tested).  A task is one
+(discoverer, statistic) pair.  The permutation nulls are submitted first: the workers
+start on them while this process draws the kept resamples into memory shared with them
+(:func:`fairaudit.intervals.share_resamples`); then the held-out gaps and the bootstraps,
+which read those resamples.
 
 On by default for large tables (``PARALLEL_MIN_SPEAKERS`` speakers and more): up to
 ``DEFAULT_MAX_WORKERS`` workers, no more than the cores; ``--workers 1`` keeps everything
@@ -53,8 +56,9 @@ def processes(n_tasks: int, n_speakers: int, workers: int | None) -> int:
     return max(1, min(n_tasks, DEFAULT_MAX_WORKERS if workers is None else int(workers), cpu_count()))
 
 
-#: submission order: the kinds that take longest first (longest-processing-time scheduling)
-_ORDER = {"heldout": 0, "permutation": 1, "bootstrap": 2}
+#: submission order: the permutation nulls first (they need no resamples, which this
+#: process draws meanwhile), then the slower held-out gaps, then the bootstraps
+_ORDER = {"permutation": 0, "heldout": 1, "bootstrap": 2}
 
 
 class PendingStatistics:
@@ -74,14 +78,23 @@ class PendingStatistics:
         for entry, _, _ in tasks:
             _placeholders(entry)
         if n_processes > 1:
-            _draw_shared_resamples(speakers, options)
+            from ..intervals import share_resamples
+
+            # The kept speaker resamples live in shared memory: the workers fork now and
+            # start on the permutation nulls (which need none) while this process draws
+            # them; the held-out gaps and bootstraps are queued once they are drawn.
+            fill = share_resamples(int(options.get("seed") or 0), int(options.get("n_boot") or 0), len(speakers),
+                                   full=bool(options.get("honest")))
             state = {"tasks": tasks, "speakers": speakers, "utterances": utterances, "side": side,
                      "options": {**options, "workers": 1}}
             self.pool = ProcessPoolExecutor(max_workers=n_processes, mp_context=mp.get_context("fork"),
                                             initializer=_init, initargs=(state,))
             jobs = sorted(((i, part) for i in range(len(tasks)) for part in PARTS),
                           key=lambda t: (_ORDER[t[1]], t[0]))
-            self.futures = [(i, part, self.pool.submit(_run, i, part)) for i, part in jobs]
+            first = [j for j in jobs if j[1] == "permutation"]
+            self.futures = [(i, part, self.pool.submit(_run, i, part)) for i, part in first]
+            fill()
+            self.futures += [(i, part, self.pool.submit(_run, i, part)) for i, part in jobs if part != "permutation"]
 
     def finish(self) -> list[tuple[dict, dict[str, float]]]:
         """In task order: (entry with its statistics, stage timings in seconds)."""
@@ -115,19 +128,6 @@ def run_statistics(tasks: list[tuple[dict, Any, pd.Series]], speakers: pd.DataFr
     ``n_processes`` processes (see :class:`PendingStatistics`); returns, in task order,
     (entry with its statistics, stage timings in seconds)."""
     return PendingStatistics(tasks, speakers, utterances, side, options, n_processes).finish()
-
-
-def _draw_shared_resamples(speakers: pd.DataFrame, options: dict) -> None:
-    """Draw the audit's kept speaker resamples (:func:`fairaudit.intervals.keep_resamples`:
-    the overall/held-out set and the cohort intervals' base) and its permutations
-    (:func:`fairaudit.stats.permutation.keep_permutations`) before the workers fork, so
-    they inherit one copy (shared pages) instead of each drawing its own."""
-    from ..intervals import keep_resamples
-    from .permutation import keep_permutations
-
-    n_boot, seed = int(options.get("n_boot") or 0), int(options.get("seed") or 0)
-    keep_resamples(seed, n_boot, len(speakers), full=bool(options.get("honest")))
-    keep_permutations(seed, int(options.get("n_perm") or 0), len(speakers))
 
 
 def _placeholders(entry: dict) -> None:

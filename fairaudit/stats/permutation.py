@@ -316,14 +316,6 @@ def _permutation(s: np.random.SeedSequence, m: int) -> np.ndarray:
     return out
 
 
-def keep_permutations(seed: int, n_perm: int, n: int, key: str | None = None) -> None:
-    """Draw (and keep) the permutations of ``n`` speakers now, e.g. before worker processes
-    fork, so that they inherit one copy; a no-op above :data:`KEEP_MAX_CELLS`."""
-    if int(n_perm) > 0 and int(n) > 1 and int(n_perm) * int(n) <= KEEP_MAX_CELLS:
-        for s in permutation_seeds(seed, n_perm, key):
-            _permutation(s, int(n))
-
-
 def _takes(n: int, positions: np.ndarray, seeds: list) -> np.ndarray:
     """(B, n) row indices of permutations (the same draws as :meth:`_Permuter.run`)."""
     if len(positions) == n:       # every row permuted (positions are 0..n-1): the permutations themselves

@@ -530,6 +530,8 @@ def discover_all(discs: list[Discoverer], scored: ScoredSet, side: SideInputs, *
     n_proc = parallel.processes(len(fitted) * len(parallel.PARTS), len(scored.speakers), workers)
     t_stats = time.perf_counter()
     pending = parallel.PendingStatistics(fitted, scored.speakers, scored.utterances, side, options, n_proc)
+    if timings is not None and pending.resample_seconds:
+        timings["resamples"] = timings.get("resamples", 0.0) + pending.resample_seconds
     with stage(timings, "worst_utterances"):
         # Each bottom cohort's utterances with at least its worst_n-th error count (the
         # ranking shared with the drill-down: integer speaker rows, no string look-up),

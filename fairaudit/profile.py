@@ -11,7 +11,8 @@ present, is the wall time of the discoverers' statistics run side by side in wor
 processes (:mod:`fairaudit.stats.parallel`): their own stages then overlap in time, and
 with the audit process's own work meanwhile (worst utterances, drill-downs, the overall
 interval, rate ratios); ``statistics_wait`` is the part of it the audit process spent
-waiting for the workers.
+waiting for the workers, ``resamples`` the part it spent drawing the kept speaker
+resamples the workers share (:func:`fairaudit.intervals.share_resamples`).
 """
 from __future__ import annotations
 

@@ -28,6 +28,7 @@ summed RSS and its PSS (shared pages counted once).
 from __future__ import annotations
 
 import multiprocessing as mp
+import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -74,6 +75,7 @@ class PendingStatistics:
         self.tasks, self.speakers, self.utterances, self.side = tasks, speakers, utterances, side
         self.options, self.n_processes = options, n_processes
         self.pool = None
+        self.resample_seconds = 0.0   # drawing the shared resamples here, while the workers start
         self.futures: list[tuple[int, str, Any]] = []
         for entry, _, _ in tasks:
             _placeholders(entry)
@@ -93,7 +95,9 @@ class PendingStatistics:
                           key=lambda t: (_ORDER[t[1]], t[0]))
             first = [j for j in jobs if j[1] == "permutation"]
             self.futures = [(i, part, self.pool.submit(_run, i, part)) for i, part in first]
+            t0 = time.perf_counter()
             fill()
+            self.resample_seconds = time.perf_counter() - t0
             self.futures += [(i, part, self.pool.submit(_run, i, part)) for i, part in jobs if part != "permutation"]
 
     def finish(self) -> list[tuple[dict, dict[str, float]]]:

@@ -21,8 +21,10 @@ MAKE = {"geodemographic": lambda seed: REGISTRY["geodemographic"](seed=seed),
 #: powerful (the plant is one blob of ten), is judged at alpha 0.10
 FLOORS = {"geodemographic": (0.05, 0.4, 0.9, 0.55), "automatic": (0.10, 0.35, 0.65, 0.65),
           "attribute": (0.05, 0.25, 0.9, 0.9)}
-#: planted and null worlds per discoverer (k-means makes automatic the slow one)
-N_WORLDS = {"geodemographic": 12, "automatic": 8, "attribute": 12}
+#: planted and null worlds per discoverer; automatic gets 16: at 49 permutations many of its
+#: planted p-values sit near 0.10 (power about 0.5 there), and 8 worlds put the floor within
+#: two worlds of Monte-Carlo luck (the first 8 of the shared permutation stream: 2 of 8)
+N_WORLDS = {"geodemographic": 12, "automatic": 16, "attribute": 12}
 
 
 def run(kind, planted, seed):
@@ -44,9 +46,9 @@ def test_planted_found_and_null_rarely_rejected(kind):
     alpha, power, precision, recall = FLOORS[kind]
     assert (planted[:, 0] < alpha).mean() >= power, planted[:, 0]
     assert planted[:, 1].mean() >= precision and planted[:, 2].mean() >= recall, planted[:, 1:].mean(axis=0)
-    # nominal 5 % (4 % at 49 permutations): P(Binomial(12, 0.04) >= 3) < 1.5 %; the null
-    # p-values spread out
-    assert (null[:, 0] < 0.05).sum() <= 2, null[:, 0]
+    # nominal 5 % (4 % at 49 permutations): P(Binomial(12, 0.04) >= 3) < 1.5 %
+    # (P(Binomial(16, 0.04) >= 4) < 0.5 %); the null p-values spread out
+    assert (null[:, 0] < 0.05).sum() <= (2 if len(null) <= 12 else 3), null[:, 0]
     assert 0.2 < np.median(null[:, 0]) < 0.9 and np.median(planted[:, 0]) < np.median(null[:, 0])
 
 

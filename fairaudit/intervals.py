@@ -186,10 +186,20 @@ def _fill_counts(counts: np.ndarray, seed: int, n_boot: int, n: int, kind: str, 
     from .stats import rng as _rng
 
     names = ("bootstrap", "speakers") if kind == "full" else ("bootstrap", "strata")
+    gen = _rng.generator(seed, *names)
+    if n > _FLAT_COUNT_MAX:
+        # Row by row straight into the byte table (the draws _count_into makes, without
+        # its float buffer and the copy out of it: a fifth of the time at 100k speakers)
+        dtype = _draw_index(n)
+        for b in range(n_boot):
+            row = np.bincount(gen.integers(0, n, size=int(draws), dtype=dtype), minlength=n)
+            if counts.dtype == np.uint8 and row.max() > 255:
+                counts = counts.astype(np.uint16)
+            counts[b] = row
+        return counts
     step = max(1, COUNT_BLOCK_CELLS // max(1, n))
     buf = np.empty((min(step, n_boot), n))
     sizes = np.full(min(step, n_boot), draws, dtype=np.int64)
-    gen = _rng.generator(seed, *names)
     for b0 in range(0, n_boot, step):
         b = min(step, n_boot - b0)
         block = _count_into(buf[:b], gen, n, sizes[:b]) if n else buf[:b]

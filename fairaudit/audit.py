@@ -532,36 +532,40 @@ def discover_all(discs: list[Discoverer], scored: ScoredSet, side: SideInputs, *
     pending = parallel.PendingStatistics(fitted, scored.speakers, scored.utterances, side, options, n_proc)
     if timings is not None and pending.resample_seconds:
         timings["resamples"] = timings.get("resamples", 0.0) + pending.resample_seconds
-    with stage(timings, "worst_utterances"):
-        # Each bottom cohort's utterances with at least its worst_n-th error count (the
-        # ranking shared with the drill-down: integer speaker rows, no string look-up),
-        # taken from the utterance table in one go.
-        wanted = []
-        for entry, disc, assignment in fitted:
-            if entry.get("bottom") is not None:
-                in_bottom = assignment.to_numpy() == entry["bottom"]
-                if fetch_text:
-                    entry["worst_utterances"] = []  # filled below: the same place in the report
-                    pending_worst.append((entry, assignment.index[in_bottom]))
-                else:
-                    ranked = drilldown.ranking(scored)
-                    cohort = ranked.per_row(assignment.index, np.where(in_bottom, 0, -1))
-                    wanted.append((entry, ranked.candidates(cohort, 1, worst_n)[0]))
-            # str columns passed as they are: to_numpy makes 100k Python objects that the
-            # frame turns back into Arrow strings (0.06 s per discoverer), the same column
-            ids, values = assignment.index, assignment
-            parts.append(pd.DataFrame({"speaker_id": ids.array if ids.dtype == "str" else ids.to_numpy(),
-                                       "discoverer": disc.key,
-                                       "cohort_id": values.array if values.dtype == "str" else values.to_numpy()}))
-        for (entry, _), sub in zip(wanted, drilldown.take_rows(scored.utterances, [r for _, r in wanted])):
-            entry["worst_utterances"] = worst_utterances(
-                sub, None, worst_n, normalization, redact_text or scored.mode != "text",
-                scored.unit, scored.alignment, mask=np.ones(len(sub), bool))
-    if pending_worst:
+    try:
         with stage(timings, "worst_utterances"):
-            _worst_with_text(pending_worst, scored, worst_n, normalization)
-    if meanwhile is not None:
-        meanwhile(entries, parts)
+            # Each bottom cohort's utterances with at least its worst_n-th error count (the
+            # ranking shared with the drill-down: integer speaker rows, no string look-up),
+            # taken from the utterance table in one go.
+            wanted = []
+            for entry, disc, assignment in fitted:
+                if entry.get("bottom") is not None:
+                    in_bottom = assignment.to_numpy() == entry["bottom"]
+                    if fetch_text:
+                        entry["worst_utterances"] = []  # filled below: the same place in the report
+                        pending_worst.append((entry, assignment.index[in_bottom]))
+                    else:
+                        ranked = drilldown.ranking(scored)
+                        cohort = ranked.per_row(assignment.index, np.where(in_bottom, 0, -1))
+                        wanted.append((entry, ranked.candidates(cohort, 1, worst_n)[0]))
+                # str columns passed as they are: to_numpy makes 100k Python objects that the
+                # frame turns back into Arrow strings (0.06 s per discoverer), the same column
+                ids, values = assignment.index, assignment
+                parts.append(pd.DataFrame({"speaker_id": ids.array if ids.dtype == "str" else ids.to_numpy(),
+                                           "discoverer": disc.key,
+                                           "cohort_id": values.array if values.dtype == "str" else values.to_numpy()}))
+            for (entry, _), sub in zip(wanted, drilldown.take_rows(scored.utterances, [r for _, r in wanted])):
+                entry["worst_utterances"] = worst_utterances(
+                    sub, None, worst_n, normalization, redact_text or scored.mode != "text",
+                    scored.unit, scored.alignment, mask=np.ones(len(sub), bool))
+        if pending_worst:
+            with stage(timings, "worst_utterances"):
+                _worst_with_text(pending_worst, scored, worst_n, normalization)
+        if meanwhile is not None:
+            meanwhile(entries, parts)
+    except BaseException:
+        pending.cancel()     # the workers stop with the audit, not after their queue
+        raise
     if n_proc > 1:
         t_wait = time.perf_counter()
         done = pending.finish()

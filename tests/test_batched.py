@@ -368,3 +368,29 @@ def test_permutations_are_drawn_once_and_shared_by_the_discoverers():
     perm._KEPT.clear()
     cold = permutation_null(disc, w.speakers, w.side, gap, n_perm=40, seed=1, assignment=found.assignment)
     assert kept["p_value"] == cold["p_value"] and kept["null_gap_p95_pct"] == cold["null_gap_p95_pct"]
+
+
+def test_failure_meanwhile_cancels_the_statistics_workers(monkeypatch):
+    """An error in the audit process's own work while the workers compute ends the audit
+    with that error (the queued statistics are dropped)."""
+    import fairaudit
+    from fairaudit.stats import parallel
+
+    from conftest import SAMPLE
+
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_SPEAKERS", 0)
+    monkeypatch.setattr(parallel, "cpu_count", lambda: 2)
+    cancelled = []
+    real_cancel = parallel.PendingStatistics.cancel
+    monkeypatch.setattr(parallel.PendingStatistics, "cancel", lambda self: (cancelled.append(1), real_cancel(self)))
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("rate ratios exploded")
+
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module("fairaudit.audit"), "_rate_ratios", boom)
+    with pytest.raises(RuntimeError, match="exploded"):
+        fairaudit.audit(str(SAMPLE / "utterances.csv"), speakers=str(SAMPLE / "speakers.csv"), by=["gender"],
+                        n_boot=50, n_perm=20, heldout_splits=2, workers=2)
+    assert cancelled == [1]

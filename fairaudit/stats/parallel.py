@@ -100,6 +100,13 @@ class PendingStatistics:
             self.resample_seconds = time.perf_counter() - t0
             self.futures += [(i, part, self.pool.submit(_run, i, part)) for i, part in jobs if part != "permutation"]
 
+    def cancel(self) -> None:
+        """Drop the queued statistics and let the workers go (the audit failed meanwhile)."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = None
+            self.futures = []
+
     def finish(self) -> list[tuple[dict, dict[str, float]]]:
         """In task order: (entry with its statistics, stage timings in seconds)."""
         if self.pool is None:

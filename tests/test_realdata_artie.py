@@ -179,3 +179,30 @@ def test_metadata_tree_cohorts_partition_the_speakers_and_match_their_definition
             for col, values in re.findall(r"\b(age|gender|accent) in \{([^}]*)\}", c["label"]):
                 allowed = {v.strip() for v in values.split(",")} | {"NA", ""}   # unknowns follow a side
                 assert all(speakers[s][col] in allowed for s in members), (system, c["label"], col)
+
+
+def test_several_systems_side_by_side_give_the_serial_report(tmp_path, monkeypatch):
+    """Three real systems, statistics in forked workers (threshold lowered to this corpus's
+    969 speakers) and the HTML page in a forked process: report.json (timings aside),
+    report.html and the tables equal a run in one process."""
+    from fairaudit.stats import parallel
+
+    d = realdata_dir() / "artie"
+    base = ["audit", str(d / "artie-bias-corpus.tsv"),
+            *[a for s in WAV_SYSTEMS for a in ("--hyp-table", f"{s}={d / 'predictions' / (s + '.tsv')}")],
+            "--speaker-col", "client_id", "--ref-col", "sentence", "--by", "gender", "--by", "accent",
+            "--bootstrap", "200", "--permutations", "40", "--heldout-splits", "2", "--quiet"]
+    r = CliRunner().invoke(app, [*base, "--workers", "1", "--out", str(tmp_path / "serial")])
+    assert r.exit_code == 0, r.output
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_SPEAKERS", 0)
+    monkeypatch.setattr(parallel, "cpu_count", lambda: 2)
+    r = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "side")])
+    assert r.exit_code == 0, r.output
+    reports = {}
+    for name in ("serial", "side"):
+        rep = json.loads((tmp_path / name / "report.json").read_text())
+        reports[name] = (rep.pop("timings"), json.dumps(rep))
+    assert "statistics" in reports["side"][0] and "statistics" not in reports["serial"][0]
+    assert reports["side"][1] == reports["serial"][1]
+    for f in ("report.html", "cohorts.csv", "assignments.csv"):
+        assert (tmp_path / "side" / f).read_bytes() == (tmp_path / "serial" / f).read_bytes(), f

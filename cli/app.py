@@ -1,6 +1,7 @@
 """`fairaudit` commands."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from typing import Annotated, Optional
@@ -118,7 +119,10 @@ def audit(
     basis = parse_gap_basis(fail_on_gap_basis, "--fail-on-gap-basis")
     from fairaudit.reports.console import print_report
 
-    with c.progress_bar("scoring", None, not quiet) as progress:
+    from fairaudit.stats import parallel
+
+    warm = parallel.while_waiting(c.warm_html) if not no_html else contextlib.nullcontext()
+    with c.progress_bar("scoring", None, not quiet) as progress, warm:
         result = run_audit(spec, speakers=speakers, normalization=normalize, **discovery.audit_kwargs(),
                            workers=workers, progress=progress, redact_text=redact_text, n_boot=bootstrap,
                            n_perm=permutations, ci_level=ci_level, honest=honest_gap, engine=engine,

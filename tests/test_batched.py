@@ -394,3 +394,28 @@ def test_failure_meanwhile_cancels_the_statistics_workers(monkeypatch):
         fairaudit.audit(str(SAMPLE / "utterances.csv"), speakers=str(SAMPLE / "speakers.csv"), by=["gender"],
                         n_boot=50, n_perm=20, heldout_splits=2, workers=2)
     assert cancelled == [1]
+
+
+def test_while_waiting_runs_once_before_the_wait_and_never_breaks_the_audit(monkeypatch):
+    """parallel.while_waiting: the hook runs once per side-by-side run (not in a serial one),
+    an error in it changes nothing, and the report is the serial one."""
+    import fairaudit
+    from fairaudit.stats import parallel
+
+    from conftest import SAMPLE
+
+    args = dict(speakers=str(SAMPLE / "speakers.csv"), by=["gender"], n_boot=50, n_perm=20, heldout_splits=2)
+    calls = []
+
+    def hook():
+        calls.append(1)
+        raise RuntimeError("warm-up failed")
+
+    with parallel.while_waiting(hook):
+        serial = fairaudit.audit(str(SAMPLE / "utterances.csv"), workers=1, **args)
+        assert calls == []
+        monkeypatch.setattr(parallel, "PARALLEL_MIN_SPEAKERS", 0)
+        monkeypatch.setattr(parallel, "cpu_count", lambda: 2)
+        side = fairaudit.audit(str(SAMPLE / "utterances.csv"), workers=2, **args)
+    assert calls == [1] and parallel._WHILE_WAITING == []
+    assert side.to_json() == serial.to_json()

@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import time
+from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 
@@ -45,6 +46,22 @@ PARALLEL_MIN_SPEAKERS = 5000
 DEFAULT_MAX_WORKERS = 4
 
 _STATE: dict[str, Any] = {}
+#: work for this process while it waits for the workers' last results (see :func:`while_waiting`)
+_WHILE_WAITING: list[Callable[[], None]] = []
+
+
+@contextmanager
+def while_waiting(fn: Callable[[], None]):
+    """Within the block, ``fn()`` runs in this process once per side-by-side statistics run,
+    just before it waits for the workers (its own work done, the cores still busy with
+    theirs): e.g. the command line warms up the HTML writer's imports there, which the
+    page's forked process then inherits.  An error in ``fn`` is ignored (it is only a
+    warm-up; the real work would meet it again and report it)."""
+    _WHILE_WAITING.append(fn)
+    try:
+        yield
+    finally:
+        _WHILE_WAITING.remove(fn)
 
 
 def processes(n_tasks: int, n_speakers: int, workers: int | None) -> int:
@@ -116,6 +133,11 @@ class PendingStatistics:
                 _one(entry, disc, assignment, self.speakers, self.utterances, self.side, self.options, timings)
                 out.append((entry, timings))
             return out
+        for fn in list(_WHILE_WAITING):
+            try:
+                fn()
+            except Exception:   # a warm-up only: whatever failed fails again where it counts
+                pass
         try:
             times: list[dict[str, float]] = [{} for _ in self.tasks]
             results = {}

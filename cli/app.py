@@ -113,14 +113,12 @@ def audit(
 ):
     """Score, discover cohorts, and write report.json, cohorts.csv, assignments.csv, speaker_scores.csv, utterance_scores.parquet and report.html."""
     from fairaudit.audit import audit as run_audit
+    from fairaudit.reports.console import print_report
     from fairaudit.reports.gate import parse_gap_basis
+    from fairaudit.stats import parallel
 
     # a misspelt basis is a usage error before the audit runs, not after
     basis = parse_gap_basis(fail_on_gap_basis, "--fail-on-gap-basis")
-    from fairaudit.reports.console import print_report
-
-    from fairaudit.stats import parallel
-
     warm = parallel.while_waiting(c.warm_html) if not no_html else contextlib.nullcontext()
     with c.progress_bar("scoring", None, not quiet) as progress, warm:
         result = run_audit(spec, speakers=speakers, normalization=normalize, **discovery.audit_kwargs(),

@@ -326,7 +326,8 @@ class _HtmlJob:
         if kind == "user":
             from fairaudit.errors import UserInputError
 
-            raise UserInputError(value)
+            message, path, hint = value
+            raise UserInputError(message, path=path, hint=hint)
         raise RuntimeError(f"writing {self.path} failed: {value}")
 
 
@@ -348,7 +349,8 @@ def _html_child(result, path: str, conn) -> None:
     try:
         conn.send(("ok", _write_html_timed(result, path)))
     except UserInputError as exc:
-        conn.send(("user", str(exc)))
+        # the parts, not the joined text: the parent raises the same one-line error
+        conn.send(("user", (exc.message, exc.path, exc.hint)))
     except BaseException:   # reported by the parent, which then fails as a serial run would
         conn.send(("error", traceback.format_exc(limit=5)))
     finally:

@@ -566,16 +566,13 @@ def discover_all(discs: list[Discoverer], scored: ScoredSet, side: SideInputs, *
     except BaseException:
         pending.cancel()     # the workers stop with the audit, not after their queue
         raise
-    if n_proc > 1:
-        t_wait = time.perf_counter()
-        done = pending.finish()
-        if timings is not None:
-            # wall time from the start of the side-by-side statistics to the last result, and
-            # how much of it the audit process spent waiting (its own work ran meanwhile)
-            timings["statistics"] = timings.get("statistics", 0.0) + time.perf_counter() - t_stats
-            timings["statistics_wait"] = timings.get("statistics_wait", 0.0) + time.perf_counter() - t_wait
-    else:
-        done = pending.finish()
+    t_wait = time.perf_counter()
+    done = pending.finish()
+    if n_proc > 1 and timings is not None:
+        # wall time from the start of the side-by-side statistics to the last result, and
+        # how much of it the audit process spent waiting (its own work ran meanwhile)
+        timings["statistics"] = timings.get("statistics", 0.0) + time.perf_counter() - t_stats
+        timings["statistics_wait"] = timings.get("statistics_wait", 0.0) + time.perf_counter() - t_wait
     for (_, disc, _), (entry, stat_times) in zip(fitted, done):
         entries[disc.key] = entry
         if timings is not None:

@@ -12,6 +12,7 @@ class UserInputError(Exception):
     """A mistake in what the user gave us, with a one-line, actionable message."""
 
     def __init__(self, message: str, *, path: str | None = None, hint: str | None = None):
+        self.message = message
         self.path = path
         self.hint = hint
         text = message

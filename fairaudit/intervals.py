@@ -142,6 +142,19 @@ _SHARED: dict[tuple, np.ndarray] = {}
 STRATA_BASE = 0.9
 
 
+def _stream(kind: str) -> tuple[str, str]:
+    """The random stream of a kept set: ``("bootstrap", "speakers")`` (full) or ``("bootstrap", "strata")`` (base)."""
+    return ("bootstrap", "speakers") if kind == "full" else ("bootstrap", "strata")
+
+
+def _keep(key: tuple, value) -> None:
+    """Keep ``value`` as the set ``key`` = (kind, seed, n_boot, n), dropping the kind's
+    previous set: one table at a time, the audit's."""
+    for old in [k for k in _SHARED if k[0] == key[0]]:
+        del _SHARED[old]
+    _SHARED[key] = value
+
+
 def _kept_counts(seed: int, n_boot: int, n: int, kind: str, draws: int, columns: np.ndarray | None):
     """Blocks (b x columns, floats, in a reused buffer valid until the next block) of one
     kept set of count vectors: ``draws`` uniform draws on the n table rows per resample,
@@ -151,13 +164,12 @@ def _kept_counts(seed: int, n_boot: int, n: int, kind: str, draws: int, columns:
     numbers: the blocks depend on n only)."""
     from .stats import rng as _rng
 
-    names = ("bootstrap", "speakers") if kind == "full" else ("bootstrap", "strata")
     step = max(1, COUNT_BLOCK_CELLS // max(1, n))
     m = n if columns is None else len(columns)
     buf = np.empty((min(step, n_boot), n))
     sizes = np.full(min(step, n_boot), draws, dtype=np.int64)
     if n_boot * n > SHARED_MAX_CELLS:
-        gen = _rng.generator(seed, *names)
+        gen = _rng.generator(seed, *_stream(kind))
         for b0 in range(0, n_boot, step):
             b = min(step, n_boot - b0)
             block = _count_into(buf[:b], gen, n, sizes[:b]) if n else buf[:b]
@@ -168,10 +180,8 @@ def _kept_counts(seed: int, n_boot: int, n: int, kind: str, draws: int, columns:
     if isinstance(counts, _SharedCounts):
         counts = counts.array if counts.ready[0] == 1 else None   # a shared buffer not (yet) filled: draw here
     if counts is None:
-        for old in [k for k in _SHARED if k[0] == kind]:
-            del _SHARED[old]            # one table at a time: the audit's
         counts = _fill_counts(np.empty((n_boot, n), dtype=np.uint8), seed, n_boot, n, kind, draws)
-        _SHARED[key] = counts
+        _keep(key, counts)
     for b0 in range(0, n_boot, step):
         block = counts[b0:b0 + step]
         out = buf[:len(block), :m]
@@ -185,8 +195,7 @@ def _fill_counts(counts: np.ndarray, seed: int, n_boot: int, n: int, kind: str, 
     fewer than a few hundred speakers can reach)."""
     from .stats import rng as _rng
 
-    names = ("bootstrap", "speakers") if kind == "full" else ("bootstrap", "strata")
-    gen = _rng.generator(seed, *names)
+    gen = _rng.generator(seed, *_stream(kind))
     if n > _FLAT_COUNT_MAX:
         # Row by row straight into the byte table (the draws _count_into makes, without
         # its float buffer and the copy out of it: a fifth of the time at 100k speakers)
@@ -238,10 +247,8 @@ def share_resamples(seed: int, n_boot: int, n: int, *, full: bool = True, strata
         held = _SHARED.get(key)
         if not on or isinstance(held, np.ndarray):
             continue                    # not wanted, or already drawn in this process
-        for old in [k for k in _SHARED if k[0] == kind]:
-            del _SHARED[old]
         shared = _SharedCounts(n_boot, n)
-        _SHARED[key] = shared
+        _keep(key, shared)
         todo.append((kind, shared))
 
     def fill() -> None:

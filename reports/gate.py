@@ -265,25 +265,22 @@ def checked_gap(d: dict, basis: str = "headline") -> dict:
     the report's headline (``entry["headline_gap"]``, :func:`fairaudit.stats.report.headline_gap`):
     the held-out gap when it has an estimate, the as-found gap otherwise.
     """
-    held = d.get("heldout") or {}
+    from fairaudit.stats.report import headline_gap
+
     found = {"basis": "found", "gap_pct": d.get("wer_gap_pct"), "gap_abs": d.get("wer_gap_abs"), "ci_pct": None,
              "missing": False}
     if basis == "found":
         return {**found, "why": "the as-found gap (--gap found)"}
+    # One rule for both: the report's own headline (``headline_gap``; recomputed for
+    # reports saved before it) is the held-out gap exactly when that has an estimate.
+    head = (d.get("headline_gap") if basis == "headline" else None) or headline_gap(d)
+    if head.get("basis") == "heldout":
+        why = "the headline gap: held-out" if basis == "headline" else "the held-out gap (--gap heldout)"
+        return {"basis": "heldout", "gap_pct": head.get("gap_pct"), "gap_abs": head.get("gap_abs"),
+                "ci_pct": head.get("ci_pct"), "missing": False, "why": why}
     if basis == "headline":
-        from fairaudit.stats.report import headline_gap
-
-        # The report's own headline (reports before it was saved: the same rule, recomputed).
-        head = d.get("headline_gap") or headline_gap(d)
-        if head.get("basis") == "heldout":
-            return {"basis": "heldout", "gap_pct": head.get("gap_pct"), "gap_abs": head.get("gap_abs"),
-                    "ci_pct": head.get("ci_pct"), "missing": False, "why": "the headline gap: held-out"}
         return {**found, "why": f"the headline gap: as found, no held-out estimate ({head.get('reason')})"}
-    if held.get("estimate"):
-        return {"basis": "heldout", "gap_pct": held.get("gap_pct"), "gap_abs": held.get("gap_abs"),
-                "ci_pct": held.get("ci_pct"), "missing": False, "why": "the held-out gap (--gap heldout)"}
-    reason = held.get("reason") or "held-out gap not computed (--no-honest-gap)"
-    return {**found, "basis": "heldout", "gap_pct": None, "missing": True, "why": f"no held-out gap: {reason}"}
+    return {**found, "basis": "heldout", "gap_pct": None, "missing": True, "why": f"no held-out gap: {head.get('reason')}"}
 
 
 def _gap_check(key: str, d: dict, cfg: GateConfig, system, tag: str, rate: str, bottom: dict | None) -> Check:

@@ -193,3 +193,22 @@ def test_cli_html_failure_in_the_forked_process_is_reported(tmp_path, monkeypatc
                             "--out", str(tmp_path / "o")])
     assert r.exit_code != 0
     assert "renderer exploded" in str(r.exception) or "renderer exploded" in r.output
+
+
+def test_cli_user_error_in_the_forked_html_process_is_one_line_with_its_file(tmp_path, monkeypatch):
+    """A UserInputError while rendering in the child reaches the user as the serial run's
+    one line (file, message, fix) and exit 2."""
+    from fairaudit.errors import UserInputError
+    from fairaudit.reports import html as html_mod
+    from fairaudit.stats import parallel
+
+    def refuse(result, path):
+        raise UserInputError("cannot write the page", path="report.html", hint="free some disk space")
+
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_SPEAKERS", 0)
+    monkeypatch.setattr(html_mod, "write_html", refuse)
+    r = runner.invoke(app, ["audit", str(SAMPLE / "utterances.csv"), "--speakers", str(SAMPLE / "speakers.csv"),
+                            "--discoverers", "geographic", "--bootstrap", "20", "--permutations", "0", "--quiet",
+                            "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2
+    assert "report.html: cannot write the page (free some disk space)" in " ".join(r.output.split())

@@ -90,7 +90,7 @@ class PendingStatistics:
     def __init__(self, tasks: list[tuple[dict, Any, pd.Series]], speakers: pd.DataFrame,
                  utterances: pd.DataFrame | None, side, options: dict, n_processes: int):
         self.tasks, self.speakers, self.utterances, self.side = tasks, speakers, utterances, side
-        self.options, self.n_processes = options, n_processes
+        self.options = options
         self.pool = None
         self.resample_seconds = 0.0   # drawing the shared resamples here, while the workers start
         self.futures: list[tuple[int, str, Any]] = []
@@ -113,7 +113,11 @@ class PendingStatistics:
             first = [j for j in jobs if j[1] == "permutation"]
             self.futures = [(i, part, self.pool.submit(_run, i, part)) for i, part in first]
             t0 = time.perf_counter()
-            fill()
+            try:
+                fill()
+            except BaseException:
+                self.cancel()   # (e.g. out of memory) the workers go with the audit
+                raise
             self.resample_seconds = time.perf_counter() - t0
             self.futures += [(i, part, self.pool.submit(_run, i, part)) for i, part in jobs if part != "permutation"]
 

@@ -120,7 +120,8 @@ def audit(
     # a misspelt basis is a usage error before the audit runs, not after
     basis = parse_gap_basis(fail_on_gap_basis, "--fail-on-gap-basis")
     warm = parallel.while_waiting(c.warm_html) if not no_html else contextlib.nullcontext()
-    with c.progress_bar("scoring", None, not quiet) as progress, warm:
+    tables = c.ScoredTablesJob(out)
+    with c.progress_bar("scoring", None, not quiet) as progress, warm, tables.running():
         result = run_audit(spec, speakers=speakers, normalization=normalize, **discovery.audit_kwargs(),
                            workers=workers, progress=progress, redact_text=redact_text, n_boot=bootstrap,
                            n_perm=permutations, ci_level=ci_level, honest=honest_gap, engine=engine,
@@ -128,12 +129,14 @@ def audit(
                            adjust=adjust or (), adjust_model=adjust_model, adjust_bins=adjust_bins,
                            cohort_tests=cohort_tests,
                            heldout_splits=heldout_splits, heldout_folds=heldout_folds,
-                           perm_stop_after=permutations_stop_after)
+                           perm_stop_after=permutations_stop_after, on_scored=tables.start)
     written = ["report.json", "cohorts.csv", "assignments.csv", "speaker_scores.csv", "utterance_scores.parquet"]
     # The HTML page is rendered beside the tables and the console view on large audits
     # (a forked process: they need only the finished result).
+    # (the scored tables' writer finished long ago, beside discovery: its error, if any, first)
+    early = tables.finish(result.timings)
     html = None if no_html else c.start_html(result, os.path.join(out, "report.html"))
-    result.save(out, report=False)
+    result.save(out, report=False, written=early)
     if not quiet:
         with stage(result.timings, "views:console"):
             print_report(result, c.out_console)

@@ -291,44 +291,68 @@ def discovery_options(values: dict[str, Any], lookup: dict[str, tuple[str, str, 
     return opts
 
 
-class _HtmlJob:
-    """report.html written in this process (small audits) or in a forked child."""
+class _ForkedJob:
+    """``fn(*args)`` in a forked child on large audits (its result piped back), else here.
 
-    def __init__(self, result, path: str):
+    The child works on the parent's memory as it was at the fork, so the caller must not
+    change what ``args`` reach while the job runs."""
+
+    def __init__(self, fn, args: tuple, what: str, fork: bool):
         import multiprocessing as mp
 
-        from fairaudit.stats import parallel
-
-        self.result, self.path, self.proc, self.conn = result, path, None, None
-        self.seconds = None
-        big = result.speakers is not None and len(result.speakers) >= parallel.PARALLEL_MIN_SPEAKERS
-        if big and "fork" in mp.get_all_start_methods():
+        self.what, self.proc, self.conn, self.value = what, None, None, None
+        if fork and "fork" in mp.get_all_start_methods():
             ctx = mp.get_context("fork")
             self.conn, child = ctx.Pipe(duplex=False)
-            self.proc = ctx.Process(target=_html_child, args=(result, path, child), daemon=True)
+            self.proc = ctx.Process(target=_job_child, args=(fn, args, child), daemon=True)
             self.proc.start()
             child.close()
         else:
-            self.seconds = _write_html_timed(result, path)
+            self.value = fn(*args)
 
-    def finish(self) -> float:
-        """Wait for the page; returns its rendering time (seconds).  A failure in the child
-        is raised here, as it would have been in this process."""
+    def finish(self):
+        """Wait for the job; returns ``fn``'s value.  A failure in the child is raised
+        here, as it would have been in this process."""
         if self.proc is None:
-            return self.seconds
+            return self.value
         try:
             kind, value = self.conn.recv()
         except EOFError:
-            kind, value = "crash", f"the HTML worker ended with exit code {self.proc.exitcode}"
+            kind, value = "crash", f"the worker process ended with exit code {self.proc.exitcode}"
         self.proc.join()
+        self.proc = None
         if kind == "ok":
+            self.value = value
             return value
         if kind == "user":
             from fairaudit.errors import UserInputError
 
             message, path, hint = value
             raise UserInputError(message, path=path, hint=hint)
-        raise RuntimeError(f"writing {self.path} failed: {value}")
+        raise RuntimeError(f"writing {self.what} failed: {value}")
+
+
+def _job_child(fn, args: tuple, conn) -> None:
+    import traceback
+
+    from fairaudit.errors import UserInputError
+
+    try:
+        conn.send(("ok", fn(*args)))
+    except UserInputError as exc:
+        # the parts, not the joined text: the parent raises the same one-line error
+        conn.send(("user", (exc.message, exc.path, exc.hint)))
+    except BaseException:   # reported by the parent, which then fails as a serial run would
+        conn.send(("error", traceback.format_exc(limit=5)))
+    finally:
+        conn.close()
+
+
+def _big(speakers) -> bool:
+    # Below this a fork costs more than the work it moves.
+    from fairaudit.stats import parallel
+
+    return speakers is not None and len(speakers) >= parallel.PARALLEL_MIN_SPEAKERS
 
 
 def _write_html_timed(result, path: str) -> float:
@@ -341,20 +365,50 @@ def _write_html_timed(result, path: str) -> float:
     return time.perf_counter() - t0
 
 
-def _html_child(result, path: str, conn) -> None:
-    import traceback
+def _write_tables_timed(speakers, utterances, out: str) -> tuple[float, list[str]]:
+    import time
 
-    from fairaudit.errors import UserInputError
+    from fairaudit.result import write_scored_tables
 
-    try:
-        conn.send(("ok", _write_html_timed(result, path)))
-    except UserInputError as exc:
-        # the parts, not the joined text: the parent raises the same one-line error
-        conn.send(("user", (exc.message, exc.path, exc.hint)))
-    except BaseException:   # reported by the parent, which then fails as a serial run would
-        conn.send(("error", traceback.format_exc(limit=5)))
-    finally:
-        conn.close()
+    t0 = time.perf_counter()
+    paths = write_scored_tables(speakers, utterances, out)
+    return time.perf_counter() - t0, sorted(paths)
+
+
+class ScoredTablesJob:
+    """speaker_scores.csv and utterance_scores.parquet of the first system, written as soon
+    as scoring is done (pass :meth:`start` as ``audit(on_scored=...)``): in a forked
+    process on large audits, on the core that discovery leaves idle, so the tables no
+    longer wait for the statistics."""
+
+    def __init__(self, out: str):
+        self.out, self.job = out, None
+
+    def start(self, scored_sets) -> None:
+        first = next(iter(scored_sets.values()))
+        if _big(first.speakers):   # small audits write them with the other tables
+            self.job = _ForkedJob(_write_tables_timed, (first.speakers, first.utterances, self.out),
+                                  f"the scored tables in {self.out}", fork=True)
+
+    def finish(self, timings: dict | None = None) -> list[str]:
+        """Wait for the tables; returns the keys written (for ``AuditResult.save(written=)``)."""
+        if self.job is None:
+            return []
+        seconds, keys = self.job.finish()
+        if timings is not None:
+            timings["write:scored_tables"] = seconds
+        return keys
+
+    @contextmanager
+    def running(self):
+        """The audit's extent: a failure inside stops the writer (no orphan process)."""
+        try:
+            yield self
+        except BaseException:
+            if self.job is not None and self.job.proc is not None:
+                self.job.proc.kill()
+                self.job.proc.join()
+            raise
 
 
 def warm_html() -> None:
@@ -370,6 +424,7 @@ def warm_html() -> None:
     FigureCanvasAgg(Figure(figsize=(1, 1))).draw()
 
 
-def start_html(result, path: str) -> _HtmlJob:
-    """Start writing report.html for ``result`` (:class:`_HtmlJob`; ``.finish()`` waits)."""
-    return _HtmlJob(result, path)
+def start_html(result, path: str) -> _ForkedJob:
+    """Start writing report.html for ``result``: in a forked process on large audits
+    (``.finish()`` waits and returns the rendering time, seconds)."""
+    return _ForkedJob(_write_html_timed, (result, path), path, fork=_big(result.speakers))

@@ -239,7 +239,8 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
           scheduler: str | None = None, unit: str = "word", alignment: str = "jiwer",
           adjust: Iterable[str] = (), adjust_model: str = "gee", adjust_bins: int = 5,
           cohort_tests: bool = True, heldout_splits: int = 5, heldout_folds: int = 2,
-          perm_stop_after: int | None = SEQUENTIAL_STOP_AFTER) -> AuditResult:
+          perm_stop_after: int | None = SEQUENTIAL_STOP_AFTER,
+          on_scored: Callable[[dict[str, ScoredSet]], None] | None = None) -> AuditResult:
     """Score a decoded test set and run every discoverer whose inputs are present.
 
     ``utterances``: a file path, an :class:`InputSpec` (column mapping, Kaldi/trn...) or a
@@ -275,6 +276,9 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
     ``ref_words`` is the utterance length) for the adjusted rate ratios;
     ``adjust_model``: ``gee`` (Poisson GEE, speaker clusters) or ``frailty`` (gamma
     speaker random intercept); ``adjust_bins``: quantile bins of numeric covariates.
+    ``on_scored``: called with the scored systems (name -> :class:`ScoredSet`) once their
+    speaker tables are final, before discovery; the CLI starts writing the per-speaker and
+    per-utterance tables there, on the core discovery leaves idle.  It must not change them.
 
     Returns an :class:`AuditResult` (report dict + pandas views + ``to_json()``).
     """
@@ -343,6 +347,8 @@ def audit(utterances: str | InputSpec | pd.DataFrame, *, speakers: str | pd.Data
         files = input_files(spec, [("speakers", speakers), *((n, values.get(n)) for n in path_flags)])
         prints = audit_fingerprint(spec, files, discs, normalization=normalization, min_speakers=min_speakers,
                                    unit=unit, alignment=alignment)
+    if on_scored is not None:
+        on_scored(scored_sets)
     result = audit_scored(scored_sets, discs, side, files=files, fingerprint=prints,
                           normalization=normalization, seed=seed, min_speakers=min_speakers, params=params,
                           options={"bootstrap": n_boot, **(options or {})}, worst_n=worst_n,

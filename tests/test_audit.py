@@ -172,10 +172,46 @@ def test_cli_html_in_a_forked_process_is_the_serial_page(tmp_path, monkeypatch):
     monkeypatch.setattr(parallel, "PARALLEL_MIN_SPEAKERS", 0)
     r = runner.invoke(app, [*args, "--out", str(tmp_path / "forked"), "--workers", "1"])
     assert r.exit_code == 0, r.output
-    for name in ("report.html", "cohorts.csv", "assignments.csv", "speaker_scores.csv"):
+    for name in ("report.html", "cohorts.csv", "assignments.csv", "speaker_scores.csv", "utterance_scores.parquet"):
         assert (tmp_path / "forked" / name).read_bytes() == (tmp_path / "serial" / name).read_bytes(), name
     timings = json.loads((tmp_path / "forked" / "report.json").read_text())["timings"]
     assert timings["views:html"] > 0 and "write:tables" in timings
+    # the speaker and utterance tables were written by their own process, beside discovery
+    assert timings["write:scored_tables"] > 0
+    assert "write:scored_tables" not in json.loads((tmp_path / "serial" / "report.json").read_text())["timings"]
+
+
+def test_cli_scored_tables_failure_in_the_forked_process_fails_the_command(tmp_path, monkeypatch):
+    """The forked writer of speaker_scores.csv / utterance_scores.parquet: its error fails the
+    audit (no report with a table missing), and a failed audit leaves no writer behind."""
+    import fairaudit.result as result_mod
+    from fairaudit.stats import parallel
+
+    def broken(utterances, path):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_SPEAKERS", 0)
+    monkeypatch.setattr(result_mod, "write_utterance_scores", broken)
+    args = ["audit", str(SAMPLE / "utterances.csv"), "--speakers", str(SAMPLE / "speakers.csv"),
+            "--discoverers", "geographic", "--bootstrap", "20", "--permutations", "0", "--quiet"]
+    r = runner.invoke(app, [*args, "--out", str(tmp_path / "o")])
+    assert r.exit_code != 0
+    assert "disk full" in str(r.exception) or "disk full" in r.output
+    assert not (tmp_path / "o" / "report.json").exists()
+
+    import importlib
+    import multiprocessing as mp
+
+    audit_mod = importlib.import_module("fairaudit.audit")   # the package's `audit` is the function
+
+    def boom(*a, **k):
+        raise RuntimeError("discovery exploded")
+
+    monkeypatch.setattr(audit_mod, "audit_scored", boom)
+    assert mp.active_children() == []    # nothing left running by the failed writer
+    r = runner.invoke(app, [*args, "--out", str(tmp_path / "o2")])
+    assert r.exit_code != 0 and "discovery exploded" in str(r.exception)
+    assert mp.active_children() == []
 
 
 def test_cli_html_failure_in_the_forked_process_is_reported(tmp_path, monkeypatch):

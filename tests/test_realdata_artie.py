@@ -204,5 +204,5 @@ def test_several_systems_side_by_side_give_the_serial_report(tmp_path, monkeypat
         reports[name] = (rep.pop("timings"), json.dumps(rep))
     assert "statistics" in reports["side"][0] and "statistics" not in reports["serial"][0]
     assert reports["side"][1] == reports["serial"][1]
-    for f in ("report.html", "cohorts.csv", "assignments.csv"):
+    for f in ("report.html", "cohorts.csv", "assignments.csv", "speaker_scores.csv", "utterance_scores.parquet"):
         assert (tmp_path / "side" / f).read_bytes() == (tmp_path / "serial" / f).read_bytes(), f

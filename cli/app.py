@@ -119,6 +119,7 @@ def audit(
 
     # a misspelt basis is a usage error before the audit runs, not after
     basis = parse_gap_basis(fail_on_gap_basis, "--fail-on-gap-basis")
+    c.prefetch_input(spec, engine)
     warm = parallel.while_waiting(c.warm_html) if not no_html else contextlib.nullcontext()
     tables = c.ScoredTablesJob(out)
     with c.progress_bar("scoring", None, not quiet) as progress, warm, tables.running():

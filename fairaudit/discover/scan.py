@@ -71,7 +71,6 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from scipy.special import xlogy
-from sklearn.neighbors import BallTree
 
 EARTH_RADIUS_KM = 6371.0088
 #: cells (rows x centres x neighbours) materialised at once by the batched evaluator
@@ -366,6 +365,9 @@ def build_windows(lat: Any, lon: Any, *, min_speakers: int = 20, max_share: floa
     else:
         centres = np.arange(g)
     pts = np.radians(np.column_stack([loc_lat, loc_lon]))
+    # imported here: scikit-learn is a second of start-up that the CLI spends while reading
+    from sklearn.neighbors import BallTree
+
     tree = BallTree(pts, metric="haversine")
     # Enough neighbours to reach max_speakers from a typical centre; more only if needed.
     k = max(2, int(math.ceil(1.25 * max_speakers / loc_speakers.mean())) + 2)

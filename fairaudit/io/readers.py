@@ -20,7 +20,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from ..errors import UserInputError
-from . import columns, text_files
+from . import columns, prefetch, text_files
 from .common import detect_format, read_lines, require_file
 from .missing import DEFAULT_NA_VALUES, MissingValues, check_missing_attribute
 
@@ -241,7 +241,8 @@ def _read_table(path: str, fmt: str, string_cols: list[str],
     require_file(path)
     if fmt == "parquet":
         try:
-            table, bad = pq.read_table(path), []
+            table = prefetch.take(path)   # read beside the imports (fairaudit.io.prefetch), or now
+            table, bad = (pq.read_table(path) if table is None else table), []
         except (pa.ArrowInvalid, OSError) as exc:
             raise UserInputError(f"not a readable Parquet file: {_short(exc)}", path=path,
                                  hint=f"{_other_reader(flag)} if the extension is wrong") from exc

@@ -63,6 +63,12 @@ def _places(countries: tuple[str, ...] | None = None):
     return cKDTree(_unit(lat, lon)), cc
 
 
+def warm_places() -> None:
+    """Build the index of all populated places now (cached; ~0.25 s), e.g. while scoring
+    workers run, so :func:`coordinate_warnings` later only queries it."""
+    _places(None)
+
+
 def _unit(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     la, lo = np.radians(lat), np.radians(lon)
     return np.column_stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)])

@@ -13,7 +13,7 @@ from .errors import UserInputError
 from .io.missing import MissingValues
 from .lookup import isin
 from .io.readers import RawUtterances
-from .geo_sanity import coordinate_warnings
+from .geo_sanity import coordinate_warnings, warm_places
 from .text_checks import unspaced_rows, unspaced_warning
 from .scoring import COUNT_COLUMNS, Counts, count_errors, start_count_errors
 
@@ -177,6 +177,8 @@ def score(raw: RawUtterances, normalization: str = "default", speaker_table: pd.
         # Speaker codes for the per-speaker sums, also while the workers count.
         spk_codes, spk_names = pd.factorize(spk, sort=True)
         spk_names = spk_names.astype(_STR)
+        if pending is not None and speaker_table is not None and {"lat", "lon"} <= set(speaker_table.columns):
+            warm_places()   # the coordinate check's place index, built while the workers count
 
         if raw.mode == "text":
             if pending is not None:

@@ -91,3 +91,21 @@ def test_cli_audit_of_parquet_equals_csv(tmp_path):
         reports.append(rep["discoverers"])
     assert reports[0] == reports[1]
     assert prefetch._JOBS == {}                 # taken: nothing left in flight or held
+
+
+def test_the_digest_is_the_files_and_only_while_unchanged(tmp_path):
+    from fairaudit.fingerprint import sha256_file
+
+    path = str(tmp_path / "u.parquet")
+    _table(path)
+    prefetch.start(path)
+    prefetch.take(path)
+    import hashlib
+
+    truth = hashlib.sha256(open(path, "rb").read()).hexdigest()
+    assert prefetch.digest(path) == truth == sha256_file(path)
+    time.sleep(0.01)
+    _table(path, n=70)
+    assert prefetch.digest(path) is None        # rewritten: hashed again by the caller
+    assert sha256_file(path) == hashlib.sha256(open(path, "rb").read()).hexdigest()
+    assert prefetch._RUNNING == set()

@@ -5,7 +5,8 @@ alone take about a second) and then reading the utterance table (about a second 
 rows), one after the other on one core.  Reading a Parquet file is C++ work that releases
 the GIL, so :func:`start` begins ``pyarrow.parquet.read_table`` in a thread, the caller
 imports meanwhile (:func:`warm_imports`), and the reader's :func:`take` picks up the table
-instead of reading the file again.
+instead of reading the file again.  The thread then hashes the file (SHA-256 for the
+report's fingerprint, :func:`digest`), also without the GIL.
 
 Safety: the thread only reads (its imports are done before it starts, so two threads never
 import at once), the table is used only if the file is unchanged (path, size and
@@ -15,11 +16,15 @@ Arrow's locks could leave the child stuck).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 
 _LOCK = threading.Lock()
 _JOBS: dict[str, tuple[tuple, "_Read"]] = {}    # real path -> (file key, reader)
+_DIGESTS: dict[tuple, str] = {}                  # file key -> SHA-256 (hex) of those bytes
+_RUNNING: set["_Read"] = set()                   # threads still reading or hashing
+_READ_TABLE = None                               # pyarrow.parquet.read_table, imported by start()
 
 #: modules imported by :func:`warm_imports`: what discovery and the statistics import
 #: later, serially, and could instead import while the input is read
@@ -27,17 +32,38 @@ WARM_MODULES = ("scipy.stats", "sklearn.neighbors", "sklearn.cluster")
 
 
 class _Read(threading.Thread):
-    def __init__(self, path: str):
+    def __init__(self, path: str, key: tuple):
         super().__init__(name="fairaudit-prefetch", daemon=True)
-        self.path, self.table = path, None
+        self.path, self.key, self.table = path, key, None
+        self.read = threading.Event()
 
     def run(self) -> None:
-        import pyarrow.parquet as pq
-
         try:
-            self.table = pq.read_table(self.path)
+            self.table = _READ_TABLE(self.path)
         except Exception:   # read again (and reported) by the caller
             self.table = None
+        finally:
+            self.read.set()
+        try:
+            self._hash()
+        finally:
+            self.finished()
+
+    def _hash(self) -> None:
+        try:
+            h = hashlib.sha256()
+            with open(self.path, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+        except OSError:
+            return
+        if _key(self.path) == self.key:    # the same bytes from start to end
+            with _LOCK:
+                _DIGESTS[self.key] = h.hexdigest()
+
+    def finished(self) -> None:
+        with _LOCK:
+            _RUNNING.discard(self)
 
 
 def _key(path: str) -> tuple | None:
@@ -55,14 +81,18 @@ def start(path: str) -> bool:
     if key is None or not os.path.isfile(path):
         return False
     # Imported here, in the caller's thread: the reader thread must not import anything.
+    global _READ_TABLE
     import pyarrow.dataset  # noqa: F401  (read_table's lazy import)
-    import pyarrow.parquet  # noqa: F401
+    import pyarrow.parquet as pq
+
+    _READ_TABLE = pq.read_table
 
     with _LOCK:
         if key[0] in _JOBS and _JOBS[key[0]][0] == key:
             return True
-        job = _Read(path)
+        job = _Read(path, key)
         _JOBS[key[0]] = (key, job)
+        _RUNNING.add(job)
     job.start()
     return True
 
@@ -76,14 +106,25 @@ def take(path: str):
         started, job = _JOBS.pop(key[0] if key else os.path.realpath(path), (None, None))
     if job is None:
         return None
-    job.join()
+    job.read.wait()
     return job.table if started == key else None   # a changed file is read again
+
+
+def digest(path: str) -> str | None:
+    """SHA-256 (hex) of ``path`` as the reader thread hashed it, when the file is unchanged
+    since (waits for a hash in progress); None otherwise."""
+    key = _key(path)
+    if key is None:
+        return None
+    wait()
+    with _LOCK:
+        return _DIGESTS.get(key)
 
 
 def wait() -> None:
     """Wait for every read in flight (before a fork)."""
     with _LOCK:
-        jobs = [job for _, job in _JOBS.values()]
+        jobs = list(_RUNNING)
     for job in jobs:
         if job.is_alive():
             job.join()

@@ -141,11 +141,12 @@ def audit(
     if not quiet:
         with stage(result.timings, "views:console"):
             print_report(result, c.out_console)
+    # report.json's text while the page renders; its timings, with the views', added last
+    body = result.to_json() if html is not None else None
     if html is not None:
         result.timings["views:html"] = html.finish()
         written.append("report.html")
-    # report.json again, now with the time the views took (the JSON alone: milliseconds)
-    result.save_report(out)
+    result.save_report(out, body=body)
     if not quiet:
         c.out_console.print(f"wrote {shown(out)}/: {', '.join(written)}")
     if profile:

@@ -77,14 +77,31 @@ def _stash_flat_lists(obj, store: list[list]):
     if isinstance(obj, dict):
         return {k: _stash_flat_lists(v, store) for k, v in obj.items()}
     if isinstance(obj, list):
-        if obj and all(not isinstance(v, (dict, list)) or
-                       (isinstance(v, list) and not any(isinstance(x, (dict, list)) for x in v)) for v in obj):
+        if obj and _flat(obj):
             store.append(obj)
             return f"\u0000flat:{len(store) - 1}\u0000"
         return [_stash_flat_lists(v, store) for v in obj]
     if isinstance(obj, str) and "\u0000flat:" in obj:
         raise _Unflattenable  # a report string that looks like a placeholder: write plainly
     return obj
+
+
+def _containers(kinds) -> tuple[bool, bool]:
+    """(some kind is a dict, some kind is a list) of a set of types."""
+    return any(issubclass(k, dict) for k in kinds), any(issubclass(k, list) for k in kinds)
+
+
+def _flat(obj: list) -> bool:
+    """True when no item of ``obj`` is a dict and its list items hold no dict or list: a
+    list written on one line.  Type checks on the set of item types (in C), not per item:
+    a report holds per-speaker columns of 100k values."""
+    kinds = set(map(type, obj))
+    if kinds <= _PLAIN:
+        return True
+    has_dict, has_list = _containers(kinds)
+    if has_dict:
+        return False
+    return not has_list or not any(any(_containers(set(map(type, v)))) for v in obj if isinstance(v, list))
 
 
 class _Unflattenable(Exception):
@@ -343,15 +360,20 @@ class AuditResult:
             self.save_report(out_dir)
         return paths
 
-    def save_report(self, out_dir: str | None = None) -> str:
-        """Write report.json (compare.json for a comparison) alone, with the timings; returns its path."""
+    def save_report(self, out_dir: str | None = None, body: str | None = None) -> str:
+        """Write report.json (compare.json for a comparison) alone, with the timings; returns its path.
+
+        ``body``: :meth:`to_json` (no timings) of this report made earlier, e.g. while the
+        HTML page rendered: the timings are added to it (the same text as
+        ``to_json(timings=True)``), so the long serialisation is not on the critical path."""
         out_dir = out_dir or self.path
         if not out_dir:
             raise ValueError("save_report() needs a folder: this result was not loaded from one")
         os.makedirs(out_dir, exist_ok=True)
         path = os.path.join(out_dir, "compare.json" if self.is_comparison else "report.json")
+        text = self.to_json(timings=True) if body is None else _with_timings(body, self.timings)
         with open(path, "w", encoding="utf-8") as fh:
-            fh.write(self.to_json(timings=True))
+            fh.write(text)
         self.path = out_dir
         return path
 
@@ -381,6 +403,18 @@ class AuditResult:
         scores = os.path.join(folder, SPEAKER_SCORES)
         speakers = read_speaker_scores(scores) if os.path.exists(scores) else None
         return cls(report=report, assignments=assignments, speakers=speakers, path=folder, timings=timings)
+
+
+def _with_timings(body: str, timings: dict | None) -> str:
+    """``body`` (a report's indented :meth:`AuditResult.to_json`, no timings) with
+    ``timings`` as its last key, as ``to_json(timings=True)`` writes it."""
+    if not timings:
+        return body
+    if not body.endswith("\n}"):
+        raise ValueError("not an indented report document")
+    tail = json.dumps({"timings": _clean({str(k): float(v) for k, v in timings.items()})}, indent=2,
+                      ensure_ascii=False, allow_nan=False)
+    return body[:-2] + ",\n" + tail[2:]
 
 
 def write_scored_tables(speakers: pd.DataFrame | None, utterances: pd.DataFrame | None, out_dir: str, *,

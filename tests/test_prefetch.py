@@ -109,3 +109,4 @@ def test_the_digest_is_the_files_and_only_while_unchanged(tmp_path):
     assert prefetch.digest(path) is None        # rewritten: hashed again by the caller
     assert sha256_file(path) == hashlib.sha256(open(path, "rb").read()).hexdigest()
     assert prefetch._RUNNING == set()
+

@@ -168,7 +168,8 @@ def _load_embeddings(values: dict[str, Any], utterances: pd.DataFrame | None) ->
 
     utt_to_spk = None
     if utterances is not None and "utt_id" in utterances.columns:
-        utt_to_spk = pd.Series(utterances["speaker_id"].to_numpy(), index=utterances["utt_id"].to_numpy())
+        # the columns' own arrays: a round trip through 1M Python str costs ~0.3 s
+        utt_to_spk = pd.Series(utterances["speaker_id"].array, index=pd.Index(utterances["utt_id"].array))
     ids = values.get("embedding_ids")
     matrix, emb_ids, _ = read_embeddings(str(values["embeddings"]), str(ids) if ids is not None else None, utt_to_spk)
     return {"embeddings": matrix, "embedding_ids": emb_ids, "embeddings_path": str(values["embeddings"])}

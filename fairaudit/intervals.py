@@ -488,13 +488,18 @@ def stratified_resamples(seed: int, n_boot: int, n_table: int, rows: np.ndarray,
         if len(over):
             # too many base draws: leave out -need of them, uniformly without replacement
             # (their ranks in the speaker order of the cohort's base counts of that resample)
-            counts = np.take(kept.base[over], rows[a:z], axis=1)
             at, ranks = _drop_ranks(gens[k], got[over], -need[over])
-            ranks += np.r_[0, np.cumsum(got[over])[:-1]][at]      # into the rows' draws in a row
-            spk = np.searchsorted(np.cumsum(counts, axis=None, dtype=np.int64), ranks, side="right")
-            spk -= at * n_k
-            for j in range(6):
-                s[over, j] -= np.bincount(at, weights=xk[spk, j], minlength=len(over))
+            step = max(1, COUNT_BLOCK_CELLS // n_k)
+            for i0 in range(0, len(over), step):      # the rows' base counts, a bounded block at a time
+                part = over[i0:i0 + step]
+                counts = kept.base[np.ix_(part, rows[a:z])]
+                sel = (at >= i0) & (at < i0 + len(part))
+                row_of = at[sel] - i0
+                # each rank into the block's draws laid end to end, then to its speaker
+                flat = ranks[sel] + np.r_[0, np.cumsum(got[part])[:-1]][row_of]
+                spk = np.searchsorted(np.cumsum(counts, axis=None, dtype=np.int64), flat, side="right") - row_of * n_k
+                for j in range(6):
+                    s[part, j] -= np.bincount(row_of, weights=xk[spk, j], minlength=len(part))
         out.append(_ratio_se(s[:, :5], n_k))
     return out
 

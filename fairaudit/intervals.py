@@ -154,6 +154,8 @@ def _tail_size(n: int) -> int:
 
 
 def _aligned(sizes: Sequence[int]) -> tuple[list[int], int]:
+    """Offsets (bytes) of consecutive arrays of ``sizes`` bytes in one buffer, each on a
+    64-byte boundary (a cache line), and the buffer's size."""
     offsets, at = [], 0
     for s in sizes:
         offsets.append(at)

@@ -324,10 +324,12 @@ def _kept_counts(seed: int, n_boot: int, n: int, columns: np.ndarray | None):
             yield block if columns is None else np.take(block, columns, axis=1)
         return
     counts = kept.counts
+    picked = None if columns is None else np.empty((min(step, n_boot), m), dtype=counts.dtype)
     for b0 in range(0, n_boot, step):
         block = counts[b0:b0 + step]
         out = buf[:len(block), :m]
-        np.copyto(out, block if columns is None else np.take(block, columns, axis=1))
+        # (the columns' bytes into one reused buffer, then to floats: no fresh array per block)
+        np.copyto(out, block if columns is None else np.take(block, columns, axis=1, out=picked[:len(block)]))
         yield out
 
 

@@ -134,130 +134,255 @@ def marginal_counts(rng: np.random.Generator, n: int, m: int, size: int, out: np
 #: many cells (resamples x speakers, one byte each: 100 MB at 1,000 x 100,000)
 SHARED_MAX_CELLS = 1 << 28
 
-_SHARED: dict[tuple, np.ndarray] = {}
+_SHARED: dict[tuple, "_KeptSet"] = {}
 
 
-#: the stratified resamples (:func:`stratified_resamples`) start from a kept base of this
-#: share of the table's n draws per resample; each cohort then draws its own shortfall
-STRATA_BASE = 0.9
+#: the stratified resamples (:func:`stratified_resamples`) start from the first
+#: ``int(STRATA_BASE * n)`` of each kept speaker resample's n draws (its *base*); each
+#: cohort then completes or thins its share of them to its own size.  Near 1, few draws
+#: are left to make per cohort (2 % of the speakers per resample) while a large cohort
+#: rarely gets more base draws than it has speakers (at 50,000 speakers of 100,000:
+#: 6 standard deviations away); the small cohorts that often do are cheap to thin.
+STRATA_BASE = 0.98
+#: the random stream of the kept speaker resamples
+_STREAM = ("bootstrap", "speakers")
 
 
-def _stream(kind: str) -> tuple[str, str]:
-    """The random stream of a kept set: ``("bootstrap", "speakers")`` (full) or ``("bootstrap", "strata")`` (base)."""
-    return ("bootstrap", "speakers") if kind == "full" else ("bootstrap", "strata")
+def _tail_size(n: int) -> int:
+    """Draws per kept resample after its base (the last n - int(STRATA_BASE n) of its n)."""
+    return int(n) - int(STRATA_BASE * int(n))
 
 
-def _keep(key: tuple, value) -> None:
-    """Keep ``value`` as the set ``key`` = (kind, seed, n_boot, n), dropping the kind's
-    previous set: one table at a time, the audit's."""
-    for old in [k for k in _SHARED if k[0] == key[0]]:
-        del _SHARED[old]
-    _SHARED[key] = value
+def _aligned(sizes: Sequence[int]) -> tuple[list[int], int]:
+    """Offsets (bytes) of consecutive arrays of ``sizes`` bytes in one buffer, each on a
+    64-byte boundary (a cache line), and the buffer's size."""
+    offsets, at = [], 0
+    for s in sizes:
+        offsets.append(at)
+        at += -(-int(s) // 64) * 64
+    return offsets, at
 
 
-def _kept_counts(seed: int, n_boot: int, n: int, kind: str, draws: int, columns: np.ndarray | None):
-    """Blocks (b x columns, floats, in a reused buffer valid until the next block) of one
-    kept set of count vectors: ``draws`` uniform draws on the n table rows per resample,
-    from the stream ``(seed, "bootstrap", "speakers")`` (``kind`` "full") or ``(seed,
-    "bootstrap", "strata")`` ("base").  Stored once per (kind, seed, n_boot, n), one byte
-    per cell, up to :data:`SHARED_MAX_CELLS`; above, drawn again per caller (the same
-    numbers: the blocks depend on n only)."""
+class _KeptSet:
+    """One kept set of speaker resamples: ``counts`` (n_boot x n multiplicities of each
+    resample's n draws, uint8, or uint16 when a count passes 255), ``base`` (the same for
+    its first n - tail draws only: what :func:`stratified_resamples` builds on), ``tail``
+    (n_boot x tail, the last draws' rows), and for one (n x 6) moment table ``x`` the
+    sums ``totals`` = [counts @ x, base @ x] (with the SHA-1 ``digest`` of ``x``), the
+    flags ``ready`` (drawn) and ``totals_ready``.  With ``shared`` it lives in anonymous
+    shared memory (MAP_SHARED | MAP_ANONYMOUS), visible to processes forked after it was
+    made, whoever fills it; otherwise in this process only."""
+
+    def __init__(self, n_boot: int, n: int, shared: bool = False):
+        import mmap
+
+        self.n_boot, self.n = int(n_boot), int(n)
+        tail = _tail_size(self.n)
+        cells = self.n_boot * self.n
+        sizes = [cells, cells, self.n_boot * tail * 8, self.n_boot * 12 * 8, 20, 2]
+        offs, total = _aligned(sizes)
+        # (a private buffer from np.empty: its pages are mapped when first written)
+        buf = mmap.mmap(-1, total) if shared else np.empty(total, dtype=np.uint8)
+        self._buf = buf
+        self.counts = np.frombuffer(buf, np.uint8, cells, offs[0]).reshape(self.n_boot, self.n)
+        self.base = np.frombuffer(buf, np.uint8, cells, offs[1]).reshape(self.n_boot, self.n)
+        self.tail = np.frombuffer(buf, np.int64, self.n_boot * tail, offs[2]).reshape(self.n_boot, tail)
+        self.totals = np.frombuffer(buf, np.float64, self.n_boot * 12, offs[3]).reshape(self.n_boot, 12)
+        self.digest = np.frombuffer(buf, np.uint8, 20, offs[4])
+        self._flags = np.frombuffer(buf, np.uint8, 2, offs[5])
+        self._flags[:] = 0
+        self.shared = bool(shared)
+        #: further moment tables' sums (digest -> n_boot x 12), in this process only
+        self.more_totals: dict[bytes, np.ndarray] = {}
+
+    @property
+    def ready(self) -> bool:
+        return bool(self._flags[0])
+
+    def fill(self, seed: int) -> bool:
+        """Draw the set (stream ``(seed, "bootstrap", "speakers")``: n uniform draws on the
+        n rows per resample, one call per resample, or one per block of resamples for
+        small n); True when it fitted in this buffer (False: a count passed 255; the
+        numbers are then in private uint16 copies of ``counts`` and ``base``)."""
+        from .stats import rng as _rng
+
+        gen = _rng.generator(seed, *_STREAM)
+        n, n_boot = self.n, self.n_boot
+        first = n - self.tail.shape[1]
+        counts, base, fits = self.counts, self.base, True
+        if n > _FLAT_COUNT_MAX:
+            # Row by row straight into the byte tables (the draws _count_into makes: 64-bit
+            # draws in [0, n) are its 32-bit ones, and bincount takes them without a copy)
+            for b in range(n_boot):
+                draws = gen.integers(0, n, size=n, dtype=np.int64)
+                self.tail[b] = draws[first:]
+                row = np.bincount(draws[:first], minlength=n)
+                base[b] = row                          # (<= 255 wherever the full row is)
+                row += np.bincount(draws[first:], minlength=n)
+                if counts.dtype == np.uint8 and row.max() > 255:
+                    counts, base, fits = counts.astype(np.uint16), base.astype(np.uint16), False
+                    base[b] = row - np.bincount(draws[first:], minlength=n)
+                counts[b] = row
+        else:
+            step = max(1, COUNT_BLOCK_CELLS // max(1, n))
+            for b0 in range(0, n_boot, step):
+                b = min(step, n_boot - b0)
+                draws = (gen.integers(0, n, size=b * n, dtype=np.int64) if n else np.zeros(0, np.int64)).reshape(b, n)
+                self.tail[b0:b0 + b] = draws[:, first:]
+                draws += (np.arange(b, dtype=np.int64) * n)[:, None]
+                head = np.bincount(draws[:, :first].ravel(), minlength=b * n).reshape(b, n)
+                block = head + np.bincount(draws[:, first:].ravel(), minlength=b * n).reshape(b, n)
+                if counts.dtype == np.uint8 and block.size and block.max() > 255:
+                    # (n > 255 speakers and a row drawn 256 times)
+                    counts, base, fits = counts.astype(np.uint16), base.astype(np.uint16), False
+                counts[b0:b0 + b] = block
+                base[b0:b0 + b] = head
+        self.counts, self.base = counts, base
+        if fits or not self.shared:     # (a private set may hold uint16 copies)
+            self._flags[0] = 1
+        return fits
+
+    def _both(self, x: np.ndarray) -> np.ndarray:
+        """[counts @ x, base @ x] (n_boot x 12): the base's as the whole's minus its tail's."""
+        full = _product(self.counts, x)
+        tail = np.zeros_like(full)
+        for j in range(x.shape[1]):
+            tail[:, j] = np.ascontiguousarray(x[:, j])[self.tail].sum(axis=1)
+        return np.hstack([full, full - tail])
+
+    def sums(self, x: np.ndarray) -> np.ndarray:
+        """[counts @ x, base @ x] (n_boot x 12) for a (n x 6) table ``x``: exact (integer
+        counts and moments), kept per table (by its SHA-1) so each is multiplied once."""
+        import hashlib
+
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        key = hashlib.sha1(x.data).digest()
+        if self._flags[1] and bytes(self.digest) == key:
+            return self.totals
+        if key not in self.more_totals:
+            self.more_totals[key] = self._both(x)
+        return self.more_totals[key]
+
+    def share_sums(self, x: np.ndarray) -> None:
+        """Multiply ``x`` into the shared ``totals`` (read by the processes forked before)."""
+        import hashlib
+
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        self.totals[:] = self._both(x)
+        self.digest[:] = np.frombuffer(hashlib.sha1(x.data).digest(), np.uint8)
+        self._flags[1] = 1
+
+
+def _product(counts: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """counts (b x n, small integers) @ x (n x k) in float blocks of bounded size."""
+    n = counts.shape[1]
+    out = np.zeros((len(counts), x.shape[1]))
+    if not n:
+        return out
+    step = max(1, COUNT_BLOCK_CELLS // n)
+    buf = np.empty((min(step, len(counts)), n))
+    xt = np.ascontiguousarray(x.T)
+    for b0 in range(0, len(counts), step):
+        blk = buf[:min(step, len(counts) - b0)]
+        np.copyto(blk, counts[b0:b0 + len(blk)])
+        out[b0:b0 + len(blk)] = (xt @ blk.T).T      # (this orientation: a third faster in OpenBLAS)
+    return out
+
+
+def _kept(seed: int, n_boot: int, n: int) -> "_KeptSet | None":
+    """The kept speaker resamples of (seed, n_boot, n), drawn here the first time (or when
+    a shared set is not filled yet); None above :data:`SHARED_MAX_CELLS` (not kept)."""
+    if n_boot * n > SHARED_MAX_CELLS:
+        return None
+    key = ("full", seed, n_boot, n)
+    kept = _SHARED.get(key)
+    if kept is None or not kept.ready:  # (a shared set not filled yet, or failed: drawn here)
+        kept = _KeptSet(n_boot, n)
+        kept.fill(seed)
+        for old in [k for k in _SHARED if k[0] == "full"]:
+            del _SHARED[old]            # one table at a time, the audit's
+        _SHARED[key] = kept
+    return kept
+
+
+def _kept_counts(seed: int, n_boot: int, n: int, columns: np.ndarray | None):
+    """Blocks (b x columns, floats, in a reused buffer valid until the next block) of the
+    kept speaker resamples (:func:`_kept`); above :data:`SHARED_MAX_CELLS`, drawn again
+    per caller (the same numbers: the blocks depend on n only)."""
     from .stats import rng as _rng
 
     step = max(1, COUNT_BLOCK_CELLS // max(1, n))
     m = n if columns is None else len(columns)
     buf = np.empty((min(step, n_boot), n))
-    sizes = np.full(min(step, n_boot), draws, dtype=np.int64)
-    if n_boot * n > SHARED_MAX_CELLS:
-        gen = _rng.generator(seed, *_stream(kind))
+    kept = _kept(seed, n_boot, n)
+    if kept is None:
+        sizes = np.full(min(step, n_boot), n, dtype=np.int64)
+        gen = _rng.generator(seed, *_STREAM)
         for b0 in range(0, n_boot, step):
             b = min(step, n_boot - b0)
             block = _count_into(buf[:b], gen, n, sizes[:b]) if n else buf[:b]
             yield block if columns is None else np.take(block, columns, axis=1)
         return
-    key = (kind, seed, n_boot, n)
-    counts = _SHARED.get(key)
-    if isinstance(counts, _SharedCounts):
-        counts = counts.array if counts.ready[0] == 1 else None   # a shared buffer not (yet) filled: draw here
-    if counts is None:
-        counts = _fill_counts(np.empty((n_boot, n), dtype=np.uint8), seed, n_boot, n, kind, draws)
-        _keep(key, counts)
+    counts = kept.counts
+    picked = None if columns is None else np.empty((min(step, n_boot), m), dtype=counts.dtype)
     for b0 in range(0, n_boot, step):
         block = counts[b0:b0 + step]
         out = buf[:len(block), :m]
-        np.copyto(out, block if columns is None else np.take(block, columns, axis=1))
+        # (the columns' bytes into one reused buffer, then to floats: no fresh array per block)
+        np.copyto(out, block if columns is None else np.take(block, columns, axis=1, out=picked[:len(block)]))
         yield out
 
 
-def _fill_counts(counts: np.ndarray, seed: int, n_boot: int, n: int, kind: str, draws: int) -> np.ndarray:
-    """Draw one kept set into ``counts`` (n_boot x n, uint8) block by block, the same numbers
-    for any caller; returns it (a uint16 copy if a count passes 255, which only tables of
-    fewer than a few hundred speakers can reach)."""
-    from .stats import rng as _rng
-
-    gen = _rng.generator(seed, *_stream(kind))
-    if n > _FLAT_COUNT_MAX:
-        # Row by row straight into the byte table (the draws _count_into makes, without
-        # its float buffer and the copy out of it: a fifth of the time at 100k speakers)
-        dtype = _draw_index(n)
-        for b in range(n_boot):
-            row = np.bincount(gen.integers(0, n, size=int(draws), dtype=dtype), minlength=n)
-            if counts.dtype == np.uint8 and row.max() > 255:
-                counts = counts.astype(np.uint16)
-            counts[b] = row
-        return counts
-    step = max(1, COUNT_BLOCK_CELLS // max(1, n))
-    buf = np.empty((min(step, n_boot), n))
-    sizes = np.full(min(step, n_boot), draws, dtype=np.int64)
-    for b0 in range(0, n_boot, step):
-        b = min(step, n_boot - b0)
-        block = _count_into(buf[:b], gen, n, sizes[:b]) if n else buf[:b]
-        if counts.dtype == np.uint8 and block.size and block.max() > 255:
-            counts = counts.astype(np.uint16)   # (n > 255 speakers and a row drawn 256 times)
-        counts[b0:b0 + b] = block
-    return counts
+def _with_ones(e: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Per speaker [e, w, e^2, e w, w^2, 1]: the sums' moments and a draw counter."""
+    return np.column_stack([_moments(e, w), np.ones(len(e))])
 
 
-class _SharedCounts:
-    """A kept set in anonymous shared memory (visible to processes forked after it was
-    made, whoever fills it) and its ready flag (1 once filled)."""
-
-    def __init__(self, n_boot: int, n: int):
-        import mmap
-
-        self._mm = mmap.mmap(-1, n_boot * n + 1)        # MAP_SHARED | MAP_ANONYMOUS
-        self.array = np.frombuffer(self._mm, dtype=np.uint8, count=n_boot * n).reshape(n_boot, n)
-        self.ready = np.frombuffer(self._mm, dtype=np.uint8, count=1, offset=n_boot * n)
-
-
-def share_resamples(seed: int, n_boot: int, n: int, *, full: bool = True, strata: bool = True):
-    """Reserve the kept resample sets (:func:`speaker_resamples` with ``full``, the base of
-    :func:`stratified_resamples` with ``strata``) in memory shared with processes forked
-    from now on; returns ``fill()``, which draws them (the same numbers as drawing them
-    here) and marks them ready.  Worker processes forked before ``fill`` returns see the
-    numbers once it has; one that needs a set before that (or after a failed fill) draws
-    its own copy, the same numbers again.  A no-op (``fill`` does nothing) when nothing
-    would be kept (above :data:`SHARED_MAX_CELLS`)."""
+def share_resamples(seed: int, n_boot: int, n: int, *, full: bool = True, strata: bool = True,
+                    errors: Any = None, words: Any = None):
+    """Reserve the kept speaker resamples (:func:`speaker_resamples`, whose base also
+    serves :func:`stratified_resamples`) in memory shared with processes forked from now
+    on; returns ``fill()``, which draws them (the same numbers as drawing them here) and
+    marks them ready.  With ``errors``/``words`` (the speaker table's counts, one per row)
+    ``fill`` also multiplies their moments into the set (what the overall interval and
+    the bootstraps of discoverers that audit every speaker read).  Worker processes forked
+    before ``fill`` returns see the numbers once it has; one that needs them before that
+    (or after a failed fill) draws its own copy, the same numbers again.  A no-op
+    (``fill`` does nothing) when nothing would be kept (above :data:`SHARED_MAX_CELLS`),
+    or neither ``full`` nor ``strata`` is wanted."""
     seed, n_boot, n = int(seed), int(n_boot), int(n)
-    if n_boot <= 0 or n <= 255 or n_boot * n > SHARED_MAX_CELLS:
+    if n_boot <= 0 or n <= 255 or n_boot * n > SHARED_MAX_CELLS or not (full or strata):
         return lambda: None
-    todo = []
-    for kind, on in (("full", full), ("base", strata)):
-        key = (kind, seed, n_boot, n)
-        held = _SHARED.get(key)
-        if not on or isinstance(held, np.ndarray):
-            continue                    # not wanted, or already drawn in this process
-        shared = _SharedCounts(n_boot, n)
-        _keep(key, shared)
-        todo.append((kind, shared))
+    key = ("full", seed, n_boot, n)
+    held = _SHARED.get(key)
+    x = None
+    if errors is not None and words is not None:
+        x = _with_ones(_counts(errors, "errors"), _counts(words, "words"))
+        if len(x) != n:
+            raise ValueError(f"errors and words must give one count per table row ({n}), not {len(x)}")
+    if held is not None and held.ready:
+        return lambda: None             # drawn in this process already (its sums when asked)
+    shared = _KeptSet(n_boot, n, shared=True)
+    for old in [k for k in _SHARED if k[0] == "full"]:
+        del _SHARED[old]
+    _SHARED[key] = shared
 
     def fill() -> None:
-        for kind, shared in todo:
-            draws = n if kind == "full" else int(STRATA_BASE * n)
-            out = _fill_counts(shared.array, seed, n_boot, n, kind, draws)
-            if out is shared.array:     # (a uint16 copy cannot be shared: the workers draw their own)
-                shared.ready[0] = 1
+        if shared.fill(seed):
+            if x is not None:
+                shared.share_sums(x)
+        else:                           # (a uint16 copy cannot be shared: the workers draw their own)
+            _SHARED[key] = _private(shared)
     return fill
+
+
+def _private(kept: "_KeptSet") -> "_KeptSet":
+    """A private, ready copy of a filled set whose counts did not fit its shared bytes."""
+    out = _KeptSet(kept.n_boot, kept.n)
+    out.counts, out.base = kept.counts, kept.base
+    out.tail[:] = kept.tail
+    out._flags[0] = 1
+    return out
 
 
 def speaker_resamples(seed: int, n_boot: int, n: int, columns: np.ndarray | None = None):
@@ -268,69 +393,157 @@ def speaker_resamples(seed: int, n_boot: int, n: int, columns: np.ndarray | None
     Row r of the table is drawn ``counts[i, r]`` times in resample i: a plain speaker
     bootstrap (n draws with replacement, no strata) fixed by (``seed``, ``n_boot``, n)
     alone, from the stream ``(seed, "bootstrap", "speakers")``.  It serves every statistic
-    that resamples all the speakers of the table (the overall WER's interval, each
-    discoverer's held-out gap): each of them is a correct bootstrap of its own statistic;
-    they share the draws (so their resampling errors are correlated, which no reported
-    number combines), and the draws are made and counted once instead of once each.
-    Kept in memory (one byte per cell) up to :data:`SHARED_MAX_CELLS`; above, drawn again
-    block by block for each caller (the same numbers, since the blocks depend only on n).
+    that resamples the speakers of the table (the overall WER's interval, each
+    discoverer's held-out gap, and, through its first draws, each discoverer's stratified
+    bootstrap): each of them is a correct bootstrap of its own statistic; they share the
+    draws (so their resampling errors are correlated, which no reported number combines),
+    and the draws are made and counted once instead of once each.  Kept in memory (one
+    byte per cell) up to :data:`SHARED_MAX_CELLS`; above, drawn again block by block for
+    each caller (the same numbers, since the blocks depend only on n).
     """
-    n = int(n)
-    yield from _kept_counts(int(seed), int(n_boot), n, "full", n, columns)
+    yield from _kept_counts(int(seed), int(n_boot), int(n), columns)
 
 
 def stratified_resamples(seed: int, n_boot: int, n_table: int, rows: np.ndarray, e: np.ndarray, w: np.ndarray,
                          bounds: np.ndarray, gens: Sequence[np.random.Generator]
                          ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per cohort, (R_b, se_b) of ``n_boot`` speaker resamples stratified by cohort, built
-    on a kept base of uniform draws on the table's rows (:data:`STRATA_BASE` x n_table
-    per resample, stream ``(seed, "bootstrap", "strata")``, shared by every discoverer).
+    on the base of the kept speaker resamples (:func:`speaker_resamples`): the first
+    ``int(STRATA_BASE * n_table)`` of each resample's n_table uniform draws on the table's
+    rows, shared by every discoverer (and, whole, by the overall interval and the held-out
+    gaps).  Needs the kept set (n_boot x n_table <= :data:`SHARED_MAX_CELLS`).
 
     ``rows``: each audited speaker's row in the table of ``n_table`` rows, sorted by
     cohort; ``e``/``w``: their counts in that order; cohort k holds positions
     ``bounds[k]:bounds[k + 1]``; ``gens``: one generator per cohort.
 
     Of a resample's base draws, K land in cohort k; given K they are K uniform draws on
-    its n_k speakers.  When K <= n_k the cohort gets n_k - K more uniform draws on itself
-    (its own generator; their sums are added by a gather): n_k uniform draws, whatever K
-    was; when K > n_k (rare but for small cohorts) the cohort is drawn afresh.  Either way
-    each cohort's draws are n_k uniform draws on it, and given the base totals the
-    cohorts' draws are independent and do not depend on those totals: exactly the
-    stratified bootstrap's joint distribution (tested against fresh draws), at the cost
-    of a product and about a tenth of the draws.
+    its n_k speakers.  When K < n_k the cohort gets n_k - K more uniform draws on itself
+    (its own generator); when K > n_k, K - n_k of its base draws, chosen uniformly without
+    replacement (its own generator), are left out.  Either way each cohort's draws are
+    n_k uniform draws on it, and given the base totals the cohorts' draws are independent
+    and do not depend on those totals: exactly the stratified bootstrap's joint
+    distribution (tested against fresh draws), at the cost of about a fiftieth of the draws.
+
+    The sums are exact (integer counts times integer moments), so they are computed
+    wherever cheapest: every cohort's but the largest by a product of its columns of the
+    kept counts, the largest one as the table's sums (computed once per table and
+    shared, :meth:`_KeptSet.sums`) minus the others', and the base as the whole resample
+    minus its last draws (``tail``).
     """
     n_c = len(bounds) - 1
-    x = np.column_stack([_moments(e, w), np.ones(len(e))])    # the last column counts the base draws
-    sums: list[list[np.ndarray]] = [[] for _ in range(n_c)]
-    base = int(STRATA_BASE * int(n_table))
-    for block in _kept_counts(int(seed), int(n_boot), int(n_table), "base", base, rows):
-        for k in range(n_c):
-            a, b = int(bounds[k]), int(bounds[k + 1])
-            n_k = b - a
-            if n_k == 0:
-                continue
-            counts = block[:, a:b]
-            s = counts @ x[a:b]
-            got = s[:, 5]
-            over = got > n_k
-            if over.any():               # drawn afresh: the base draws of these rows dropped
-                s[over] = 0.0
-            need = np.where(over, n_k, n_k - got).astype(np.int64)
-            # the sums of each row's own draws: one gather of their speakers' moments, summed per row
-            picked = np.take(x[a:b, :5], gens[k].integers(0, n_k, size=int(need.sum()), dtype=_draw_index(n_k)),
-                             axis=0)
-            has = np.flatnonzero(need)
-            if len(has):
-                s[has, :5] += np.add.reduceat(picked, np.r_[0, np.cumsum(need[has])[:-1]], axis=0)
-            sums[k].append(s[:, :5])
+    n_boot, n_table = int(n_boot), int(n_table)
+    kept = _kept(int(seed), n_boot, n_table)
+    if kept is None:
+        raise ValueError("stratified_resamples needs the kept speaker resamples (n_boot x n_table too large)")
+    rows = np.asarray(rows, dtype=np.intp)
+    bounds = np.asarray(bounds, dtype=np.intp)
+    sizes = np.diff(bounds)
+    x = _with_ones(e, w)                               # the last column counts draws
+    sums = np.zeros((n_boot, n_c, 6))
+    big = int(np.argmax(sizes)) if n_c and sizes.max() > 0 else -1
+    # every cohort but the largest: its columns of the base counts, times its moments
+    others = [k for k in range(n_c) if k != big and sizes[k]]
+    if others:
+        cols = np.concatenate([rows[bounds[k]:bounds[k + 1]] for k in others])
+        segs, at = [], 0
+        for k in others:
+            segs.append((k, at, at + sizes[k], np.ascontiguousarray(x[bounds[k]:bounds[k + 1]].T)))
+            at += sizes[k]
+        step = max(1, COUNT_BLOCK_CELLS // len(cols))
+        picked = np.empty((min(step, n_boot), len(cols)), dtype=kept.base.dtype)
+        flt = np.empty((min(step, n_boot), len(cols)))
+        for b0 in range(0, n_boot, step):
+            b = min(step, n_boot - b0)
+            np.take(kept.base[b0:b0 + b], cols, axis=1, out=picked[:b])
+            np.copyto(flt[:b], picked[:b])
+            for k, s0, s1, xt in segs:
+                sums[b0:b0 + b, k] = (xt @ flt[:b, s0:s1].T).T    # (this orientation: faster in OpenBLAS)
+    if big >= 0:
+        # the largest: the table's base sums minus the others' (rows not audited weigh 0)
+        x_table = np.zeros((n_table, 6))
+        x_table[rows] = x
+        sums[:, big] = kept.sums(x_table)[:, 6:] - sums.sum(axis=1)
     out = []
     for k in range(n_c):
-        n_k = int(bounds[k + 1] - bounds[k])
-        if n_k == 0 or not sums[k]:
-            out.append((np.full(int(n_boot), np.nan), np.full(int(n_boot), np.nan)))
-        else:
-            out.append(_ratio_se(np.concatenate(sums[k]), n_k))
+        a, z = int(bounds[k]), int(bounds[k + 1])
+        n_k = z - a
+        if n_k == 0:
+            out.append((np.full(n_boot, np.nan), np.full(n_boot, np.nan)))
+            continue
+        s, xk = sums[:, k], x[a:z]
+        got = np.rint(s[:, 5]).astype(np.int64)
+        need = n_k - got
+        short = np.flatnonzero(need > 0)
+        if len(short):
+            # the cohort's own draws, gathered and summed per resample a bounded block at a time
+            draws = gens[k].integers(0, n_k, size=int(need[short].sum()), dtype=np.int64)
+            ends = np.cumsum(need[short])
+            buf = np.empty((min(len(draws), COUNT_BLOCK_CELLS // 8), 6))
+            i = 0
+            while i < len(short):
+                lo = ends[i - 1] if i else 0
+                j = max(i + 1, int(np.searchsorted(ends, lo + len(buf), side="right")))
+                hi = ends[j - 1]
+                got_x = np.take(xk, draws[lo:hi], axis=0, out=buf[:hi - lo] if hi - lo <= len(buf) else None)
+                s[short[i:j]] += np.add.reduceat(got_x, np.r_[0, ends[i:j - 1] - lo], axis=0)
+                i = j
+        over = np.flatnonzero(need < 0)
+        if len(over):
+            # too many base draws: leave out -need of them, uniformly without replacement
+            # (their ranks in the speaker order of the cohort's base counts of that resample)
+            at, ranks = _drop_ranks(gens[k], got[over], -need[over])
+            step = max(1, COUNT_BLOCK_CELLS // n_k)
+            for i0 in range(0, len(over), step):      # the rows' base counts, a bounded block at a time
+                part = over[i0:i0 + step]
+                counts = kept.base[np.ix_(part, rows[a:z])]
+                sel = (at >= i0) & (at < i0 + len(part))
+                row_of = at[sel] - i0
+                # each rank into the block's draws laid end to end, then to its speaker
+                flat = ranks[sel] + np.r_[0, np.cumsum(got[part])[:-1]][row_of]
+                spk = np.searchsorted(np.cumsum(counts, axis=None, dtype=np.int64), flat, side="right") - row_of * n_k
+                for j in range(6):
+                    s[part, j] -= np.bincount(row_of, weights=xk[spk, j], minlength=len(part))
+        out.append(_ratio_se(s[:, :5], n_k))
     return out
+
+
+def _drop_ranks(gen: np.random.Generator, totals: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each row i, ``m[i]`` distinct ranks in [0, ``totals[i]``) chosen uniformly
+    without replacement (0 < m <= totals): (row of each rank, rank), rows ascending.
+
+    Uniform draws with replacement, of which each row keeps the first ``m[i]`` distinct
+    values in the order drawn (sequential sampling that skips repeats: exactly sampling
+    without replacement), all rows at once; rows short of distinct values draw again."""
+    totals, m = np.asarray(totals, dtype=np.int64), np.asarray(m, dtype=np.int64)
+    n = len(m)
+    taken = np.zeros(0, dtype=np.int64)                    # row * span + rank, in draw order
+    span = int(totals.max()) if n else 1
+    have = np.zeros(n, dtype=np.int64)
+    while True:
+        want = np.flatnonzero(have < m)
+        if not len(want):
+            break
+        more, free = m[want] - have[want], totals[want] - have[want]
+        # a fifth more than the draws expected to give ``more`` new values (coupon collector)
+        size = (1.2 * totals[want] * np.log((free + 0.5) / (free - more + 0.5))).astype(np.int64) + 2
+        row = np.repeat(want, size)
+        cand = row * span + gen.integers(0, np.repeat(totals[want], size))
+        allv = np.concatenate([taken, cand])
+        _, first = np.unique(allv, return_index=True)
+        first.sort()                                       # first occurrences, in draw order
+        kept_v = allv[first]
+        kr = kept_v // span
+        # each row's first m of them
+        order = np.argsort(kr, kind="stable")
+        kr_sorted = kr[order]
+        start = np.searchsorted(kr_sorted, np.arange(n))
+        pos = np.arange(len(kr_sorted)) - start[kr_sorted]
+        keep = np.sort(order[pos < m[kr_sorted]])
+        taken = kept_v[keep]
+        have = np.bincount(taken // span, minlength=n)
+    taken.sort()
+    return taken // span, taken % span
 
 
 def interval_from_resamples(method: str, e: np.ndarray, w: np.ndarray, r_b: np.ndarray, se_b: np.ndarray,
@@ -342,11 +555,16 @@ def interval_from_resamples(method: str, e: np.ndarray, w: np.ndarray, r_b: np.n
 
 def overall_interval(e: Any, w: Any, n_boot: int, seed: int, level: float = 0.95) -> tuple[float, float]:
     """(lo, hi) studentised interval of the WER (ratio) of all n speakers, on the shared
-    speaker resamples (:func:`speaker_resamples`); NaN ends without words."""
+    speaker resamples (:func:`speaker_resamples`; their sums shared too when
+    :func:`share_resamples` was given these counts); NaN ends without words."""
     e, w = _counts(e, "errors"), _counts(w, "words")
-    x = _moments(e, w)
-    blocks = [c @ x for c in speaker_resamples(seed, n_boot, len(e))]
-    sums = np.concatenate(blocks) if blocks else np.zeros((0, 5))
+    kept = _kept(int(seed), int(n_boot), len(e))
+    if kept is not None:
+        sums = kept.sums(_with_ones(e, w))[:, :5]
+    else:
+        x = _moments(e, w)
+        blocks = [c @ x for c in speaker_resamples(seed, n_boot, len(e))]
+        sums = np.concatenate(blocks) if blocks else np.zeros((0, 5))
     r_b, se_b = _ratio_se(sums, len(e))
     return _interval("studentized", e, w, r_b, se_b, level)
 

@@ -177,7 +177,7 @@ def test_shared_resamples_filled_after_fork_are_seen_by_the_worker():
     iv._SHARED.clear()
     fill = iv.share_resamples(seed, n_boot, n)
     early = iv._SHARED[("full", seed, n_boot, n)]
-    assert early.ready[0] == 0
+    assert not early.ready and early.shared
     ctx = mp.get_context("fork")
     go, out = ctx.Event(), ctx.Queue()
 
@@ -186,7 +186,7 @@ def test_shared_resamples_filled_after_fork_are_seen_by_the_worker():
         got = np.concatenate([b.copy() for b in iv.speaker_resamples(seed, n_boot, n)])
         held = iv._SHARED[("full", seed, n_boot, n)]
         # still the shared buffer (not a copy of its own drawn in the child), and its numbers
-        out.put((isinstance(held, iv._SharedCounts), got.tolist()))
+        out.put((held is early, got.tolist()))
 
     proc = ctx.Process(target=child)
     proc.start()
@@ -194,11 +194,123 @@ def test_shared_resamples_filled_after_fork_are_seen_by_the_worker():
     go.set()
     shared_in_child, got = out.get(timeout=60)
     proc.join(timeout=60)
-    assert early.ready[0] == 1 and shared_in_child
-    np.testing.assert_array_equal(early.array, plain)
+    assert early.ready and shared_in_child
+    np.testing.assert_array_equal(early.counts, plain)
     np.testing.assert_array_equal(np.asarray(got), plain)
     assert (plain.sum(axis=1) == n).all()
     iv._SHARED.clear()
     iv.share_resamples(seed, n_boot, n)            # reserved, never filled: the caller draws
     np.testing.assert_array_equal(np.concatenate([b.copy() for b in iv.speaker_resamples(seed, n_boot, n)]), plain)
     iv._SHARED.clear()
+
+
+@pytest.mark.parametrize("n", [300, 1234])          # one bincount per block / per resample
+def test_kept_set_holds_each_resamples_base_and_tail(n):
+    """The kept set is the speaker resamples' own draws: counts = base (the first
+    int(STRATA_BASE n) draws) + the tail's draws, row by row; its sums of a moment table are
+    counts @ x and base @ x exactly (and the same when read back from the cache)."""
+    iv = intervals
+    iv._SHARED.clear()
+    b, seed = 60, 9
+    plain = np.concatenate([blk.copy() for blk in iv.speaker_resamples(seed, b, n)])
+    kept = iv._kept(seed, b, n)
+    np.testing.assert_array_equal(kept.counts, plain)
+    from fairaudit.stats import rng as stats_rng
+    draws = stats_rng.generator(seed, "bootstrap", "speakers").integers(0, n, size=(b, n))
+    first = int(iv.STRATA_BASE * n)
+    np.testing.assert_array_equal(kept.tail, draws[:, first:])
+    np.testing.assert_array_equal(kept.base, np.stack([np.bincount(d[:first], minlength=n) for d in draws]))
+    rng = np.random.default_rng(2)
+    x = np.column_stack([rng.integers(0, 500, (n, 5)), np.ones(n)]).astype(float)
+    got = kept.sums(x)
+    np.testing.assert_array_equal(got[:, :6], plain @ x)
+    np.testing.assert_array_equal(got[:, 6:], kept.base.astype(float) @ x)
+    assert kept.sums(x.copy()) is got
+    iv._SHARED.clear()
+
+
+def _stratified_by_definition(kept, rows, e, w, bounds, gens):
+    """stratified_resamples written out: each cohort's base counts read from its columns,
+    completed with its own draws or thinned without replacement (the same generator calls)."""
+    out = []
+    for k in range(len(bounds) - 1):
+        a, z = bounds[k], bounds[k + 1]
+        x = np.column_stack([e[a:z], w[a:z], e[a:z] ** 2, e[a:z] * w[a:z], w[a:z] ** 2])
+        counts = kept.base[:, rows[a:z]].astype(np.int64)
+        need = (z - a) - counts.sum(axis=1)
+        short = np.flatnonzero(need > 0)
+        extra = gens[k].integers(0, z - a, size=int(need[short].sum()))
+        for r, d in zip(short, np.split(extra, np.cumsum(need[short])[:-1])):
+            counts[r] += np.bincount(d, minlength=z - a)
+        over = np.flatnonzero(need < 0)
+        if len(over):
+            at, ranks = intervals._drop_ranks(gens[k], counts[over].sum(axis=1), -need[over])
+            for i, r in enumerate(over):
+                drawn = np.repeat(np.arange(z - a), counts[r])    # the base draws, one per entry
+                counts[r] -= np.bincount(drawn[ranks[at == i]], minlength=z - a)
+        assert (counts.sum(axis=1) == z - a).all()
+        out.append(intervals._ratio_se(counts @ x, z - a))
+    return out
+
+
+def test_stratified_resamples_equal_their_definition():
+    """The fast path (the largest cohort as the table's sums minus the others', products of
+    the others' columns) gives exactly the sums of the construction written out, with rows
+    of the table in no cohort and cohorts that are often completed and often thinned."""
+    from fairaudit.stats import rng as stats_rng
+
+    iv = intervals
+    iv._SHARED.clear()
+    rng = np.random.default_rng(4)
+    n_table, b, sizes = 900, 400, [6, 40, 700, 90]           # 64 rows in no cohort
+    rows = rng.choice(n_table, sum(sizes), replace=False)
+    bounds = np.r_[0, np.cumsum(sizes)]
+    w = rng.integers(20, 200, sum(sizes)).astype(float)
+    e = rng.binomial(w.astype(int), 0.1).astype(float)
+
+    def gens():
+        return [np.random.default_rng(s) for s in stats_rng.stream(3, "bootstrap", "d").spawn(len(sizes))]
+
+    fast = iv.stratified_resamples(3, b, n_table, rows, e, w, bounds, gens())
+    slow = _stratified_by_definition(iv._kept(3, b, n_table), rows, e, w, bounds, gens())
+    for (r_f, se_f), (r_s, se_s) in zip(fast, slow):
+        np.testing.assert_array_equal(r_f, r_s)
+        np.testing.assert_array_equal(se_f, se_s)
+    iv._SHARED.clear()
+
+
+def test_shared_sums_serve_the_overall_interval():
+    """share_resamples with the table's counts multiplies them in once: the overall interval
+    read from those sums equals the one computed from the resamples."""
+    iv = intervals
+    rng = np.random.default_rng(6)
+    w = rng.integers(20, 200, 700).astype(float)
+    e = rng.binomial(w.astype(int), 0.1).astype(float)
+    iv._SHARED.clear()
+    plain = iv.overall_interval(e, w, 50, 4)
+    iv._SHARED.clear()
+    fill = iv.share_resamples(4, 50, len(e), errors=e, words=w)
+    fill()
+    kept = iv._SHARED[("full", 4, 50, len(e))]
+    assert kept.ready and kept.shared and kept.sums(iv._with_ones(e, w)) is kept.totals
+    assert iv.overall_interval(e, w, 50, 4) == plain
+    with pytest.raises(ValueError):
+        iv.share_resamples(4, 50, len(e), errors=e[:-1], words=w[:-1])
+    iv._SHARED.clear()
+
+
+def test_drop_ranks_sample_without_replacement_uniformly():
+    """_drop_ranks: m distinct ranks per row, every rank and every pair equally likely."""
+    reps = 4000
+    totals = np.tile([5, 3, 40, 1], reps)
+    m = np.tile([2, 3, 39, 1], reps)
+    at, ranks = intervals._drop_ranks(np.random.default_rng(12), totals, m)
+    np.testing.assert_array_equal(np.bincount(at, minlength=len(m)), m)
+    assert (np.diff(at) >= 0).all() and (ranks >= 0).all() and (ranks < totals[at]).all()
+    key = at * 64 + ranks
+    assert len(np.unique(key)) == len(key)                            # distinct within a row
+    fives = ranks[totals[at] == 5].reshape(reps, 2)                    # rows of 2 ranks among 5
+    np.testing.assert_allclose(np.bincount(fives.ravel(), minlength=5) / reps, 2 / 5, atol=0.03)
+    lo, hi = fives.min(axis=1), fives.max(axis=1)
+    pairs = np.bincount(lo * 5 + hi, minlength=25).reshape(5, 5)[np.triu_indices(5, 1)] / reps
+    np.testing.assert_allclose(pairs, 1 / 10, atol=0.02)               # each pair: 1 / C(5, 2)

@@ -78,9 +78,9 @@ def bootstrap_cohorts(errors: Any, words: Any, codes: Any, n_boot: int = 1000, s
     ``method``: the cohort-WER interval, "studentized" (default), "percentile" or "bca"
     (:func:`fairaudit.intervals.cohort_interval`).  ``table_rows``/``n_table``: each
     speaker's row in the audit's speaker table of ``n_table`` rows; given, the resamples
-    are built on the table's shared base draws and completed to each cohort's size
+    are built on the table's shared base draws, completed or thinned to each cohort's size
     (:func:`fairaudit.intervals.stratified_resamples`: the same stratified bootstrap in
-    distribution, at about a tenth of the draws), while those fit in memory
+    distribution, at about a fiftieth of the draws), while those fit in memory
     (:data:`fairaudit.intervals.SHARED_MAX_CELLS`); otherwise each cohort is drawn afresh.
 
     Returns a dict:

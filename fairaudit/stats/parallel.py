@@ -102,8 +102,11 @@ class PendingStatistics:
             # The kept speaker resamples live in shared memory: the workers fork now and
             # start on the permutation nulls (which need none) while this process draws
             # them; the held-out gaps and bootstraps are queued once they are drawn.
+            # (with the table's counts: their sums, which the overall interval and every
+            # bootstrap of a discoverer auditing all speakers read, are made once, here)
             fill = share_resamples(int(options.get("seed") or 0), int(options.get("n_boot") or 0), len(speakers),
-                                   full=bool(options.get("honest")))
+                                   errors=speakers["errors"].to_numpy(dtype=float),
+                                   words=speakers["ref_words"].to_numpy(dtype=float))
             state = {"tasks": tasks, "speakers": speakers, "utterances": utterances, "side": side,
                      "options": {**options, "workers": 1}}
             self.pool = ProcessPoolExecutor(max_workers=n_processes, mp_context=mp.get_context("fork"),

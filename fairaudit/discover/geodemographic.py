@@ -51,6 +51,7 @@ from ..errors import UserInputError
 from ..io.census import normalize_zip, prepare_census
 from .base import Discoverer, Discovery, SideInputs, register
 from .cache import cached, frame_key
+from .cellsums import PairSums
 from .census_rules import (Literal, candidate_literals, choose, choose_batched, memberships, ordered, rule_texts,
                            search)
 from .params import Interval
@@ -88,42 +89,20 @@ def _census_rows(zips: pd.Series, census: pd.DataFrame) -> tuple[np.ndarray, np.
     return ok_zip, row
 
 
-def _packing(errors: np.ndarray, words: np.ndarray) -> float | None:
-    """The factor f that makes ``errors + f * words`` carry both counts exactly through
-    any sum of them (float64 holds whole numbers below 2**53 exactly), or None when the
-    counts are not whole non-negative numbers or their totals are too large."""
-    if not (len(errors) and (errors >= 0).all() and (words >= 0).all()
-            and (np.mod(errors, 1) == 0).all() and (np.mod(words, 1) == 0).all()):
-        return None
-    factor = 2.0 ** max(1, int(errors.sum()).bit_length())      # > every sum of errors
-    return factor if float(words.sum()) * factor + float(errors.sum()) < 2.0 ** 53 else None
-
-
 def _permuted_zip_sums(st: "_Structure", errors: np.ndarray, words: np.ndarray,
                        takes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per permutation (rows of ``takes``, B x table rows) and zip, the sums of the audited
     speakers' permuted errors and words (B x zips, whole numbers as floats).
 
     The zips and who lives in them do not move under the null, only the counts: per
-    permutation one gather of the counts and one ``np.bincount`` over the zips.  Errors
-    and words travel packed in one float (:func:`_packing`) when that is exact, so a
-    permutation costs one gather and one bincount instead of two of each; the sums are
-    the same whole numbers as two separate bincounts give (in any order)."""
-    z = len(st.n_z)
+    permutation one gather of the (packed) counts and one ``np.bincount`` over the zips
+    (:class:`.cellsums.PairSums`: the same sums as two bincounts)."""
     aud = st.audited
-    every = len(aud) == takes.shape[1] and bool(aud[-1] == len(aud) - 1) if len(aud) else False
-    e_z, w_z = np.empty((len(takes), z)), np.empty((len(takes), z))
-    factor = _packing(errors[aud], words[aud]) if len(aud) else None
-    packed = errors + factor * words if factor is not None else None
+    every = bool(len(aud) == takes.shape[1] and (not len(aud) or aud[-1] == len(aud) - 1))
+    pairs = PairSums(st.zip_of, len(st.n_z), errors, words)
+    e_z, w_z = np.empty((len(takes), len(st.n_z))), np.empty((len(takes), len(st.n_z)))
     for b, take in enumerate(takes):
-        rows = take if every else take[aud]
-        if packed is not None:
-            s = np.bincount(st.zip_of, weights=packed[rows], minlength=z)
-            w_z[b] = np.floor(s / factor)
-            e_z[b] = s - w_z[b] * factor
-        else:
-            e_z[b] = np.bincount(st.zip_of, weights=errors[rows], minlength=z)
-            w_z[b] = np.bincount(st.zip_of, weights=words[rows], minlength=z)
+        pairs.sums(take if every else take[aud], e_z[b], w_z[b])
     return e_z, w_z
 
 

@@ -76,10 +76,11 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from ..cohorts import gap, rank_cohorts
+from ..cohorts import gap, rank_cohorts, rank_sums
 from ..errors import UserInputError
 from .base import Discoverer, Discovery, NotEnoughData, SideInputs, non_attribute_columns, register
 from .cache import cached, frame_key
+from .cellsums import PairSums
 from .params import Interval, Options
 from .planting import CohortPlanter, Planter, PooledPlanter
 
@@ -229,34 +230,59 @@ def _as_numbers(texts: list[str]) -> np.ndarray | None:
     return out if len(texts) and np.isfinite(out).all() else None
 
 
+class _ColumnSource:
+    """One speaker-table column read once for coding (:func:`_code_column`): its values as
+    floats (numeric dtypes), or its distinct values' codes, texts and unknown flags; the
+    text work runs on the distinct values of the whole table, so coding any subset of its
+    rows (a held-out training fold) costs integer work only."""
+
+    def __init__(self, col: pd.Series):
+        self.numeric = pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
+        self.boolean = pd.api.types.is_bool_dtype(col)
+        if self.numeric:
+            self.values = col.to_numpy(dtype=float, na_value=np.nan)
+        else:
+            self.codes, self.texts, self.unknown = _unique_texts(col)
+
+    def code(self, name: str, n_thresholds: int, rows: np.ndarray | None = None) -> _Column | str:
+        """The column coded on its rows ``rows`` (None: all, in table order; bins in the
+        order of ``rows``), or the reason it cannot be used (str): what coding a table of
+        those rows alone gives."""
+        if self.numeric:
+            values = self.values if rows is None else self.values[rows]
+        else:
+            codes = self.codes if rows is None else self.codes[rows]
+            # the distinct values present, in the order a factorize of these rows finds them
+            # (first appearance: codes are numbered so; only the set matters below)
+            present = np.flatnonzero(np.bincount(codes[codes >= 0], minlength=len(self.texts)) > 0)
+            known = present[~self.unknown[present]]
+            known_texts = [self.texts[i] for i in known]
+            number = None if self.boolean else _as_numbers(known_texts)
+            if number is not None:
+                per_unique = np.full(len(self.texts), np.nan)
+                per_unique[known] = number
+                values = np.append(per_unique, np.nan)[codes]   # code -1 -> the appended NaN
+            else:
+                levels = sorted(set(known_texts))
+                if len(levels) < 2:
+                    return "fewer than two known values"
+                index = {t: i for i, t in enumerate(levels)}
+                per_unique = np.array([index.get(t, len(levels)) if not u else len(levels)
+                                       for t, u in zip(self.texts, self.unknown)] + [len(levels)], dtype=np.int64)
+                return _Column(name, _CATEGORICAL, per_unique[codes], len(levels), levels=levels)
+        values = np.where(np.isfinite(values), values, np.nan)
+        unknown = np.isnan(values)
+        thresholds = readable_thresholds(values[~unknown], n_thresholds)
+        if not thresholds:
+            return "fewer than two known values"
+        bins = np.searchsorted(np.asarray(thresholds), values, side="right").astype(np.int64)
+        bins[unknown] = len(thresholds) + 1
+        return _Column(name, _NUMERIC, bins, len(thresholds) + 1, thresholds=thresholds)
+
+
 def _code_column(name: str, col: pd.Series, n_thresholds: int) -> _Column | str:
     """Code one column for the search, or the reason it cannot be used (str)."""
-    if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
-        values = col.to_numpy(dtype=float, na_value=np.nan)
-    else:
-        codes, texts, unknown_u = _unique_texts(col)
-        known_texts = [t for t, u in zip(texts, unknown_u) if not u]
-        number = None if pd.api.types.is_bool_dtype(col) else _as_numbers(known_texts)
-        if number is not None:
-            per_unique = np.full(len(texts), np.nan)
-            per_unique[~unknown_u] = number
-            values = np.append(per_unique, np.nan)[codes]   # code -1 -> the appended NaN
-        else:
-            levels = sorted(set(known_texts))
-            if len(levels) < 2:
-                return "fewer than two known values"
-            index = {t: i for i, t in enumerate(levels)}
-            per_unique = np.array([len(levels) if u else index[t] for t, u in zip(texts, unknown_u)]
-                                  + [len(levels)], dtype=np.int64)
-            return _Column(name, _CATEGORICAL, per_unique[codes], len(levels), levels=levels)
-    values = np.where(np.isfinite(values), values, np.nan)
-    unknown = np.isnan(values)
-    thresholds = readable_thresholds(values[~unknown], n_thresholds)
-    if not thresholds:
-        return "fewer than two known values"
-    bins = np.searchsorted(np.asarray(thresholds), values, side="right").astype(np.int64)
-    bins[unknown] = len(thresholds) + 1
-    return _Column(name, _NUMERIC, bins, len(thresholds) + 1, thresholds=thresholds)
+    return _ColumnSource(col).code(name, n_thresholds)
 
 
 def _scores(criterion: str, eL, wL, qL, eR, wR, qR, p: float) -> np.ndarray:
@@ -457,6 +483,40 @@ def _bottom_vs_rest_sums(table: np.ndarray, min_speakers: int) -> float:
     return float((wer[b] - e_rest / w_rest) / math.sqrt(var)) if var > 0 else 0.0
 
 
+def _permuted_cell_tables(prep: "_Prepared", errors: np.ndarray, words: np.ndarray, takes: np.ndarray):
+    """Per permutation (rows of ``takes``, B x table rows), the joint-cell table of
+    :func:`_group_sums` of the audited speakers' permuted counts (6 x cells).
+
+    The cells do not move under the null: each permutation gathers the rows' counts and
+    their integer moments (computed once) and bins them by cell, two counts per
+    ``np.bincount`` (:class:`.cellsums.PairSums`); the speakers per cell are fixed.  Every
+    sum is a whole number, so the table equals :func:`_group_sums` of the permuted counts."""
+    total = math.prod(c.n_bins + 1 for c in prep.columns)
+    cells = prep.cells
+    pairs = [PairSums(cells, total, a, b) for a, b in ((errors, words), (errors * errors, words * words))]
+    cross = errors * words
+    sizes = np.bincount(cells, minlength=total).astype(float)
+    table = np.empty((6, total))
+    for take in takes:
+        rows = take[prep.rows]
+        pairs[0].sums(rows, table[_CE], table[_CW])
+        pairs[1].sums(rows, table[_CEE], table[_CWW])
+        table[_CEW] = np.bincount(cells, weights=cross[rows], minlength=total)
+        table[_CN] = sizes
+        yield table
+
+
+def _leaf_sums(table: np.ndarray, order: list["_Node"]) -> np.ndarray:
+    """(6, leaves) sums of a cell table per leaf of a tree grown on cells, leaves in the
+    order of their ids (M01, M02, ... sorted as text, the codes a fit's factorize gives)."""
+    k = len(order)
+    rank = np.argsort(np.argsort([f"M{j + 1:02d}" for j in range(k)], kind="stable"))
+    leaf_of_cell = np.zeros(table.shape[1], dtype=np.int64)
+    for j, node in enumerate(order):
+        leaf_of_cell[node.cells] = rank[j]
+    return np.stack([np.bincount(leaf_of_cell, weights=row, minlength=k) for row in table])
+
+
 def _condition_text(name: str, cond: tuple, with_unknown: bool) -> str:
     if cond[0] == _CATEGORICAL:
         values = cond[1]
@@ -585,10 +645,18 @@ class MetadataDiscoverer(Discoverer):
     # ------------------------------------------------------------ the tree
 
     def _code(self, speakers: pd.DataFrame, params: dict) -> tuple[list[_Column], dict[str, str]]:
+        return self._code_sources(self._sources(speakers), params)
+
+    def _sources(self, speakers: pd.DataFrame) -> dict[str, _ColumnSource]:
+        return {name: _ColumnSource(speakers[name]) for name in self.candidate_columns(speakers)}
+
+    def _code_sources(self, sources: dict[str, _ColumnSource], params: dict, rows: np.ndarray | None = None
+                      ) -> tuple[list[_Column], dict[str, str]]:
+        """The usable columns coded on rows ``rows`` (None: all) and the reasons of the others."""
         named = params["columns"] is not None
         coded, skipped = [], {}
-        for name in self.candidate_columns(speakers):
-            col = _code_column(name, speakers[name], params["n_thresholds"])
+        for name, source in sources.items():
+            col = source.code(name, params["n_thresholds"], rows)
             if isinstance(col, str):
                 skipped[name] = col
             elif not named and col.kind == _CATEGORICAL and col.n_bins > params["max_levels"]:
@@ -614,22 +682,27 @@ class MetadataDiscoverer(Discoverer):
         # Canonical row order (by speaker id): float sums of squared residuals then do not
         # depend on the order of the input rows, so neither does any near-tie.
         rows = np.argsort(speakers["speaker_id"].to_numpy(dtype=str), kind="stable")
-        columns, skipped = self._code(speakers, params)
-        for col in columns:
-            col.bins = col.bins[rows]
+        return self._prepared_of(params, self._sources(speakers), rows,
+                                 speakers["speaker_id"].to_numpy(dtype=object))
+
+    def _prepared_of(self, params: dict, sources: dict[str, _ColumnSource], rows: np.ndarray,
+                     ids: np.ndarray) -> "_Prepared":
+        """The prepared fit of the table rows ``rows`` (canonical order) of a table with
+        speaker ids ``ids`` whose columns are ``sources``: what :meth:`_build_prepared`
+        gives on a table of those rows alone."""
+        columns, skipped = self._code_sources(sources, params, rows)
         if not columns:
             raise NotEnoughData("metadata discoverer: no usable attribute column ("
                                 + "; ".join(f"{k}: {v}" for k, v in skipped.items()) + ")")
 
-        known_any = np.zeros(len(speakers), bool)
+        known_any = np.zeros(len(rows), bool)
         for col in columns:
             known_any |= col.bins != col.n_bins
         for col in columns:
             col.bins = col.bins[known_any]
         return _Prepared(params=params, rows=rows[known_any], columns=columns, skipped=skipped,
                          not_audited=({NO_KNOWN_VALUE: int((~known_any).sum())} if not known_any.all() else {}),
-                         ids=speakers["speaker_id"].to_numpy(dtype=object)[rows][known_any],
-                         cells=_cells(columns))
+                         ids=ids[rows][known_any], cells=_cells(columns))
 
     def _grow(self, prep: "_Prepared", err: np.ndarray, words: np.ndarray, splits: list | None = None,
               members: bool = True, table: np.ndarray | None = None
@@ -804,6 +877,18 @@ class MetadataDiscoverer(Discoverer):
         b = len(takes)
         stats, pct, gap_abs = np.full(b, -np.inf), np.zeros(b), np.zeros(b)
         min_speakers = int(self.min_speakers)
+        prep = self._held_prepare(speakers, discovery)
+        if prep.cells is not None and len(prep.ids):
+            # the tree grows on the joint cells: only their permuted sums are needed
+            for i, table in enumerate(_permuted_cell_tables(prep, e_all, w_all, takes)):
+                _, order, _ = self._grow(prep, table[_CE], table[_CW], members=False, table=table)
+                by_leaf = _leaf_sums(table, order)
+                stats[i] = _bottom_vs_rest_sums(by_leaf, min_speakers)
+                wer, ranked = rank_sums(by_leaf[_CE], by_leaf[_CW], by_leaf[_CN], min_speakers)
+                if len(ranked) >= 2:
+                    g_pct, gap_abs[i] = gap(float(wer[ranked[0]]), float(wer[ranked[-1]]))
+                    pct[i] = math.inf if g_pct is None else g_pct
+            return {"statistics": stats, "gaps_pct": pct, "gaps_abs": gap_abs}
         # Only the audited speakers' permuted counts are gathered (one index gather, then
         # the counts), not every row's and then the audited ones again.
         sub = np.take(takes, self._held_prepare(speakers, discovery).rows, axis=1)   # C order: rows contiguous
@@ -889,62 +974,56 @@ class MetadataDiscoverer(Discoverer):
         that ``speakers`` does not have.
         """
         ids = speakers["speaker_id"].to_numpy(dtype=object)
-        node = np.zeros(len(ids), dtype=np.int64)
-        placed = np.ones(len(ids), bool)
-        known_any = np.zeros(len(ids), bool)
-        tokens = tuple(definition.get("missing_tokens", MISSING_TOKENS))
-        cache: dict[str, tuple] = {}
-
-        def column(name: str, kind: str):
-            """(codes into the column's distinct values (last = missing), their stripped
-            text, their number (numeric), their unknown flag): the text work runs on the
-            distinct values only, not per speaker."""
-            if name not in cache:
-                if name not in speakers.columns:
-                    cache[name] = None
-                else:
-                    codes, uniques = pd.factorize(speakers[name], use_na_sentinel=True)
-                    codes = np.where(codes < 0, len(uniques), codes)
-                    text = pd.concat([pd.Series(uniques).astype("string"), pd.Series([pd.NA], dtype="string")],
-                                     ignore_index=True).str.strip()
-                    unknown = (text.isna() | text.str.lower().isin(tokens)).to_numpy(dtype=bool)
-                    num = None
-                    if kind == _NUMERIC:
-                        num = pd.to_numeric(text.where(~pd.Series(unknown, index=text.index)),
-                                            errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-                        unknown = unknown | np.isnan(num)
-                    cache[name] = (codes, text.to_numpy(dtype=object, na_value=None), num, unknown)
-            return cache[name]
-
-        for name, kind in definition["columns"].items():
-            col = column(name, kind)
-            if col is not None:
-                known_any |= ~col[3][col[0]]
-        for split in definition["splits"]:   # parents come before their children
-            here = node == split["node"]
-            if not here.any():
-                continue
-            col = column(split["column"], split["kind"])
-            if col is None:
-                placed &= ~here
-                continue
-            codes, vals, num, unknown = col
-            if split["kind"] == _NUMERIC:
-                side_known_left = num < float(split["threshold"])
-                known = ~unknown
-            else:
-                in_left = pd.Index(split["left_values"]).get_indexer(vals) >= 0
-                in_right = pd.Index(split["right_values"]).get_indexer(vals) >= 0
-                side_known_left = in_left
-                known = ~unknown & (in_left | in_right)
-            go_left = np.where(known, side_known_left, split["unknown_to"] == "left")[codes]
-            node = np.where(here, np.where(go_left, split["left"], split["right"]), node)
-        leaves = definition["leaves"]
-        # the leaf id of each distinct final node (a few), not a dict lookup per speaker
-        finals, inverse = np.unique(node, return_inverse=True)
-        cohort = np.array([leaves.get(str(n)) for n in finals] + [None], dtype=object)[:-1][inverse.reshape(-1)]
-        keep = placed & known_any & pd.notna(cohort)
+        keep, cohort = _walk(definition, _assign_columns(speakers, definition), np.arange(len(ids)))
         return pd.Series(cohort[keep], index=pd.Index(ids[keep], name="speaker_id"), dtype=object)
+
+    def heldout_folds(self, speakers: pd.DataFrame, side: SideInputs | None, in_train: np.ndarray):
+        """Per training mask (rows of ``in_train``, folds x table rows, bool), what
+        ``fit(speakers[mask])`` and :meth:`assign` of its tree to the other rows give
+        (:meth:`fairaudit.discover.base.Discoverer.heldout_folds`): (cohort code per row,
+        -1 = not placed; the fit's leaf ids, sorted), or None for a fold whose fit fails.
+
+        The text work (distinct values of every column, their unknown flags and numbers)
+        is done once for the whole table, for the fits (:class:`_ColumnSource`) and for
+        placing the held-out rows (:func:`_assign_columns`); each fold codes its training
+        rows from it by the fit's own code (:meth:`_prepared_of`), grows its tree
+        (:meth:`_grow`) and walks the held-out rows down it (:func:`_walk`)."""
+        if "speaker_id" not in speakers.columns or self.missing_inputs(speakers, None):
+            return None
+        self._ensure_valid()
+        params = self._params()
+        sources = self._sources(speakers)
+        ids = speakers["speaker_id"].to_numpy(dtype=object)
+        canon = np.argsort(speakers["speaker_id"].to_numpy(dtype=str), kind="stable")
+        e, w = (speakers[c].to_numpy(dtype=float) for c in ("errors", "ref_words"))
+        placing = _assign_columns(speakers, {})     # the tokens of every definition fit() writes
+        out = []
+        for mask in np.asarray(in_train, dtype=bool):
+            try:
+                prep = self._prepared_of(params, sources, canon[mask[canon]], ids)
+            except NotEnoughData:
+                out.append(None)
+                continue
+            if not len(prep.ids):
+                out.append(None)
+                continue
+            splits: list = []
+            nodes, order, _ = self._grow(prep, e[prep.rows], w[prep.rows], splits)
+            k = len(order)
+            rank = np.argsort(np.argsort([f"M{j + 1:02d}" for j in range(k)], kind="stable"))
+            codes = np.full(len(ids), -1, dtype=np.int64)
+            leaves = {}
+            for j, node in enumerate(order):
+                codes[prep.rows[node.members]] = rank[j]
+                leaves[str(node.id)] = int(rank[j])
+            by_name = {c.name: c for c in prep.columns}
+            definition = {"columns": {c.name: c.kind for c in prep.columns}, "leaves": leaves,
+                          "splits": [self._split_rule(nodes[r["node"]], by_name[r["column"]]) for r in splits]}
+            test = np.flatnonzero(~mask)
+            keep, cohort = _walk(definition, placing, test)
+            codes[test[keep]] = cohort[keep].astype(np.int64)
+            out.append((codes, np.array(sorted(f"M{j + 1:02d}" for j in range(k)), dtype=object)))
+        return out
 
     # ------------------------------------------------------------ optional hooks
 
@@ -998,6 +1077,78 @@ class MetadataDiscoverer(Discoverer):
                 sec.cohort_notes[cid] = "unknown " + ", ".join(f"{c}: {num.count(n)}" for c, n in unknown.items())
             sec.cohort_definitions[cid] = _leaf_definition(extra)
         return sec
+
+
+class _AssignColumns:
+    """The columns :meth:`MetadataDiscoverer.assign` reads, each read once per kind: per
+    column (codes of the rows into its distinct values, the last code = missing; their
+    stripped text; their number (numeric columns); their unknown flag), None for a column
+    the table lacks.  The text work runs on the distinct values only, not per speaker."""
+
+    def __init__(self, speakers: pd.DataFrame, tokens: tuple):
+        self.speakers, self.tokens = speakers, tokens
+        self.cache: dict[tuple[str, str], tuple | None] = {}
+
+    def __call__(self, name: str, kind: str):
+        if (name, kind) not in self.cache:
+            speakers = self.speakers
+            if name not in speakers.columns:
+                self.cache[name, kind] = None
+            else:
+                codes, uniques = pd.factorize(speakers[name], use_na_sentinel=True)
+                codes = np.where(codes < 0, len(uniques), codes)
+                text = pd.concat([pd.Series(uniques).astype("string"), pd.Series([pd.NA], dtype="string")],
+                                 ignore_index=True).str.strip()
+                unknown = (text.isna() | text.str.lower().isin(self.tokens)).to_numpy(dtype=bool)
+                num = None
+                if kind == _NUMERIC:
+                    num = pd.to_numeric(text.where(~pd.Series(unknown, index=text.index)),
+                                        errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+                    unknown = unknown | np.isnan(num)
+                self.cache[name, kind] = (codes, text.to_numpy(dtype=object, na_value=None), num, unknown)
+        return self.cache[name, kind]
+
+
+def _assign_columns(speakers: pd.DataFrame, definition: dict) -> _AssignColumns:
+    """The columns of ``speakers`` as :meth:`assign` reads them for a saved tree
+    (``definition``: its missing-value tokens)."""
+    return _AssignColumns(speakers, tuple(definition.get("missing_tokens", MISSING_TOKENS)))
+
+
+def _walk(definition: dict, column: _AssignColumns, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(placed?, leaf id) of the table rows ``rows`` walked down a saved tree (see
+    :meth:`MetadataDiscoverer.assign`); ``column``: the table's columns (:func:`_assign_columns`)."""
+    node = np.zeros(len(rows), dtype=np.int64)
+    placed = np.ones(len(rows), bool)
+    known_any = np.zeros(len(rows), bool)
+    for name, kind in definition["columns"].items():
+        col = column(name, kind)
+        if col is not None:
+            known_any |= ~col[3][col[0][rows]]
+    for split in definition["splits"]:   # parents come before their children
+        here = node == split["node"]
+        if not here.any():
+            continue
+        col = column(split["column"], split["kind"])
+        if col is None:
+            placed &= ~here
+            continue
+        codes, vals, num, unknown = col
+        if split["kind"] == _NUMERIC:
+            side_known_left = num < float(split["threshold"])
+            known = ~unknown
+        else:
+            in_left = pd.Index(split["left_values"]).get_indexer(vals) >= 0
+            in_right = pd.Index(split["right_values"]).get_indexer(vals) >= 0
+            side_known_left = in_left
+            known = ~unknown & (in_left | in_right)
+        go_left = np.where(known, side_known_left, split["unknown_to"] == "left")[codes[rows]]
+        node = np.where(here, np.where(go_left, split["left"], split["right"]), node)
+    leaves = definition["leaves"]
+    # the leaf id of each distinct final node (a few), not a dict lookup per speaker
+    finals, inverse = np.unique(node, return_inverse=True)
+    cohort = np.array([leaves.get(str(n)) for n in finals] + [None], dtype=object)[:-1][inverse.reshape(-1)]
+    return placed & known_any & pd.notna(cohort), cohort
 
 
 def _leaf_definition(extra: dict) -> list[str]:

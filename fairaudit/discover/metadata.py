@@ -825,10 +825,12 @@ class MetadataDiscoverer(Discoverer):
                       "columns": {c.name: c.kind for c in columns},
                       "splits": [self._split_rule(nodes[r["node"]], by_name[r["column"]]) for r in details["splits"]],
                       "leaves": leaf_of}
-        return Discovery(assignment=pd.Series(cohort, index=pd.Index(ids, name="speaker_id"), dtype=object),
-                         labels=labels, not_audited=not_audited, params=params_out, details=details,
-                         cohort_details=cohort_details, definition=definition,
-                         statistic=bottom_vs_rest_z(cohort, err, words, min_speakers), statistic_name=STATISTIC_NAME)
+        found = Discovery(assignment=pd.Series(cohort, index=pd.Index(ids, name="speaker_id"), dtype=object),
+                          labels=labels, not_audited=not_audited, params=params_out, details=details,
+                          cohort_details=cohort_details, definition=definition,
+                          statistic=bottom_vs_rest_z(cohort, err, words, min_speakers), statistic_name=STATISTIC_NAME)
+        found._prepared = (speakers, prep)   # for the hooks on this fit (_held_prepare): no digest again
+        return found
 
     @staticmethod
     def _narrow(col: _Column, cond: tuple | None, s: _Split, left: bool) -> tuple:
@@ -1121,10 +1123,12 @@ def _walk(definition: dict, column: _AssignColumns, rows: np.ndarray) -> tuple[n
     node = np.zeros(len(rows), dtype=np.int64)
     placed = np.ones(len(rows), bool)
     known_any = np.zeros(len(rows), bool)
+    codes_of: dict[str, np.ndarray] = {}     # each column's codes of these rows, gathered once
     for name, kind in definition["columns"].items():
         col = column(name, kind)
         if col is not None:
-            known_any |= ~col[3][col[0][rows]]
+            codes_of[name] = col[0][rows]
+            known_any |= ~col[3][codes_of[name]]
     for split in definition["splits"]:   # parents come before their children
         here = node == split["node"]
         if not here.any():
@@ -1133,7 +1137,8 @@ def _walk(definition: dict, column: _AssignColumns, rows: np.ndarray) -> tuple[n
         if col is None:
             placed &= ~here
             continue
-        codes, vals, num, unknown = col
+        _, vals, num, unknown = col
+        codes = codes_of[split["column"]] if split["column"] in codes_of else col[0][rows]
         if split["kind"] == _NUMERIC:
             side_known_left = num < float(split["threshold"])
             known = ~unknown
@@ -1142,7 +1147,7 @@ def _walk(definition: dict, column: _AssignColumns, rows: np.ndarray) -> tuple[n
             in_right = pd.Index(split["right_values"]).get_indexer(vals) >= 0
             side_known_left = in_left
             known = ~unknown & (in_left | in_right)
-        go_left = np.where(known, side_known_left, split["unknown_to"] == "left")[codes[rows]]
+        go_left = np.where(known, side_known_left, split["unknown_to"] == "left")[codes]
         node = np.where(here, np.where(go_left, split["left"], split["right"]), node)
     leaves = definition["leaves"]
     # the leaf id of each distinct final node (a few), not a dict lookup per speaker

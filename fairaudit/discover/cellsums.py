@@ -1,12 +1,14 @@
 """Exact per-cell sums of permuted counts, two counts per ``np.bincount``.
 
 Under the permutation null only the speakers' counts move; which cell (zip, joint
-attribute cell) a row belongs to does not.  A permutation's cell sums are then one gather
-of the counts and one ``np.bincount`` per count.  Whole non-negative counts whose totals
-are small enough travel in pairs packed into one float64, ``a + f * b`` with ``f`` a
-power of two above every sum of ``a``: every partial sum is a whole number below 2**53,
-so it is exact in any order, and ``floor(s / f)``, ``s - f * floor(s / f)`` give back
-the two sums exactly (the same numbers as two separate bincounts).
+attribute cell) a position belongs to does not.  A permutation's cell sums are then a
+``np.bincount`` of every row's counts by the cell its counts land in (:class:`Landing`:
+one scatter of the cells through the permutation; the counts themselves are never
+gathered).  Whole non-negative counts whose totals are small enough travel in pairs
+packed into one float64, ``a + f * b`` with ``f`` a power of two above every sum of
+``a`` (:func:`packing`): every partial sum is a whole number below 2**53, so it is exact
+in any order, and ``floor(s / f)``, ``s - f * floor(s / f)`` give back the two sums
+exactly -- the same numbers as two separate bincounts of the gathered counts.
 """
 from __future__ import annotations
 
@@ -24,23 +26,49 @@ def packing(a: np.ndarray, b: np.ndarray) -> float | None:
     return factor if float(b.sum()) * factor + float(a.sum()) < 2.0 ** 53 else None
 
 
-class PairSums:
-    """Per-cell sums of two counts ``a``, ``b`` (per table row) gathered by row indices:
-    :meth:`sums` (rows) == (bincount(cells, a[rows]), bincount(cells, b[rows])), exactly."""
+class Landing:
+    """Where each table row's counts land under a permutation: ``label(take)[s]`` is the
+    cell of the position whose counts come from row s (``n_cells`` for rows whose counts
+    go nowhere), for ``take`` a permutation of the rows (position i of the table gets the
+    counts of row ``take[i]``), the positions ``positions`` having cells ``cells``."""
 
-    def __init__(self, cells: np.ndarray, n_cells: int, a: np.ndarray, b: np.ndarray):
-        self.cells, self.n_cells, self.a, self.b = cells, int(n_cells), a, b
-        # the packing is decided on the totals of every row: no gathered subset exceeds them
+    def __init__(self, cells: np.ndarray, n_cells: int, positions: np.ndarray, n_rows: int):
+        self.cells = np.asarray(cells, dtype=np.intp)
+        self.n_cells = int(n_cells)
+        self.positions = np.asarray(positions)
+        self.every = bool(len(self.positions) == n_rows and np.array_equal(self.positions, np.arange(n_rows)))
+        self.buffer = np.full(int(n_rows), self.n_cells, dtype=np.intp)
+
+    def label(self, take: np.ndarray) -> np.ndarray:
+        """The landing cell of every row (a reused buffer, valid until the next call)."""
+        if self.every:
+            self.buffer[take] = self.cells
+        else:
+            self.buffer.fill(self.n_cells)
+            self.buffer[take[self.positions]] = self.cells
+        return self.buffer
+
+    def sums(self, label: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Per cell, the sum of the counts ``x`` (per row) that land in it."""
+        return np.bincount(label, weights=x, minlength=self.n_cells + 1)[:self.n_cells]
+
+
+class PairSums:
+    """Per-cell sums of two counts ``a``, ``b`` (per table row) landing by a :class:`Landing`
+    label: :meth:`sums` equals ``landing.sums(label, a), landing.sums(label, b)`` exactly."""
+
+    def __init__(self, landing: Landing, a: np.ndarray, b: np.ndarray):
+        self.landing, self.a, self.b = landing, a, b
+        # decided on the totals of every row: no subset of them sums higher
         self.factor = packing(a, b)
         self.packed = None if self.factor is None else a + self.factor * b
 
-    def sums(self, rows: np.ndarray, out_a: np.ndarray, out_b: np.ndarray) -> None:
-        """Write the cell sums of ``a[rows]`` and ``b[rows]`` (``rows[i]``: whose counts
-        cell ``cells[i]`` gets) into ``out_a``/``out_b`` (length n_cells)."""
+    def sums(self, label: np.ndarray, out_a: np.ndarray, out_b: np.ndarray) -> None:
+        """Write the cell sums of ``a`` and ``b`` into ``out_a``/``out_b`` (length n_cells)."""
         if self.packed is None:
-            out_a[:] = np.bincount(self.cells, weights=self.a[rows], minlength=self.n_cells)
-            out_b[:] = np.bincount(self.cells, weights=self.b[rows], minlength=self.n_cells)
+            out_a[:] = self.landing.sums(label, self.a)
+            out_b[:] = self.landing.sums(label, self.b)
             return
-        s = np.bincount(self.cells, weights=self.packed[rows], minlength=self.n_cells)
+        s = self.landing.sums(label, self.packed)
         np.floor(s / self.factor, out=out_b)
         out_a[:] = s - out_b * self.factor

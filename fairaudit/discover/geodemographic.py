@@ -51,7 +51,7 @@ from ..errors import UserInputError
 from ..io.census import normalize_zip, prepare_census
 from .base import Discoverer, Discovery, SideInputs, register
 from .cache import cached, frame_key
-from .cellsums import PairSums
+from .cellsums import Landing, PairSums
 from .census_rules import (Literal, candidate_literals, choose, choose_batched, memberships, ordered, rule_texts,
                            search)
 from .params import Interval
@@ -95,14 +95,13 @@ def _permuted_zip_sums(st: "_Structure", errors: np.ndarray, words: np.ndarray,
     speakers' permuted errors and words (B x zips, whole numbers as floats).
 
     The zips and who lives in them do not move under the null, only the counts: per
-    permutation one gather of the (packed) counts and one ``np.bincount`` over the zips
-    (:class:`.cellsums.PairSums`: the same sums as two bincounts)."""
-    aud = st.audited
-    every = bool(len(aud) == takes.shape[1] and (not len(aud) or aud[-1] == len(aud) - 1))
-    pairs = PairSums(st.zip_of, len(st.n_z), errors, words)
+    permutation one scatter of the zips through it and one ``np.bincount`` of the packed
+    counts (:mod:`.cellsums`: the same sums as two bincounts of the gathered counts)."""
+    landing = Landing(st.zip_of, len(st.n_z), st.audited, takes.shape[1])
+    pairs = PairSums(landing, errors, words)
     e_z, w_z = np.empty((len(takes), len(st.n_z))), np.empty((len(takes), len(st.n_z)))
     for b, take in enumerate(takes):
-        pairs.sums(take if every else take[aud], e_z[b], w_z[b])
+        pairs.sums(landing.label(take), e_z[b], w_z[b])
     return e_z, w_z
 
 

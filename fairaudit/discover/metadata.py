@@ -80,7 +80,7 @@ from ..cohorts import gap, rank_cohorts, rank_sums
 from ..errors import UserInputError
 from .base import Discoverer, Discovery, NotEnoughData, SideInputs, non_attribute_columns, register
 from .cache import cached, frame_key
-from .cellsums import PairSums
+from .cellsums import Landing, PairSums
 from .params import Interval, Options
 from .planting import CohortPlanter, Planter, PooledPlanter
 
@@ -487,34 +487,181 @@ def _permuted_cell_tables(prep: "_Prepared", errors: np.ndarray, words: np.ndarr
     """Per permutation (rows of ``takes``, B x table rows), the joint-cell table of
     :func:`_group_sums` of the audited speakers' permuted counts (6 x cells).
 
-    The cells do not move under the null: each permutation gathers the rows' counts and
-    their integer moments (computed once) and bins them by cell, two counts per
-    ``np.bincount`` (:class:`.cellsums.PairSums`); the speakers per cell are fixed.  Every
-    sum is a whole number, so the table equals :func:`_group_sums` of the permuted counts."""
+    The cells do not move under the null: each permutation scatters the cells through it
+    once and bins every row's counts and integer moments (computed once) by the cell they
+    land in, two counts per ``np.bincount`` (:mod:`.cellsums`); the speakers per cell are
+    fixed.  Every sum is a whole number, so the table equals :func:`_group_sums` of the
+    permuted counts."""
     total = math.prod(c.n_bins + 1 for c in prep.columns)
-    cells = prep.cells
-    pairs = [PairSums(cells, total, a, b) for a, b in ((errors, words), (errors * errors, words * words))]
-    cross = errors * words
-    sizes = np.bincount(cells, minlength=total).astype(float)
+    landing = Landing(prep.cells, total, prep.rows, takes.shape[1])
+    # (errors^2, errors x words) pack where (errors^2, words^2) would not: words^2 sums are large
+    pairs = [PairSums(landing, a, b) for a, b in ((errors, words), (errors * errors, errors * words))]
+    squares = words * words
+    sizes = np.bincount(prep.cells, minlength=total).astype(float)
     table = np.empty((6, total))
     for take in takes:
-        rows = take[prep.rows]
-        pairs[0].sums(rows, table[_CE], table[_CW])
-        pairs[1].sums(rows, table[_CEE], table[_CWW])
-        table[_CEW] = np.bincount(cells, weights=cross[rows], minlength=total)
+        label = landing.label(take)
+        pairs[0].sums(label, table[_CE], table[_CW])
+        pairs[1].sums(label, table[_CEE], table[_CEW])
+        table[_CWW] = landing.sums(label, squares)
         table[_CN] = sizes
         yield table
 
 
-def _leaf_sums(table: np.ndarray, order: list["_Node"]) -> np.ndarray:
-    """(6, leaves) sums of a cell table per leaf of a tree grown on cells, leaves in the
-    order of their ids (M01, M02, ... sorted as text, the codes a fit's factorize gives)."""
-    k = len(order)
+def _leaf_sums(table: np.ndarray, leaves: list[np.ndarray]) -> np.ndarray:
+    """(6, leaves) sums of a cell table per leaf of a tree grown on cells (``leaves``: each
+    leaf's cells, bool, in leaf order), columns in the order of the leaves' ids (M01, M02,
+    ... sorted as text, the codes a fit's factorize gives)."""
+    k = len(leaves)
     rank = np.argsort(np.argsort([f"M{j + 1:02d}" for j in range(k)], kind="stable"))
     leaf_of_cell = np.zeros(table.shape[1], dtype=np.int64)
-    for j, node in enumerate(order):
-        leaf_of_cell[node.cells] = rank[j]
+    for j, cells in enumerate(leaves):
+        leaf_of_cell[cells] = rank[j]
     return np.stack([np.bincount(leaf_of_cell, weights=row, minlength=k) for row in table])
+
+
+#: criteria whose batched split search (:func:`_best_splits_batched`) is exact: only
+#: + - x / and square roots, correctly rounded element by element in any array layout
+#: (``lr`` takes logarithms, whose vectorised kernels need not match the scalar ones)
+_BATCHED_CRITERIA = ("speaker_z", "z", "difference")
+
+
+def _best_splits_batched(columns: list[_Column], sub: np.ndarray, min_speakers: int, criterion: str
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_best_split_cells` of R nodes at once: ``sub`` (R, 6, cells) is each node's
+    cell table with the cells outside it zeroed (``table * mask``).  Returns (score, -inf
+    where the node has no admissible split; column; bins going left, (R, bins of that
+    column + 1) bool with the unknown bin last).
+
+    Every number is the one :func:`_best_split_cells` computes: sums of whole numbers
+    (errors, words, speakers and their moments) are exact in any order; the squared
+    residuals' per-bin marginals come from the same reduction of the same cell values, and
+    their total per column is summed row by row as the single-node code sums it; the
+    scores are element-wise arithmetic; ties go to the first cut (argmax) and the earlier
+    column (strict >), as there."""
+    r_n = len(sub)
+    sizes = [c.n_bins + 1 for c in columns]
+    n = sub[:, _CN].sum(axis=1)
+    e_tot, w_tot = sub[:, _CE].sum(axis=1), sub[:, _CW].sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.where(w_tot > 0, e_tot / np.where(w_tot > 0, w_tot, 1.0), 0.0)
+    pc = p[:, None]
+    q = np.maximum(sub[:, _CEE] - 2.0 * pc * sub[:, _CEW] + pc * pc * sub[:, _CWW], 0.0)
+    cubes = [x.reshape(r_n, *sizes) for x in (sub[:, _CE], sub[:, _CW], sub[:, _CN], q)]
+    best = np.full(r_n, -np.inf)
+    best_col = np.full(r_n, -1)
+    best_left = [None] * r_n
+    splittable = n >= 2 * min_speakers
+    rows = np.arange(r_n)
+    for ci, col in enumerate(columns):
+        axes = tuple(a + 1 for a in range(len(sizes)) if a != ci)
+        E, W, N, Q = (c.sum(axis=axes) for c in cubes)          # (R, bins + 1), unknown bin last
+        nb = sizes[ci] - 1
+        present = N[:, :-1] > 0
+        count = present.sum(axis=1)
+        idx = np.broadcast_to(np.arange(nb), (r_n, nb))
+        if col.kind == _CATEGORICAL:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rate = np.where(W[:, :-1] > 0, E[:, :-1] / np.where(W[:, :-1] > 0, W[:, :-1], 1), 0.0)
+            order = np.lexsort((idx, rate, ~present), axis=-1)     # present bins by WER, ties by level
+        else:
+            order = np.lexsort((idx, ~present), axis=-1)           # present bins by value
+        Eo, Wo, No, Qo = (np.take_along_axis(x[:, :-1], order, axis=1) for x in (E, W, N, Q))
+        if nb < 2:
+            continue
+        cE, cW, cN, cQ = (np.cumsum(x, axis=1)[:, :-1] for x in (Eo, Wo, No, Qo))
+        kE, kW, kN = ((x * present).sum(axis=1)[:, None] for x in (E[:, :-1], W[:, :-1], N[:, :-1]))
+        # the residuals' total over the present bins in WER order, summed as one node's code sums it
+        kQ = np.array([Qo[r, :count[r]].sum() for r in range(r_n)])[:, None]
+        uE, uW, uN, uQ = (x[:, -1:] for x in (E, W, N, Q))
+        ul = cN > kN - cN
+        eL, wL, nL, qL = cE + ul * uE, cW + ul * uW, cN + ul * uN, cQ + ul * uQ
+        eR, wR, nR, qR = kE - cE + ~ul * uE, kW - cW + ~ul * uW, kN - cN + ~ul * uN, kQ - cQ + ~ul * uQ
+        ok = ((nL >= min_speakers) & (nR >= min_speakers) & (wL > 0) & (wR > 0)
+              & (np.arange(nb - 1)[None, :] < (count - 1)[:, None]) & (count >= 2)[:, None] & splittable[:, None])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sc = np.where(ok, _scores_rows(criterion, eL, wL, qL, eR, wR, qR, p), -np.inf)
+        sc = np.where(np.isnan(sc), -np.inf, sc)
+        j = np.argmax(sc, axis=1)
+        sj = sc[rows, j]
+        take = np.isfinite(sj) & (sj > best)     # strict: the earlier column wins an exact tie
+        for r in np.flatnonzero(take):
+            k = int(j[r]) + 1
+            left = np.zeros(nb + 1, dtype=bool)
+            left[order[r, :k]] = True
+            left[nb] = bool(ul[r, j[r]])
+            best_left[r] = left
+        best = np.where(take, sj, best)
+        best_col = np.where(take, ci, best_col)
+    return best, best_col, best_left
+
+
+def _scores_rows(criterion: str, eL, wL, qL, eR, wR, qR, p: np.ndarray) -> np.ndarray:
+    """:func:`_scores` of rows of candidates, row r with the node rate ``p[r]``."""
+    if criterion == "z":
+        rL, rR = eL / wL, eR / wR
+        diff = np.abs(rL - rR)
+        return diff / np.sqrt(np.maximum(p * (1.0 - p), 1e-12)[:, None] * (1.0 / wL + 1.0 / wR))
+    return _scores(criterion, eL, wL, qL, eR, wR, qR, 0.0)   # speaker_z, difference: no node rate
+
+
+def _grow_batched(prep: "_Prepared", tables: np.ndarray) -> list[list[np.ndarray]]:
+    """:meth:`MetadataDiscoverer._grow` on the joint-cell tables ``tables`` (B, 6, cells)
+    of B count sets at once: per set, the leaves' cells (bool) in leaf order (M01, M02, ...).
+
+    The trees grow in lockstep: each round splits the best leaf of every tree still
+    growing (its own heap: highest score first, ties to the earlier node) and searches
+    the new children of all trees in one batched pass (:func:`_best_splits_batched`), with
+    :meth:`_grow`'s rules: the root split is always made when admissible, any other only
+    when it scores at least ``min_score``; at most ``max_leaves`` leaves, no split below
+    ``max_depth``."""
+    params, columns = prep.params, prep.columns
+    sizes = [c.n_bins + 1 for c in columns]
+    total = math.prod(sizes)
+    cell_bins = np.unravel_index(np.arange(total), sizes)
+    b_n = len(tables)
+    # per tree: nodes as [cells, depth, children or None, (score, column, left bins) or None]
+    trees = [[[np.ones(total, bool), 0, None, None]] for _ in range(b_n)]
+    heaps: list[list] = [[] for _ in range(b_n)]
+    pending = [(b, 0) for b in range(b_n)] if params["max_depth"] > 0 else []
+    leaves = np.ones(b_n, dtype=np.int64)
+    growing = True
+    while growing:
+        if pending:
+            sub = np.stack([tables[b] * trees[b][nid][0] for b, nid in pending])
+            score, column, left = _best_splits_batched(columns, sub, params["min_speakers"], params["criterion"])
+            for (b, nid), sc, ci, lb in zip(pending, score, column, left):
+                if ci >= 0:
+                    trees[b][nid][3] = (float(sc), int(ci), lb)
+                    if nid == 0 or sc >= params["min_score"]:
+                        heapq.heappush(heaps[b], (-float(sc), nid))
+        pending, growing = [], False
+        for b in range(b_n):
+            if leaves[b] >= params["max_leaves"] or not heaps[b]:
+                continue
+            _, nid = heapq.heappop(heaps[b])
+            node = trees[b][nid]
+            _, ci, lb = node[3]
+            go_left = lb[cell_bins[ci]]
+            kids = []
+            for part in (node[0] & go_left, node[0] & ~go_left):
+                kids.append(len(trees[b]))
+                trees[b].append([part, node[1] + 1, None, None])
+            node[2] = tuple(kids)
+            leaves[b] += 1
+            growing = True
+            pending += [(b, k) for k in kids if node[1] + 1 < params["max_depth"]]
+    out = []
+    for nodes in trees:
+        order, stack = [], [0]
+        while stack:   # leaves depth-first, left side first: M01, M02, ...
+            node = nodes[stack.pop()]
+            if node[2] is None:
+                order.append(node[0])
+            else:
+                stack.extend(reversed(node[2]))
+        out.append(order)
+    return out
 
 
 def _condition_text(name: str, cond: tuple, with_unknown: bool) -> str:
@@ -882,9 +1029,14 @@ class MetadataDiscoverer(Discoverer):
         prep = self._held_prepare(speakers, discovery)
         if prep.cells is not None and len(prep.ids):
             # the tree grows on the joint cells: only their permuted sums are needed
-            for i, table in enumerate(_permuted_cell_tables(prep, e_all, w_all, takes)):
-                _, order, _ = self._grow(prep, table[_CE], table[_CW], members=False, table=table)
-                by_leaf = _leaf_sums(table, order)
+            tables = np.stack([t.copy() for t in _permuted_cell_tables(prep, e_all, w_all, takes)])
+            if prep.params["criterion"] in _BATCHED_CRITERIA:
+                grown = _grow_batched(prep, tables)
+            else:
+                grown = [[node.cells for node in self._grow(prep, t[_CE], t[_CW], members=False, table=t)[1]]
+                         for t in tables]
+            for i, (table, leaves) in enumerate(zip(tables, grown)):
+                by_leaf = _leaf_sums(table, leaves)
                 stats[i] = _bottom_vs_rest_sums(by_leaf, min_speakers)
                 wer, ranked = rank_sums(by_leaf[_CE], by_leaf[_CW], by_leaf[_CN], min_speakers)
                 if len(ranked) >= 2:

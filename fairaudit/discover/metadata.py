@@ -1151,6 +1151,7 @@ class MetadataDiscoverer(Discoverer):
         canon = np.argsort(speakers["speaker_id"].to_numpy(dtype=str), kind="stable")
         e, w = (speakers[c].to_numpy(dtype=float) for c in ("errors", "ref_words"))
         placing = _assign_columns(speakers, {})     # the tokens of every definition fit() writes
+        combos: dict = {}
         out = []
         for mask in np.asarray(in_train, dtype=bool):
             try:
@@ -1174,7 +1175,11 @@ class MetadataDiscoverer(Discoverer):
             definition = {"columns": {c.name: c.kind for c in prep.columns}, "leaves": leaves,
                           "splits": [self._split_rule(nodes[r["node"]], by_name[r["column"]]) for r in splits]}
             test = np.flatnonzero(~mask)
-            keep, cohort = _walk(definition, placing, test)
+            # the walk depends on a row's values only: walk one row of each combination of
+            # the tree's columns' values and hand its leaf to the rows that share it
+            combo, first = _combinations(placing, definition["columns"], combos)
+            keep_c, cohort_c = _walk(definition, placing, first)
+            keep, cohort = keep_c[combo[test]], cohort_c[combo[test]]
             codes[test[keep]] = cohort[keep].astype(np.int64)
             out.append((codes, np.array(sorted(f"M{j + 1:02d}" for j in range(k)), dtype=object)))
         return out
@@ -1269,6 +1274,26 @@ def _assign_columns(speakers: pd.DataFrame, definition: dict) -> _AssignColumns:
     return _AssignColumns(speakers, tuple(definition.get("missing_tokens", MISSING_TOKENS)))
 
 
+def _combinations(column: _AssignColumns, kinds: dict[str, str], kept: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(combination id per row, one row of each combination) of the values of the columns
+    ``kinds`` (name -> kind) as ``column`` reads them; kept in ``kept`` per column set."""
+    key = tuple(kinds.items())
+    if key not in kept:
+        parts = [c[0] for c in (column(name, kind) for name, kind in key) if c is not None]
+        n = len(column.speakers)
+        combo = np.zeros(n, dtype=np.int64)
+        if parts:
+            radix = [int(p.max()) + 1 if len(p) else 1 for p in parts]
+            if math.prod(radix) < 2 ** 62:
+                for p, r in zip(parts, radix):
+                    combo = combo * r + p
+            else:
+                combo = np.unique(np.stack(parts), axis=1, return_inverse=True)[1].reshape(-1)
+        _, first, inverse = np.unique(combo, return_index=True, return_inverse=True)
+        kept[key] = (inverse.reshape(-1), first)
+    return kept[key]
+
+
 def _walk(definition: dict, column: _AssignColumns, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(placed?, leaf id) of the table rows ``rows`` walked down a saved tree (see
     :meth:`MetadataDiscoverer.assign`); ``column``: the table's columns (:func:`_assign_columns`)."""
@@ -1295,8 +1320,10 @@ def _walk(definition: dict, column: _AssignColumns, rows: np.ndarray) -> tuple[n
             side_known_left = num < float(split["threshold"])
             known = ~unknown
         else:
-            in_left = pd.Index(split["left_values"]).get_indexer(vals) >= 0
-            in_right = pd.Index(split["right_values"]).get_indexer(vals) >= 0
+            # membership of the distinct values (text or None), a few: no Index per split
+            left_set, right_set = set(split["left_values"]), set(split["right_values"])
+            in_left = np.fromiter((v in left_set for v in vals), dtype=bool, count=len(vals))
+            in_right = np.fromiter((v in right_set for v in vals), dtype=bool, count=len(vals))
             side_known_left = in_left
             known = ~unknown & (in_left | in_right)
         go_left = np.where(known, side_known_left, split["unknown_to"] == "left")[codes]

@@ -42,11 +42,18 @@ def rank_cohorts(codes: np.ndarray, n_cohorts: int, errors: np.ndarray, words: n
     size = np.bincount(codes, minlength=n_cohorts)
     e = np.bincount(codes, weights=errors, minlength=n_cohorts)
     w = np.bincount(codes, weights=words, minlength=n_cohorts)
+    return rank_sums(e, w, size, min_speakers)
+
+
+def rank_sums(errors: np.ndarray, words: np.ndarray, sizes: np.ndarray, min_speakers: int
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`rank_cohorts` from the cohorts' sums: ``errors``, ``words`` and ``sizes``
+    (speakers) per cohort code, counts; (WER per code (ratio), eligible codes ranked bottom first)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        wer = e / w
+        wer = errors / words
     nan = np.isnan(wer)
-    order = np.lexsort((np.arange(n_cohorts), -np.where(nan, 0.0, wer), nan))
-    return wer, order[size[order] >= min_speakers]
+    order = np.lexsort((np.arange(len(wer)), -np.where(nan, 0.0, wer), nan))
+    return wer, order[sizes[order] >= min_speakers]
 
 
 def gap(wer_bottom: float, wer_top: float) -> tuple[float | None, float]:

@@ -133,7 +133,7 @@ def _fit(discoverer, table: pd.DataFrame, side) -> Any:
 def heldout_gap(discoverer, speakers: pd.DataFrame, side=None, *, folds: int = 2, repeats: int = 5,
                 seed: int = 0, n_boot: int = 1000, level: float = 0.95, stratify: str | None = None,
                 assigner: Assigner | None = None, assignment: pd.Series | None = None,
-                key: str | None = None) -> dict:
+                key: str | None = None, batched: bool = True) -> dict:
     """Bottom-vs-top gap measured on speakers the discovery did not see (module docstring).
 
     ``speakers``: per-speaker table (``speaker_id``, ``errors``, ``ref_words`` and what the
@@ -145,6 +145,9 @@ def heldout_gap(discoverer, speakers: pd.DataFrame, side=None, *, folds: int = 2
     ``assignment``: the audit's own cohorts, reused for a ``fixed_cohorts`` discoverer
     instead of a fit; ``key``: names the random streams (``stream(seed, "heldout", key,
     ...)``, default the discoverer's key).
+    ``batched``: use the discoverer's :meth:`~fairaudit.discover.base.Discoverer.heldout_folds`
+    hook (every fold's fit at once, the same cohorts; :func:`_hook_folds`) when it has one;
+    False fits fold by fold (tests compare the two).
 
     Returns ``gap_pct`` (mean held-out relative gap, %), ``ci_pct`` [lo, hi] (%),
     ``gap_abs``/``ci_abs`` (WER_bottom - WER_top, ratio), ``bottom_wer``/``top_wer`` (mean
@@ -187,9 +190,16 @@ def heldout_gap(discoverer, speakers: pd.DataFrame, side=None, *, folds: int = 2
     labels = np.zeros((repeats, len(ids)), dtype=np.int8)
     failed = 0
     fits = 0
+    hooked = _hook_folds(discoverer, table, side, fold_of, folds) if (
+        batched and kind == "assign" and assigner is None) else None
     for r in range(repeats):
         for f in range(folds):
             in_test = fold_of[r] == f
+            if hooked is not None:
+                fits += 1
+                if not _label_fold(labels[r], hooked[r * folds + f], in_test, e, w, min_speakers):
+                    failed += 1
+                continue
             if kind == "fixed":
                 train_codes = np.where(in_test, -1, fixed_codes)
                 pair = _bottom_top_codes(train_codes, len(fixed_ids), e, w, min_speakers)
@@ -262,6 +272,36 @@ def heldout_gap(discoverer, speakers: pd.DataFrame, side=None, *, folds: int = 2
         out["ci_pct"] = _widened(np.concatenate(rel_b), rel[ok], out["gap_pct"], a)
         out["ci_abs"] = _widened(np.concatenate(abs_b), gap_abs_r[ok], out["gap_abs"], a)
     return out
+
+
+def _hook_folds(discoverer, table: pd.DataFrame, side, fold_of: np.ndarray, folds: int) -> list | None:
+    """Every fold's (codes, cohort ids) from the discoverer's ``heldout_folds`` hook, in
+    (repetition, fold) order, or None when it has no such hook or declines."""
+    from .discover.base import Discoverer
+
+    hook = getattr(type(discoverer), "heldout_folds", None)
+    if hook is None or hook is Discoverer.heldout_folds:
+        return None
+    in_train = np.stack([fold_of[r] != f for r in range(len(fold_of)) for f in range(folds)])
+    got = discoverer.heldout_folds(table, side, in_train)
+    return None if got is None or len(got) != len(in_train) else list(got)
+
+
+def _label_fold(labels: np.ndarray, fold: tuple | None, in_test: np.ndarray, e: np.ndarray, w: np.ndarray,
+                min_speakers: int) -> bool:
+    """Label the held-out speakers of one fold from a hook's (codes, cohort ids): bottom
+    and top chosen on the training rows as the audit ranks; False when the fold gives no
+    estimate (the fit failed, or fewer than two eligible cohorts)."""
+    if fold is None:
+        return False
+    codes, uniques = fold
+    pair = _bottom_top_codes(np.where(in_test, -1, codes), len(uniques), e, w, min_speakers)
+    if pair is None:
+        return False
+    test_codes = np.where(in_test, codes, -1)
+    labels[test_codes == pair[0]] = BOTTOM
+    labels[test_codes == pair[1]] = TOP
+    return True
 
 
 def _repeat_sums(labels: np.ndarray, labelled: np.ndarray, x: np.ndarray, repeats: int):

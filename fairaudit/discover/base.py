@@ -332,6 +332,18 @@ class Discoverer(ABC):
         None to be re-fitted one by one.  Default: None."""
         return None
 
+    def heldout_folds(self, speakers: pd.DataFrame, side: SideInputs, in_train: np.ndarray) -> list | None:
+        """Optional: the held-out gap's fits of every fold at once (:mod:`fairaudit.heldout`).
+
+        ``in_train``: (folds, rows of ``speakers``) bool, the training rows of each fit.
+        Return, per fold, what ``fit(speakers[in_train[f]])`` followed by :meth:`assign` of
+        its definition to the other rows gives: ``(codes, cohort_ids)`` with ``codes`` one
+        int per row of ``speakers`` (training rows: the fit's cohort, the others: the
+        assigned one; -1 = not placed or a cohort the fit does not have) into
+        ``cohort_ids`` (the fit's cohort ids, sorted), or None for a fold whose fit fails
+        (:class:`NotEnoughData`); or None (the default) to fit and assign fold by fold."""
+        return None
+
     def planter(self, speakers: pd.DataFrame, side: SideInputs, discovery: Discovery) -> "Planter":
         """How ``fairaudit power``/``selftest`` plant a disparity this discoverer can
         express.  ``discovery`` is this discoverer's fit on ``speakers``; the planter draws

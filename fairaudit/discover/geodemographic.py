@@ -51,6 +51,7 @@ from ..errors import UserInputError
 from ..io.census import normalize_zip, prepare_census
 from .base import Discoverer, Discovery, SideInputs, register
 from .cache import cached, frame_key
+from .cellsums import Landing, PairSums
 from .census_rules import (Literal, candidate_literals, choose, choose_batched, memberships, ordered, rule_texts,
                            search)
 from .params import Interval
@@ -86,6 +87,22 @@ def _census_rows(zips: pd.Series, census: pd.DataFrame) -> tuple[np.ndarray, np.
     row = np.full(len(codes), -1, dtype=np.int64)
     row[ok_zip] = row_u[codes[ok_zip]]
     return ok_zip, row
+
+
+def _permuted_zip_sums(st: "_Structure", errors: np.ndarray, words: np.ndarray,
+                       takes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per permutation (rows of ``takes``, B x table rows) and zip, the sums of the audited
+    speakers' permuted errors and words (B x zips, whole numbers as floats).
+
+    The zips and who lives in them do not move under the null, only the counts: per
+    permutation one scatter of the zips through it and one ``np.bincount`` of the packed
+    counts (:mod:`.cellsums`: the same sums as two bincounts of the gathered counts)."""
+    landing = Landing(st.zip_of, len(st.n_z), st.audited, takes.shape[1])
+    pairs = PairSums(landing, errors, words)
+    e_z, w_z = np.empty((len(takes), len(st.n_z))), np.empty((len(takes), len(st.n_z)))
+    for b, take in enumerate(takes):
+        pairs.sums(landing.label(take), e_z[b], w_z[b])
+    return e_z, w_z
 
 
 @dataclass
@@ -171,12 +188,19 @@ class GeodemographicDiscoverer(Discoverer):
                       same=(side.census, census))
 
     def _build_structure(self, speakers: pd.DataFrame, census: pd.DataFrame) -> "_Structure":
-        share_scales = dict(census.attrs.get("share_columns", {}))
-        columns = _numeric_columns(census)
-        values_all = census[columns].to_numpy(dtype=float, na_value=np.nan)
-
         ids = (speakers["speaker_id"] if "speaker_id" in speakers.columns else speakers.index.to_series()).to_numpy()
         ok_zip, row = _census_rows(speakers["zip"], census)
+        return self._structure_of(ids, ok_zip, row, census)
+
+    def _structure_of(self, ids: np.ndarray, ok_zip: np.ndarray, row: np.ndarray, census: pd.DataFrame,
+                      values_all: np.ndarray | None = None) -> "_Structure":
+        """The structure of speakers ``ids`` from their census join (:func:`_census_rows`:
+        zip valid?, census row or -1); ``values_all``: the census table's numeric columns
+        as floats, when the caller has them."""
+        share_scales = dict(census.attrs.get("share_columns", {}))
+        columns = _numeric_columns(census)
+        if values_all is None:
+            values_all = census[columns].to_numpy(dtype=float, na_value=np.nan)
         audited = row >= 0
         not_audited = {}
         if (~ok_zip).sum():
@@ -199,6 +223,15 @@ class GeodemographicDiscoverer(Discoverer):
                           lit_col=[columns.index(lit.column) for lit in literals], thresholds=thresholds,
                           not_audited=not_audited)
 
+    def _search(self, st: "_Structure", e_z: np.ndarray, w_z: np.ndarray) -> tuple[dict, dict | None, dict]:
+        """(every rule's sums and gaps, the chosen rule or None, best gap % per depth) from
+        the per-zip sums of errors and words (counts)."""
+        result = search(st.masks, st.lit_col, st.n_z, e_z, w_z, self.min_speakers, self.max_depth)
+        if not len(st.ids):
+            return result, None, {}
+        chosen, best_by_depth = choose(result, st.literals, self.max_depth, float(self.min_gain_pct))
+        return result, chosen, best_by_depth
+
     def fit(self, speakers: pd.DataFrame, side: SideInputs) -> Discovery:
         st = self._structure(speakers, side)
         not_audited, aud_ids, zip_of, masks, literals = dict(st.not_audited), st.ids, st.zip_of, st.masks, st.literals
@@ -206,7 +239,7 @@ class GeodemographicDiscoverer(Discoverer):
                   "max_depth": int(self.max_depth), "max_candidates_shown": int(self.max_candidates_shown),
                   "min_gain_pct": float(self.min_gain_pct)}
         e_z, w_z = st.sums(speakers["errors"].to_numpy(dtype=float), speakers["ref_words"].to_numpy(dtype=float))
-        result = search(masks, st.lit_col, st.n_z, e_z, w_z, self.min_speakers, self.max_depth)
+        result, chosen, best_by_depth = self._search(st, e_z, w_z)
         share_scales, thresholds = st.share_scales, st.thresholds
         details = {"rule": None, "candidates": [], "candidates_evaluated": result["evaluated"],
                    "candidates_valid": result["valid"], "share_columns": share_scales,
@@ -215,7 +248,6 @@ class GeodemographicDiscoverer(Discoverer):
             return Discovery(pd.Series([], index=pd.Index([], name="speaker_id"), dtype=object),
                              {}, not_audited, params, details, {})
 
-        chosen, best_by_depth = choose(result, literals, self.max_depth, float(self.min_gain_pct))
         shown = ordered(result, literals, np.flatnonzero(result["valid_mask"]), self.max_candidates_shown)
         details["candidates"] = [{k: v for k, v in c.items() if not k.startswith("_") and k != "literal_ids"}
                                  for c in shown]
@@ -237,8 +269,10 @@ class GeodemographicDiscoverer(Discoverer):
         details["rule"] = rule
         definition = {"kind": "census rule", "rule": rule, "in_rule": "A", "rest": "B",
                       "literals": [literals[li].as_dict() for li in chosen["literal_ids"]]}
-        return Discovery(assignment, labels, not_audited, params, details,
-                         {"A": {"rule": labels["A"]}, "B": {"rule": labels["B"]}}, definition=definition)
+        found = Discovery(assignment, labels, not_audited, params, details,
+                          {"A": {"rule": labels["A"]}, "B": {"rule": labels["B"]}}, definition=definition)
+        found._structure = (speakers, side, st)   # for the hooks on this fit (_batch_structure): no digest again
+        return found
 
     # ------------------------------------------------------------ hooks
 
@@ -251,11 +285,10 @@ class GeodemographicDiscoverer(Discoverer):
         (permutations x zips) @ (zips x rules) and the choice is :func:`choose_batched`,
         the same ranking, parsimony margin and tie-breaks as :func:`choose`."""
         b = len(takes)
-        # Only the audited speakers' permuted counts are gathered (one index gather, then
-        # the counts), not every row's and then the audited ones again.
-        sub = np.take(takes, self._batch_structure(speakers, side, discovery)[0].audited, axis=1)   # C order
-        chosen, wer_in, wer_rest = self._batched_choice(speakers, side, *(
-            speakers[c].to_numpy(dtype=float)[sub] for c in ("errors", "ref_words")), discovery, audited=True)[2:]
+        st = self._batch_structure(speakers, side, discovery)[0]
+        e_z, w_z = _permuted_zip_sums(st, speakers["errors"].to_numpy(dtype=float),
+                                      speakers["ref_words"].to_numpy(dtype=float), takes)
+        chosen, wer_in, wer_rest = self._choice_from_sums(speakers, side, e_z, w_z, discovery)[2:]
         if chosen is None:                          # no rule: one cohort, no gap
             return {"statistics": None, "gaps_pct": np.zeros(b), "gaps_abs": np.zeros(b)}
         bottom, top = np.maximum(wer_in, wer_rest), np.minimum(wer_in, wer_rest)
@@ -276,21 +309,74 @@ class GeodemographicDiscoverer(Discoverer):
             codes[has] = np.where(inside[has], 0, 1)
         return {"codes": codes, "statistics": None}
 
+    def heldout_folds(self, speakers: pd.DataFrame, side: SideInputs, in_train: np.ndarray):
+        """Per training mask (rows of ``in_train``, folds x table rows, bool), what
+        ``fit(speakers[mask])`` and ``assign`` of its rule to the other rows give
+        (:meth:`fairaudit.discover.base.Discoverer.heldout_folds`): (cohort code per row,
+        -1 = not placed; cohort ids "A", "B", or "all" when no rule is valid), or None
+        for a fold without audited speakers.
+
+        The census join (the text work on the zips) is made once for the whole table;
+        each fold's structure (its zips, literals and percentile thresholds) comes from
+        its rows of that join by the very code a fit uses (:meth:`_structure_of`), and the
+        held-out rows are placed by the rule's literals on their census rows as
+        :meth:`assign` does."""
+        if self.missing_inputs(speakers, side) or "speaker_id" not in speakers.columns:
+            return None
+        self._ensure_valid()
+        census = _census_frame(side)
+        values_all = census[_numeric_columns(census)].to_numpy(dtype=float, na_value=np.nan)
+        ids = speakers["speaker_id"].to_numpy()
+        ok_zip, row = _census_rows(speakers["zip"], census)
+        e, w = (speakers[c].to_numpy(dtype=float) for c in ("errors", "ref_words"))
+        out = []
+        for mask in np.asarray(in_train, dtype=bool):
+            rows = np.flatnonzero(mask)
+            st = self._structure_of(ids[rows], ok_zip[rows], row[rows], census, values_all)
+            if not len(st.ids):
+                out.append(None)
+                continue
+            _, chosen, _ = self._search(st, *st.sums(e[rows], w[rows]))
+            codes = np.full(len(ids), -1, dtype=np.int64)
+            test = np.flatnonzero(~mask & (row >= 0))
+            if chosen is None:               # one cohort "all": every speaker with a census row
+                codes[rows[st.audited]] = 0
+                codes[test] = 0
+                out.append((codes, np.array(["all"], dtype=object)))
+                continue
+            in_rule = np.ones(len(st.n_z), dtype=bool)
+            for li in chosen["literal_ids"]:
+                in_rule &= st.masks[:, li]
+            codes[rows[st.audited]] = np.where(in_rule[st.zip_of], 0, 1)
+            inside = np.ones(len(test), dtype=bool)
+            for li in chosen["literal_ids"]:
+                lit = st.literals[li]
+                inside &= lit.holds(values_all[row[test], st.columns.index(lit.column)])
+            codes[test] = np.where(inside, 0, 1)
+            out.append((codes, np.array(["A", "B"], dtype=object)))
+        return out
+
     def _batched_choice(self, speakers: pd.DataFrame, side: SideInputs, errors: np.ndarray, words: np.ndarray,
                         discovery: Discovery | None = None, audited: bool = False):
         """(structure, zips x rules memberships, chosen rule per row or -1, WER in it, WER
         of the rest) of re-fits on the rows of ``errors``/``words`` (B x table rows, or
         B x audited speakers with ``audited``); the last three None when no rule can be formed."""
-        st, member, n_in, lits, text_rank = self._batch_structure(speakers, side, discovery)
-        if not len(st.ids) or not len(lits):
-            return st, member, None, None, None
+        st = self._batch_structure(speakers, side, discovery)[0]
         b, z = len(errors), len(st.n_z)
         cells = (st.zip_of[None, :] + z * np.arange(b)[:, None]).ravel()
         sums = [np.bincount(cells, weights=(x if audited else np.take(x, st.audited, axis=1)).ravel(),
                             minlength=b * z).reshape(b, z) for x in (errors, words)]
-        e_in, w_in = (x @ member for x in sums)
-        chosen, wer_in, wer_rest = choose_batched(n_in, float(st.n_z.sum()), e_in, w_in, sums[0].sum(axis=1),
-                                                  sums[1].sum(axis=1), lits, text_rank, self.min_speakers,
+        return self._choice_from_sums(speakers, side, sums[0], sums[1], discovery)
+
+    def _choice_from_sums(self, speakers: pd.DataFrame, side: SideInputs, e_z: np.ndarray, w_z: np.ndarray,
+                          discovery: Discovery | None = None):
+        """:meth:`_batched_choice` from per-zip sums (B x zips) of errors and words."""
+        st, member, n_in, lits, text_rank = self._batch_structure(speakers, side, discovery)
+        if not len(st.ids) or not len(lits):
+            return st, member, None, None, None
+        e_in, w_in = (x @ member for x in (e_z, w_z))
+        chosen, wer_in, wer_rest = choose_batched(n_in, float(st.n_z.sum()), e_in, w_in, e_z.sum(axis=1),
+                                                  w_z.sum(axis=1), lits, text_rank, self.min_speakers,
                                                   self.max_depth, float(self.min_gain_pct))
         return st, member, chosen, wer_in, wer_rest
 
@@ -302,7 +388,9 @@ class GeodemographicDiscoverer(Discoverer):
         held = getattr(discovery, "_batch_structure", None)
         if held is not None and held[0] is speakers:
             return held[1]
-        st = self._structure(speakers, side)
+        own = getattr(discovery, "_structure", None)
+        mine = own is not None and own[0] is speakers and own[1] is side
+        st = own[2] if mine else self._structure(speakers, side)
 
         def build():
             zeros = np.zeros(len(st.n_z))

@@ -76,10 +76,11 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from ..cohorts import gap, rank_cohorts
+from ..cohorts import gap, rank_cohorts, rank_sums
 from ..errors import UserInputError
 from .base import Discoverer, Discovery, NotEnoughData, SideInputs, non_attribute_columns, register
 from .cache import cached, frame_key
+from .cellsums import Landing, PairSums
 from .params import Interval, Options
 from .planting import CohortPlanter, Planter, PooledPlanter
 
@@ -229,34 +230,59 @@ def _as_numbers(texts: list[str]) -> np.ndarray | None:
     return out if len(texts) and np.isfinite(out).all() else None
 
 
+class _ColumnSource:
+    """One speaker-table column read once for coding (:func:`_code_column`): its values as
+    floats (numeric dtypes), or its distinct values' codes, texts and unknown flags; the
+    text work runs on the distinct values of the whole table, so coding any subset of its
+    rows (a held-out training fold) costs integer work only."""
+
+    def __init__(self, col: pd.Series):
+        self.numeric = pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
+        self.boolean = pd.api.types.is_bool_dtype(col)
+        if self.numeric:
+            self.values = col.to_numpy(dtype=float, na_value=np.nan)
+        else:
+            self.codes, self.texts, self.unknown = _unique_texts(col)
+
+    def code(self, name: str, n_thresholds: int, rows: np.ndarray | None = None) -> _Column | str:
+        """The column coded on its rows ``rows`` (None: all, in table order; bins in the
+        order of ``rows``), or the reason it cannot be used (str): what coding a table of
+        those rows alone gives."""
+        if self.numeric:
+            values = self.values if rows is None else self.values[rows]
+        else:
+            codes = self.codes if rows is None else self.codes[rows]
+            # the distinct values present, in the order a factorize of these rows finds them
+            # (first appearance: codes are numbered so; only the set matters below)
+            present = np.flatnonzero(np.bincount(codes[codes >= 0], minlength=len(self.texts)) > 0)
+            known = present[~self.unknown[present]]
+            known_texts = [self.texts[i] for i in known]
+            number = None if self.boolean else _as_numbers(known_texts)
+            if number is not None:
+                per_unique = np.full(len(self.texts), np.nan)
+                per_unique[known] = number
+                values = np.append(per_unique, np.nan)[codes]   # code -1 -> the appended NaN
+            else:
+                levels = sorted(set(known_texts))
+                if len(levels) < 2:
+                    return "fewer than two known values"
+                index = {t: i for i, t in enumerate(levels)}
+                per_unique = np.array([index.get(t, len(levels)) if not u else len(levels)
+                                       for t, u in zip(self.texts, self.unknown)] + [len(levels)], dtype=np.int64)
+                return _Column(name, _CATEGORICAL, per_unique[codes], len(levels), levels=levels)
+        values = np.where(np.isfinite(values), values, np.nan)
+        unknown = np.isnan(values)
+        thresholds = readable_thresholds(values[~unknown], n_thresholds)
+        if not thresholds:
+            return "fewer than two known values"
+        bins = np.searchsorted(np.asarray(thresholds), values, side="right").astype(np.int64)
+        bins[unknown] = len(thresholds) + 1
+        return _Column(name, _NUMERIC, bins, len(thresholds) + 1, thresholds=thresholds)
+
+
 def _code_column(name: str, col: pd.Series, n_thresholds: int) -> _Column | str:
     """Code one column for the search, or the reason it cannot be used (str)."""
-    if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
-        values = col.to_numpy(dtype=float, na_value=np.nan)
-    else:
-        codes, texts, unknown_u = _unique_texts(col)
-        known_texts = [t for t, u in zip(texts, unknown_u) if not u]
-        number = None if pd.api.types.is_bool_dtype(col) else _as_numbers(known_texts)
-        if number is not None:
-            per_unique = np.full(len(texts), np.nan)
-            per_unique[~unknown_u] = number
-            values = np.append(per_unique, np.nan)[codes]   # code -1 -> the appended NaN
-        else:
-            levels = sorted(set(known_texts))
-            if len(levels) < 2:
-                return "fewer than two known values"
-            index = {t: i for i, t in enumerate(levels)}
-            per_unique = np.array([len(levels) if u else index[t] for t, u in zip(texts, unknown_u)]
-                                  + [len(levels)], dtype=np.int64)
-            return _Column(name, _CATEGORICAL, per_unique[codes], len(levels), levels=levels)
-    values = np.where(np.isfinite(values), values, np.nan)
-    unknown = np.isnan(values)
-    thresholds = readable_thresholds(values[~unknown], n_thresholds)
-    if not thresholds:
-        return "fewer than two known values"
-    bins = np.searchsorted(np.asarray(thresholds), values, side="right").astype(np.int64)
-    bins[unknown] = len(thresholds) + 1
-    return _Column(name, _NUMERIC, bins, len(thresholds) + 1, thresholds=thresholds)
+    return _ColumnSource(col).code(name, n_thresholds)
 
 
 def _scores(criterion: str, eL, wL, qL, eR, wR, qR, p: float) -> np.ndarray:
@@ -457,6 +483,187 @@ def _bottom_vs_rest_sums(table: np.ndarray, min_speakers: int) -> float:
     return float((wer[b] - e_rest / w_rest) / math.sqrt(var)) if var > 0 else 0.0
 
 
+def _permuted_cell_tables(prep: "_Prepared", errors: np.ndarray, words: np.ndarray, takes: np.ndarray):
+    """Per permutation (rows of ``takes``, B x table rows), the joint-cell table of
+    :func:`_group_sums` of the audited speakers' permuted counts (6 x cells).
+
+    The cells do not move under the null: each permutation scatters the cells through it
+    once and bins every row's counts and integer moments (computed once) by the cell they
+    land in, two counts per ``np.bincount`` (:mod:`.cellsums`); the speakers per cell are
+    fixed.  Every sum is a whole number, so the table equals :func:`_group_sums` of the
+    permuted counts."""
+    total = math.prod(c.n_bins + 1 for c in prep.columns)
+    landing = Landing(prep.cells, total, prep.rows, takes.shape[1])
+    # (errors^2, errors x words) pack where (errors^2, words^2) would not: words^2 sums are large
+    pairs = [PairSums(landing, a, b) for a, b in ((errors, words), (errors * errors, errors * words))]
+    squares = words * words
+    sizes = np.bincount(prep.cells, minlength=total).astype(float)
+    table = np.empty((6, total))
+    for take in takes:
+        label = landing.label(take)
+        pairs[0].sums(label, table[_CE], table[_CW])
+        pairs[1].sums(label, table[_CEE], table[_CEW])
+        table[_CWW] = landing.sums(label, squares)
+        table[_CN] = sizes
+        yield table
+
+
+def _leaf_sums(table: np.ndarray, leaves: list[np.ndarray]) -> np.ndarray:
+    """(6, leaves) sums of a cell table per leaf of a tree grown on cells (``leaves``: each
+    leaf's cells, bool, in leaf order), columns in the order of the leaves' ids (M01, M02,
+    ... sorted as text, the codes a fit's factorize gives)."""
+    k = len(leaves)
+    rank = np.argsort(np.argsort([f"M{j + 1:02d}" for j in range(k)], kind="stable"))
+    leaf_of_cell = np.zeros(table.shape[1], dtype=np.int64)
+    for j, cells in enumerate(leaves):
+        leaf_of_cell[cells] = rank[j]
+    return np.stack([np.bincount(leaf_of_cell, weights=row, minlength=k) for row in table])
+
+
+#: criteria whose batched split search (:func:`_best_splits_batched`) is exact: only
+#: + - x / and square roots, correctly rounded element by element in any array layout
+#: (``lr`` takes logarithms, whose vectorised kernels need not match the scalar ones)
+_BATCHED_CRITERIA = ("speaker_z", "z", "difference")
+
+
+def _best_splits_batched(columns: list[_Column], sub: np.ndarray, min_speakers: int, criterion: str
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_best_split_cells` of R nodes at once: ``sub`` (R, 6, cells) is each node's
+    cell table with the cells outside it zeroed (``table * mask``).  Returns (score, -inf
+    where the node has no admissible split; column; bins going left, (R, bins of that
+    column + 1) bool with the unknown bin last).
+
+    Every number is the one :func:`_best_split_cells` computes: sums of whole numbers
+    (errors, words, speakers and their moments) are exact in any order; the squared
+    residuals' per-bin marginals come from the same reduction of the same cell values, and
+    their total per column is summed row by row as the single-node code sums it; the
+    scores are element-wise arithmetic; ties go to the first cut (argmax) and the earlier
+    column (strict >), as there."""
+    r_n = len(sub)
+    sizes = [c.n_bins + 1 for c in columns]
+    n = sub[:, _CN].sum(axis=1)
+    e_tot, w_tot = sub[:, _CE].sum(axis=1), sub[:, _CW].sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.where(w_tot > 0, e_tot / np.where(w_tot > 0, w_tot, 1.0), 0.0)
+    pc = p[:, None]
+    q = np.maximum(sub[:, _CEE] - 2.0 * pc * sub[:, _CEW] + pc * pc * sub[:, _CWW], 0.0)
+    cubes = [x.reshape(r_n, *sizes) for x in (sub[:, _CE], sub[:, _CW], sub[:, _CN], q)]
+    best = np.full(r_n, -np.inf)
+    best_col = np.full(r_n, -1)
+    best_left = [None] * r_n
+    splittable = n >= 2 * min_speakers
+    rows = np.arange(r_n)
+    for ci, col in enumerate(columns):
+        axes = tuple(a + 1 for a in range(len(sizes)) if a != ci)
+        E, W, N, Q = (c.sum(axis=axes) for c in cubes)          # (R, bins + 1), unknown bin last
+        nb = sizes[ci] - 1
+        present = N[:, :-1] > 0
+        count = present.sum(axis=1)
+        idx = np.broadcast_to(np.arange(nb), (r_n, nb))
+        if col.kind == _CATEGORICAL:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rate = np.where(W[:, :-1] > 0, E[:, :-1] / np.where(W[:, :-1] > 0, W[:, :-1], 1), 0.0)
+            order = np.lexsort((idx, rate, ~present), axis=-1)     # present bins by WER, ties by level
+        else:
+            order = np.lexsort((idx, ~present), axis=-1)           # present bins by value
+        Eo, Wo, No, Qo = (np.take_along_axis(x[:, :-1], order, axis=1) for x in (E, W, N, Q))
+        if nb < 2:
+            continue
+        cE, cW, cN, cQ = (np.cumsum(x, axis=1)[:, :-1] for x in (Eo, Wo, No, Qo))
+        kE, kW, kN = ((x * present).sum(axis=1)[:, None] for x in (E[:, :-1], W[:, :-1], N[:, :-1]))
+        # the residuals' total over the present bins in WER order, summed as one node's code sums it
+        kQ = np.array([Qo[r, :count[r]].sum() for r in range(r_n)])[:, None]
+        uE, uW, uN, uQ = (x[:, -1:] for x in (E, W, N, Q))
+        ul = cN > kN - cN
+        eL, wL, nL, qL = cE + ul * uE, cW + ul * uW, cN + ul * uN, cQ + ul * uQ
+        eR, wR, nR, qR = kE - cE + ~ul * uE, kW - cW + ~ul * uW, kN - cN + ~ul * uN, kQ - cQ + ~ul * uQ
+        ok = ((nL >= min_speakers) & (nR >= min_speakers) & (wL > 0) & (wR > 0)
+              & (np.arange(nb - 1)[None, :] < (count - 1)[:, None]) & (count >= 2)[:, None] & splittable[:, None])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sc = np.where(ok, _scores_rows(criterion, eL, wL, qL, eR, wR, qR, p), -np.inf)
+        sc = np.where(np.isnan(sc), -np.inf, sc)
+        j = np.argmax(sc, axis=1)
+        sj = sc[rows, j]
+        take = np.isfinite(sj) & (sj > best)     # strict: the earlier column wins an exact tie
+        for r in np.flatnonzero(take):
+            k = int(j[r]) + 1
+            left = np.zeros(nb + 1, dtype=bool)
+            left[order[r, :k]] = True
+            left[nb] = bool(ul[r, j[r]])
+            best_left[r] = left
+        best = np.where(take, sj, best)
+        best_col = np.where(take, ci, best_col)
+    return best, best_col, best_left
+
+
+def _scores_rows(criterion: str, eL, wL, qL, eR, wR, qR, p: np.ndarray) -> np.ndarray:
+    """:func:`_scores` of rows of candidates, row r with the node rate ``p[r]``."""
+    if criterion == "z":
+        rL, rR = eL / wL, eR / wR
+        diff = np.abs(rL - rR)
+        return diff / np.sqrt(np.maximum(p * (1.0 - p), 1e-12)[:, None] * (1.0 / wL + 1.0 / wR))
+    return _scores(criterion, eL, wL, qL, eR, wR, qR, 0.0)   # speaker_z, difference: no node rate
+
+
+def _grow_batched(prep: "_Prepared", tables: np.ndarray) -> list[list[np.ndarray]]:
+    """:meth:`MetadataDiscoverer._grow` on the joint-cell tables ``tables`` (B, 6, cells)
+    of B count sets at once: per set, the leaves' cells (bool) in leaf order (M01, M02, ...).
+
+    The trees grow in lockstep: each round splits the best leaf of every tree still
+    growing (its own heap: highest score first, ties to the earlier node) and searches
+    the new children of all trees in one batched pass (:func:`_best_splits_batched`), with
+    :meth:`_grow`'s rules: the root split is always made when admissible, any other only
+    when it scores at least ``min_score``; at most ``max_leaves`` leaves, no split below
+    ``max_depth``."""
+    params, columns = prep.params, prep.columns
+    sizes = [c.n_bins + 1 for c in columns]
+    total = math.prod(sizes)
+    cell_bins = np.unravel_index(np.arange(total), sizes)
+    b_n = len(tables)
+    # per tree: nodes as [cells, depth, children or None, (score, column, left bins) or None]
+    trees = [[[np.ones(total, bool), 0, None, None]] for _ in range(b_n)]
+    heaps: list[list] = [[] for _ in range(b_n)]
+    pending = [(b, 0) for b in range(b_n)] if params["max_depth"] > 0 else []
+    leaves = np.ones(b_n, dtype=np.int64)
+    growing = True
+    while growing:
+        if pending:
+            sub = np.stack([tables[b] * trees[b][nid][0] for b, nid in pending])
+            score, column, left = _best_splits_batched(columns, sub, params["min_speakers"], params["criterion"])
+            for (b, nid), sc, ci, lb in zip(pending, score, column, left):
+                if ci >= 0:
+                    trees[b][nid][3] = (float(sc), int(ci), lb)
+                    if nid == 0 or sc >= params["min_score"]:
+                        heapq.heappush(heaps[b], (-float(sc), nid))
+        pending, growing = [], False
+        for b in range(b_n):
+            if leaves[b] >= params["max_leaves"] or not heaps[b]:
+                continue
+            _, nid = heapq.heappop(heaps[b])
+            node = trees[b][nid]
+            _, ci, lb = node[3]
+            go_left = lb[cell_bins[ci]]
+            kids = []
+            for part in (node[0] & go_left, node[0] & ~go_left):
+                kids.append(len(trees[b]))
+                trees[b].append([part, node[1] + 1, None, None])
+            node[2] = tuple(kids)
+            leaves[b] += 1
+            growing = True
+            pending += [(b, k) for k in kids if node[1] + 1 < params["max_depth"]]
+    out = []
+    for nodes in trees:
+        order, stack = [], [0]
+        while stack:   # leaves depth-first, left side first: M01, M02, ...
+            node = nodes[stack.pop()]
+            if node[2] is None:
+                order.append(node[0])
+            else:
+                stack.extend(reversed(node[2]))
+        out.append(order)
+    return out
+
+
 def _condition_text(name: str, cond: tuple, with_unknown: bool) -> str:
     if cond[0] == _CATEGORICAL:
         values = cond[1]
@@ -585,10 +792,18 @@ class MetadataDiscoverer(Discoverer):
     # ------------------------------------------------------------ the tree
 
     def _code(self, speakers: pd.DataFrame, params: dict) -> tuple[list[_Column], dict[str, str]]:
+        return self._code_sources(self._sources(speakers), params)
+
+    def _sources(self, speakers: pd.DataFrame) -> dict[str, _ColumnSource]:
+        return {name: _ColumnSource(speakers[name]) for name in self.candidate_columns(speakers)}
+
+    def _code_sources(self, sources: dict[str, _ColumnSource], params: dict, rows: np.ndarray | None = None
+                      ) -> tuple[list[_Column], dict[str, str]]:
+        """The usable columns coded on rows ``rows`` (None: all) and the reasons of the others."""
         named = params["columns"] is not None
         coded, skipped = [], {}
-        for name in self.candidate_columns(speakers):
-            col = _code_column(name, speakers[name], params["n_thresholds"])
+        for name, source in sources.items():
+            col = source.code(name, params["n_thresholds"], rows)
             if isinstance(col, str):
                 skipped[name] = col
             elif not named and col.kind == _CATEGORICAL and col.n_bins > params["max_levels"]:
@@ -614,22 +829,27 @@ class MetadataDiscoverer(Discoverer):
         # Canonical row order (by speaker id): float sums of squared residuals then do not
         # depend on the order of the input rows, so neither does any near-tie.
         rows = np.argsort(speakers["speaker_id"].to_numpy(dtype=str), kind="stable")
-        columns, skipped = self._code(speakers, params)
-        for col in columns:
-            col.bins = col.bins[rows]
+        return self._prepared_of(params, self._sources(speakers), rows,
+                                 speakers["speaker_id"].to_numpy(dtype=object))
+
+    def _prepared_of(self, params: dict, sources: dict[str, _ColumnSource], rows: np.ndarray,
+                     ids: np.ndarray) -> "_Prepared":
+        """The prepared fit of the table rows ``rows`` (canonical order) of a table with
+        speaker ids ``ids`` whose columns are ``sources``: what :meth:`_build_prepared`
+        gives on a table of those rows alone."""
+        columns, skipped = self._code_sources(sources, params, rows)
         if not columns:
             raise NotEnoughData("metadata discoverer: no usable attribute column ("
                                 + "; ".join(f"{k}: {v}" for k, v in skipped.items()) + ")")
 
-        known_any = np.zeros(len(speakers), bool)
+        known_any = np.zeros(len(rows), bool)
         for col in columns:
             known_any |= col.bins != col.n_bins
         for col in columns:
             col.bins = col.bins[known_any]
         return _Prepared(params=params, rows=rows[known_any], columns=columns, skipped=skipped,
                          not_audited=({NO_KNOWN_VALUE: int((~known_any).sum())} if not known_any.all() else {}),
-                         ids=speakers["speaker_id"].to_numpy(dtype=object)[rows][known_any],
-                         cells=_cells(columns))
+                         ids=ids[rows][known_any], cells=_cells(columns))
 
     def _grow(self, prep: "_Prepared", err: np.ndarray, words: np.ndarray, splits: list | None = None,
               members: bool = True, table: np.ndarray | None = None
@@ -752,10 +972,12 @@ class MetadataDiscoverer(Discoverer):
                       "columns": {c.name: c.kind for c in columns},
                       "splits": [self._split_rule(nodes[r["node"]], by_name[r["column"]]) for r in details["splits"]],
                       "leaves": leaf_of}
-        return Discovery(assignment=pd.Series(cohort, index=pd.Index(ids, name="speaker_id"), dtype=object),
-                         labels=labels, not_audited=not_audited, params=params_out, details=details,
-                         cohort_details=cohort_details, definition=definition,
-                         statistic=bottom_vs_rest_z(cohort, err, words, min_speakers), statistic_name=STATISTIC_NAME)
+        found = Discovery(assignment=pd.Series(cohort, index=pd.Index(ids, name="speaker_id"), dtype=object),
+                          labels=labels, not_audited=not_audited, params=params_out, details=details,
+                          cohort_details=cohort_details, definition=definition,
+                          statistic=bottom_vs_rest_z(cohort, err, words, min_speakers), statistic_name=STATISTIC_NAME)
+        found._prepared = (speakers, prep)   # for the hooks on this fit (_held_prepare): no digest again
+        return found
 
     @staticmethod
     def _narrow(col: _Column, cond: tuple | None, s: _Split, left: bool) -> tuple:
@@ -804,6 +1026,23 @@ class MetadataDiscoverer(Discoverer):
         b = len(takes)
         stats, pct, gap_abs = np.full(b, -np.inf), np.zeros(b), np.zeros(b)
         min_speakers = int(self.min_speakers)
+        prep = self._held_prepare(speakers, discovery)
+        if prep.cells is not None and len(prep.ids):
+            # the tree grows on the joint cells: only their permuted sums are needed
+            tables = np.stack([t.copy() for t in _permuted_cell_tables(prep, e_all, w_all, takes)])
+            if prep.params["criterion"] in _BATCHED_CRITERIA:
+                grown = _grow_batched(prep, tables)
+            else:
+                grown = [[node.cells for node in self._grow(prep, t[_CE], t[_CW], members=False, table=t)[1]]
+                         for t in tables]
+            for i, (table, leaves) in enumerate(zip(tables, grown)):
+                by_leaf = _leaf_sums(table, leaves)
+                stats[i] = _bottom_vs_rest_sums(by_leaf, min_speakers)
+                wer, ranked = rank_sums(by_leaf[_CE], by_leaf[_CW], by_leaf[_CN], min_speakers)
+                if len(ranked) >= 2:
+                    g_pct, gap_abs[i] = gap(float(wer[ranked[0]]), float(wer[ranked[-1]]))
+                    pct[i] = math.inf if g_pct is None else g_pct
+            return {"statistics": stats, "gaps_pct": pct, "gaps_abs": gap_abs}
         # Only the audited speakers' permuted counts are gathered (one index gather, then
         # the counts), not every row's and then the audited ones again.
         sub = np.take(takes, self._held_prepare(speakers, discovery).rows, axis=1)   # C order: rows contiguous
@@ -889,62 +1128,61 @@ class MetadataDiscoverer(Discoverer):
         that ``speakers`` does not have.
         """
         ids = speakers["speaker_id"].to_numpy(dtype=object)
-        node = np.zeros(len(ids), dtype=np.int64)
-        placed = np.ones(len(ids), bool)
-        known_any = np.zeros(len(ids), bool)
-        tokens = tuple(definition.get("missing_tokens", MISSING_TOKENS))
-        cache: dict[str, tuple] = {}
-
-        def column(name: str, kind: str):
-            """(codes into the column's distinct values (last = missing), their stripped
-            text, their number (numeric), their unknown flag): the text work runs on the
-            distinct values only, not per speaker."""
-            if name not in cache:
-                if name not in speakers.columns:
-                    cache[name] = None
-                else:
-                    codes, uniques = pd.factorize(speakers[name], use_na_sentinel=True)
-                    codes = np.where(codes < 0, len(uniques), codes)
-                    text = pd.concat([pd.Series(uniques).astype("string"), pd.Series([pd.NA], dtype="string")],
-                                     ignore_index=True).str.strip()
-                    unknown = (text.isna() | text.str.lower().isin(tokens)).to_numpy(dtype=bool)
-                    num = None
-                    if kind == _NUMERIC:
-                        num = pd.to_numeric(text.where(~pd.Series(unknown, index=text.index)),
-                                            errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-                        unknown = unknown | np.isnan(num)
-                    cache[name] = (codes, text.to_numpy(dtype=object, na_value=None), num, unknown)
-            return cache[name]
-
-        for name, kind in definition["columns"].items():
-            col = column(name, kind)
-            if col is not None:
-                known_any |= ~col[3][col[0]]
-        for split in definition["splits"]:   # parents come before their children
-            here = node == split["node"]
-            if not here.any():
-                continue
-            col = column(split["column"], split["kind"])
-            if col is None:
-                placed &= ~here
-                continue
-            codes, vals, num, unknown = col
-            if split["kind"] == _NUMERIC:
-                side_known_left = num < float(split["threshold"])
-                known = ~unknown
-            else:
-                in_left = pd.Index(split["left_values"]).get_indexer(vals) >= 0
-                in_right = pd.Index(split["right_values"]).get_indexer(vals) >= 0
-                side_known_left = in_left
-                known = ~unknown & (in_left | in_right)
-            go_left = np.where(known, side_known_left, split["unknown_to"] == "left")[codes]
-            node = np.where(here, np.where(go_left, split["left"], split["right"]), node)
-        leaves = definition["leaves"]
-        # the leaf id of each distinct final node (a few), not a dict lookup per speaker
-        finals, inverse = np.unique(node, return_inverse=True)
-        cohort = np.array([leaves.get(str(n)) for n in finals] + [None], dtype=object)[:-1][inverse.reshape(-1)]
-        keep = placed & known_any & pd.notna(cohort)
+        keep, cohort = _walk(definition, _assign_columns(speakers, definition), np.arange(len(ids)))
         return pd.Series(cohort[keep], index=pd.Index(ids[keep], name="speaker_id"), dtype=object)
+
+    def heldout_folds(self, speakers: pd.DataFrame, side: SideInputs | None, in_train: np.ndarray):
+        """Per training mask (rows of ``in_train``, folds x table rows, bool), what
+        ``fit(speakers[mask])`` and :meth:`assign` of its tree to the other rows give
+        (:meth:`fairaudit.discover.base.Discoverer.heldout_folds`): (cohort code per row,
+        -1 = not placed; the fit's leaf ids, sorted), or None for a fold whose fit fails.
+
+        The text work (distinct values of every column, their unknown flags and numbers)
+        is done once for the whole table, for the fits (:class:`_ColumnSource`) and for
+        placing the held-out rows (:func:`_assign_columns`); each fold codes its training
+        rows from it by the fit's own code (:meth:`_prepared_of`), grows its tree
+        (:meth:`_grow`) and walks the held-out rows down it (:func:`_walk`)."""
+        if "speaker_id" not in speakers.columns or self.missing_inputs(speakers, None):
+            return None
+        self._ensure_valid()
+        params = self._params()
+        sources = self._sources(speakers)
+        ids = speakers["speaker_id"].to_numpy(dtype=object)
+        canon = np.argsort(speakers["speaker_id"].to_numpy(dtype=str), kind="stable")
+        e, w = (speakers[c].to_numpy(dtype=float) for c in ("errors", "ref_words"))
+        placing = _assign_columns(speakers, {})     # the tokens of every definition fit() writes
+        combos: dict = {}
+        out = []
+        for mask in np.asarray(in_train, dtype=bool):
+            try:
+                prep = self._prepared_of(params, sources, canon[mask[canon]], ids)
+            except NotEnoughData:
+                out.append(None)
+                continue
+            if not len(prep.ids):
+                out.append(None)
+                continue
+            splits: list = []
+            nodes, order, _ = self._grow(prep, e[prep.rows], w[prep.rows], splits)
+            k = len(order)
+            rank = np.argsort(np.argsort([f"M{j + 1:02d}" for j in range(k)], kind="stable"))
+            codes = np.full(len(ids), -1, dtype=np.int64)
+            leaves = {}
+            for j, node in enumerate(order):
+                codes[prep.rows[node.members]] = rank[j]
+                leaves[str(node.id)] = int(rank[j])
+            by_name = {c.name: c for c in prep.columns}
+            definition = {"columns": {c.name: c.kind for c in prep.columns}, "leaves": leaves,
+                          "splits": [self._split_rule(nodes[r["node"]], by_name[r["column"]]) for r in splits]}
+            test = np.flatnonzero(~mask)
+            # the walk depends on a row's values only: walk one row of each combination of
+            # the tree's columns' values and hand its leaf to the rows that share it
+            combo, first = _combinations(placing, definition["columns"], combos)
+            keep_c, cohort_c = _walk(definition, placing, first)
+            keep, cohort = keep_c[combo[test]], cohort_c[combo[test]]
+            codes[test[keep]] = cohort[keep].astype(np.int64)
+            out.append((codes, np.array(sorted(f"M{j + 1:02d}" for j in range(k)), dtype=object)))
+        return out
 
     # ------------------------------------------------------------ optional hooks
 
@@ -998,6 +1236,103 @@ class MetadataDiscoverer(Discoverer):
                 sec.cohort_notes[cid] = "unknown " + ", ".join(f"{c}: {num.count(n)}" for c, n in unknown.items())
             sec.cohort_definitions[cid] = _leaf_definition(extra)
         return sec
+
+
+class _AssignColumns:
+    """The columns :meth:`MetadataDiscoverer.assign` reads, each read once per kind: per
+    column (codes of the rows into its distinct values, the last code = missing; their
+    stripped text; their number (numeric columns); their unknown flag), None for a column
+    the table lacks.  The text work runs on the distinct values only, not per speaker."""
+
+    def __init__(self, speakers: pd.DataFrame, tokens: tuple):
+        self.speakers, self.tokens = speakers, tokens
+        self.cache: dict[tuple[str, str], tuple | None] = {}
+
+    def __call__(self, name: str, kind: str):
+        if (name, kind) not in self.cache:
+            speakers = self.speakers
+            if name not in speakers.columns:
+                self.cache[name, kind] = None
+            else:
+                codes, uniques = pd.factorize(speakers[name], use_na_sentinel=True)
+                codes = np.where(codes < 0, len(uniques), codes)
+                text = pd.concat([pd.Series(uniques).astype("string"), pd.Series([pd.NA], dtype="string")],
+                                 ignore_index=True).str.strip()
+                unknown = (text.isna() | text.str.lower().isin(self.tokens)).to_numpy(dtype=bool)
+                num = None
+                if kind == _NUMERIC:
+                    num = pd.to_numeric(text.where(~pd.Series(unknown, index=text.index)),
+                                        errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+                    unknown = unknown | np.isnan(num)
+                self.cache[name, kind] = (codes, text.to_numpy(dtype=object, na_value=None), num, unknown)
+        return self.cache[name, kind]
+
+
+def _assign_columns(speakers: pd.DataFrame, definition: dict) -> _AssignColumns:
+    """The columns of ``speakers`` as :meth:`assign` reads them for a saved tree
+    (``definition``: its missing-value tokens)."""
+    return _AssignColumns(speakers, tuple(definition.get("missing_tokens", MISSING_TOKENS)))
+
+
+def _combinations(column: _AssignColumns, kinds: dict[str, str], kept: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(combination id per row, one row of each combination) of the values of the columns
+    ``kinds`` (name -> kind) as ``column`` reads them; kept in ``kept`` per column set."""
+    key = tuple(kinds.items())
+    if key not in kept:
+        parts = [c[0] for c in (column(name, kind) for name, kind in key) if c is not None]
+        n = len(column.speakers)
+        combo = np.zeros(n, dtype=np.int64)
+        if parts:
+            radix = [int(p.max()) + 1 if len(p) else 1 for p in parts]
+            if math.prod(radix) < 2 ** 62:
+                for p, r in zip(parts, radix):
+                    combo = combo * r + p
+            else:
+                combo = np.unique(np.stack(parts), axis=1, return_inverse=True)[1].reshape(-1)
+        _, first, inverse = np.unique(combo, return_index=True, return_inverse=True)
+        kept[key] = (inverse.reshape(-1), first)
+    return kept[key]
+
+
+def _walk(definition: dict, column: _AssignColumns, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(placed?, leaf id) of the table rows ``rows`` walked down a saved tree (see
+    :meth:`MetadataDiscoverer.assign`); ``column``: the table's columns (:func:`_assign_columns`)."""
+    node = np.zeros(len(rows), dtype=np.int64)
+    placed = np.ones(len(rows), bool)
+    known_any = np.zeros(len(rows), bool)
+    codes_of: dict[str, np.ndarray] = {}     # each column's codes of these rows, gathered once
+    for name, kind in definition["columns"].items():
+        col = column(name, kind)
+        if col is not None:
+            codes_of[name] = col[0][rows]
+            known_any |= ~col[3][codes_of[name]]
+    for split in definition["splits"]:   # parents come before their children
+        here = node == split["node"]
+        if not here.any():
+            continue
+        col = column(split["column"], split["kind"])
+        if col is None:
+            placed &= ~here
+            continue
+        _, vals, num, unknown = col
+        codes = codes_of[split["column"]] if split["column"] in codes_of else col[0][rows]
+        if split["kind"] == _NUMERIC:
+            side_known_left = num < float(split["threshold"])
+            known = ~unknown
+        else:
+            # membership of the distinct values (text or None), a few: no Index per split
+            left_set, right_set = set(split["left_values"]), set(split["right_values"])
+            in_left = np.fromiter((v in left_set for v in vals), dtype=bool, count=len(vals))
+            in_right = np.fromiter((v in right_set for v in vals), dtype=bool, count=len(vals))
+            side_known_left = in_left
+            known = ~unknown & (in_left | in_right)
+        go_left = np.where(known, side_known_left, split["unknown_to"] == "left")[codes]
+        node = np.where(here, np.where(go_left, split["left"], split["right"]), node)
+    leaves = definition["leaves"]
+    # the leaf id of each distinct final node (a few), not a dict lookup per speaker
+    finals, inverse = np.unique(node, return_inverse=True)
+    cohort = np.array([leaves.get(str(n)) for n in finals] + [None], dtype=object)[:-1][inverse.reshape(-1)]
+    return placed & known_any & pd.notna(cohort), cohort
 
 
 def _leaf_definition(extra: dict) -> list[str]:

@@ -18,6 +18,7 @@ from fairaudit.discover import registry
 from fairaudit.discover.params import Interval, check, is_flag_only, metavar, parse_cli
 from fairaudit.discover.sides import side_flags
 from fairaudit.errors import UserInputError
+from fairaudit.forked import ForkedJob
 from fairaudit.io.readers import InputSpec
 
 err_console = Console(stderr=True, highlight=False)
@@ -310,63 +311,6 @@ def prefetch_input(spec, engine: str | None) -> None:
         prefetch.warm_imports()
 
 
-class _ForkedJob:
-    """``fn(*args)`` in a forked child on large audits (its result piped back), else here.
-
-    The child works on the parent's memory as it was at the fork, so the caller must not
-    change what ``args`` reach while the job runs."""
-
-    def __init__(self, fn, args: tuple, what: str, fork: bool):
-        import multiprocessing as mp
-
-        self.what, self.proc, self.conn, self.value = what, None, None, None
-        if fork and "fork" in mp.get_all_start_methods():
-            ctx = mp.get_context("fork")
-            self.conn, child = ctx.Pipe(duplex=False)
-            self.proc = ctx.Process(target=_job_child, args=(fn, args, child), daemon=True)
-            self.proc.start()
-            child.close()
-        else:
-            self.value = fn(*args)
-
-    def finish(self):
-        """Wait for the job; returns ``fn``'s value.  A failure in the child is raised
-        here, as it would have been in this process."""
-        if self.proc is None:
-            return self.value
-        try:
-            kind, value = self.conn.recv()
-        except EOFError:
-            kind, value = "crash", f"the worker process ended with exit code {self.proc.exitcode}"
-        self.proc.join()
-        self.proc = None
-        if kind == "ok":
-            self.value = value
-            return value
-        if kind == "user":
-            from fairaudit.errors import UserInputError
-
-            message, path, hint = value
-            raise UserInputError(message, path=path, hint=hint)
-        raise RuntimeError(f"writing {self.what} failed: {value}")
-
-
-def _job_child(fn, args: tuple, conn) -> None:
-    import traceback
-
-    from fairaudit.errors import UserInputError
-
-    try:
-        conn.send(("ok", fn(*args)))
-    except UserInputError as exc:
-        # the parts, not the joined text: the parent raises the same one-line error
-        conn.send(("user", (exc.message, exc.path, exc.hint)))
-    except BaseException:   # reported by the parent, which then fails as a serial run would
-        conn.send(("error", traceback.format_exc(limit=5)))
-    finally:
-        conn.close()
-
-
 def _big(speakers) -> bool:
     # Below this a fork costs more than the work it moves.
     from fairaudit.stats import parallel
@@ -406,8 +350,8 @@ class ScoredTablesJob:
     def start(self, scored_sets) -> None:
         first = next(iter(scored_sets.values()))
         if _big(first.speakers):   # small audits write them with the other tables
-            self.job = _ForkedJob(_write_tables_timed, (first.speakers, first.utterances, self.out),
-                                  f"the scored tables in {self.out}", fork=True)
+            self.job = ForkedJob(_write_tables_timed, (first.speakers, first.utterances, self.out),
+                                 f"writing the scored tables in {self.out}", fork=True)
 
     def finish(self, timings: dict | None = None) -> list[str]:
         """Wait for the tables; returns the keys written (for ``AuditResult.save(written=)``)."""
@@ -424,9 +368,8 @@ class ScoredTablesJob:
         try:
             yield self
         except BaseException:
-            if self.job is not None and self.job.proc is not None:
-                self.job.proc.kill()
-                self.job.proc.join()
+            if self.job is not None:
+                self.job.kill()
             raise
 
 
@@ -443,7 +386,7 @@ def warm_html() -> None:
     FigureCanvasAgg(Figure(figsize=(1, 1))).draw()
 
 
-def start_html(result, path: str) -> _ForkedJob:
+def start_html(result, path: str) -> ForkedJob:
     """Start writing report.html for ``result``: in a forked process on large audits
     (``.finish()`` waits and returns the rendering time, seconds)."""
-    return _ForkedJob(_write_html_timed, (result, path), path, fork=_big(result.speakers))
+    return ForkedJob(_write_html_timed, (result, path), f"writing {path}", fork=_big(result.speakers))

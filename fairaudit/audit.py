@@ -521,18 +521,34 @@ def discover_all(discs: list[Discoverer], scored: ScoredSet, side: SideInputs, *
                   and not redact_text and scored.mode == "text")
     pending_worst: list[tuple[dict, pd.Index]] = []
     fitted = []
-    for disc in discs:
-        with stage(timings, f"discover:{disc.key}"):
-            entry, assignment = run_discoverer(disc, scored.speakers, side)
-        entries[disc.key] = entry
-        if assignment is not None:
-            fitted.append((entry, disc, assignment))
-    # The statistics (bootstrap, permutation null, held-out gap of each discoverer), in
-    # forked worker processes on large tables: started now, collected after the work
-    # below and ``meanwhile``, which need none of them.
     options = {"n_boot": n_boot, "n_perm": n_perm, "seed": seed, "level": ci_level, "honest": honest,
                "workers": workers, "heldout_splits": heldout_splits, "heldout_folds": heldout_folds,
                "perm_stop_after": perm_stop_after}
+    # The statistics' shared random draws, in a forked process on the core discovery
+    # leaves idle (large tables, statistics side by side; see parallel.start_shared_draws).
+    draws = parallel.start_shared_draws(scored.speakers, options, parallel.processes(
+        len(discs) * len(parallel.PARTS), len(scored.speakers), workers))
+    try:
+        for disc in discs:
+            with stage(timings, f"discover:{disc.key}"):
+                entry, assignment = run_discoverer(disc, scored.speakers, side)
+            entries[disc.key] = entry
+            if assignment is not None:
+                fitted.append((entry, disc, assignment))
+    except BaseException:
+        if draws is not None:
+            draws.kill()
+        raise
+    if draws is not None:
+        try:
+            seconds = draws.finish()
+            if timings is not None:
+                timings["shared_draws"] = timings.get("shared_draws", 0.0) + seconds
+        except Exception:   # nothing lost: what it did not draw is drawn where it is needed
+            pass
+    # The statistics (bootstrap, permutation null, held-out gap of each discoverer), in
+    # forked worker processes on large tables: started now, collected after the work
+    # below and ``meanwhile``, which need none of them.
     n_proc = parallel.processes(len(fitted) * len(parallel.PARTS), len(scored.speakers), workers)
     t_stats = time.perf_counter()
     pending = parallel.PendingStatistics(fitted, scored.speakers, scored.utterances, side, options, n_proc)

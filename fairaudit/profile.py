@@ -14,7 +14,9 @@ interval, rate ratios); ``statistics_wait`` is the part of it the audit process 
 waiting for the workers, ``resamples`` the part it spent drawing the kept speaker
 resamples the workers share (:func:`fairaudit.intervals.share_resamples`).
 ``write:scored_tables`` is the time a forked process spent writing speaker_scores.csv and
-utterance_scores.parquet while discovery ran (large audits): shown, not added to the total.
+utterance_scores.parquet while discovery ran (large audits), ``shared_draws`` the time
+another spent drawing the statistics' shared resamples and permutations meanwhile
+(:func:`fairaudit.stats.parallel.start_shared_draws`): shown, not added to the total.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ LEADING = ("read", "score", "read_side_inputs", "prepare_speakers", "hash_inputs
 #: per-discoverer stages, in the order each discoverer runs them
 PER_DISCOVERER = ("discover", "bootstrap", "permutation", "heldout")
 #: stages that ran in another process beside the audit's own: shown, not added to the total
-BESIDE = ("write:scored_tables",)
+BESIDE = ("write:scored_tables", "shared_draws")
 
 
 def stage_rows(timings: Mapping[str, float]) -> list[tuple[str, float]]:
@@ -73,7 +75,7 @@ def stage_rows(timings: Mapping[str, float]) -> list[tuple[str, float]]:
     waited = "statistics_wait" in t
     inside = sum(v for k, v in rows if not (parallel and k.partition(":")[0] in PER_DISCOVERER[1:]
                                             and k.partition(":")[2] != "overall")
-                 and not (waited and k == "statistics"))
+                 and not (waited and k == "statistics") and k not in BESIDE)
     if "total" in t:
         other = t["total"] - inside
         if other > 0.005:
@@ -96,6 +98,6 @@ def format_rows(rows: list[tuple[str, float]], width: int = 34) -> str:
                      "by side in worker processes (their rows overlap in time, and with the audit process's own "
                      "work meanwhile); statistics_wait = the part of it the audit process waited")
     if any(name in BESIDE for name, _ in rows):
-        lines.append("write:scored_tables = the speaker and utterance tables, written by a forked process while "
-                     "discovery ran (not part of the total)")
+        lines.append("write:scored_tables, shared_draws = the speaker and utterance tables, and the statistics' "
+                     "shared random draws, made by forked processes while discovery ran (not part of the total)")
     return "\n".join(lines)

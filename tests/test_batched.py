@@ -204,6 +204,62 @@ def test_statistics_side_by_side_equal_serial(monkeypatch):
     assert side_by_side.to_json() == serial.to_json()
 
 
+def test_shared_permutations_drawn_in_a_child_are_the_parents_draws():
+    """share_permutations: a child forked after the reservation fills them; the parent (and
+    any later fork) then reads exactly default_rng(seed_i).permutation(n); unfilled, each
+    caller draws its own, the same numbers."""
+    import multiprocessing as mp
+
+    from fairaudit.stats import permutation as pm
+
+    n, n_perm, seed = 997, 12, 5
+    seeds = pm.permutation_seeds(seed, n_perm)
+    want = [np.random.default_rng(s).permutation(n) for s in seeds]
+    pm._KEPT.clear()
+    fill = pm.share_permutations(seed, n_perm, n)
+    held = pm._SHARED_PERMUTATIONS[0]
+    assert not held.ready
+    assert all((pm._permutation(s, n) == w).all() for s, w in zip(seeds, want))   # drawn here meanwhile
+    pm._KEPT.clear()
+    proc = mp.get_context("fork").Process(target=fill)
+    proc.start()
+    proc.join(timeout=60)
+    assert proc.exitcode == 0 and held.ready
+    got = [pm._permutation(s, n) for s in seeds]
+    assert all(np.shares_memory(g, held.table) for g in got)          # read from the shared set
+    assert all((g == w).all() for g, w in zip(got, want))
+    assert pm.share_permutations(seed, n_perm, n)() is None and pm._SHARED_PERMUTATIONS == [held]
+    pm._SHARED_PERMUTATIONS.clear()
+    pm._KEPT.clear()
+
+
+def test_shared_draws_process_changes_nothing_and_a_failure_is_harmless(monkeypatch):
+    """The statistics' shared draws, made by a forked process during discovery, give the
+    serial report; when that process fails, the draws are made where needed, the same report."""
+    import fairaudit
+    from fairaudit.stats import parallel
+
+    from conftest import SAMPLE
+
+    args = dict(speakers=str(SAMPLE / "speakers.csv"), by=["gender"], n_boot=60, n_perm=20, heldout_splits=2,
+                seed=9)
+    serial = fairaudit.audit(str(SAMPLE / "utterances.csv"), workers=1, **args)
+    assert "shared_draws" not in serial.timings
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_SPEAKERS", 0)
+    monkeypatch.setattr(parallel, "cpu_count", lambda: 2)
+    side = fairaudit.audit(str(SAMPLE / "utterances.csv"), workers=2, **args)
+    assert side.timings["shared_draws"] > 0 and side.timings.get("resamples", 0.0) < 0.05
+    assert side.to_json() == serial.to_json()
+
+    def broken(fills):
+        raise MemoryError("no room for the draws")
+
+    monkeypatch.setattr(parallel, "_draw", broken)
+    failed = fairaudit.audit(str(SAMPLE / "utterances.csv"), workers=2, **args)
+    assert "shared_draws" not in failed.timings
+    assert failed.to_json() == serial.to_json()
+
+
 def test_statistics_workers_by_default_on_large_tables(monkeypatch):
     """Default (workers None): side by side from PARALLEL_MIN_SPEAKERS speakers, capped by the
     cores and DEFAULT_MAX_WORKERS; --workers 1, a small table or one task: serial."""

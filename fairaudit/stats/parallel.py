@@ -64,6 +64,41 @@ def while_waiting(fn: Callable[[], None]):
         _WHILE_WAITING.remove(fn)
 
 
+def start_shared_draws(speakers: pd.DataFrame, options: dict, n_processes: int):
+    """Draw the random numbers the side-by-side statistics share (the kept speaker
+    resamples with the table's sums, :func:`fairaudit.intervals.share_resamples`, and the
+    permutations, :func:`fairaudit.stats.permutation.share_permutations`) in a forked
+    process, into memory shared with this one and the workers it forks later: started
+    before discovery, which leaves a core idle, so the statistics find them drawn.
+    Returns a :class:`fairaudit.forked.ForkedJob` (``finish()`` gives its seconds), or
+    None for a serial run.  Whatever it did not draw (it failed, or was slower) is drawn
+    where it is needed, the same numbers."""
+    if n_processes <= 1:
+        return None
+    from ..forked import ForkedJob
+    from .permutation import share_permutations
+
+    fills = [_share_resamples(speakers, options),
+             share_permutations(int(options.get("seed") or 0), int(options.get("n_perm") or 0), len(speakers))]
+    return ForkedJob(_draw, (fills,), "drawing the shared resamples and permutations", fork=True)
+
+
+def _share_resamples(speakers: pd.DataFrame, options: dict):
+    """``fill()`` of the audit's kept speaker resamples in shared memory, with the table's sums."""
+    from ..intervals import share_resamples
+
+    return share_resamples(int(options.get("seed") or 0), int(options.get("n_boot") or 0), len(speakers),
+                           errors=speakers["errors"].to_numpy(dtype=float),
+                           words=speakers["ref_words"].to_numpy(dtype=float))
+
+
+def _draw(fills) -> float:
+    t0 = time.perf_counter()
+    for fill in fills:
+        fill()
+    return time.perf_counter() - t0
+
+
 def processes(n_tasks: int, n_speakers: int, workers: int | None) -> int:
     """Worker processes for ``n_tasks`` statistics: min(tasks, ``workers`` or
     :data:`DEFAULT_MAX_WORKERS` when None, cores); 1 (serial: everything in this process)
@@ -97,16 +132,13 @@ class PendingStatistics:
         for entry, _, _ in tasks:
             _placeholders(entry)
         if n_processes > 1:
-            from ..intervals import share_resamples
-
             # The kept speaker resamples live in shared memory: the workers fork now and
             # start on the permutation nulls (which need none) while this process draws
-            # them; the held-out gaps and bootstraps are queued once they are drawn.
+            # them, unless start_shared_draws drew them during discovery; the held-out gaps
+            # and bootstraps are queued once they are drawn.
             # (with the table's counts: their sums, which the overall interval and every
             # bootstrap of a discoverer auditing all speakers read, are made once, here)
-            fill = share_resamples(int(options.get("seed") or 0), int(options.get("n_boot") or 0), len(speakers),
-                                   errors=speakers["errors"].to_numpy(dtype=float),
-                                   words=speakers["ref_words"].to_numpy(dtype=float))
+            fill = _share_resamples(speakers, options)
             state = {"tasks": tasks, "speakers": speakers, "utterances": utterances, "side": side,
                      "options": {**options, "workers": 1}}
             self.pool = ProcessPoolExecutor(max_workers=n_processes, mp_context=mp.get_context("fork"),

@@ -303,10 +303,61 @@ def permutation_seeds(seed: int, n_perm: int, key: str | None = None) -> list:
     return _rng.stream(int(seed), "permutation", SHARED_STREAM if key is None else key).spawn(int(n_perm))
 
 
+class _SharedPermutations:
+    """The audit's permutations of n rows (int32, one row per permutation) in anonymous
+    shared memory, filled by whichever process runs :meth:`fill` (the audit's shared
+    draws process, while discovery runs): processes forked after it was made read them
+    once its ``ready`` flag is set, and draw their own otherwise."""
+
+    def __init__(self, seeds: list, n: int):
+        import mmap
+
+        self.n = int(n)
+        self.rows = {(s.entropy, tuple(s.spawn_key), self.n): i for i, s in enumerate(seeds)}
+        self.seeds = seeds
+        self._buf = mmap.mmap(-1, 8 + 4 * len(seeds) * self.n)
+        self._flag = np.frombuffer(self._buf, np.uint8, 1, 0)
+        self.table = np.frombuffer(self._buf, np.int32, len(seeds) * self.n, 8).reshape(len(seeds), self.n)
+
+    @property
+    def ready(self) -> bool:
+        return bool(self._flag[0])
+
+    def fill(self) -> None:
+        for i, s in enumerate(self.seeds):
+            self.table[i] = np.random.default_rng(s).permutation(self.n)   # (the same draw as _permutation)
+        self._flag[0] = 1
+
+
+_SHARED_PERMUTATIONS: list[_SharedPermutations] = []
+
+
+def share_permutations(seed: int, n_perm: int, n: int):
+    """Reserve the audit's ``n_perm`` permutations of ``n`` rows (the shared stream) in
+    memory shared with processes forked from now on; returns ``fill()``, which draws them
+    (the same numbers as drawing them where they are used) and marks them ready.  A no-op
+    above :data:`KEEP_MAX_CELLS` cells or for n >= 2^31."""
+    n_perm, n = int(n_perm), int(n)
+    if n_perm <= 0 or n <= 1 or n >= 2**31 or n_perm * n > KEEP_MAX_CELLS:
+        return lambda: None
+    seeds = permutation_seeds(seed, n_perm)
+    key = (seeds[0].entropy, tuple(seeds[0].spawn_key), n)
+    for held in _SHARED_PERMUTATIONS:
+        if key in held.rows and len(held.rows) == n_perm:
+            return (lambda: None) if held.ready else held.fill
+    _SHARED_PERMUTATIONS[:] = [_SharedPermutations(seeds, n)]   # one set at a time, as _KEPT
+    return _SHARED_PERMUTATIONS[0].fill
+
+
 def _permutation(s: np.random.SeedSequence, m: int) -> np.ndarray:
     """``default_rng(s).permutation(m)`` (int32 when it fits), kept for the next caller of the same draw."""
     k = (s.entropy, tuple(s.spawn_key), int(m))
     out = _KEPT.get(k)
+    if out is None:
+        for held in _SHARED_PERMUTATIONS:
+            row = held.rows.get(k)
+            if row is not None and held.ready:
+                return held.table[row]
     if out is None:
         out = np.random.default_rng(s).permutation(m)
         if m < 2**31:

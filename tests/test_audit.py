@@ -208,10 +208,12 @@ def test_cli_scored_tables_failure_in_the_forked_process_fails_the_command(tmp_p
         raise RuntimeError("discovery exploded")
 
     monkeypatch.setattr(audit_mod, "audit_scored", boom)
-    assert mp.active_children() == []    # nothing left running by the failed writer
+    from fairaudit import forked
+
+    assert forked._LIVE == set()          # nothing left running by the failed writer
     r = runner.invoke(app, [*args, "--out", str(tmp_path / "o2")])
     assert r.exit_code != 0 and "discovery exploded" in str(r.exception)
-    assert mp.active_children() == []
+    assert forked._LIVE == set() and mp.active_children() == []
 
 
 def test_cli_html_failure_in_the_forked_process_is_reported(tmp_path, monkeypatch):

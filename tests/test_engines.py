@@ -170,3 +170,18 @@ def test_streaming_identical_in_other_units(tmp_path, unit, alignment):
     ra = audit(spec, engine="default", unit=unit, alignment=alignment, **AUDIT)
     rb = audit(spec, engine="streaming", chunk_rows=7, unit=unit, alignment=alignment, **AUDIT)
     assert ra.to_json() == rb.to_json()
+
+
+def test_duplicate_mask_fast_path_equals_pandas():
+    """check_rows' duplicate mask: the all-distinct fast path and the fallback give
+    pandas' duplicated(keep="first") on Arrow and object ids alike."""
+    import numpy as np
+    import pandas as pd
+
+    from fairaudit.speakers import _clean_ids, _duplicated
+
+    gen = np.random.default_rng(3)
+    for n, pool in ((1000, 10**6), (1000, 300), (5, 2)):
+        raw = pd.Series([f"u{v}" for v in gen.integers(0, pool, n)], dtype="str")
+        for ids in (_clean_ids(raw), raw.astype(object)):
+            np.testing.assert_array_equal(_duplicated(ids), ids.duplicated(keep="first").to_numpy())

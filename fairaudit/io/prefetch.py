@@ -28,7 +28,7 @@ _READ_TABLE = None                               # pyarrow.parquet.read_table, i
 
 #: modules imported by :func:`warm_imports`: what discovery and the statistics import
 #: later, serially, and could instead import while the input is read
-WARM_MODULES = ("scipy.stats", "sklearn.neighbors", "sklearn.cluster")
+WARM_MODULES = ("scipy.stats", "scipy.spatial", "sklearn.neighbors", "sklearn.cluster")
 
 
 class _Read(threading.Thread):

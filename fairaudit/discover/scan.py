@@ -177,6 +177,23 @@ class Windows:
         inside[self.neighbours[centre, :j + 1]] = True
         return np.flatnonzero(inside[self.location_of])
 
+    def members_unsorted(self, centre: int, j: int) -> np.ndarray:
+        """:meth:`members` in location order (not sorted): the window's locations' speakers
+        from a kept speakers-by-location list, touching only the members (a quarter of the
+        speakers at most, against two passes over all of them for :meth:`members`)."""
+        held = self.__dict__.get("_by_location")
+        if held is None:
+            by_loc = np.argsort(self.location_of, kind="stable")
+            start = np.zeros(len(self.loc_lat) + 1, dtype=np.int64)
+            np.cumsum(np.bincount(self.location_of, minlength=len(self.loc_lat)), out=start[1:])
+            held = self.__dict__["_by_location"] = (by_loc, start)
+        by_loc, start = held
+        locs = self.neighbours[centre, :j + 1]
+        first, size = start[locs], start[locs + 1] - start[locs]
+        # positions first[c] .. first[c] + size[c] - 1 of every location c, concatenated
+        offset = np.repeat(first - np.r_[0, np.cumsum(size)[:-1]], size)
+        return by_loc[offset + np.arange(int(size.sum()))]
+
 
 def _kd_cells(x: np.ndarray, y: np.ndarray, weight: np.ndarray, n_cells: int) -> np.ndarray:
     """Cell index per point: balanced k-d partition into about ``n_cells`` cells.
@@ -875,11 +892,10 @@ def permuted_pass(windows: Windows, errors: Any, words: Any, perm: Any, statisti
         out["statistic"][c0:c1] = res["softmax"] if t is not None else res["max"]
         out["row"][c0:c1], out["j"][c0:c1] = res["row"], res["j"]
         if inside:
-            # the best window's members (their locations) and the pairs permuted onto them
+            # the best window's members (their locations' speakers, listed by location) and
+            # the pairs permuted onto them: whole numbers, so their sums are exact in any order
             for b in np.flatnonzero(res["row"] >= 0):
-                in_loc = np.zeros(len(windows.loc_lat), dtype=bool)
-                in_loc[windows.neighbours[res["row"][b], :res["j"][b] + 1]] = True
-                who = p[b][in_loc[windows.location_of]]
+                who = p[b][windows.members_unsorted(res["row"][b], res["j"][b])]
                 out["errors_in"][c0 + b], out["words_in"][c0 + b] = e[who].sum(), w[who].sum()
     return out
 
@@ -919,23 +935,40 @@ def distance_km(lat0: float, lon0: float, lat: Any, lon: Any) -> np.ndarray:
     return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
 
 
+def _nearest_first(d: np.ndarray, k: int) -> np.ndarray:
+    """The first positions (at least ``k``, or all) of ``np.argsort(d, kind="stable")``:
+    every point as near as the k-th nearest, ordered by distance, ties by position.
+
+    A circle never holds more than max_speakers speakers, so :func:`circle_around` needs
+    only the nearest max_speakers + 1 in order (the last one to tell where the circle's
+    edge would split equal distances).  One selection (``np.partition``) and a stable sort
+    of the points up to the k-th distance, instead of a sort of all of them (a quarter at
+    the default ``max_share``: 1.5 ms instead of 5 ms at 50,000 speakers).  Finite ``d``."""
+    if k >= len(d):
+        return np.argsort(d, kind="stable")
+    edge = np.partition(d, k - 1)[k - 1]
+    near = np.flatnonzero(d <= edge)            # ascending positions: ties stay in order
+    return near[np.argsort(d[near], kind="stable")]
+
+
 def circle_around(lat: np.ndarray, lon: np.ndarray, errors: np.ndarray, words: np.ndarray, centre: tuple[float, float],
                   min_speakers: int, max_speakers: int, statistic: str = "poisson") -> dict | None:
     """Best circle around a fixed ``centre`` (degrees): every radius from ``min_speakers``
     to ``max_speakers`` speakers (counts), without splitting speakers at equal distance.
 
-    O(n log n): one sort of the distances and cumulative sums.  Returns the window as
+    O(n + m log m) for the m = max_speakers nearest: a selection and a sort of those
+    (:func:`_nearest_first`), then cumulative sums.  Returns the window as
     :func:`best_window` does (``members`` sorted positions), with ``radius_km`` midway
     between the farthest speaker inside and the nearest outside (so new speakers are
     placed as a threshold tree places them), or None when no circle has a higher rate.
     """
     stat = _statistic(statistic)
     d = distance_km(centre[0], centre[1], lat, lon)
-    order = np.argsort(d, kind="stable")
+    order = _nearest_first(d, int(max_speakers) + 1)
     ds = d[order]
     a, b = stat.transform(errors, words)
     value = stat.window(np.cumsum(a[order]), np.cumsum(b[order]), a.sum(), b.sum())
-    k = np.arange(1, len(d) + 1)
+    k = np.arange(1, len(order) + 1)
     ok = (k >= min_speakers) & (k <= max_speakers) & np.r_[ds[:-1] < ds[1:], True]
     value = np.where(ok, value, -1.0)
     j = int(np.argmax(value))

@@ -180,6 +180,21 @@ def test_members_unsorted_are_the_members():
             np.testing.assert_array_equal(np.sort(win.members_unsorted(row, j)), win.members(row, j))
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_on_grid_column_comparison_equals_the_compacted_runs(seed):
+    """The 2-D grid thinning (next column's bin) keeps the same windows as the compacted
+    run-ends form, in rows with consecutive valid windows and in rows with gaps (ties)."""
+    rng = np.random.default_rng(seed)
+    m, width = 40, 120
+    size = np.cumsum(rng.integers(0, 6, (m, width)), axis=1)       # grows along each row
+    valid = (size >= 20) & (size <= 250)
+    gaps = rng.random((m, width)) < (0.0 if seed == 0 else 0.05)  # equal distances inside the range
+    valid &= ~gaps
+    valid[rng.integers(0, m, 3)] = False                           # rows without a window
+    for step in (1.05, 1.3):
+        np.testing.assert_array_equal(sc._on_grid(valid, size, 20, step), sc._on_grid_runs(valid, size, 20, step))
+
+
 def test_window_inclusion_equals_its_definition():
     # The cumulative-sum form against the definition: every admissible window centred in
     # the chosen locations, weighted by exp(z^2 / 2t) when its rate is higher, holds its members.

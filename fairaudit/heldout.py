@@ -320,8 +320,12 @@ def _rows_of(index: pd.Index, pos: pd.Index, ids: np.ndarray, rows: np.ndarray |
     usually indexed by the very rows it was given); checked by one comparison, the
     string lookup only when they differ."""
     if rows is not None and len(index) == len(rows):
-        got = np.asarray(index.astype(str), dtype=object)
-        if np.array_equal(got, ids[rows]):
+        got = index.astype(str)
+        if got.dtype == pos.dtype and got.dtype != object:
+            # string arrays compared as they are (no 50,000 Python strings made: 5 ms a fold)
+            if not got.hasnans and got.equals(pos[rows]):
+                return rows
+        elif np.array_equal(np.asarray(got, dtype=object), ids[rows]):
             return rows
     return pos.get_indexer(index.astype(str))
 

@@ -88,6 +88,23 @@ def _raw_ids(speakers: pd.DataFrame, sid: np.ndarray) -> np.ndarray:
     return sid if isinstance(col.dtype, pd.StringDtype) else col.to_numpy(dtype=object)
 
 
+#: the dtype pandas gives an Index made from an object array of strings
+_STR_INDEX = pd.Index(np.array(["x"], dtype=object)).dtype
+
+
+def _id_index(speakers: pd.DataFrame, take: np.ndarray, ids: np.ndarray | None = None) -> pd.Index:
+    """``pd.Index(ids, name="speaker_id")`` for ``ids`` = the speaker-id column's values at
+    ``take`` (positions or a mask; as objects, made here when not given): taken from the
+    column's own string array when it has the dtype that Index would infer (the same
+    Index without 50,000 Python strings made and parsed back: 7 ms a held-out fold)."""
+    col = speakers["speaker_id"]
+    if col.dtype == _STR_INDEX and _STR_INDEX != object:
+        index = pd.Index(col.array[take], name="speaker_id")
+        if len(index) and index.dtype == _STR_INDEX:
+            return index
+    return pd.Index(col.to_numpy(dtype=object)[take] if ids is None else ids, name="speaker_id")
+
+
 def _coords_at(speakers: pd.DataFrame, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_coords` of ``speakers.iloc[rows]``, without copying the whole table's rows."""
     lat, lon = _coords(speakers)
@@ -324,7 +341,7 @@ class GeographicDiscoverer(Discoverer):
         rows, not_audited = self._audited(speakers, (lat_all, lon_all), sid)
         params = {k: v for k, v in self.get_params().items()}
         ids = _raw_ids(speakers, sid)[rows]
-        index = pd.Index(ids, name="speaker_id")
+        index = _id_index(speakers, rows, ids)
         if not len(ids):
             return Discovery(assignment=pd.Series([], index=index, dtype=object), labels={}, not_audited=not_audited,
                              params=params, details={"stop_reason": "no speaker with usable lat/lon"})
@@ -458,7 +475,7 @@ class GeographicDiscoverer(Discoverer):
             return pd.Series([], index=pd.Index([], name="speaker_id"), dtype=object)
         lat, lon = _coords(speakers)
         keep, _ = _usable(lat, lon)
-        index = pd.Index(speakers["speaker_id"].to_numpy(dtype=object)[keep], name="speaker_id")
+        index = _id_index(speakers, keep)
         circle = (definition or {}).get("circle")
         if circle is None:
             return pd.Series("all", index=index, dtype=object)

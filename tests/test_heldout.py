@@ -214,3 +214,19 @@ def test_two_cohort_sums_from_totals_equal_the_full_product():
                              for r in range(repeats) for lab in (BOTTOM, TOP) for v in (e, w)])
         got = _repeat_sums(labels, labelled, x, repeats)(counts[:, labelled])
         np.testing.assert_array_equal(got, counts[:, labelled] @ x)
+
+
+def test_fold_order_sorts_ids_as_python_strings():
+    """speaker_folds puts speakers in the order Python sorts their ids (as the former Index
+    round trip did), for ids of any length and characters, so the folds do not depend on
+    row order."""
+    from fairaudit.heldout import speaker_folds
+
+    base = ["b", "a", "a\x00b", "ab", "é", "Z", "a b", "10", "9", "日本", "\U0001F600", "", "aa"]
+    ids = np.array(base + [f"{v}{i}" for i, v in enumerate(base * 6)], dtype=object)   # unique ids
+    keys = np.asarray(ids).astype(str)
+    python_order = sorted(range(len(ids)), key=lambda i: str(keys[i]))
+    np.testing.assert_array_equal(np.argsort(keys, kind="stable"), python_order)
+    folds = speaker_folds(ids, folds=3, repeats=2, seed=5)
+    shuffled = np.random.default_rng(1).permutation(len(ids))
+    np.testing.assert_array_equal(speaker_folds(ids[shuffled], folds=3, repeats=2, seed=5), folds[:, shuffled])

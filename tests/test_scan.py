@@ -195,6 +195,30 @@ def test_on_grid_column_comparison_equals_the_compacted_runs(seed):
         np.testing.assert_array_equal(sc._on_grid(valid, size, 20, step), sc._on_grid_runs(valid, size, 20, step))
 
 
+@pytest.mark.parametrize("options", [{}, {"size_step": 1.0}, {"size_step": 1.3, "min_speakers": 5},
+                                     {"max_locations": 40}])
+def test_ring_matrix_rows_are_the_rings(options):
+    """Row (centre m, ring t) of the ring matrix holds centre m's neighbours after its
+    (t-1)-th admissible window up to its t-th, in neighbour order; padding rows are empty
+    (centres with fewer windows than the widest), with or without padding."""
+    lat, lon, e, w = small(250, seed=3, dup=40)
+    win = sc.build_windows(lat, lon, **options)
+    ring = win.ring_matrix()
+    width = ring.cols.shape[1]
+    seen_pad = False
+    for r, m in enumerate(ring.rows):
+        ends = np.flatnonzero(win.valid[m])
+        assert np.array_equal(ring.cols[r, :len(ends)], ends) and ring.pad[r].sum() == width - len(ends)
+        seen_pad |= len(ends) < width
+        prev = -1
+        for t in range(width):
+            got = ring.matrix.indices[ring.matrix.indptr[r * width + t]:ring.matrix.indptr[r * width + t + 1]]
+            want = win.neighbours[m, prev + 1:ends[t] + 1] if t < len(ends) else []
+            np.testing.assert_array_equal(got, want)
+            prev = ends[t] if t < len(ends) else prev
+    assert ring.any_pad == seen_pad
+
+
 def test_window_inclusion_equals_its_definition():
     # The cumulative-sum form against the definition: every admissible window centred in
     # the chosen locations, weighted by exp(z^2 / 2t) when its rate is higher, holds its members.

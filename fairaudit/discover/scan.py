@@ -157,26 +157,40 @@ class Windows:
         are one sparse product and one cumulative sum.  Built once and cached.
         """
         if self._ring is None:
-            rows = np.flatnonzero(self.valid.any(axis=1))
+            per = self.valid.sum(axis=1)
+            rows = np.flatnonzero(per > 0)
             whole = len(rows) == len(self.valid)
             valid = self.valid if whole else self.valid[rows]
-            per = valid.sum(axis=1)
+            per = per if whole else per[rows]
             width = int(per.max()) if len(per) else 0
+            big = len(rows) * width >= 2**31 or self.valid.size >= 2**31
+            idx = np.int64 if big else np.int32
             # cols[m, t]: neighbour position of centre m's t-th admissible window (row-major
             # order of the admissible cells: rank within the row = index - the row's start)
             flat = np.flatnonzero(valid)
-            m_i, j_i = flat // valid.shape[1], flat % valid.shape[1]
-            start = np.r_[0, np.cumsum(per)[:-1]]
-            cols = np.zeros((len(rows), width), dtype=np.int64)
-            cols[m_i, np.arange(len(flat)) - start[m_i]] = j_i
-            pad = np.arange(width)[None, :] >= per[:, None]
-            last = np.where(per > 0, cols[np.arange(len(rows)), np.maximum(per - 1, 0)], -1)
-            # Ring t of centre m holds its neighbours c_(t-1)+1 .. c_t: the kept (centre,
-            # neighbour) cells in row-major order are the matrix rows (centre, ring) in order,
-            # so the CSR arrays are written directly (no COO conversion).
-            prev = np.concatenate([np.full((len(rows), 1), -1, dtype=np.int64), cols[:, :-1]], axis=1)
-            indptr = np.zeros(len(rows) * width + 1, dtype=np.int64)
-            np.cumsum(np.where(pad, 0, cols - prev).ravel(), out=indptr[1:])
+            if len(per) and (per == width).all():
+                # every centre has as many windows (the size grid): the cells row by row
+                cols = (flat % valid.shape[1]).reshape(len(rows), width)
+                pad = np.zeros(cols.shape, dtype=bool)
+                last = cols[:, -1] if width else np.full(len(rows), -1)
+                # ring (m, t) ends after the neighbours of the rows before m and c_t + 1 of m's
+                ends = np.r_[0, np.cumsum(last + 1)[:-1]].astype(idx)
+                indptr = np.empty(len(rows) * width + 1, dtype=idx)
+                indptr[0] = 0
+                np.add((cols + 1).astype(idx, copy=False), ends[:, None], out=indptr[1:].reshape(len(rows), width))
+            else:
+                m_i, j_i = flat // valid.shape[1], flat % valid.shape[1]
+                start = np.r_[0, np.cumsum(per)[:-1]]
+                cols = np.zeros((len(rows), width), dtype=np.int64)
+                cols[m_i, np.arange(len(flat)) - start[m_i]] = j_i
+                pad = np.arange(width)[None, :] >= per[:, None]
+                last = np.where(per > 0, cols[np.arange(len(rows)), np.maximum(per - 1, 0)], -1)
+                # Ring t of centre m holds its neighbours c_(t-1)+1 .. c_t: the kept (centre,
+                # neighbour) cells in row-major order are the matrix rows (centre, ring) in
+                # order, so the CSR arrays are written directly (no COO conversion).
+                prev = np.concatenate([np.full((len(rows), 1), -1, dtype=np.int64), cols[:, :-1]], axis=1)
+                indptr = np.zeros(len(rows) * width + 1, dtype=idx)
+                np.cumsum(np.where(pad, 0, cols - prev).ravel(), out=indptr[1:])
             keep = np.arange(self.valid.shape[1])[None, :] <= last[:, None]
             indices = (self.neighbours if whole else self.neighbours[rows])[keep]
             # (each ring's locations in neighbour order: windows of the same speakers around two
@@ -1009,7 +1023,8 @@ def _nearest_first(d: np.ndarray, k: int) -> np.ndarray:
 
 
 def circle_around(lat: np.ndarray, lon: np.ndarray, errors: np.ndarray, words: np.ndarray, centre: tuple[float, float],
-                  min_speakers: int, max_speakers: int, statistic: str = "poisson") -> dict | None:
+                  min_speakers: int, max_speakers: int, statistic: str = "poisson", *,
+                  transformed: tuple[np.ndarray, np.ndarray] | None = None) -> dict | None:
     """Best circle around a fixed ``centre`` (degrees): every radius from ``min_speakers``
     to ``max_speakers`` speakers (counts), without splitting speakers at equal distance.
 
@@ -1018,12 +1033,14 @@ def circle_around(lat: np.ndarray, lon: np.ndarray, errors: np.ndarray, words: n
     :func:`best_window` does (``members`` sorted positions), with ``radius_km`` midway
     between the farthest speaker inside and the nearest outside (so new speakers are
     placed as a threshold tree places them), or None when no circle has a higher rate.
+    ``transformed``: the statistic's per-speaker inputs of these errors and words, when
+    the caller has them (:func:`refine` computes them once for all its circles).
     """
     stat = _statistic(statistic)
     d = distance_km(centre[0], centre[1], lat, lon)
     order = _nearest_first(d, int(max_speakers) + 1)
     ds = d[order]
-    a, b = stat.transform(errors, words)
+    a, b = stat.transform(errors, words) if transformed is None else transformed
     value = stat.window(np.cumsum(a[order]), np.cumsum(b[order]), a.sum(), b.sum())
     k = np.arange(1, len(order) + 1)
     ok = (k >= min_speakers) & (k <= max_speakers) & np.r_[ds[:-1] < ds[1:], True]
@@ -1055,7 +1072,8 @@ def _centroid(xyz: np.ndarray, weight: np.ndarray | None = None) -> tuple[float,
     return math.degrees(math.atan2(m[2], math.hypot(m[0], m[1]))), math.degrees(math.atan2(m[1], m[0]))
 
 
-def excess(errors: Any, words: Any, statistic: str = "z") -> np.ndarray:
+def excess(errors: Any, words: Any, statistic: str = "z", *,
+           transformed: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Per-speaker excess over everybody of the window statistic's inputs: a_i - (A / B) b_i.
 
     For "z" this is v_i (r_i - mu), the speaker's error rate above the all-speaker rate
@@ -1063,13 +1081,15 @@ def excess(errors: Any, words: Any, statistic: str = "z") -> np.ndarray:
     words counts little); for "poisson" it is errors_i - mu x words_i (errors above expected,
     count).  A window's numerator is the sum of its members' excesses.
     """
-    a, b = _statistic(statistic).transform(np.asarray(errors, dtype=float), np.asarray(words, dtype=float))
+    a, b = (_statistic(statistic).transform(np.asarray(errors, dtype=float), np.asarray(words, dtype=float))
+            if transformed is None else transformed)
     total_b = float(b.sum())
     return a - (float(a.sum()) / total_b if total_b > 0 else 0.0) * b
 
 
 def window_inclusion(windows: Windows, errors: Any, words: Any, centres: np.ndarray, statistic: str = "z",
-                     temperature: float = 4.0) -> np.ndarray:
+                     temperature: float = 4.0, *, transformed: tuple[np.ndarray, np.ndarray] | None = None
+                     ) -> np.ndarray:
     """Posterior probability that each speaker lies in the hot spot, over the windows centred
     at ``centres`` (bool per location): each admissible window weighted by exp(x / t), x = half
     its squared one-sided z (its Bayes factor, as in :func:`softmax_statistic`), and a
@@ -1079,9 +1099,12 @@ def window_inclusion(windows: Windows, errors: Any, words: Any, centres: np.ndar
     the chosen centres' neighbours (M x L), never the permutation machinery.
     """
     stat = _statistic(statistic)
-    a, b = stat.transform(np.asarray(errors, dtype=float), np.asarray(words, dtype=float))
-    mat = windows.location_matrix()
-    loc_a, loc_b = mat @ a, mat @ b
+    a, b = (stat.transform(np.asarray(errors, dtype=float), np.asarray(words, dtype=float))
+            if transformed is None else transformed)
+    # location sums in speaker order: what location_matrix() @ a gives, without building it
+    g = len(windows.loc_lat)
+    loc_a = np.bincount(windows.location_of, weights=np.asarray(a, dtype=float).reshape(-1), minlength=g)
+    loc_b = np.bincount(windows.location_of, weights=np.asarray(b, dtype=float).reshape(-1), minlength=g)
     rows = np.flatnonzero(np.asarray(centres, dtype=bool)[windows.centres] & windows.valid.any(axis=1))
     out = np.zeros(windows.n_speakers)
     if not len(rows):
@@ -1157,11 +1180,13 @@ def refine(lat: Any, lon: Any, errors: Any, words: Any, window: dict, *, min_spe
     lat = np.asarray(lat, dtype=float)
     lon = np.asarray(lon, dtype=float)
     xyz = _unit(lat, lon)
+    # the statistic's per-speaker inputs, the same for every circle below: computed once
+    ab = _statistic(statistic).transform(np.asarray(errors, dtype=float), np.asarray(words, dtype=float))
     current = window
     used = 0
     for _ in range(int(iterations)):
         centre = _centroid(xyz[current["members"]])
-        nxt = circle_around(lat, lon, errors, words, centre, min_speakers, max_speakers, statistic)
+        nxt = circle_around(lat, lon, errors, words, centre, min_speakers, max_speakers, statistic, transformed=ab)
         if nxt is None:
             break
         used += 1
@@ -1173,11 +1198,11 @@ def refine(lat: Any, lon: Any, errors: Any, words: Any, window: dict, *, min_spe
     if windows is not None and used:
         inside = np.zeros(len(windows.loc_lat), dtype=bool)
         inside[windows.location_of[current["members"]]] = True
-        weight = window_inclusion(windows, errors, words, inside, statistic, temperature) * \
-            np.maximum(excess(errors, words, statistic), 0.0)
+        weight = window_inclusion(windows, errors, words, inside, statistic, temperature, transformed=ab) * \
+            np.maximum(excess(errors, words, statistic, transformed=ab), 0.0)
         if weight.sum() > 0:
             nxt = circle_around(lat, lon, errors, words, _centroid(xyz, weight), min_speakers, max_speakers,
-                                statistic)
+                                statistic, transformed=ab)
             if nxt is not None:
                 recentred = not np.array_equal(nxt["members"], current["members"])
                 current = nxt

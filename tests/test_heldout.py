@@ -186,6 +186,9 @@ def test_heldout_point_estimates_equal_the_definition(fixed):
     h = heldout_gap(disc, sp, w.side, folds=2, repeats=3, seed=4, n_boot=200)
     want = _slow_heldout(disc, sp, w.side, 2, 3, 4, fixed)
     assert h["per_repeat_gap_pct"] == pytest.approx(want, rel=1e-12)
+    # three folds (training speakers are not one other fold's table)
+    three = heldout_gap(disc, sp, w.side, folds=3, repeats=2, seed=4, n_boot=0)
+    assert three["per_repeat_gap_pct"] == pytest.approx(_slow_heldout(disc, sp, w.side, 3, 2, 4, fixed), rel=1e-12)
     assert h["gap_pct"] == pytest.approx(np.mean(want), rel=1e-12)
     assert h["ci_pct"][0] < h["gap_pct"] < h["ci_pct"][1]
     # deterministic for a seed, intervals included

@@ -311,6 +311,28 @@ def test_batched_null_is_the_refit_null():
     assert batched["p_value"] == refit["p_value"] and "batched" in batched["method"]
 
 
+def test_batched_hook_keeps_rows_only_for_the_same_table_and_fit():
+    """Blocks of one null (same table, same fit) reuse the audited rows and windows; another
+    table (here the same speakers moved) or another fit gets its own, as a fresh discoverer."""
+    w = simulate.geographic_world(seed=5)
+    sp = w.speakers.reset_index(drop=True)
+    disc = GeographicDiscoverer()
+    found = disc.fit(sp, w.side)
+    takes = np.stack([np.random.default_rng(s).permutation(len(sp)) for s in range(6)])
+    first = disc.permuted_statistics(sp, w.side, found, takes[:3])
+    again = disc.permuted_statistics(sp, w.side, found, takes[3:])
+    fresh = GeographicDiscoverer()
+    want = fresh.permuted_statistics(sp, w.side, fresh.fit(sp, w.side), takes)
+    np.testing.assert_array_equal(np.r_[first["statistics"], again["statistics"]], want["statistics"])
+    moved = sp.copy()
+    moved["lat"] = sp["lat"].to_numpy()[::-1]
+    moved["lon"] = sp["lon"].to_numpy()[::-1]
+    got = disc.permuted_statistics(moved, w.side, found, takes)
+    other = GeographicDiscoverer()
+    np.testing.assert_array_equal(got["statistics"],
+                                  other.permuted_statistics(moved, w.side, other.fit(moved, w.side), takes)["statistics"])
+
+
 def _detect(planted, seeds, n_perm=99):
     rows = []
     for seed in seeds:

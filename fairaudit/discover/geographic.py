@@ -442,11 +442,21 @@ class GeographicDiscoverer(Discoverer):
         in one batched pass (:func:`.scan.permuted_pass`: the windows are the fit's, only the
         sums change; the best circle is not re-centred, so a re-fit's gap differs by the
         re-centring).  Declines (None: the caller re-fits) a permutation that moves a
-        speaker without usable coordinates into the audited set."""
-        rows, _ = self._audited(speakers)
-        if not len(rows):
-            return None
-        win = self.windows(speakers, rows)
+        speaker without usable coordinates into the audited set.
+
+        The permutation null calls this block after block with the same table and the same
+        fit: the audited rows and windows of the first block are kept for the next ones
+        (held with the table and the fit themselves, so only those very objects match;
+        15-20 ms a block at 100,000 speakers)."""
+        held = self.__dict__.get("_permuted_rows")
+        if held is not None and held[0] is speakers and held[1] is discovery:
+            rows, win = held[2], held[3]
+        else:
+            rows, _ = self._audited(speakers)
+            if not len(rows):
+                return None
+            win = self.windows(speakers, rows)
+            self.__dict__["_permuted_rows"] = (speakers, discovery, rows, win)
         takes = np.asarray(takes)
         if len(rows) == len(speakers) and (rows == np.arange(len(rows))).all():
             perm = takes                  # every row audited, in speaker-id order already

@@ -67,9 +67,11 @@ def speaker_folds(speaker_ids: Any, folds: int = 2, repeats: int = 5, seed: int 
     and dealt round-robin, within each stratum when ``strata`` (one value per speaker) is
     given, so every fold gets its share of each stratum.
     """
-    ids = pd.Index(np.asarray(speaker_ids).astype(str))
+    # (the numpy strings themselves are sorted: the same order as Python's for them, without
+    # an Index and back, 26 ms at 100,000 speakers)
+    ids = np.asarray(speaker_ids).astype(str)
     n = len(ids)
-    canon = np.argsort(ids.to_numpy(), kind="stable")
+    canon = np.argsort(ids, kind="stable")
     groups = (np.zeros(n, dtype=np.int64) if strata is None
               else pd.factorize(pd.Series(np.asarray(strata, dtype=object)).astype(str), sort=True)[0])
     out = np.empty((int(repeats), n), dtype=np.int64)
@@ -193,6 +195,16 @@ def heldout_gap(discoverer, speakers: pd.DataFrame, side=None, *, folds: int = 2
     hooked = _hook_folds(discoverer, table, side, fold_of, folds) if (
         batched and kind == "assign" and assigner is None) else None
     for r in range(repeats):
+        # Each fold's rows taken once per repetition: with two folds a fold's training
+        # speakers are the other fold's held-out ones, the same table (rows in table
+        # order either way), so 2 takes of the table instead of 4 (10 ms each at 100,000)
+        parts: dict[int, pd.DataFrame] = {}
+
+        def part(k: int, r: int = r) -> pd.DataFrame:
+            if k not in parts:
+                parts[k] = table.iloc[np.flatnonzero(fold_of[r] == k)]
+            return parts[k]
+
         for f in range(folds):
             in_test = fold_of[r] == f
             if hooked is not None:
@@ -212,12 +224,12 @@ def heldout_gap(discoverer, speakers: pd.DataFrame, side=None, *, folds: int = 2
                 continue
             train_rows = np.flatnonzero(~in_test)
             test_rows = np.flatnonzero(in_test)
-            found = _fit(discoverer, table.iloc[train_rows], side)
+            found = _fit(discoverer, part(1 - f) if folds == 2 else table.iloc[train_rows], side)
             fits += 1
             if found is None:
                 failed += 1
                 continue
-            test_assign = assign(found, table.iloc[test_rows], side)
+            test_assign = assign(found, part(f), side)
             if test_assign is None:
                 name = getattr(discoverer, "name", type(discoverer).__name__)
                 return _no_estimate(f"the {name} discoverer could not apply its cohort definitions to held-out "
@@ -308,18 +320,30 @@ def _repeat_sums(labels: np.ndarray, labelled: np.ndarray, x: np.ndarray, repeat
     """counts (b x labelled) -> the (b x 4 R) sums [eb, wb, et, wt] per repetition: counts @ x.
 
     When every labelled speaker is labelled (bottom or top) in every repetition (two
-    cohorts: gender, a census rule, a hot spot and the rest), the top sums are the
-    totals minus the bottom sums, so the product needs 2 R + 2 columns instead of 4 R
-    (integer sums: exact either way)."""
+    cohorts: gender, a census rule, a hot spot and the rest), one label's sums are the
+    totals minus the other's: the totals take two matrix-vector products over all the
+    labelled speakers, and the rarer label's 2 R sums a product over only the speakers
+    who carry it in some repetition (a hot spot: 6 % of the speakers), instead of 2 R + 2
+    columns over everybody (0.1 s instead of 0.22 s per 1,000 resamples of 100,000
+    speakers).  Integer sums: exact in any order, so the same numbers either way."""
     if not (labels[:, labelled] != OTHER).all():
         return lambda counts: counts @ x
     xb = x.reshape(len(x), repeats, 4)
-    slim = np.column_stack([xb[:, :, 0], xb[:, :, 1], xb[:, 0, 0] + xb[:, 0, 2], xb[:, 0, 1] + xb[:, 0, 3]])
+    lab = labels[:, labelled]
+    carriers = [np.flatnonzero((lab == which).any(axis=0)) for which in (BOTTOM, TOP)]
+    rare = 0 if len(carriers[0]) <= len(carriers[1]) else 1      # 0: bottom, 1: top
+    rows = carriers[rare]
+    part = np.column_stack([xb[rows, :, 2 * rare], xb[rows, :, 2 * rare + 1]])   # (rows, 2 R): errors, words
+    e_all = xb[:, 0, 0] + xb[:, 0, 2]                 # every labelled speaker is bottom or top
+    w_all = xb[:, 0, 1] + xb[:, 0, 3]
+    every = len(rows) == len(xb)
 
     def product(counts: np.ndarray) -> np.ndarray:
-        s = counts @ slim
-        eb, wb, e_tot, w_tot = s[:, :repeats], s[:, repeats:2 * repeats], s[:, -2:-1], s[:, -1:]
-        return np.stack([eb, wb, e_tot - eb, w_tot - wb], axis=2).reshape(len(counts), 4 * repeats)
+        e_tot, w_tot = (counts @ e_all)[:, None], (counts @ w_all)[:, None]
+        s = (counts if every else np.take(counts, rows, axis=1)) @ part
+        e_r, w_r = s[:, :repeats], s[:, repeats:]
+        pair = [e_r, w_r, e_tot - e_r, w_tot - w_r] if rare == 0 else [e_tot - e_r, w_tot - w_r, e_r, w_r]
+        return np.stack(pair, axis=2).reshape(len(counts), 4 * repeats)
     return product
 
 
@@ -348,8 +372,12 @@ def _rows_of(index: pd.Index, pos: pd.Index, ids: np.ndarray, rows: np.ndarray |
     usually indexed by the very rows it was given); checked by one comparison, the
     string lookup only when they differ."""
     if rows is not None and len(index) == len(rows):
-        got = np.asarray(index.astype(str), dtype=object)
-        if np.array_equal(got, ids[rows]):
+        got = index.astype(str)
+        if got.dtype == pos.dtype and got.dtype != object:
+            # string arrays compared as they are (no 50,000 Python strings made: 5 ms a fold)
+            if not got.hasnans and got.equals(pos[rows]):
+                return rows
+        elif np.array_equal(np.asarray(got, dtype=object), ids[rows]):
             return rows
     return pos.get_indexer(index.astype(str))
 

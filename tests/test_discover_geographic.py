@@ -288,3 +288,27 @@ def test_place_lookup_equals_reverse_geocoder():
     want = [{k: h.get(k) or "" for k in ("name", "admin1", "cc")} for h in places._search_rg(points)]
     assert places._CITIES and got == want
     assert places.place_label(got[-1]) == "New York City, New York"
+
+
+@pytest.mark.parametrize("dtype", ["str", "string", object, "int"])
+def test_id_index_and_held_out_rows_match_the_object_forms(dtype):
+    """The speaker-id Index taken from the column's own string array (fit, assign) equals the
+    one built from Python objects, for every id dtype; the held-out row check agrees with the
+    object comparison (also when ids differ)."""
+    from fairaudit.discover.geographic import _id_index
+    from fairaudit.heldout import _rows_of
+
+    ids = np.arange(10, 22)
+    col = pd.Series(ids if dtype == "int" else [f"s{i}" for i in ids], dtype=None if dtype == "int" else dtype)
+    sp = pd.DataFrame({"speaker_id": col})
+    take = np.array([0, 3, 4, 9])
+    for t in (take, np.isin(np.arange(len(sp)), take)):
+        want = pd.Index(sp["speaker_id"].to_numpy(dtype=object)[t], name="speaker_id")
+        got = _id_index(sp, t)
+        pd.testing.assert_index_equal(got, want, exact=True)
+    str_ids = sp["speaker_id"].astype(str).to_numpy(dtype=object)
+    pos = pd.Index(str_ids)
+    index = pd.Index(sp["speaker_id"].to_numpy(dtype=object)[take])
+    np.testing.assert_array_equal(_rows_of(index, pos, str_ids, take), take)
+    other = np.array([0, 3, 5, 9])          # labels not those rows: looked up by id instead
+    np.testing.assert_array_equal(_rows_of(index, pos, str_ids, other), take)

@@ -186,6 +186,9 @@ def test_heldout_point_estimates_equal_the_definition(fixed):
     h = heldout_gap(disc, sp, w.side, folds=2, repeats=3, seed=4, n_boot=200)
     want = _slow_heldout(disc, sp, w.side, 2, 3, 4, fixed)
     assert h["per_repeat_gap_pct"] == pytest.approx(want, rel=1e-12)
+    # three folds (training speakers are not one other fold's table)
+    three = heldout_gap(disc, sp, w.side, folds=3, repeats=2, seed=4, n_boot=0)
+    assert three["per_repeat_gap_pct"] == pytest.approx(_slow_heldout(disc, sp, w.side, 3, 2, 4, fixed), rel=1e-12)
     assert h["gap_pct"] == pytest.approx(np.mean(want), rel=1e-12)
     assert h["ci_pct"][0] < h["gap_pct"] < h["ci_pct"][1]
     # deterministic for a seed, intervals included
@@ -195,18 +198,38 @@ def test_heldout_point_estimates_equal_the_definition(fixed):
 
 def test_two_cohort_sums_from_totals_equal_the_full_product():
     """With every held-out speaker labelled bottom or top in every repetition (two
-    cohorts), the bootstrap's product takes the top sums as totals minus bottom sums:
-    the same numbers as the full (labelled x 4 R) product; otherwise the full product."""
+    cohorts), the bootstrap's product takes one label's sums as totals minus the rarer
+    label's (summed over its carriers only): the same numbers as the full (labelled x 4 R)
+    product; otherwise the full product."""
     from fairaudit.heldout import BOTTOM, OTHER, TOP, _repeat_sums
 
     rng = np.random.default_rng(0)
     n, repeats = 50, 3
     e, w = rng.integers(0, 30, n).astype(float), rng.integers(1, 200, n).astype(float)
     counts = rng.integers(0, 4, (6, n)).astype(float)
-    for labels in (rng.choice([BOTTOM, TOP], (repeats, n)), rng.choice([OTHER, BOTTOM, TOP], (repeats, n))):
+    # two cohorts (either label the rarer: a hot spot is bottom or top, the rest the other;
+    # the rarer label's sums come from its carriers only), then three labels
+    for labels in (rng.choice([BOTTOM, TOP], (repeats, n)), rng.choice([BOTTOM, TOP], (repeats, n), p=[0.1, 0.9]),
+                   rng.choice([BOTTOM, TOP], (repeats, n), p=[0.9, 0.1]), rng.choice([OTHER, BOTTOM, TOP], (repeats, n))):
         labels = labels.astype(np.int8)
         labelled = np.flatnonzero((labels != OTHER).any(axis=0))
         x = np.column_stack([v[labelled] * (labels[r, labelled] == lab)
                              for r in range(repeats) for lab in (BOTTOM, TOP) for v in (e, w)])
         got = _repeat_sums(labels, labelled, x, repeats)(counts[:, labelled])
         np.testing.assert_array_equal(got, counts[:, labelled] @ x)
+
+
+def test_fold_order_sorts_ids_as_python_strings():
+    """speaker_folds puts speakers in the order Python sorts their ids (as the former Index
+    round trip did), for ids of any length and characters, so the folds do not depend on
+    row order."""
+    from fairaudit.heldout import speaker_folds
+
+    base = ["b", "a", "a\x00b", "ab", "é", "Z", "a b", "10", "9", "日本", "\U0001F600", "", "aa"]
+    ids = np.array(base + [f"{v}{i}" for i, v in enumerate(base * 6)], dtype=object)   # unique ids
+    keys = np.asarray(ids).astype(str)
+    python_order = sorted(range(len(ids)), key=lambda i: str(keys[i]))
+    np.testing.assert_array_equal(np.argsort(keys, kind="stable"), python_order)
+    folds = speaker_folds(ids, folds=3, repeats=2, seed=5)
+    shuffled = np.random.default_rng(1).permutation(len(ids))
+    np.testing.assert_array_equal(speaker_folds(ids[shuffled], folds=3, repeats=2, seed=5), folds[:, shuffled])

@@ -127,6 +127,98 @@ def test_refine_and_circle_around_keep_the_radius_rule():
     assert 20 <= found["speakers"] <= win.max_speakers and found["iterations"] >= 1
 
 
+def _circle_around_full_sort(lat, lon, errors, words, centre, min_speakers, max_speakers, statistic):
+    """circle_around as it was written before the partial sort: a stable sort of every distance."""
+    stat = sc.STATISTICS[statistic]
+    d = sc.distance_km(centre[0], centre[1], lat, lon)
+    order = np.argsort(d, kind="stable")
+    ds = d[order]
+    a, b = stat.transform(errors, words)
+    value = stat.window(np.cumsum(a[order]), np.cumsum(b[order]), a.sum(), b.sum())
+    k = np.arange(1, len(d) + 1)
+    ok = (k >= min_speakers) & (k <= max_speakers) & np.r_[ds[:-1] < ds[1:], True]
+    value = np.where(ok, value, -1.0)
+    j = int(np.argmax(value))
+    if value[j] <= 0:
+        return None
+    outside = ds[j + 1] if j + 1 < len(ds) else ds[j]
+    return np.sort(order[:j + 1]), float(value[j]), (float(ds[j]) + float(outside)) / 2.0
+
+
+@pytest.mark.parametrize("dup", [0, 60])
+@pytest.mark.parametrize("statistic", ["z", "poisson"])
+def test_circle_around_partial_sort_equals_the_full_sort(dup, statistic):
+    """The nearest max_speakers + 1 in stable-sort order (ties by position, also across the
+    selection's edge) give the same circle, statistic and radius as sorting every distance."""
+    for seed in range(4):
+        lat, lon, e, w = small(200, seed=seed, dup=dup)
+        if dup:  # many exact ties: whole groups of speakers at one point
+            lat[::3], lon[::3] = lat[0], lon[0]
+        rng = np.random.default_rng(seed)
+        for max_speakers in (20, 50, 199, 200, 500):
+            # with dup, centred on the shared point: its ~67 tied speakers straddle the edge
+            centre = (float(lat[0]), float(lon[0])) if dup else (float(rng.uniform(30, 45)),
+                                                                   float(rng.uniform(-120, -75)))
+            d = sc.distance_km(centre[0], centre[1], lat, lon)
+            k = min(len(d), max_speakers + 1)
+            np.testing.assert_array_equal(sc._nearest_first(d, max_speakers + 1)[:k],
+                                          np.argsort(d, kind="stable")[:k])
+            got = sc.circle_around(lat, lon, e, w, centre, 10, max_speakers, statistic)
+            want = _circle_around_full_sort(lat, lon, e, w, centre, 10, max_speakers, statistic)
+            assert (got is None) == (want is None)
+            if got is not None:
+                np.testing.assert_array_equal(got["members"], want[0])
+                assert (got["statistic"], got["radius_km"]) == (want[1], want[2])
+
+
+def test_members_unsorted_are_the_members():
+    """The speakers-by-location lookup gives each window's members (in another order)."""
+    lat, lon, e, w = small(300, dup=40)
+    for options in ({}, {"max_locations": 30}):        # speakers and cells as locations
+        win = sc.build_windows(lat, lon, **options)
+        for row, j in zip(*np.nonzero(win.valid)):
+            np.testing.assert_array_equal(np.sort(win.members_unsorted(row, j)), win.members(row, j))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_on_grid_column_comparison_equals_the_compacted_runs(seed):
+    """The 2-D grid thinning (next column's bin) keeps the same windows as the compacted
+    run-ends form, in rows with consecutive valid windows and in rows with gaps (ties)."""
+    rng = np.random.default_rng(seed)
+    m, width = 40, 120
+    size = np.cumsum(rng.integers(0, 6, (m, width)), axis=1)       # grows along each row
+    valid = (size >= 20) & (size <= 250)
+    gaps = rng.random((m, width)) < (0.0 if seed == 0 else 0.05)  # equal distances inside the range
+    valid &= ~gaps
+    valid[rng.integers(0, m, 3)] = False                           # rows without a window
+    for step in (1.05, 1.3):
+        np.testing.assert_array_equal(sc._on_grid(valid, size, 20, step), sc._on_grid_runs(valid, size, 20, step))
+
+
+@pytest.mark.parametrize("options", [{}, {"size_step": 1.0}, {"size_step": 1.3, "min_speakers": 5},
+                                     {"max_locations": 40}])
+def test_ring_matrix_rows_are_the_rings(options):
+    """Row (centre m, ring t) of the ring matrix holds centre m's neighbours after its
+    (t-1)-th admissible window up to its t-th, in neighbour order; padding rows are empty
+    (centres with fewer windows than the widest), with or without padding."""
+    lat, lon, e, w = small(250, seed=3, dup=40)
+    win = sc.build_windows(lat, lon, **options)
+    ring = win.ring_matrix()
+    width = ring.cols.shape[1]
+    seen_pad = False
+    for r, m in enumerate(ring.rows):
+        ends = np.flatnonzero(win.valid[m])
+        assert np.array_equal(ring.cols[r, :len(ends)], ends) and ring.pad[r].sum() == width - len(ends)
+        seen_pad |= len(ends) < width
+        prev = -1
+        for t in range(width):
+            got = ring.matrix.indices[ring.matrix.indptr[r * width + t]:ring.matrix.indptr[r * width + t + 1]]
+            want = win.neighbours[m, prev + 1:ends[t] + 1] if t < len(ends) else []
+            np.testing.assert_array_equal(got, want)
+            prev = ends[t] if t < len(ends) else prev
+    assert ring.any_pad == seen_pad
+
+
 def test_window_inclusion_equals_its_definition():
     # The cumulative-sum form against the definition: every admissible window centred in
     # the chosen locations, weighted by exp(z^2 / 2t) when its rate is higher, holds its members.
@@ -217,6 +309,28 @@ def test_batched_null_is_the_refit_null():
     refit = permutation_null(Refit(), sp, w.side, None, **kw)
     assert np.allclose(batched["null_statistics"], refit["null_statistics"], rtol=1e-12)
     assert batched["p_value"] == refit["p_value"] and "batched" in batched["method"]
+
+
+def test_batched_hook_keeps_rows_only_for_the_same_table_and_fit():
+    """Blocks of one null (same table, same fit) reuse the audited rows and windows; another
+    table (here the same speakers moved) or another fit gets its own, as a fresh discoverer."""
+    w = simulate.geographic_world(seed=5)
+    sp = w.speakers.reset_index(drop=True)
+    disc = GeographicDiscoverer()
+    found = disc.fit(sp, w.side)
+    takes = np.stack([np.random.default_rng(s).permutation(len(sp)) for s in range(6)])
+    first = disc.permuted_statistics(sp, w.side, found, takes[:3])
+    again = disc.permuted_statistics(sp, w.side, found, takes[3:])
+    fresh = GeographicDiscoverer()
+    want = fresh.permuted_statistics(sp, w.side, fresh.fit(sp, w.side), takes)
+    np.testing.assert_array_equal(np.r_[first["statistics"], again["statistics"]], want["statistics"])
+    moved = sp.copy()
+    moved["lat"] = sp["lat"].to_numpy()[::-1]
+    moved["lon"] = sp["lon"].to_numpy()[::-1]
+    got = disc.permuted_statistics(moved, w.side, found, takes)
+    other = GeographicDiscoverer()
+    np.testing.assert_array_equal(got["statistics"],
+                                  other.permuted_statistics(moved, w.side, other.fit(moved, w.side), takes)["statistics"])
 
 
 def _detect(planted, seeds, n_perm=99):

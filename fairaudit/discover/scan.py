@@ -80,6 +80,20 @@ MAX_LOCATIONS = 5000
 MAX_CENTRES = 2000
 
 
+_ONES = np.ones(0)
+
+
+def _ones(n: int) -> np.ndarray:
+    """n ones (float64), a read-only view of one kept buffer: the 0/1 values of every ring
+    matrix (2 million of them at 100,000 speakers; a fresh array per held-out fold cost
+    its page faults, 3-10 ms, each time)."""
+    global _ONES
+    if len(_ONES) < n:
+        _ONES = np.ones(max(n, 2 * len(_ONES)))
+        _ONES.flags.writeable = False
+    return _ONES[:n]
+
+
 @dataclass
 class _Rings:
     matrix: sp.csr_matrix   # (rows x width) rings x locations, 0/1
@@ -142,31 +156,45 @@ class Windows:
         are one sparse product and one cumulative sum.  Built once and cached.
         """
         if self._ring is None:
-            rows = np.flatnonzero(self.valid.any(axis=1))
+            per = np.count_nonzero(self.valid, axis=1)
+            rows = np.flatnonzero(per > 0)
             whole = len(rows) == len(self.valid)
             valid = self.valid if whole else self.valid[rows]
-            per = valid.sum(axis=1)
+            per = per if whole else per[rows]
             width = int(per.max()) if len(per) else 0
+            big = len(rows) * width >= 2**31 or self.valid.size >= 2**31
+            idx = np.int64 if big else np.int32
             # cols[m, t]: neighbour position of centre m's t-th admissible window (row-major
             # order of the admissible cells: rank within the row = index - the row's start)
             flat = np.flatnonzero(valid)
-            m_i, j_i = flat // valid.shape[1], flat % valid.shape[1]
-            start = np.r_[0, np.cumsum(per)[:-1]]
-            cols = np.zeros((len(rows), width), dtype=np.int64)
-            cols[m_i, np.arange(len(flat)) - start[m_i]] = j_i
-            pad = np.arange(width)[None, :] >= per[:, None]
-            last = np.where(per > 0, cols[np.arange(len(rows)), np.maximum(per - 1, 0)], -1)
-            # Ring t of centre m holds its neighbours c_(t-1)+1 .. c_t: the kept (centre,
-            # neighbour) cells in row-major order are the matrix rows (centre, ring) in order,
-            # so the CSR arrays are written directly (no COO conversion).
-            prev = np.concatenate([np.full((len(rows), 1), -1, dtype=np.int64), cols[:, :-1]], axis=1)
-            indptr = np.zeros(len(rows) * width + 1, dtype=np.int64)
-            np.cumsum(np.where(pad, 0, cols - prev).ravel(), out=indptr[1:])
+            if len(per) and (per == width).all():
+                # every centre has as many windows (the size grid): the cells row by row
+                cols = (flat % valid.shape[1]).reshape(len(rows), width)
+                pad = np.zeros(cols.shape, dtype=bool)
+                last = cols[:, -1] if width else np.full(len(rows), -1)
+                # ring (m, t) ends after the neighbours of the rows before m and c_t + 1 of m's
+                ends = np.r_[0, np.cumsum(last + 1)[:-1]].astype(idx)
+                indptr = np.empty(len(rows) * width + 1, dtype=idx)
+                indptr[0] = 0
+                np.add((cols + 1).astype(idx, copy=False), ends[:, None], out=indptr[1:].reshape(len(rows), width))
+            else:
+                m_i, j_i = flat // valid.shape[1], flat % valid.shape[1]
+                start = np.r_[0, np.cumsum(per)[:-1]]
+                cols = np.zeros((len(rows), width), dtype=np.int64)
+                cols[m_i, np.arange(len(flat)) - start[m_i]] = j_i
+                pad = np.arange(width)[None, :] >= per[:, None]
+                last = np.where(per > 0, cols[np.arange(len(rows)), np.maximum(per - 1, 0)], -1)
+                # Ring t of centre m holds its neighbours c_(t-1)+1 .. c_t: the kept (centre,
+                # neighbour) cells in row-major order are the matrix rows (centre, ring) in
+                # order, so the CSR arrays are written directly (no COO conversion).
+                prev = np.concatenate([np.full((len(rows), 1), -1, dtype=np.int64), cols[:, :-1]], axis=1)
+                indptr = np.zeros(len(rows) * width + 1, dtype=idx)
+                np.cumsum(np.where(pad, 0, cols - prev).ravel(), out=indptr[1:])
             keep = np.arange(self.valid.shape[1])[None, :] <= last[:, None]
             indices = (self.neighbours if whole else self.neighbours[rows])[keep]
             # (each ring's locations in neighbour order: windows of the same speakers around two
             # centres may differ in the last bits; :data:`TIE_TOLERANCE` treats them as tied)
-            matrix = sp.csr_matrix((np.ones(len(indices)), indices, indptr), shape=(len(rows) * width, len(self.loc_lat)))
+            matrix = sp.csr_matrix((_ones(len(indices)), indices, indptr), shape=(len(rows) * width, len(self.loc_lat)))
             self._ring = _Rings(matrix=matrix, rows=rows, cols=cols, pad=pad, any_pad=bool(pad.any()))
         return self._ring
 
@@ -175,6 +203,23 @@ class Windows:
         inside = np.zeros(len(self.loc_lat), dtype=bool)
         inside[self.neighbours[centre, :j + 1]] = True
         return np.flatnonzero(inside[self.location_of])
+
+    def members_unsorted(self, centre: int, j: int) -> np.ndarray:
+        """:meth:`members` in location order (not sorted): the window's locations' speakers
+        from a kept speakers-by-location list, touching only the members (a quarter of the
+        speakers at most, against two passes over all of them for :meth:`members`)."""
+        held = self.__dict__.get("_by_location")
+        if held is None:
+            by_loc = np.argsort(self.location_of, kind="stable")
+            start = np.zeros(len(self.loc_lat) + 1, dtype=np.int64)
+            np.cumsum(np.bincount(self.location_of, minlength=len(self.loc_lat)), out=start[1:])
+            held = self.__dict__["_by_location"] = (by_loc, start)
+        by_loc, start = held
+        locs = self.neighbours[centre, :j + 1]
+        first, size = start[locs], start[locs + 1] - start[locs]
+        # positions first[c] .. first[c] + size[c] - 1 of every location c, concatenated
+        offset = np.repeat(first - np.r_[0, np.cumsum(size)[:-1]], size)
+        return by_loc[offset + np.arange(int(size.sum()))]
 
 
 def _kd_cells(x: np.ndarray, y: np.ndarray, weight: np.ndarray, n_cells: int) -> np.ndarray:
@@ -236,16 +281,46 @@ def _locations(lat: np.ndarray, lon: np.ndarray, max_locations: int
 
 
 def _on_grid(valid: np.ndarray, size: np.ndarray, min_speakers: int, step: float) -> np.ndarray:
-    """Keep, per centre and per size bin [min x step^i, min x step^(i+1)), the largest valid window."""
+    """Keep, per centre and per size bin [min x step^i, min x step^(i+1)), the largest valid window.
+
+    The largest valid window of a bin is the last valid one before the next valid window
+    of the row falls in another bin (sizes grow along a row).  In a row whose valid
+    windows are consecutive (every row but those with equal distances inside their
+    range) the next valid window is simply the next column: one comparison of each
+    column's bin with the next one's, on the 2-D arrays (:func:`_on_grid_runs`, which
+    compacts the valid windows first, takes the other rows: the same windows, 2-3x the
+    time at 2,000 x 1,000)."""
     if step <= 1.0 or not valid.any():
         return valid
+    width = valid.shape[1]
+    count = np.count_nonzero(valid, axis=1)
+    first = valid.argmax(axis=1)
+    end = width - 1 - valid[:, ::-1].argmax(axis=1)          # the last valid column of each row
+    runs = (count > 0) & (end - first + 1 != count)            # rows with a gap among their windows
+    bins = _bin_table(int(size.max()), min_speakers, step)[size]
+    out = np.empty_like(valid)
+    np.not_equal(bins[:, :-1], bins[:, 1:], out=out[:, :-1])
+    out[:, -1] = True
+    have = np.flatnonzero(count > 0)
+    out[have, end[have]] = True
+    out &= valid
+    if runs.any():
+        out[runs] = _on_grid_runs(valid[runs], size[runs], min_speakers, step)
+    return out
+
+
+def _bin_table(largest: int, min_speakers: int, step: float) -> np.ndarray:
+    """The size bin of every size 0..``largest`` (sizes are counts: one log each)."""
+    table = np.arange(largest + 1)
+    return np.floor(np.log(np.maximum(table, 1) / min_speakers) / math.log(step) + 1e-9).astype(np.int32)
+
+
+def _on_grid_runs(valid: np.ndarray, size: np.ndarray, min_speakers: int, step: float) -> np.ndarray:
+    """:func:`_on_grid` on the valid windows compacted row by row (any row)."""
     # Flat indices: a 2-D np.nonzero and fancy index cost ten times more at 2,000 x 1,300.
     idx = np.flatnonzero(valid)
     sizes = size.ravel()[idx]
-    # the bin of every size up to the largest, looked up (sizes are counts: one log each)
-    table = np.arange(int(sizes.max()) + 1)
-    table = np.floor(np.log(np.maximum(table, 1) / min_speakers) / math.log(step) + 1e-9).astype(np.int32)
-    bins = table[sizes]
+    bins = _bin_table(int(sizes.max()), min_speakers, step)[sizes]
     # last of each (row, bin) run: row-major order, so j increases within a run, and a run
     # also ends where the next row starts (found by one search per row, not a division)
     last = np.r_[bins[1:] != bins[:-1], True]
@@ -271,6 +346,13 @@ class _Lists:
     max_share: float
     size_step: float
 
+    def nbr_index(self) -> np.ndarray:
+        """``nbr`` as intp, made once: the gather index of every subset's window sizes."""
+        held = self.__dict__.get("_nbr_index")
+        if held is None:
+            held = self.__dict__["_nbr_index"] = self.nbr.astype(np.intp)
+        return held
+
 
 def _query(tree: Any, pts: np.ndarray, counts: np.ndarray, max_speakers: int, k: int
            ) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -295,10 +377,13 @@ def _query(tree: Any, pts: np.ndarray, counts: np.ndarray, max_speakers: int, k:
     return dist, nbr.astype(np.int32) if g < 2**31 else nbr, k >= g
 
 
-def _sizes(nbr: np.ndarray, counts: np.ndarray, length: np.ndarray | None) -> np.ndarray:
-    """Speakers in the first j + 1 neighbours of each list (count); padding adds none."""
+def _sizes(nbr: np.ndarray, counts: np.ndarray, length: np.ndarray | None, index: np.ndarray | None = None
+           ) -> np.ndarray:
+    """Speakers in the first j + 1 neighbours of each list (count); padding adds none.
+    ``index``: ``nbr`` as intp, when kept (numpy converts a 32-bit index array to intp on
+    every gather: 12 ms instead of 4 ms at 2,000 x 1,300)."""
     small = np.int32 if counts.sum() < 2**31 else np.int64    # speakers: 32 bits suffice
-    counts_nbr = counts.astype(small, copy=False)[nbr]
+    counts_nbr = np.take(counts.astype(small, copy=False), nbr if index is None else index)
     width = nbr.shape[1]
     if length is not None and (length < width).any():
         counts_nbr[np.arange(width)[None, :] >= length[:, None]] = 0
@@ -315,6 +400,16 @@ def _admissible(dist: np.ndarray, nbr: np.ndarray, counts: np.ndarray, complete:
     width = nbr.shape[1]
     if size is None:
         size = _sizes(nbr, counts, length)
+    whole = (nbr, dist, size)
+    # Sizes grow along every list, so no window past the first column above max_speakers
+    # in every row is admissible: the passes below stop there (a list is queried for more
+    # than it needs, a held-out fold's by a quarter: 1,282 columns for 1,034).  That
+    # column's own tie test is never used; the columns before it keep theirs.
+    cut = int(np.count_nonzero(size <= max_speakers, axis=1).max()) + 1 if len(size) else width
+    if cut < width:
+        nbr, dist, size, width = nbr[:, :cut], dist[:, :cut], size[:, :cut], cut
+        if length is not None:
+            length = np.minimum(length, cut)
     untied = np.empty(dist.shape, dtype=bool)      # a window's edge must not split equal distances
     np.less(dist[:, :-1], dist[:, 1:], out=untied[:, :-1])
     untied[:, -1] = True
@@ -323,9 +418,10 @@ def _admissible(dist: np.ndarray, nbr: np.ndarray, counts: np.ndarray, complete:
     untied[np.arange(len(dist)), last] &= np.broadcast_to(np.asarray(complete, dtype=bool), (len(dist),))
     valid = _on_grid((size >= min_speakers) & (size <= max_speakers) & untied, size, min_speakers, size_step)
     # Neighbours beyond the largest admissible window are never needed.
-    if valid.any():
-        keep = int(np.flatnonzero(valid.any(axis=0))[-1]) + 1
-        nbr, dist, size, valid = nbr[:, :keep], dist[:, :keep], size[:, :keep], valid[:, :keep]
+    if not valid.any():                            # (the lists as they were)
+        return whole[0], whole[1] * EARTH_RADIUS_KM, whole[2], np.zeros(whole[0].shape, dtype=bool)
+    keep = int(np.flatnonzero(valid.any(axis=0))[-1]) + 1
+    nbr, dist, size, valid = nbr[:, :keep], dist[:, :keep], size[:, :keep], valid[:, :keep]
     return nbr, dist * EARTH_RADIUS_KM, size, valid
 
 
@@ -386,9 +482,11 @@ def _present_only(dist: np.ndarray, nbr: np.ndarray, present: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Neighbour lists without the locations that are not ``present``, order kept: (dist,
     nbr, length), rows padded after ``length`` with distance inf and the row's centre."""
+    if present.all():        # cells of many speakers: a subset rarely empties one
+        return dist, nbr, np.full(len(nbr), nbr.shape[1], dtype=np.int64)
     keep = present[nbr]
     length = keep.sum(axis=1)
-    if keep.all():           # cells of many speakers: a subset rarely empties one
+    if keep.all():
         return dist, nbr, length
     width = max(1, int(length.max()) if len(length) else 1)
     out_d = np.full((len(nbr), width), np.inf)
@@ -436,7 +534,7 @@ def subset_windows(windows: Windows, positions: Any, min_speakers: int | None = 
     complete = np.full(len(rows), lists.complete)
     # A list that ends before the subset's largest window (and does not hold every location)
     # is queried further, as build_windows would have.
-    size = _sizes(nbr, counts, length)
+    size = _sizes(nbr, counts, length, lists.nbr_index() if nbr is lists.nbr else None)
     reach = size[np.arange(len(rows)), np.maximum(length - 1, 0)]
     short = ~complete & (reach <= max_speakers)
     if short.any():
@@ -456,7 +554,7 @@ def subset_windows(windows: Windows, positions: Any, min_speakers: int | None = 
                                            min_speakers, max_speakers, lists.size_step, size)
     return Windows(location_of=loc_of if every else new_id[loc_of], loc_lat=windows.loc_lat[present],
                    loc_lon=windows.loc_lon[present], loc_speakers=loc_counts, centres=new_id[centres],
-                   neighbours=nbr.astype(windows.neighbours.dtype), radius_km=radius, size=size, valid=valid,
+                   neighbours=nbr.astype(windows.neighbours.dtype, copy=False), radius_km=radius, size=size, valid=valid,
                    min_speakers=min_speakers, max_speakers=max_speakers, cells=windows.cells)
 
 
@@ -877,11 +975,10 @@ def permuted_pass(windows: Windows, errors: Any, words: Any, perm: Any, statisti
         out["statistic"][c0:c1] = res["softmax"] if t is not None else res["max"]
         out["row"][c0:c1], out["j"][c0:c1] = res["row"], res["j"]
         if inside:
-            # the best window's members (their locations) and the pairs permuted onto them
+            # the best window's members (their locations' speakers, listed by location) and
+            # the pairs permuted onto them: whole numbers, so their sums are exact in any order
             for b in np.flatnonzero(res["row"] >= 0):
-                in_loc = np.zeros(len(windows.loc_lat), dtype=bool)
-                in_loc[windows.neighbours[res["row"][b], :res["j"][b] + 1]] = True
-                who = p[b][in_loc[windows.location_of]]
+                who = p[b][windows.members_unsorted(res["row"][b], res["j"][b])]
                 out["errors_in"][c0 + b], out["words_in"][c0 + b] = e[who].sum(), w[who].sum()
     return out
 
@@ -921,23 +1018,43 @@ def distance_km(lat0: float, lon0: float, lat: Any, lon: Any) -> np.ndarray:
     return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
 
 
+def _nearest_first(d: np.ndarray, k: int) -> np.ndarray:
+    """The first positions (at least ``k``, or all) of ``np.argsort(d, kind="stable")``:
+    every point as near as the k-th nearest, ordered by distance, ties by position.
+
+    A circle never holds more than max_speakers speakers, so :func:`circle_around` needs
+    only the nearest max_speakers + 1 in order (the last one to tell where the circle's
+    edge would split equal distances).  One selection (``np.partition``) and a stable sort
+    of the points up to the k-th distance, instead of a sort of all of them (a quarter at
+    the default ``max_share``: 1.5 ms instead of 5 ms at 50,000 speakers).  Finite ``d``."""
+    if k >= len(d):
+        return np.argsort(d, kind="stable")
+    edge = np.partition(d, k - 1)[k - 1]
+    near = np.flatnonzero(d <= edge)            # ascending positions: ties stay in order
+    return near[np.argsort(d[near], kind="stable")]
+
+
 def circle_around(lat: np.ndarray, lon: np.ndarray, errors: np.ndarray, words: np.ndarray, centre: tuple[float, float],
-                  min_speakers: int, max_speakers: int, statistic: str = "poisson") -> dict | None:
+                  min_speakers: int, max_speakers: int, statistic: str = "poisson", *,
+                  transformed: tuple[np.ndarray, np.ndarray] | None = None) -> dict | None:
     """Best circle around a fixed ``centre`` (degrees): every radius from ``min_speakers``
     to ``max_speakers`` speakers (counts), without splitting speakers at equal distance.
 
-    O(n log n): one sort of the distances and cumulative sums.  Returns the window as
+    O(n + m log m) for the m = max_speakers nearest: a selection and a sort of those
+    (:func:`_nearest_first`), then cumulative sums.  Returns the window as
     :func:`best_window` does (``members`` sorted positions), with ``radius_km`` midway
     between the farthest speaker inside and the nearest outside (so new speakers are
     placed as a threshold tree places them), or None when no circle has a higher rate.
+    ``transformed``: the statistic's per-speaker inputs of these errors and words, when
+    the caller has them (:func:`refine` computes them once for all its circles).
     """
     stat = _statistic(statistic)
     d = distance_km(centre[0], centre[1], lat, lon)
-    order = np.argsort(d, kind="stable")
+    order = _nearest_first(d, int(max_speakers) + 1)
     ds = d[order]
-    a, b = stat.transform(errors, words)
+    a, b = stat.transform(errors, words) if transformed is None else transformed
     value = stat.window(np.cumsum(a[order]), np.cumsum(b[order]), a.sum(), b.sum())
-    k = np.arange(1, len(d) + 1)
+    k = np.arange(1, len(order) + 1)
     ok = (k >= min_speakers) & (k <= max_speakers) & np.r_[ds[:-1] < ds[1:], True]
     value = np.where(ok, value, -1.0)
     j = int(np.argmax(value))
@@ -967,7 +1084,8 @@ def _centroid(xyz: np.ndarray, weight: np.ndarray | None = None) -> tuple[float,
     return math.degrees(math.atan2(m[2], math.hypot(m[0], m[1]))), math.degrees(math.atan2(m[1], m[0]))
 
 
-def excess(errors: Any, words: Any, statistic: str = "z") -> np.ndarray:
+def excess(errors: Any, words: Any, statistic: str = "z", *,
+           transformed: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Per-speaker excess over everybody of the window statistic's inputs: a_i - (A / B) b_i.
 
     For "z" this is v_i (r_i - mu), the speaker's error rate above the all-speaker rate
@@ -975,13 +1093,15 @@ def excess(errors: Any, words: Any, statistic: str = "z") -> np.ndarray:
     words counts little); for "poisson" it is errors_i - mu x words_i (errors above expected,
     count).  A window's numerator is the sum of its members' excesses.
     """
-    a, b = _statistic(statistic).transform(np.asarray(errors, dtype=float), np.asarray(words, dtype=float))
+    a, b = (_statistic(statistic).transform(np.asarray(errors, dtype=float), np.asarray(words, dtype=float))
+            if transformed is None else transformed)
     total_b = float(b.sum())
     return a - (float(a.sum()) / total_b if total_b > 0 else 0.0) * b
 
 
 def window_inclusion(windows: Windows, errors: Any, words: Any, centres: np.ndarray, statistic: str = "z",
-                     temperature: float = 4.0) -> np.ndarray:
+                     temperature: float = 4.0, *, transformed: tuple[np.ndarray, np.ndarray] | None = None
+                     ) -> np.ndarray:
     """Posterior probability that each speaker lies in the hot spot, over the windows centred
     at ``centres`` (bool per location): each admissible window weighted by exp(x / t), x = half
     its squared one-sided z (its Bayes factor, as in :func:`softmax_statistic`), and a
@@ -991,9 +1111,12 @@ def window_inclusion(windows: Windows, errors: Any, words: Any, centres: np.ndar
     the chosen centres' neighbours (M x L), never the permutation machinery.
     """
     stat = _statistic(statistic)
-    a, b = stat.transform(np.asarray(errors, dtype=float), np.asarray(words, dtype=float))
-    mat = windows.location_matrix()
-    loc_a, loc_b = mat @ a, mat @ b
+    a, b = (stat.transform(np.asarray(errors, dtype=float), np.asarray(words, dtype=float))
+            if transformed is None else transformed)
+    # location sums in speaker order: what location_matrix() @ a gives, without building it
+    g = len(windows.loc_lat)
+    loc_a = np.bincount(windows.location_of, weights=np.asarray(a, dtype=float).reshape(-1), minlength=g)
+    loc_b = np.bincount(windows.location_of, weights=np.asarray(b, dtype=float).reshape(-1), minlength=g)
     rows = np.flatnonzero(np.asarray(centres, dtype=bool)[windows.centres] & windows.valid.any(axis=1))
     out = np.zeros(windows.n_speakers)
     if not len(rows):
@@ -1069,11 +1192,13 @@ def refine(lat: Any, lon: Any, errors: Any, words: Any, window: dict, *, min_spe
     lat = np.asarray(lat, dtype=float)
     lon = np.asarray(lon, dtype=float)
     xyz = _unit(lat, lon)
+    # the statistic's per-speaker inputs, the same for every circle below: computed once
+    ab = _statistic(statistic).transform(np.asarray(errors, dtype=float), np.asarray(words, dtype=float))
     current = window
     used = 0
     for _ in range(int(iterations)):
         centre = _centroid(xyz[current["members"]])
-        nxt = circle_around(lat, lon, errors, words, centre, min_speakers, max_speakers, statistic)
+        nxt = circle_around(lat, lon, errors, words, centre, min_speakers, max_speakers, statistic, transformed=ab)
         if nxt is None:
             break
         used += 1
@@ -1085,11 +1210,11 @@ def refine(lat: Any, lon: Any, errors: Any, words: Any, window: dict, *, min_spe
     if windows is not None and used:
         inside = np.zeros(len(windows.loc_lat), dtype=bool)
         inside[windows.location_of[current["members"]]] = True
-        weight = window_inclusion(windows, errors, words, inside, statistic, temperature) * \
-            np.maximum(excess(errors, words, statistic), 0.0)
+        weight = window_inclusion(windows, errors, words, inside, statistic, temperature, transformed=ab) * \
+            np.maximum(excess(errors, words, statistic, transformed=ab), 0.0)
         if weight.sum() > 0:
             nxt = circle_around(lat, lon, errors, words, _centroid(xyz, weight), min_speakers, max_speakers,
-                                statistic)
+                                statistic, transformed=ab)
             if nxt is not None:
                 recentred = not np.array_equal(nxt["members"], current["members"])
                 current = nxt

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 from typing import Annotated, Optional
 
 import typer
@@ -186,10 +187,35 @@ def print_summary(scored, out: str | None = None) -> None:
 
 
 def main() -> None:
+    """The ``fairaudit`` console command."""
     from fairaudit import allocator
 
     allocator.tune()   # reuse freed memory: fewer page faults (see fairaudit.allocator)
-    app()
+    try:
+        app()
+    except SystemExit as exc:
+        _exit_now(exc.code)
+        raise
+    _exit_now(0)
+
+
+def _exit_now(code) -> None:
+    """End the process at once with ``code`` once the exit handlers ran and the output is
+    flushed: tearing the interpreter down object by object took ~0.6 s after a large audit
+    (1.4 GB of tables and arrays freed one at a time) for nothing the user sees.  Returns
+    (the caller exits normally) for a message exit code or when the output cannot be
+    flushed (a closed pipe: Python's own exit reports it)."""
+    import atexit
+
+    if code is not None and not isinstance(code, int):
+        return
+    try:
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except Exception:
+        return
+    os._exit(code or 0)
 
 
 # Commands defined in their own modules register themselves on `app` when imported.

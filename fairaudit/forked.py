@@ -32,9 +32,8 @@ class ForkedJob:
     ``fork`` is true and the platform forks, else here and now.  ``what`` names the work
     in an error ("writing report.html").
 
-    A plain ``os.fork``, not ``multiprocessing``: a forked child may fork again (the HTML
-    writer draws its bar charts in a child of its own), which a daemonic
-    ``multiprocessing`` process may not.  The child works on this process's memory as it
+    A plain ``os.fork``, not ``multiprocessing``: a forked child may fork again, which a
+    daemonic ``multiprocessing`` process may not.  The child works on this process's memory as it
     was at the fork, so the caller must not change what ``args`` reach while it runs; a
     child left running when this process exits is killed."""
 

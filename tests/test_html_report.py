@@ -335,14 +335,3 @@ def test_fit_axes_keeps_an_axes_when_labels_do_not_fit():
     assert box.width >= 0.2 - 1e-9 and box.height >= 0.2 - 1e-9
     assert png(fig).startswith("data:image/png;base64,")
 
-
-def test_bar_charts_drawn_in_a_forked_process_give_the_same_page(sample_out, monkeypatch):
-    """Large reports draw the bar charts in a forked process beside the discoverers' own
-    figures: the page is byte for byte the one drawn in one process."""
-    from fairaudit.reports.html import context, render
-
-    r = AuditResult.load(str(sample_out))
-    one = render.render_html(r)
-    monkeypatch.setattr(context, "FORK_BARS_MIN_SPEAKERS", 0)
-    assert render.render_html(r) == one
-    assert "data:image/png;base64," in one

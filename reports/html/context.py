@@ -149,34 +149,6 @@ def _summary_row(key: str, entry: dict, anchor: str) -> dict:
             "heldout_reason": None if held.get("estimate") else held.get("reason")}
 
 
-#: from this many speakers the bar charts are drawn in a forked process while this one
-#: draws the discoverers' own figures (each about half of a large page's time)
-FORK_BARS_MIN_SPEAKERS = 5000
-
-
-class _Bars:
-    """The discoverers' bar charts (key -> figure), drawn in a forked process for large
-    reports; ``get`` waits for them."""
-
-    def __init__(self, report: dict, overall_wer, rate: str):
-        from fairaudit.forked import ForkedJob
-
-        entries = [(k, e) for k, e in (report.get("discoverers") or {}).items() if not e.get("skipped")]
-        big = ((report.get("overall") or {}).get("speakers") or 0) >= FORK_BARS_MIN_SPEAKERS
-        self._job = ForkedJob(_draw_bars, (entries, overall_wer, rate), "drawing the bar charts",
-                              fork=big and len(entries) > 0)
-        self._bars = None
-
-    def get(self, key: str):
-        if self._bars is None:
-            self._bars = self._job.finish()
-        return self._bars.get(key)
-
-
-def _draw_bars(entries: list[tuple[str, dict]], overall_wer, rate: str) -> dict:
-    return {key: bar_chart(entry, overall_wer, rate) for key, entry in entries}
-
-
 def build_context(report: dict) -> dict:
     """The template's view of a report: formatted strings and figures (data URIs)."""
     overall = report.get("overall") or {}
@@ -190,7 +162,6 @@ def build_context(report: dict) -> dict:
         # Glyphs missing from the bundled font (CJK, emoji) are drawn as boxes: not an error.
         warnings.filterwarnings("ignore", message=r".*[Gg]lyph.*missing")
         warnings.filterwarnings("ignore", message=r".*[Mm]atplotlib currently does not support")
-        bars = _Bars(report, overall.get("wer"), rate)   # (beside the sections below, on large reports)
         for i, (key, entry) in enumerate((report.get("discoverers") or {}).items()):
             anchor = f"d{i + 1}"
             summary.append(_summary_row(key, entry, anchor))
@@ -203,7 +174,7 @@ def build_context(report: dict) -> dict:
                     "has_ci": any(c.get("wer_ci_low") is not None for c in entry.get("cohorts", [])),
                     "not_audited": list((entry.get("not_audited") or {}).items()),
                     "params": fact_rows(entry.get("params")),
-                    "bars": None,   # below, once the bar charts are drawn
+                    "bars": bar_chart(entry, overall.get("wer"), rate),
                     "honest": _honest_facts(entry), "facts": own.facts, "intro": own.intro,
                     "figures": own.figures, "blocks": own.blocks, "definitions": own.cohort_definitions,
                     "worst": _worst(entry, redacted, counts_mode),
@@ -211,9 +182,6 @@ def build_context(report: dict) -> dict:
                     "bottom": next((c for c in entry.get("cohorts", []) if c["id"] == entry.get("bottom")), None),
                 })
             sections.append(sec)
-        for sec in sections:
-            if not sec["skipped"]:
-                sec["bars"] = bars.get(sec["key"])
         power = _power(report)
     acc = report.get("accounting") or {}
     page = explore.page_context(report, sections, summary)  # data blocks, the script and its policy

@@ -11,8 +11,8 @@ report's fingerprint, :func:`digest`), also without the GIL.
 Safety: the thread only reads (its imports are done before it starts, so two threads never
 import at once), the table is used only if the file is unchanged (path, size and
 modification time), a failed read is simply read again by the caller (which then reports
-the error as always), and every ``fork`` first waits for the thread (a fork while it holds
-Arrow's locks could leave the child stuck).
+the error as always), and every ``fork`` first waits for the thread's read (a fork while
+it holds Arrow's locks could leave the child stuck).
 """
 from __future__ import annotations
 
@@ -121,12 +121,15 @@ def digest(path: str) -> str | None:
         return _DIGESTS.get(key)
 
 
-def wait() -> None:
-    """Wait for every read in flight (before a fork)."""
+def wait(hashes: bool = True) -> None:
+    """Wait for every read in flight, and with ``hashes`` for the hashing after it too.
+    Before a fork only the reads matter (the reader may hold Arrow's allocator locks; the
+    hashing holds none), so a fork does not wait for a hash."""
     with _LOCK:
         jobs = list(_RUNNING)
     for job in jobs:
-        if job.is_alive():
+        job.read.wait()
+        if hashes and job.is_alive():
             job.join()
 
 
@@ -143,4 +146,4 @@ def warm_imports(modules=WARM_MODULES) -> None:
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=wait)
+    os.register_at_fork(before=lambda: wait(hashes=False))

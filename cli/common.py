@@ -334,7 +334,11 @@ def _write_tables_timed(speakers, utterances, out: str) -> tuple[float, list[str
     from fairaudit.result import write_scored_tables
 
     t0 = time.perf_counter()
-    paths = write_scored_tables(speakers, utterances, out)
+    try:
+        paths = write_scored_tables(speakers, utterances, out)
+    except OSError as exc:   # (a full disk, a folder removed under the run): the user's to fix
+        raise UserInputError(f"cannot write the speaker and utterance tables ({exc.strerror or exc})",
+                             path=out, hint="free some disk space or choose another --out") from None
     return time.perf_counter() - t0, sorted(paths)
 
 

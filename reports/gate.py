@@ -371,19 +371,37 @@ def _adjusted_empty(report: dict, cfg: GateConfig) -> Check:
 
 
 def _increase_check(key: str, d: dict, base: dict | None, cfg: GateConfig, system, tag: str) -> Check:
+    """``max_gap_increase_pct``: the candidate's gap minus the baseline's, in percentage
+    points, both on the basis ``cfg.gap`` picks (:func:`checked_gap`: by default the
+    headline, i.e. held-out when both reports have a held-out estimate).  When only one of
+    them has it, both as-found gaps are compared (like with like), and the line says so."""
     name = f"{tag}{key} gap increase vs baseline"
     if base is None:
         raise UserInputError("--max-gap-increase-pct needs --baseline OLD.json")
     bd = base["discoverers"].get(key)
     if not bd or bd.get("skipped") or bd.get("wer_gap_pct") is None:
         return Check(name, True, "no baseline gap for this discoverer: nothing to compare", key, system)
-    new, old = d.get("wer_gap_pct"), bd["wer_gap_pct"]
+    pick_new, pick_old = checked_gap(d, cfg.gap), checked_gap(bd, cfg.gap)
+    if pick_new["missing"] or pick_old["missing"]:
+        side = "candidate" if pick_new["missing"] else "baseline"
+        return Check(name, False, f"nothing checked: the {side} has no held-out gap; run both audits with "
+                                  "--honest-gap or gate with --gap found or headline", key, system)
+    if pick_new["basis"] != pick_old["basis"]:
+        side = "candidate" if pick_new["basis"] == "found" else "baseline"
+        pick_new, pick_old = checked_gap(d, "found"), checked_gap(bd, "found")
+        basis = f"as found on both (the {side} has no held-out estimate)"
+    else:
+        basis = "held-out" if pick_new["basis"] == "heldout" else "as found"
+    new, old = pick_new["gap_pct"], pick_old["gap_pct"]
     if new is None:
         return Check(name, False, "candidate gap undefined (top WER 0)", key, system)
+    if old is None:
+        return Check(name, True, "no baseline gap for this discoverer: nothing to compare", key, system)
     inc = new - old
     ok = inc <= cfg.max_gap_increase_pct
-    return Check(name, ok, f"{num.pct(old)} % -> {num.pct(new)} % ({num.signed_pct(inc)} points) {'≤' if ok else '>'} "
-                           f"+{cfg.max_gap_increase_pct:g} points", key, system, {"baseline_gap_pct": old, "gap_pct": new})
+    return Check(name, ok, f"{num.pct(old)} % -> {num.pct(new)} % ({num.signed_pct(inc)} points, {basis}) "
+                           f"{'≤' if ok else '>'} +{cfg.max_gap_increase_pct:g} points", key, system,
+                 {"baseline_gap_pct": old, "gap_pct": new, "gap_basis": basis})
 
 
 def _evaluate_comparison(report: dict, cfg: GateConfig) -> list[Check]:

@@ -184,3 +184,25 @@ def test_audit_fail_on_gap(tmp_path):
     assert codes == ({"headline": 0, "found": 1} if held < found else {"headline": 1, "found": 0})
     r = runner.invoke(app, args + ["--fail-on-gap", "10", "--fail-on-gap-basis", "honest"])
     assert r.exit_code == 2 and "--fail-on-gap-basis" in r.output
+
+
+def test_baseline_increase_compares_like_with_like(tmp_path):
+    """--max-gap-increase-pct takes the --gap basis on both reports: the held-out gaps when
+    both have them, both as-found gaps when only one has, and --gap heldout without a
+    held-out gap on either side is a failed "nothing checked", not a pass."""
+    base = make_report(tmp_path, "base", 2, n_boot=50, n_perm=0)
+    cand = make_report(tmp_path, "cand", 3, n_boot=50, n_perm=0)
+    plain = make_report(tmp_path, "plain", 2, n_boot=50, n_perm=0, honest=False)
+    held = {}
+    for name, path in (("base", base), ("cand", cand)):
+        held[name] = json.loads(open(path).read())["discoverers"]["attribute:grp"]["heldout"]["gap_pct"]
+    r = gate(cand, "--baseline", base, "--max-gap-increase-pct", 1000)
+    assert r.exit_code == 0 and "held-out" in r.output
+    inc = held["cand"] - held["base"]
+    assert f"({'+' if inc >= 0 else ''}{inc:.1f} points, held-out)" in r.output
+    r = gate(cand, "--baseline", plain, "--max-gap-increase-pct", 1000)
+    assert r.exit_code == 0 and "as found on both (the baseline has no held-out estimate)" in " ".join(r.output.split())
+    r = gate(cand, "--baseline", plain, "--max-gap-increase-pct", 1000, "--gap", "heldout")
+    assert r.exit_code == 1 and "nothing checked: the baseline has no held-out gap" in " ".join(r.output.split())
+    r = gate(cand, "--baseline", base, "--max-gap-increase-pct", 1000, "--gap", "found")
+    assert r.exit_code == 0 and "+100.0 points, as found" in r.output

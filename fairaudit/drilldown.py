@@ -86,14 +86,6 @@ def speaker_table(speakers: pd.DataFrame, level: float = 0.95) -> dict[str, Any]
     }
 
 
-def members(table_ids: list[str], entry: dict, assignment: pd.Series) -> list[int]:
-    """Index of each speaker's cohort in ``entry["cohorts"]`` (-1: not audited by it)."""
-    position = {c["id"]: i for i, c in enumerate(entry.get("cohorts") or [])}
-    codes = assignment.astype(str).map(position)
-    out = pd.Series(codes.to_numpy(), index=assignment.index.astype(str)).reindex(table_ids)
-    return out.fillna(-1).astype(int).tolist()
-
-
 class UtteranceRanking:
     """Which utterances are whose, and how bad they are, worked out once per scored set and
     shared by every discoverer's worst utterances: the bottom cohort's in

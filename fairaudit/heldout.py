@@ -213,14 +213,8 @@ def heldout_gap(discoverer, speakers: pd.DataFrame, side=None, *, folds: int = 2
                     failed += 1
                 continue
             if kind == "fixed":
-                train_codes = np.where(in_test, -1, fixed_codes)
-                pair = _bottom_top_codes(train_codes, len(fixed_ids), e, w, min_speakers)
-                if pair is None:
+                if not _label_fold(labels[r], (fixed_codes, fixed_ids), in_test, e, w, min_speakers):
                     failed += 1
-                    continue
-                test_codes = np.where(in_test, fixed_codes, -1)
-                labels[r, test_codes == pair[0]] = BOTTOM
-                labels[r, test_codes == pair[1]] = TOP
                 continue
             train_rows = np.flatnonzero(~in_test)
             test_rows = np.flatnonzero(in_test)

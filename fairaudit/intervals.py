@@ -316,11 +316,9 @@ def _kept_counts(seed: int, n_boot: int, n: int, columns: np.ndarray | None):
     buf = np.empty((min(step, n_boot), n))
     kept = _kept(seed, n_boot, n)
     if kept is None:
-        sizes = np.full(min(step, n_boot), n, dtype=np.int64)
         gen = _rng.generator(seed, *_STREAM)
         for b0 in range(0, n_boot, step):
-            b = min(step, n_boot - b0)
-            block = _count_into(buf[:b], gen, n, sizes[:b]) if n else buf[:b]
+            block = multinomial_counts(gen, n, min(step, n_boot - b0), out=buf)
             yield block if columns is None else np.take(block, columns, axis=1)
         return
     counts = kept.counts
@@ -338,8 +336,7 @@ def _with_ones(e: np.ndarray, w: np.ndarray) -> np.ndarray:
     return np.column_stack([_moments(e, w), np.ones(len(e))])
 
 
-def share_resamples(seed: int, n_boot: int, n: int, *, full: bool = True, strata: bool = True,
-                    errors: Any = None, words: Any = None):
+def share_resamples(seed: int, n_boot: int, n: int, *, errors: Any = None, words: Any = None):
     """Reserve the kept speaker resamples (:func:`speaker_resamples`, whose base also
     serves :func:`stratified_resamples`) in memory shared with processes forked from now
     on; returns ``fill()``, which draws them (the same numbers as drawing them here) and
@@ -348,10 +345,9 @@ def share_resamples(seed: int, n_boot: int, n: int, *, full: bool = True, strata
     the bootstraps of discoverers that audit every speaker read).  Worker processes forked
     before ``fill`` returns see the numbers once it has; one that needs them before that
     (or after a failed fill) draws its own copy, the same numbers again.  A no-op
-    (``fill`` does nothing) when nothing would be kept (above :data:`SHARED_MAX_CELLS`),
-    or neither ``full`` nor ``strata`` is wanted."""
+    (``fill`` does nothing) when nothing would be kept (above :data:`SHARED_MAX_CELLS`)."""
     seed, n_boot, n = int(seed), int(n_boot), int(n)
-    if n_boot <= 0 or n <= 255 or n_boot * n > SHARED_MAX_CELLS or not (full or strata):
+    if n_boot <= 0 or n <= 255 or n_boot * n > SHARED_MAX_CELLS:
         return lambda: None
     key = ("full", seed, n_boot, n)
     held = _SHARED.get(key)

@@ -440,15 +440,15 @@ def write_utterance_scores(utterances: pd.DataFrame, path: str) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from .lookup import _arrow
+
     cols = [c for c in UTTERANCE_SCORE_COLUMNS if c in utterances.columns]
     arrays = {}
     for c in cols:
         col = utterances[c]
         if c in ("utt_id", "speaker_id"):
             # Arrow-backed text as it is: a round trip through 1M Python str costs ~0.3 s
-            arrow = col.array if isinstance(col.dtype, pd.StringDtype) and "pyarrow" in str(
-                getattr(col.dtype, "storage", "")) else None
-            arrays[c] = (pa.array(arrow, type=pa.string()) if arrow is not None
+            arrays[c] = (pa.array(col.array, type=pa.string()) if _arrow(col) is not None
                          else pa.array(col.astype(str).to_numpy(dtype=object), type=pa.string()))
         else:  # counts: Int64 (hits etc. are NA when the input gave precomputed counts)
             arrays[c] = pa.array(pd.array(col, dtype="Int64"), type=pa.int64())

@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 from .accounting import Accounting
 from .errors import UserInputError
 from .io.missing import MissingValues
-from .lookup import isin
+from .lookup import _arrow, isin
 from .io.readers import RawUtterances
 from .geo_sanity import coordinate_warnings, warm_places
 from .text_checks import unspaced_rows, unspaced_warning
@@ -140,7 +140,7 @@ def check_rows(frame: pd.DataFrame, acc: Accounting, duplicated=None) -> tuple[p
 def _duplicated(ids: pd.Series) -> np.ndarray:
     """``ids.duplicated(keep="first")`` as a numpy mask; all-distinct ids (the usual case)
     are recognised by one Arrow hash pass (``pc.unique``: a third of pandas' time)."""
-    arr = getattr(ids.array, "_pa_array", None)
+    arr = _arrow(ids)
     if arr is not None and len(pc.unique(arr)) == len(ids):
         return np.zeros(len(ids), bool)
     return ids.duplicated(keep="first").to_numpy()

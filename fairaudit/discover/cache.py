@@ -45,17 +45,11 @@ def frame_key(frame: pd.DataFrame, columns: list[str], *extra: Any) -> str:
 
 
 def _arrow_chunks(col: pd.Series):
-    """The column's Arrow chunked array when it is Arrow-backed (the ``__arrow_array__``
-    protocol of pandas' Arrow arrays), else None."""
-    array = col.array
-    if not hasattr(array, "_pa_array") or not hasattr(array, "__arrow_array__"):
-        return None
-    try:
-        import pyarrow as pa
+    """The column's Arrow chunked array when it is Arrow-backed (pandas' Arrow arrays hold
+    one), else None."""
+    import pyarrow as pa
 
-        out = array.__arrow_array__()
-    except Exception:       # not convertible: hash the values instead
-        return None
+    out = getattr(col.array, "_pa_array", None)
     return out if isinstance(out, pa.ChunkedArray) else None
 
 

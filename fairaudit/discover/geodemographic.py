@@ -357,14 +357,14 @@ class GeodemographicDiscoverer(Discoverer):
         return out
 
     def _batched_choice(self, speakers: pd.DataFrame, side: SideInputs, errors: np.ndarray, words: np.ndarray,
-                        discovery: Discovery | None = None, audited: bool = False):
+                        discovery: Discovery | None = None):
         """(structure, zips x rules memberships, chosen rule per row or -1, WER in it, WER
-        of the rest) of re-fits on the rows of ``errors``/``words`` (B x table rows, or
-        B x audited speakers with ``audited``); the last three None when no rule can be formed."""
+        of the rest) of re-fits on the rows of ``errors``/``words`` (B x table rows); the
+        last three None when no rule can be formed."""
         st = self._batch_structure(speakers, side, discovery)[0]
         b, z = len(errors), len(st.n_z)
         cells = (st.zip_of[None, :] + z * np.arange(b)[:, None]).ravel()
-        sums = [np.bincount(cells, weights=(x if audited else np.take(x, st.audited, axis=1)).ravel(),
+        sums = [np.bincount(cells, weights=np.take(x, st.audited, axis=1).ravel(),
                             minlength=b * z).reshape(b, z) for x in (errors, words)]
         return self._choice_from_sums(speakers, side, sums[0], sums[1], discovery)
 

@@ -411,8 +411,9 @@ class GeographicDiscoverer(Discoverer):
 
     def _regions(self, speakers: pd.DataFrame, discovery: Discovery) -> list[dict]:
         """Trinh et al.'s regions over the audited speakers, with their counts and WER."""
-        rows, _ = self._audited(speakers)
-        lat, lon = _coords_at(speakers, rows)
+        lat_all, lon_all = _coords(speakers)
+        rows, _ = self._audited(speakers, (lat_all, lon_all))
+        lat, lon = lat_all[rows], lon_all[rows]
         e = speakers["errors"].to_numpy(dtype=float)[rows]
         w = speakers["ref_words"].to_numpy(dtype=float)[rows]
         tree = grow_tree(lat, lon, e, w, min_speakers=int(self.min_speakers), max_regions=int(self.max_regions),

@@ -324,15 +324,12 @@ def _marginals(table: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
 
 
 def _best_split(columns: list[_Column], members: np.ndarray, err: np.ndarray, words: np.ndarray,
-                min_speakers: int, criterion: str, cells: np.ndarray | None = None) -> _Split | None:
+                min_speakers: int, criterion: str) -> _Split | None:
     """The best admissible split of one node over all columns, or None.
 
     The per-bin sums of a column come from ``np.bincount`` of the node's speakers' bins
-    (errors, words, squared residuals, speakers), accumulated in speaker order.  With
-    ``cells`` (:func:`_cells`) the errors, words and speaker counts of every column come
-    from one bincount per quantity over the joint cells instead (integer counts: the same
-    sums in any order); the squared residuals, not integers, keep the per-column order.
-    (The tree itself grows on joint cells when there are few: :func:`_best_split_cells`.)
+    (errors, words, squared residuals, speakers), accumulated in speaker order.  (The tree
+    grows on joint cells instead when there are few: :func:`_best_split_cells`.)
     """
     n = len(members)
     if n < 2 * min_speakers:
@@ -340,21 +337,12 @@ def _best_split(columns: list[_Column], members: np.ndarray, err: np.ndarray, wo
     e, w = err[members], words[members]
     p = float(e.sum() / w.sum()) if w.sum() > 0 else 0.0
     q = (e - p * w) ** 2     # squared residual under "no difference" (speaker_z)
-    sizes = [c.n_bins + 1 for c in columns]
-    if cells is not None:
-        cell = cells[members]
-        total = math.prod(sizes)
-        joint = [_marginals(np.bincount(cell, weights=x, minlength=total), sizes) for x in (e, w)]
-        joint.append(_marginals(np.bincount(cell, minlength=total), sizes))
     sums = []
-    for ci, col in enumerate(columns):
-        bins, size = col.bins[members], sizes[ci]
+    for col in columns:
+        bins, size = col.bins[members], col.n_bins + 1
         Q = np.bincount(bins, weights=q, minlength=size)
-        if cells is not None:
-            E, W, N = joint[0][ci], joint[1][ci], joint[2][ci]
-        else:
-            E, W = (np.bincount(bins, weights=x, minlength=size) for x in (e, w))
-            N = np.bincount(bins, minlength=size)
+        E, W = (np.bincount(bins, weights=x, minlength=size) for x in (e, w))
+        N = np.bincount(bins, minlength=size)
         sums.append((E, W, N, Q))
     return _choose_split(columns, sums, p, min_speakers, criterion)
 
@@ -1045,7 +1033,7 @@ class MetadataDiscoverer(Discoverer):
             return {"statistics": stats, "gaps_pct": pct, "gaps_abs": gap_abs}
         # Only the audited speakers' permuted counts are gathered (one index gather, then
         # the counts), not every row's and then the audited ones again.
-        sub = np.take(takes, self._held_prepare(speakers, discovery).rows, axis=1)   # C order: rows contiguous
+        sub = np.take(takes, prep.rows, axis=1)   # C order: rows contiguous
         for i, (codes, k, err, words, stat) in enumerate(self._trees(speakers, e_all[sub], w_all[sub], discovery,
                                                                       audited=True)):
             stats[i] = stat

@@ -1114,9 +1114,7 @@ def window_inclusion(windows: Windows, errors: Any, words: Any, centres: np.ndar
     a, b = (stat.transform(np.asarray(errors, dtype=float), np.asarray(words, dtype=float))
             if transformed is None else transformed)
     # location sums in speaker order: what location_matrix() @ a gives, without building it
-    g = len(windows.loc_lat)
-    loc_a = np.bincount(windows.location_of, weights=np.asarray(a, dtype=float).reshape(-1), minlength=g)
-    loc_b = np.bincount(windows.location_of, weights=np.asarray(b, dtype=float).reshape(-1), minlength=g)
+    loc_a, loc_b = (s[0] for s in _location_sums(windows, np.asarray(a, dtype=float), np.asarray(b, dtype=float)))
     rows = np.flatnonzero(np.asarray(centres, dtype=bool)[windows.centres] & windows.valid.any(axis=1))
     out = np.zeros(windows.n_speakers)
     if not len(rows):

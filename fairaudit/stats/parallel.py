@@ -193,15 +193,6 @@ class PendingStatistics:
         return [(entry, t) for (entry, _, _), t in zip(self.tasks, times)]
 
 
-def run_statistics(tasks: list[tuple[dict, Any, pd.Series]], speakers: pd.DataFrame,
-                   utterances: pd.DataFrame | None, side, options: dict, n_processes: int
-                   ) -> list[tuple[dict, dict[str, float]]]:
-    """:func:`add_statistics` for each (entry, discoverer, assignment) of ``tasks``, in
-    ``n_processes`` processes (see :class:`PendingStatistics`); returns, in task order,
-    (entry with its statistics, stage timings in seconds)."""
-    return PendingStatistics(tasks, speakers, utterances, side, options, n_processes).finish()
-
-
 def _placeholders(entry: dict) -> None:
     """The statistics' fields, in the order a serial run writes them, so that the report's
     key order does not depend on which process finished first or on what the audit

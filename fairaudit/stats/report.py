@@ -7,6 +7,7 @@ from contextlib import contextmanager
 import numpy as np
 import pandas as pd
 
+from ..lookup import positions
 from ._common import check_count, check_level, check_seed
 from .bootstrap import BOOTSTRAP_METHOD, bootstrap_cohorts, bootstrap_overall
 from .permutation import permutation_null
@@ -172,9 +173,10 @@ def _add_intervals(entry: dict, cohorts: list[dict], ids: list, speakers: pd.Dat
             c["wer_ci_low"] = c["wer_ci_high"] = None
         return
     bottom, top = entry.get("bottom"), entry.get("top")
-    table_ids = pd.Index(speakers["speaker_id"])
-    rows = table_ids.get_indexer(pd.Index(assignment.index))
-    if (rows < 0).any() or not table_ids.is_unique:
+    if not speakers["speaker_id"].is_unique:
+        raise ValueError("assignment names speakers that are not (once) in the speaker table")
+    rows = positions(assignment.index, speakers["speaker_id"])
+    if (rows < 0).any():
         raise ValueError("assignment names speakers that are not (once) in the speaker table")
     sp = speakers.iloc[rows]
     codes = pd.Index(ids).get_indexer(assignment.to_numpy())
